@@ -1,0 +1,1 @@
+//! Text knowledge for crossglg.
