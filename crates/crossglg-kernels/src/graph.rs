@@ -1,0 +1,243 @@
+//! Spatial graph convolution of ST-GCN: a 1×1 convolution to `K·C_out` channels followed by
+//! aggregation with `K` adjacency matrices,
+//! `out[n, o, t, w] = Σ_k Σ_v (Σ_c W[k·C_out + o, c] · x[n, c, t, v]) · A[k, v, w]`.
+//!
+//! Per sample this is one gemm for the 1×1 convolution into a scratch buffer plus `K` gemms for
+//! the aggregation; the `(N, K·C_out, T, V)` intermediate never becomes a tensor. The backward pass
+//! recomputes the scratch product (one gemm) instead of keeping it alive.
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::mm::{gemm, View};
+use crate::util::{add_into, check_cpu_f32, slice, tensor, with_data};
+
+const OP: &str = "graph_conv";
+
+/// `x`: `(N, C, T, V)`, `w`: `(K·C_out, C)`, `a`: `(K, V, V_out)` → `(N, C_out, T, V_out)`.
+/// Differentiable in all three (so learnable or masked adjacencies work).
+pub fn graph_conv(x: &Tensor, w: &Tensor, a: &Tensor) -> Result<Tensor> {
+    for (t, what) in [(x, "input"), (w, "weight"), (a, "adjacency")] {
+        check_cpu_f32(t, OP, what)?;
+    }
+    let (_, c, _, v) = x.dims4()?;
+    let (kco, cw) = w.dims2()?;
+    let (k, va, _) = a.dims3()?;
+    if cw != c {
+        bail!("{OP}: weight has {cw} input channels, input has {c}")
+    }
+    if va != v {
+        bail!("{OP}: adjacency is for {va} joints, input has {v}")
+    }
+    if k == 0 || kco % k != 0 {
+        bail!("{OP}: weight rows {kco} are not a multiple of the {k} adjacency partitions")
+    }
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &a.contiguous()?, GraphConv)
+}
+
+struct GraphConv;
+
+#[derive(Clone, Copy)]
+struct Geo {
+    n: usize,
+    c: usize,
+    t: usize,
+    v: usize,
+    k: usize,
+    co: usize,
+    vo: usize,
+}
+
+impl Geo {
+    fn new(xs: &[usize], ws: &[usize], as_: &[usize]) -> Self {
+        let k = as_[0];
+        Self {
+            n: xs[0],
+            c: xs[1],
+            t: xs[2],
+            v: xs[3],
+            k,
+            co: ws[0] / k,
+            vo: as_[2],
+        }
+    }
+}
+
+/// scratch (K·C_out × T·V) = W · x[n]
+fn conv1x1(g: Geo, x: &[f32], w: &[f32], n: usize, scratch: &mut [f32]) {
+    let tv = g.t * g.v;
+    gemm(
+        g.k * g.co,
+        tv,
+        g.c,
+        scratch,
+        View::new(0, tv, 1),
+        false,
+        w,
+        View::new(0, g.c, 1),
+        x,
+        View::new(n * g.c * tv, tv, 1),
+    );
+}
+
+fn forward(g: Geo, x: &[f32], w: &[f32], a: &[f32]) -> Vec<f32> {
+    let out_n = g.co * g.t * g.vo;
+    let mut out = vec![0f32; g.n * out_n];
+    out.par_chunks_mut(out_n.max(1)).enumerate().for_each_init(
+        || vec![0f32; g.k * g.co * g.t * g.v],
+        |scratch, (n, dst)| {
+            conv1x1(g, x, w, n, scratch);
+            for k in 0..g.k {
+                // (C_out·T × V) · (V × V_out), the k-th block of the scratch is contiguous.
+                gemm(
+                    g.co * g.t,
+                    g.vo,
+                    g.v,
+                    dst,
+                    View::new(0, g.vo, 1),
+                    k > 0,
+                    scratch,
+                    View::new(k * g.co * g.t * g.v, g.v, 1),
+                    a,
+                    View::new(k * g.v * g.vo, g.vo, 1),
+                );
+            }
+        },
+    );
+    out
+}
+
+/// Returns (dx, dw, da).
+fn backward(g: Geo, x: &[f32], w: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>; 3] {
+    let tv = g.t * g.v;
+    let out_n = g.co * g.t * g.vo;
+    let (nw, na) = (g.k * g.co * g.c, g.k * g.v * g.vo);
+    let mut dx = vec![0f32; g.n * g.c * tv];
+    let (dw, da) = dx
+        .par_chunks_mut((g.c * tv).max(1))
+        .enumerate()
+        .fold(
+            || {
+                (
+                    vec![0f32; nw],
+                    vec![0f32; na],
+                    vec![0f32; g.k * g.co * tv],
+                    vec![0f32; g.k * g.co * tv],
+                )
+            },
+            |(mut dw, mut da, mut scratch, mut dscratch), (n, dxn)| {
+                conv1x1(g, x, w, n, &mut scratch);
+                for k in 0..g.k {
+                    let blk = k * g.co * tv;
+                    // dscratch_k (C_out·T × V) = dout[n] (C_out·T × V_out) · A_k^T
+                    gemm(
+                        g.co * g.t,
+                        g.v,
+                        g.vo,
+                        &mut dscratch,
+                        View::new(blk, g.v, 1),
+                        false,
+                        dout,
+                        View::new(n * out_n, g.vo, 1),
+                        a,
+                        View::new(k * g.v * g.vo, 1, g.vo),
+                    );
+                    // dA_k (V × V_out) += scratch_k^T · dout[n]
+                    gemm(
+                        g.v,
+                        g.vo,
+                        g.co * g.t,
+                        &mut da,
+                        View::new(k * g.v * g.vo, g.vo, 1),
+                        true,
+                        &scratch,
+                        View::new(blk, 1, g.v),
+                        dout,
+                        View::new(n * out_n, g.vo, 1),
+                    );
+                }
+                // dW (K·C_out × C) += dscratch · x[n]^T
+                gemm(
+                    g.k * g.co,
+                    g.c,
+                    tv,
+                    &mut dw,
+                    View::new(0, g.c, 1),
+                    true,
+                    &dscratch,
+                    View::new(0, tv, 1),
+                    x,
+                    View::new(n * g.c * tv, 1, tv),
+                );
+                // dx[n] (C × T·V) = W^T · dscratch
+                gemm(
+                    g.c,
+                    tv,
+                    g.k * g.co,
+                    dxn,
+                    View::new(0, tv, 1),
+                    false,
+                    w,
+                    View::new(0, 1, g.c),
+                    &dscratch,
+                    View::new(0, tv, 1),
+                );
+                (dw, da, scratch, dscratch)
+            },
+        )
+        .map(|(dw, da, _, _)| (dw, da))
+        .reduce(
+            || (vec![0f32; nw], vec![0f32; na]),
+            |(w1, a1), (w2, a2)| (add_into(w1, w2), add_into(a1, a2)),
+        );
+    [dx, dw, da]
+}
+
+impl CustomOp3 for GraphConv {
+    fn name(&self) -> &'static str {
+        OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geo::new(l1.dims(), l2.dims(), l3.dims());
+        let out = forward(
+            g,
+            slice(s1, l1, OP)?,
+            slice(s2, l2, OP)?,
+            slice(s3, l3, OP)?,
+        );
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.co, g.t, g.vo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        a: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = Geo::new(x.dims(), w.dims(), a.dims());
+        let [dx, dw, da] = with_data(x, OP, |xd| {
+            with_data(w, OP, |wd| {
+                with_data(a, OP, |ad| {
+                    with_data(grad, OP, |gd| Ok(backward(g, xd, wd, ad, gd)))
+                })
+            })
+        })?;
+        Ok((
+            Some(tensor(dx, x.shape())?),
+            Some(tensor(dw, w.shape())?),
+            Some(tensor(da, a.shape())?),
+        ))
+    }
+}

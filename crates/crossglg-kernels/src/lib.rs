@@ -1,0 +1,22 @@
+//! Fused CPU kernels for the GCN encoders, written as candle `CustomOp`s with backward passes,
+//! plus glibc allocator tuning.
+//!
+//! Why: on CPU, candle spends most of a GCN training step on allocation churn and unfused
+//! element-wise passes and layout copies, not in matrix products (see `docs/performance.md`).
+//! Each op here replaces a chain of candle ops by one pass (or a handful of `gemm` calls) and
+//! keeps no intermediate tensor alive in the autograd graph.
+//!
+//! All ops are f32 and CPU-only; other dtypes/devices return an error naming the op.
+//! Every op is tested against the plain candle composition (values and gradients) in `tests/`.
+
+mod alloc;
+mod bn;
+mod graph;
+mod mm;
+mod tconv;
+mod util;
+
+pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
+pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};
+pub use graph::graph_conv;
+pub use tconv::temporal_conv;

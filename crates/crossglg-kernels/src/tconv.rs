@@ -1,0 +1,278 @@
+//! Temporal convolution with a `(kt, 1)` kernel, stride and zero padding along time:
+//! `out[n, o, t', v] = Σ_c Σ_k w[o, c, k] · x[n, c, s·t' + k − p, v]`.
+//!
+//! No im2col: the input is split into `s` time phases (a no-op for stride 1), after which every
+//! tap `k` is one gemm of `w[:, :, k]` with a time-shifted view of one phase. The backward pass
+//! uses the same views, so no unfolded copy of the input is ever made.
+
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::mm::{gemm, View};
+use crate::util::{add_into, check_cpu_f32, slice, tensor, with_data};
+
+const OP: &str = "temporal_conv";
+
+/// `x`: `(N, C, T, V)`, `w`: `(C_out, C, kt)` → `(N, C_out, T_out, V)` with
+/// `T_out = (T + 2·pad − kt) / stride + 1`. Differentiable in `x` and `w`.
+pub fn temporal_conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    check_cpu_f32(x, OP, "input")?;
+    check_cpu_f32(w, OP, "weight")?;
+    let (_, c, t, _) = x.dims4()?;
+    let (_, cw, kt) = w.dims3()?;
+    if cw != c {
+        bail!("{OP}: weight has {cw} input channels, input has {c}")
+    }
+    if stride == 0 || kt == 0 {
+        bail!("{OP}: stride and kernel size must be positive")
+    }
+    if t + 2 * pad < kt {
+        bail!("{OP}: kernel {kt} is longer than the padded input ({t} + 2·{pad})")
+    }
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, TemporalConv { stride, pad })
+}
+
+struct TemporalConv {
+    stride: usize,
+    pad: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Geo {
+    n: usize,
+    c: usize,
+    t: usize,
+    v: usize,
+    co: usize,
+    kt: usize,
+    s: usize,
+    p: usize,
+    t_out: usize,
+}
+
+/// One tap's placement: which phase it reads, and the output time range it contributes to.
+struct Tap {
+    k: usize,
+    q: usize,
+    /// input phase index = output time + e
+    e: isize,
+    t0: usize,
+    t1: usize,
+}
+
+impl Geo {
+    fn new(xs: &[usize], ws: &[usize], s: usize, p: usize) -> Self {
+        let (n, c, t, v) = (xs[0], xs[1], xs[2], xs[3]);
+        let (co, kt) = (ws[0], ws[2]);
+        let t_out = (t + 2 * p - kt) / s + 1;
+        Self {
+            n,
+            c,
+            t,
+            v,
+            co,
+            kt,
+            s,
+            p,
+            t_out,
+        }
+    }
+
+    /// Length of phase `q` (input times `q, q + s, q + 2s, …`).
+    fn tq(&self, q: usize) -> usize {
+        if q >= self.t {
+            0
+        } else {
+            (self.t - q).div_ceil(self.s)
+        }
+    }
+
+    fn taps(&self) -> Vec<Tap> {
+        let s = self.s as isize;
+        (0..self.kt)
+            .filter_map(|k| {
+                let d = k as isize - self.p as isize;
+                let q = d.rem_euclid(s) as usize;
+                let e = d.div_euclid(s);
+                let tq = self.tq(q) as isize;
+                let t0 = (-e).max(0);
+                let t1 = (self.t_out as isize).min(tq - e);
+                (t1 > t0).then_some(Tap {
+                    k,
+                    q,
+                    e,
+                    t0: t0 as usize,
+                    t1: t1 as usize,
+                })
+            })
+            .collect()
+    }
+
+    /// Splits `x` (N, C, T, V) into `s` phase buffers of shape (N, C, tq, V); stride 1 borrows.
+    fn phases<'a>(&self, x: &'a [f32]) -> Vec<std::borrow::Cow<'a, [f32]>> {
+        if self.s == 1 {
+            return vec![std::borrow::Cow::Borrowed(x)];
+        }
+        (0..self.s)
+            .map(|q| {
+                let tq = self.tq(q);
+                let mut buf = vec![0f32; self.n * self.c * tq * self.v];
+                buf.par_chunks_mut((tq * self.v).max(1))
+                    .enumerate()
+                    .for_each(|(nc, dst)| {
+                        let src = &x[nc * self.t * self.v..(nc + 1) * self.t * self.v];
+                        for j in 0..tq {
+                            let ti = q + j * self.s;
+                            dst[j * self.v..(j + 1) * self.v]
+                                .copy_from_slice(&src[ti * self.v..(ti + 1) * self.v]);
+                        }
+                    });
+                std::borrow::Cow::Owned(buf)
+            })
+            .collect()
+    }
+}
+
+fn forward(g: Geo, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let phases = g.phases(x);
+    let taps = g.taps();
+    let out_n = g.co * g.t_out * g.v;
+    let mut out = vec![0f32; g.n * out_n];
+    out.par_chunks_mut(out_n.max(1))
+        .enumerate()
+        .for_each(|(n, dst)| {
+            for tap in &taps {
+                let tq = g.tq(tap.q);
+                let src = (tap.t0 as isize + tap.e) as usize;
+                gemm(
+                    g.co,
+                    (tap.t1 - tap.t0) * g.v,
+                    g.c,
+                    dst,
+                    View::new(tap.t0 * g.v, g.t_out * g.v, 1),
+                    true,
+                    w,
+                    View::new(tap.k, g.c * g.kt, g.kt),
+                    &phases[tap.q],
+                    View::new(n * g.c * tq * g.v + src * g.v, tq * g.v, 1),
+                );
+            }
+        });
+    out
+}
+
+fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let phases = g.phases(x);
+    let taps = g.taps();
+    let out_n = g.co * g.t_out * g.v;
+    let in_n = g.c * g.t * g.v;
+
+    // dW[:, :, k] += dout[n][:, t0..t1] · phase_q[n][:, t0+e..]^T, accumulated per rayon task.
+    let dw = (0..g.n)
+        .into_par_iter()
+        .fold(
+            || vec![0f32; g.co * g.c * g.kt],
+            |mut dw, n| {
+                for tap in &taps {
+                    let tq = g.tq(tap.q);
+                    let src = (tap.t0 as isize + tap.e) as usize;
+                    gemm(
+                        g.co,
+                        g.c,
+                        (tap.t1 - tap.t0) * g.v,
+                        &mut dw,
+                        View::new(tap.k, g.c * g.kt, g.kt),
+                        true,
+                        dout,
+                        View::new(n * out_n + tap.t0 * g.v, g.t_out * g.v, 1),
+                        &phases[tap.q],
+                        View::new(n * g.c * tq * g.v + src * g.v, 1, tq * g.v),
+                    );
+                }
+                dw
+            },
+        )
+        .reduce(|| vec![0f32; g.co * g.c * g.kt], add_into);
+
+    // dphase_q[n][:, t0+e..] += w[:, :, k]^T · dout[n][:, t0..t1], then re-interleave.
+    let mut dx = vec![0f32; g.n * in_n];
+    dx.par_chunks_mut(in_n.max(1))
+        .enumerate()
+        .for_each(|(n, dxn)| {
+            let mut local: Vec<Vec<f32>> = if g.s == 1 {
+                Vec::new()
+            } else {
+                (0..g.s).map(|q| vec![0f32; g.c * g.tq(q) * g.v]).collect()
+            };
+            for tap in &taps {
+                let tq = g.tq(tap.q);
+                let src = (tap.t0 as isize + tap.e) as usize;
+                let dst: &mut [f32] = if g.s == 1 {
+                    &mut *dxn
+                } else {
+                    &mut local[tap.q]
+                };
+                gemm(
+                    g.c,
+                    (tap.t1 - tap.t0) * g.v,
+                    g.co,
+                    dst,
+                    View::new(src * g.v, tq * g.v, 1),
+                    true,
+                    w,
+                    View::new(tap.k, g.kt, g.c * g.kt),
+                    dout,
+                    View::new(n * out_n + tap.t0 * g.v, g.t_out * g.v, 1),
+                );
+            }
+            if g.s > 1 {
+                for (q, buf) in local.iter().enumerate() {
+                    let tq = g.tq(q);
+                    for c in 0..g.c {
+                        for j in 0..tq {
+                            let ti = q + j * g.s;
+                            let d = c * g.t * g.v + ti * g.v;
+                            let sidx = c * tq * g.v + j * g.v;
+                            dxn[d..d + g.v].copy_from_slice(&buf[sidx..sidx + g.v]);
+                        }
+                    }
+                }
+            }
+        });
+    (dx, dw)
+}
+
+impl CustomOp2 for TemporalConv {
+    fn name(&self) -> &'static str {
+        OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geo::new(l1.dims(), l2.dims(), self.stride, self.pad);
+        let out = forward(g, slice(s1, l1, OP)?, slice(s2, l2, OP)?);
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.co, g.t_out, g.v))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = Geo::new(x.dims(), w.dims(), self.stride, self.pad);
+        let (dx, dw) = with_data(x, OP, |xd| {
+            with_data(w, OP, |wd| {
+                with_data(grad, OP, |gd| Ok(backward(g, xd, wd, gd)))
+            })
+        })?;
+        Ok((Some(tensor(dx, x.shape())?), Some(tensor(dw, w.shape())?)))
+    }
+}

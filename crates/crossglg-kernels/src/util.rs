@@ -1,0 +1,54 @@
+//! Helpers to get at CPU f32 data of tensors and storages.
+
+use candle_core::{
+    backend::BackendStorage, bail, CpuStorage, DType, Layout, Result, Shape, Storage, Tensor,
+};
+
+/// The contiguous f32 slice behind a CPU storage + layout, or an error naming `op`.
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        other => bail!("{op}: only f32 is supported, got {:?}", other.dtype()),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("{op}: input must be contiguous (call .contiguous() first)"),
+    }
+}
+
+/// Runs `f` on the contiguous f32 data of `t` (made contiguous first when needed).
+pub(crate) fn with_data<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    if t.dtype() != DType::F32 {
+        bail!("{op}: only f32 is supported, got {:?}", t.dtype())
+    }
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(slice(cpu, layout, op)?),
+        _ => bail!("{op}: only the CPU device is supported"),
+    }
+}
+
+/// Wraps an owned f32 buffer as a tensor on the CPU.
+pub(crate) fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu)
+}
+
+/// Fails unless `t` is an f32 CPU tensor.
+pub(crate) fn check_cpu_f32(t: &Tensor, op: &str, what: &str) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        bail!("{op}: {what} must be f32, got {:?}", t.dtype())
+    }
+    if !t.device().is_cpu() {
+        bail!("{op}: {what} must be on the CPU")
+    }
+    Ok(())
+}
+
+/// Sums per-task accumulators produced by a rayon fold.
+pub(crate) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+    a
+}

@@ -1,0 +1,292 @@
+//! Every fused op against the plain candle composition it replaces: values and gradients within
+//! 1e-4 (relative to the magnitude of the reference), on random inputs with odd shapes.
+
+use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
+use crossglg_kernels::{
+    batch_norm_act, channel_affine_act, graph_conv, temporal_conv, FusedBatchNorm,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+const TOL: f32 = 1e-4;
+
+fn rand_t(rng: &mut StdRng, shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+fn rand_var(rng: &mut StdRng, shape: &[usize]) -> Result<Var> {
+    Var::from_tensor(&rand_t(rng, shape)?)
+}
+
+/// Max |a - b| / max(1, max |b|).
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1.0);
+    Ok(diff / scale)
+}
+
+fn assert_close(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    let e = rel_err(a, b)?;
+    assert!(e <= TOL, "{what}: relative error {e} > {TOL}");
+    Ok(())
+}
+
+/// Plain temporal conv: zero-pad time, conv2d with a (kt, 1) kernel, keep every s-th frame.
+fn plain_tconv(x: &Tensor, w: &Tensor, s: usize, p: usize) -> Result<Tensor> {
+    let (co, c, kt) = w.dims3()?;
+    let xp = x.pad_with_zeros(2, p, p)?;
+    let y = xp.conv2d(&w.reshape((co, c, kt, 1))?, 0, 1, 1, 1)?;
+    let t1 = y.dim(2)?;
+    let idx: Vec<u32> = (0..t1).step_by(s).map(|t| t as u32).collect();
+    let n = idx.len();
+    y.index_select(&Tensor::from_vec(idx, n, &Device::Cpu)?, 2)
+}
+
+#[test]
+fn temporal_conv_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(1);
+    // (n, c, t, v, co, kt, stride, pad)
+    let cases = [
+        (2, 3, 10, 5, 4, 9, 1, 4),
+        (3, 5, 11, 7, 6, 9, 2, 4),
+        (1, 4, 13, 3, 2, 5, 3, 2),
+        (2, 2, 7, 4, 3, 3, 2, 0),
+        (2, 3, 9, 5, 4, 1, 2, 0),
+        (1, 2, 6, 3, 5, 4, 1, 1),
+    ];
+    for (n, c, t, v, co, kt, s, p) in cases {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let w = rand_var(&mut rng, &[co, c, kt])?;
+        let fused = temporal_conv(x.as_tensor(), w.as_tensor(), s, p)?;
+        let plain = plain_tconv(x.as_tensor(), w.as_tensor(), s, p)?;
+        let case = format!("tconv n{n} c{c} t{t} v{v} co{co} k{kt} s{s} p{p}");
+        assert_close(&format!("{case} value"), &fused, &plain)?;
+        let r = rand_t(&mut rng, plain.dims())?;
+        let gf = (fused * &r)?.sum_all()?.backward()?;
+        let gp = (plain * &r)?.sum_all()?.backward()?;
+        for (name, var) in [("dx", &x), ("dw", &w)] {
+            let a = gf.get(var.as_tensor()).expect("fused grad");
+            let b = gp.get(var.as_tensor()).expect("plain grad");
+            assert_close(&format!("{case} {name}"), a, b)?;
+        }
+    }
+    Ok(())
+}
+
+/// Plain graph conv: 1x1 conv as a batched matmul, K matmuls with the adjacency, sum over K.
+fn plain_graph(x: &Tensor, w: &Tensor, a: &Tensor) -> Result<Tensor> {
+    let (n, c, t, v) = x.dims4()?;
+    let (k, _, vo) = a.dims3()?;
+    let co = w.dim(0)? / k;
+    let y = w.broadcast_matmul(&x.reshape((n, c, t * v))?)?;
+    let y = y.reshape((n, k, co * t, v))?.broadcast_matmul(a)?;
+    y.sum(1)?.reshape((n, co, t, vo))
+}
+
+#[test]
+fn graph_conv_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(2);
+    // (n, c, t, v, k, co, vo)
+    let cases = [
+        (2, 3, 4, 5, 3, 4, 5),
+        (3, 5, 3, 7, 2, 3, 7),
+        (1, 2, 5, 4, 1, 6, 3),
+    ];
+    for (n, c, t, v, k, co, vo) in cases {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let w = rand_var(&mut rng, &[k * co, c])?;
+        let a = rand_var(&mut rng, &[k, v, vo])?;
+        let fused = graph_conv(x.as_tensor(), w.as_tensor(), a.as_tensor())?;
+        let plain = plain_graph(x.as_tensor(), w.as_tensor(), a.as_tensor())?;
+        let case = format!("graph n{n} c{c} t{t} v{v} k{k} co{co} vo{vo}");
+        assert_close(&format!("{case} value"), &fused, &plain)?;
+        let r = rand_t(&mut rng, plain.dims())?;
+        let gf = (fused * &r)?.sum_all()?.backward()?;
+        let gp = (plain * &r)?.sum_all()?.backward()?;
+        for (name, var) in [("dx", &x), ("dw", &w), ("da", &a)] {
+            let ga = gf.get(var.as_tensor()).expect("fused grad");
+            let gb = gp.get(var.as_tensor()).expect("plain grad");
+            assert_close(&format!("{case} {name}"), ga, gb)?;
+        }
+    }
+    Ok(())
+}
+
+/// Plain training batch norm over dim 1 (any rank) + residual + ReLU.
+fn plain_bn(
+    x: &Tensor,
+    g: &Tensor,
+    b: &Tensor,
+    r: Option<&Tensor>,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let rank = x.rank();
+    let mut bshape = vec![1usize; rank];
+    bshape[1] = c;
+    // (C, rest) view
+    let xt = x.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
+    let mean = xt.mean_keepdim(D::Minus1)?;
+    let var = xt.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
+    let mean = mean.reshape(bshape.as_slice())?;
+    let var = var.reshape(bshape.as_slice())?;
+    let y = x
+        .broadcast_sub(&mean)?
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .broadcast_mul(&g.reshape(bshape.as_slice())?)?
+        .broadcast_add(&b.reshape(bshape.as_slice())?)?;
+    let y = match r {
+        Some(r) => (y + r)?,
+        None => y,
+    };
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+#[test]
+fn batch_norm_act_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(3);
+    let shapes: [&[usize]; 3] = [&[3, 5, 4, 7], &[2, 4, 9], &[5, 3]];
+    for shape in shapes {
+        for (with_res, relu) in [(false, true), (true, true), (false, false), (true, false)] {
+            let c = shape[1];
+            let x = rand_var(&mut rng, shape)?;
+            // shift/scale so statistics are not trivially 0/1
+            let x = Var::from_tensor(&((x.as_tensor() * 3.0)? + 0.5)?)?;
+            let g = rand_var(&mut rng, &[c])?;
+            let b = rand_var(&mut rng, &[c])?;
+            let r = rand_var(&mut rng, shape)?;
+            let res = with_res.then_some(r.as_tensor());
+            let (fused, stats) =
+                batch_norm_act(x.as_tensor(), g.as_tensor(), b.as_tensor(), res, 1e-5, relu)?;
+            let plain = plain_bn(x.as_tensor(), g.as_tensor(), b.as_tensor(), res, 1e-5, relu)?;
+            let case = format!("bn {shape:?} res={with_res} relu={relu}");
+            assert_close(&format!("{case} value"), &fused, &plain)?;
+            assert_eq!(stats.count, shape.iter().product::<usize>() / c);
+            let gy = rand_t(&mut rng, shape)?;
+            let gf = (fused * &gy)?.sum_all()?.backward()?;
+            let gp = (plain * &gy)?.sum_all()?.backward()?;
+            let mut vars = vec![("dx", &x), ("dgamma", &g), ("dbeta", &b)];
+            if with_res {
+                vars.push(("dres", &r));
+            }
+            for (name, var) in vars {
+                let a = gf.get(var.as_tensor()).expect("fused grad");
+                let bb = gp.get(var.as_tensor()).expect("plain grad");
+                assert_close(&format!("{case} {name}"), a, bb)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_batch_norm_running_stats_match_candle_nn() -> Result<()> {
+    use candle_nn::{BatchNorm, BatchNormConfig, ModuleT, VarBuilder, VarMap};
+    let mut rng = StdRng::seed_from_u64(4);
+    let c = 4;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &Device::Cpu);
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        remove_mean: true,
+        affine: true,
+        momentum: 0.1,
+    };
+    let reference: BatchNorm = candle_nn::batch_norm(c, cfg, vb)?;
+    let g = rand_t(&mut rng, &[c])?;
+    let b = rand_t(&mut rng, &[c])?;
+    // give both the same affine parameters
+    for (name, val) in [("weight", &g), ("bias", &b)] {
+        vm.data()
+            .lock()
+            .expect("varmap")
+            .get(name)
+            .expect("bn param")
+            .set(val)?;
+    }
+    let fused = FusedBatchNorm::new(g, b, 1e-5, 0.1)?;
+    for step in 0..3 {
+        let x = ((rand_t(&mut rng, &[3, c, 5, 2])? * 2.0)? + step as f64)?;
+        let a = fused.forward_t(&x, None, false, true)?;
+        let e = reference.forward_t(&x, true)?;
+        assert_close("train output", &a, &e)?;
+    }
+    let (rm, rv) = fused.running_stats();
+    let erm = reference.running_mean().to_vec1::<f32>()?;
+    let erv = reference.running_var().to_vec1::<f32>()?;
+    for i in 0..c {
+        assert!(
+            (rm[i] - erm[i]).abs() < TOL,
+            "running mean {i}: {} vs {}",
+            rm[i],
+            erm[i]
+        );
+        assert!(
+            (rv[i] - erv[i]).abs() < TOL,
+            "running var {i}: {} vs {}",
+            rv[i],
+            erv[i]
+        );
+    }
+    let x = rand_t(&mut rng, &[2, c, 3, 2])?;
+    let r = rand_t(&mut rng, &[2, c, 3, 2])?;
+    let a = fused.forward_t(&x, Some(&r), true, false)?;
+    let e = (reference.forward_t(&x, false)? + &r)?.relu()?;
+    assert_close("eval output", &a, &e)
+}
+
+#[test]
+fn channel_affine_act_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(5);
+    let x = rand_t(&mut rng, &[2, 3, 4])?;
+    let sc = rand_t(&mut rng, &[3])?;
+    let sh = rand_t(&mut rng, &[3])?;
+    let got = channel_affine_act(&x, &sc, &sh, None, true)?;
+    let want = x
+        .broadcast_mul(&sc.reshape((1, 3, 1))?)?
+        .broadcast_add(&sh.reshape((1, 3, 1))?)?
+        .relu()?;
+    assert_close("affine", &got, &want)
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(6);
+    let x = rand_t(&mut rng, &[2, 3, 5, 4])?;
+    let msg = |r: Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg(temporal_conv(&x, &rand_t(&mut rng, &[4, 2, 3])?, 1, 1)).contains("input channels"));
+    assert!(msg(temporal_conv(&x, &rand_t(&mut rng, &[4, 3, 3])?, 0, 1)).contains("stride"));
+    assert!(msg(temporal_conv(&x, &rand_t(&mut rng, &[4, 3, 9])?, 1, 0)).contains("longer"));
+    let w = rand_t(&mut rng, &[6, 3])?;
+    assert!(msg(graph_conv(&x, &w, &rand_t(&mut rng, &[3, 5, 4])?)).contains("joints"));
+    assert!(msg(graph_conv(
+        &x,
+        &rand_t(&mut rng, &[7, 3])?,
+        &rand_t(&mut rng, &[3, 4, 4])?
+    ))
+    .contains("multiple"));
+    let g = rand_t(&mut rng, &[2])?;
+    let e = batch_norm_act(&x, &g, &g, None, 1e-5, true)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("gamma"), "{e}");
+    let xi = x.to_dtype(candle_core::DType::F64)?;
+    assert!(msg(temporal_conv(&xi, &rand_t(&mut rng, &[4, 3, 3])?, 1, 1)).contains("f32"));
+    let _ = x.i(0)?;
+    Ok(())
+}
+
+#[test]
+fn tune_allocator_is_accepted_by_glibc() {
+    // On glibc every mallopt call must succeed; elsewhere the function reports that it did nothing.
+    let applied = crossglg_kernels::tune_allocator();
+    assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
+}
