@@ -7,15 +7,26 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sample::Skeleton;
+
 /// Names of the layouts shipped with crossglg, in the order `crossglg` lists them.
-pub const BUILTIN: &[(&str, &str)] = &[("ntu25", include_str!("../layouts/ntu25.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("ntu25", include_str!("../layouts/ntu25.toml")),
+    ("nwucla20", include_str!("../layouts/nwucla20.toml")),
+    ("msr20", include_str!("../layouts/msr20.toml")),
+    ("coco17", include_str!("../layouts/coco17.toml")),
+    ("mediapipe33", include_str!("../layouts/mediapipe33.toml")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error("unknown layout `{0}` (built-in: {list}); pass a path to a layout TOML file to use your own", list = builtin_names().join(", "))]
     Unknown(String),
     #[error("cannot read layout file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("layout {origin}: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -113,7 +124,10 @@ impl Layout {
             .map(|[a, b]| Ok((idx(a, "an edge")?, idx(b, "an edge")?)))
             .collect::<Result<Vec<_>, LayoutError>>()?;
         if let Some((a, _)) = edges.iter().find(|(a, b)| a == b) {
-            return Err(invalid(format!("edge joins `{}` to itself", file.joints[*a])));
+            return Err(invalid(format!(
+                "edge joins `{}` to itself",
+                file.joints[*a]
+            )));
         }
         let list = |names: &[String], what: &str| {
             names
@@ -125,10 +139,29 @@ impl Layout {
         for (part, names) in &file.parts {
             parts.insert(part.clone(), list(names, &format!("part `{part}`"))?);
         }
+        let left = list(&file.left, "`left`")?;
+        let right = list(&file.right, "`right`")?;
+        // `left[k]` and `right[k]` are mirror images of each other (see `mirror_permutation`).
+        if left.len() != right.len() {
+            return Err(invalid(format!(
+                "`left` lists {} joints but `right` lists {}; they must pair up in order",
+                left.len(),
+                right.len()
+            )));
+        }
+        let mut sided = vec![false; file.joints.len()];
+        for &j in left.iter().chain(&right) {
+            if std::mem::replace(&mut sided[j], true) {
+                return Err(invalid(format!(
+                    "joint `{}` appears more than once in `left`/`right`",
+                    file.joints[j]
+                )));
+            }
+        }
         Ok(Layout {
             center: idx(&file.center, "the center")?,
-            left: list(&file.left, "`left`")?,
-            right: list(&file.right, "`right`")?,
+            left,
+            right,
             name: file.name,
             description: file.description,
             joints: file.joints,
@@ -143,6 +176,81 @@ impl Layout {
 
     pub fn joint_index(&self, name: &str) -> Option<usize> {
         self.joints.iter().position(|j| j == name)
+    }
+
+    /// Checks that the edges form one tree over all joints (what the graph encoders assume).
+    pub fn check_tree(&self) -> Result<(), LayoutError> {
+        let n = self.joints.len();
+        let invalid = |message: String| LayoutError::Invalid {
+            origin: format!("`{}`", self.name),
+            message,
+        };
+        if self.edges.len() + 1 != n {
+            return Err(invalid(format!(
+                "{} edges over {n} joints is not a tree (a tree has {})",
+                self.edges.len(),
+                n.saturating_sub(1)
+            )));
+        }
+        // Union-find: n-1 edges without a cycle connect all n joints.
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn root(p: &mut [usize], mut i: usize) -> usize {
+            while p[i] != i {
+                p[i] = p[p[i]];
+                i = p[i];
+            }
+            i
+        }
+        for &(a, b) in &self.edges {
+            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+            if ra == rb {
+                return Err(invalid(format!(
+                    "edge `{}`-`{}` closes a cycle",
+                    self.joints[a], self.joints[b]
+                )));
+            }
+            parent[ra] = rb;
+        }
+        Ok(())
+    }
+
+    /// `p[i]` is the joint that joint `i` becomes in the mirror image (left and right swapped);
+    /// joints on neither side map to themselves.
+    pub fn mirror_permutation(&self) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..self.joints.len()).collect();
+        for (&l, &r) in self.left.iter().zip(&self.right) {
+            p[l] = r;
+            p[r] = l;
+        }
+        p
+    }
+
+    /// The mirror image of a skeleton in this layout, for augmentation: left and right joints
+    /// swap places and channel `flip_channel` (the horizontal axis, usually 0 = x) is negated.
+    /// Returns `None` if the skeleton has a different joint count than the layout.
+    pub fn mirror(&self, skeleton: &Skeleton, flip_channel: Option<usize>) -> Option<Skeleton> {
+        if skeleton.joints != self.joints.len() {
+            return None;
+        }
+        let perm = self.mirror_permutation();
+        let mut out = skeleton.clone();
+        let c = skeleton.channels;
+        let per_frame = skeleton.joints * c;
+        for (dst, src) in out
+            .data
+            .chunks_exact_mut(per_frame)
+            .zip(skeleton.data.chunks_exact(per_frame))
+        {
+            for (v, &pv) in perm.iter().enumerate() {
+                dst[pv * c..pv * c + c].copy_from_slice(&src[v * c..v * c + c]);
+            }
+            if let Some(fc) = flip_channel.filter(|&fc| fc < c) {
+                for j in 0..skeleton.joints {
+                    dst[j * c + fc] = -dst[j * c + fc];
+                }
+            }
+        }
+        Some(out)
     }
 
     /// The layout as TOML, in the same shape `from_toml_str` reads.
@@ -187,7 +295,9 @@ mod tests {
     #[test]
     fn unknown_joint_in_edge_is_named() {
         let text = "name='x'\ncenter='a'\njoints=['a','b']\nedges=[['a','c']]\n";
-        let err = Layout::from_toml_str(text, "mine.toml").unwrap_err().to_string();
+        let err = Layout::from_toml_str(text, "mine.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mine.toml") && err.contains("`c`"), "{err}");
     }
 }

@@ -1,0 +1,422 @@
+//! Readers for the field's skeleton formats, one file per format. Every reader names the file
+//! (and the line or field) in its errors and never panics on bad input; folder readers parse
+//! files in parallel, skip bad files and list them in a [`ReadReport`].
+//!
+//! | format | file | folder |
+//! |---|---|---|
+//! | NTU RGB+D `.skeleton` | [`ntu::read_ntu`], [`ntu::read_ntu_recording`] | [`ntu::read_ntu_dir`] |
+//! | NW-UCLA `all_sqe` JSON | [`ucla::read_ucla`] | [`ucla::read_ucla_dir`] |
+//! | MSR Action3D txt | [`msr::read_msr`] | [`msr::read_msr_dir`] |
+//! | `.npy` + `manifest.csv` | [`npy::read_npy`] | [`npy::read_npy_dir`] |
+//! | pyskl annotation pickle | — | [`pyskl::read_pyskl`] |
+
+pub mod msr;
+pub mod npy;
+pub mod ntu;
+pub mod pickle;
+pub mod pyskl;
+pub mod ucla;
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::sample::{Dataset, Sample};
+
+/// Values beyond this magnitude are rejected as corrupt: skeleton coordinates are metres or
+/// pixels, and NTU's largest fields (colour pixels) stay below 2000.
+pub const MAX_ABS_VALUE: f32 = 1.0e6;
+
+/// Caps applied to counts read from a file before anything is allocated from them.
+pub const MAX_FRAMES: usize = 1_000_000;
+pub const MAX_BODIES_PER_FRAME: usize = 64;
+pub const MAX_JOINTS: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A line-oriented file (NTU, MSR, CSV) is wrong at `line` (1-based).
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A structured file (JSON, npy, pickle) is wrong at `field` (a path like
+    /// `skeletons[3][7]`, `header` or `annotations[2].keypoint`).
+    #[error("{}: {field}: {message}", path.display())]
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ReadError {
+    pub fn path(&self) -> &Path {
+        match self {
+            ReadError::Io { path, .. }
+            | ReadError::Line { path, .. }
+            | ReadError::Field { path, .. }
+            | ReadError::Invalid { path, .. } => path,
+        }
+    }
+
+    pub(crate) fn line(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        ReadError::Line {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn field(path: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ReadError::Field {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
+        ReadError::Invalid {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A non-fatal finding about a file that did parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Quality {
+    Ok,
+    /// Some frames have every joint at exactly (0, 0, 0): the tracker lost the person.
+    ZeroFrames {
+        zero_frames: usize,
+        frames: usize,
+    },
+    /// Every value is zero: the file holds no skeleton at all. Folder readers leave such
+    /// samples out of the dataset and list them in the report.
+    AllZero {
+        frames: usize,
+    },
+}
+
+impl Quality {
+    /// Classifies a `[M, T, V, C]` array by its all-zero frames (a frame is zero when every
+    /// person's every joint is zero).
+    pub fn of(skeleton: &crate::sample::Skeleton) -> Quality {
+        let per_frame = skeleton.joints * skeleton.channels;
+        let frames = skeleton.frames;
+        let zero_frames = (0..frames)
+            .filter(|&t| {
+                (0..skeleton.persons).all(|m| {
+                    let s = (m * frames + t) * per_frame;
+                    skeleton.data[s..s + per_frame].iter().all(|&x| x == 0.0)
+                })
+            })
+            .count();
+        if zero_frames == 0 {
+            Quality::Ok
+        } else if zero_frames == frames {
+            Quality::AllZero { frames }
+        } else {
+            Quality::ZeroFrames {
+                zero_frames,
+                frames,
+            }
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Quality::Ok)
+    }
+}
+
+/// A file a folder reader could not use.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// A file that was read but has a [`Quality`] finding; `kept` says whether its sample is in
+/// the dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flagged {
+    pub path: PathBuf,
+    pub quality: Quality,
+    pub kept: bool,
+}
+
+/// What a folder reader did besides returning samples.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReadReport {
+    /// Candidate files found in the folder.
+    pub files: usize,
+    /// Samples in the returned dataset.
+    pub read: usize,
+    /// Files that failed to parse (or were excluded, e.g. by the NTU missing-skeleton list).
+    pub skipped: Vec<Skipped>,
+    pub flagged: Vec<Flagged>,
+}
+
+/// Options shared by the folder readers.
+#[derive(Debug, Clone)]
+pub struct DirOptions {
+    /// Fail on the first bad file instead of skipping it.
+    pub strict: bool,
+    /// Most persons kept per sample (NTU keeps the bodies seen in most frames).
+    pub max_bodies: usize,
+    /// Sample names to leave out (e.g. the NTU missing-skeleton list); listed as skipped.
+    pub exclude: std::collections::BTreeSet<String>,
+    /// Keep samples whose every value is zero (default: leave them out, list them as flagged).
+    pub keep_all_zero: bool,
+}
+
+impl Default for DirOptions {
+    fn default() -> Self {
+        DirOptions {
+            strict: false,
+            max_bodies: 2,
+            exclude: Default::default(),
+            keep_all_zero: false,
+        }
+    }
+}
+
+/// The files directly inside `dir` whose name ends with `suffix`, sorted by name so datasets
+/// come out in the same order everywhere.
+pub fn list_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ReadError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ReadError::io(dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| ReadError::io(dir, e))?;
+        let path = entry.path();
+        let is_match = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(suffix));
+        if is_match && path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The file's name without directory and without `suffix` (lossy for non-UTF-8 names).
+pub(crate) fn stem(path: &Path, suffix: &str) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.strip_suffix(suffix).unwrap_or(&name).to_string()
+}
+
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
+    std::fs::read(path).map_err(|e| ReadError::io(path, e))
+}
+
+/// Reads every file with `read_one` on rayon's pool and assembles a dataset in file order.
+pub(crate) fn read_files_parallel<F>(
+    files: Vec<PathBuf>,
+    opts: &DirOptions,
+    name: &str,
+    layout: &str,
+    classes: Vec<String>,
+    read_one: F,
+) -> Result<(Dataset, ReadReport), ReadError>
+where
+    F: Fn(&Path) -> Result<Sample, ReadError> + Sync,
+{
+    let mut report = ReadReport {
+        files: files.len(),
+        ..Default::default()
+    };
+    let (todo, excluded): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|p| !opts.exclude.contains(&sample_name_of(p)));
+    for path in excluded {
+        report.skipped.push(Skipped {
+            path,
+            reason: "excluded (listed in the exclusion list)".into(),
+        });
+    }
+    let results: Vec<(PathBuf, Result<Sample, ReadError>)> = todo
+        .into_par_iter()
+        .map(|p| {
+            let r = read_one(&p);
+            (p, r)
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(results.len());
+    for (path, result) in results {
+        match result {
+            Ok(sample) => {
+                let quality = Quality::of(&sample.skeleton);
+                let kept = opts.keep_all_zero || !matches!(quality, Quality::AllZero { .. });
+                if !quality.is_ok() {
+                    report.flagged.push(Flagged {
+                        path,
+                        quality,
+                        kept,
+                    });
+                }
+                if kept {
+                    samples.push(sample);
+                }
+            }
+            Err(e) if opts.strict => return Err(e),
+            Err(e) => report.skipped.push(Skipped {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    report.read = samples.len();
+    Ok((
+        Dataset {
+            name: name.to_string(),
+            layout: layout.to_string(),
+            classes,
+            samples,
+        },
+        report,
+    ))
+}
+
+/// The sample name a file stands for: its file name up to the first `.` or `_skeleton`.
+fn sample_name_of(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.split('.').next().unwrap_or("").to_string();
+    name.strip_suffix("_skeleton3D")
+        .map(str::to_string)
+        .unwrap_or(name)
+}
+
+/// Splits a byte buffer into lines (LF or CRLF), numbering them from 1, without requiring
+/// UTF-8: numeric fields are parsed from bytes, and a stray non-UTF-8 byte becomes a "not a
+/// number" error on its line.
+pub(crate) struct Lines<'a> {
+    rest: &'a [u8],
+    pub line: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Lines {
+            rest: data,
+            line: 0,
+        }
+    }
+
+    /// The next line, without its terminator, or `None` at the end of the data.
+    pub fn next_line(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        self.line += 1;
+        let (line, rest) = match self.rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+            None => (self.rest, &self.rest[self.rest.len()..]),
+        };
+        self.rest = rest;
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// True when only whitespace remains.
+    pub fn only_blank_left(&self) -> bool {
+        self.rest.iter().all(|b| b.is_ascii_whitespace())
+    }
+}
+
+/// Whitespace-separated tokens of one line.
+pub(crate) fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| b.is_ascii_whitespace())
+        .filter(|t| !t.is_empty())
+}
+
+pub(crate) fn show(token: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&token[..token.len().min(40)]).into_owned();
+    if token.len() > 40 {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
+/// Parses a finite, plausible f32 from a token; the error text names `what`.
+pub(crate) fn parse_f32(token: &[u8], what: &str) -> Result<f32, String> {
+    let s = std::str::from_utf8(token)
+        .map_err(|_| format!("{what} `{}` is not a number (not UTF-8)", show(token)))?;
+    let x: f32 = s
+        .parse()
+        .map_err(|_| format!("{what} `{}` is not a number", show(token)))?;
+    check_value(x, what)?;
+    Ok(x)
+}
+
+pub(crate) fn check_value(x: f32, what: &str) -> Result<(), String> {
+    if !x.is_finite() {
+        return Err(format!("{what} is {x} (not finite)"));
+    }
+    if x.abs() > MAX_ABS_VALUE {
+        return Err(format!(
+            "{what} is {x:e}, beyond the plausible range ±{MAX_ABS_VALUE:e}"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses an unsigned integer token no larger than `max`.
+pub(crate) fn parse_count(token: &[u8], what: &str, max: usize) -> Result<usize, String> {
+    let s = std::str::from_utf8(token).unwrap_or("");
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("{what} `{}` is not a whole number", show(token)))?;
+    if n > max as u64 {
+        return Err(format!("{what} is {n}, more than the limit {max}"));
+    }
+    Ok(n as usize)
+}
+
+/// Parses names like `a01_s02_e03_v01` (NW-UCLA) or `a01_s02_e03` (MSR): letter + number
+/// groups separated by `_`. Returns the number for each letter in `keys`, or `None` when the
+/// name has another shape.
+pub(crate) fn parse_tagged_name(name: &str, keys: &[char]) -> Option<Vec<u32>> {
+    let parts: Vec<&str> = name.split('_').collect();
+    if parts.len() != keys.len() {
+        return None;
+    }
+    parts
+        .iter()
+        .zip(keys)
+        .map(|(p, &k)| {
+            let rest = p.strip_prefix(k)?;
+            if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) || rest.len() > 6 {
+                return None;
+            }
+            rest.parse().ok()
+        })
+        .collect()
+}
