@@ -3,8 +3,13 @@
 
 pub mod inspect;
 pub mod layout;
+pub mod pack;
+pub mod preprocess;
+pub mod protocol;
 pub mod read;
+pub mod rng;
 pub mod sample;
+pub mod synth;
 
 pub use layout::{Layout, LayoutError};
 pub use sample::{Dataset, Sample, SampleMeta, Skeleton};
