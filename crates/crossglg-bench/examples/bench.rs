@@ -1,0 +1,63 @@
+//! `cargo run -p crossglg-bench --release --example bench -- [--batch N] [--persons M] [--frames T]
+//!  [--iters I] [--warmup W] [--threads P] [--variant NAME]... [--in-process] [--torch-json FILE]
+//!  [--json OUT]`
+use std::process::ExitCode;
+
+use crossglg_bench::{child_main_if_requested, run, BenchConfig};
+
+fn main() -> ExitCode {
+    if let Some(code) = child_main_if_requested() {
+        return code;
+    }
+    let mut cfg = BenchConfig::default();
+    let mut json_out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |what: &str| -> Option<usize> {
+            let v = args.next().and_then(|v| v.parse().ok());
+            if v.is_none() {
+                eprintln!("{what} needs a number");
+            }
+            v
+        };
+        let ok = match a.as_str() {
+            "--batch" => num("--batch").map(|v| cfg.batch = v),
+            "--persons" => num("--persons").map(|v| cfg.persons = v),
+            "--frames" => num("--frames").map(|v| cfg.frames = v),
+            "--iters" => num("--iters").map(|v| cfg.iters = v),
+            "--warmup" => num("--warmup").map(|v| cfg.warmup = v),
+            "--threads" => num("--threads").map(|v| cfg.threads = v),
+            "--variant" => args.next().map(|v| cfg.variants.push(v)),
+            "--torch-json" => args.next().map(|v| cfg.torch_json = Some(v.into())),
+            "--json" => args.next().map(|v| json_out = Some(v)),
+            "--in-process" => {
+                cfg.isolate = false;
+                Some(())
+            }
+            _ => {
+                eprintln!("unknown argument {a}");
+                None
+            }
+        };
+        if ok.is_none() {
+            return ExitCode::from(2);
+        }
+    }
+    match run(&cfg) {
+        Ok(report) => {
+            if let Some(p) = json_out {
+                let tmp = format!("{p}.tmp");
+                let body = serde_json::to_string_pretty(&report).unwrap_or_default();
+                if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &p)) {
+                    eprintln!("{p}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

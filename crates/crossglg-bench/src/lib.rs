@@ -1,0 +1,446 @@
+//! CPU benchmarks of the GCN encoders: training step (forward + backward + SGD with momentum) and
+//! inference per batch, samples/s, peak RSS, parameters, FLOPs and achieved GFLOP/s, for the
+//! plain candle path vs the fused `crossglg-kernels` path, optionally next to PyTorch numbers
+//! produced by `bench/torch_reference.py`.
+//!
+//! Each variant runs in a child process (the current executable re-run with [`CHILD_ARG`]) so
+//! its peak RSS is its own and allocator settings do not leak between variants. A binary that
+//! calls [`run`] must therefore call [`child_main_if_requested`] first thing in `main`.
+
+pub mod stgcn;
+
+use std::io::Write;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use stgcn::{Path, RefStgcn};
+
+/// Hidden first argument that turns the executable into a benchmark child.
+pub const CHILD_ARG: &str = "__crossglg-bench-child";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("unknown variant `{0}` (known: {known})", known = VARIANTS.join(", "))]
+    UnknownVariant(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid PyTorch result file: {source}")]
+    TorchJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("variant `{variant}`: child process failed: {msg}")]
+    Child { variant: String, msg: String },
+}
+
+/// All variants, in report order. `-tuned` variants call `crossglg_kernels::tune_allocator()`
+/// at start-up; the others keep glibc's defaults.
+pub const VARIANTS: [&str; 4] = [
+    "stgcn-ref-plain",
+    "stgcn-ref-plain-tuned",
+    "stgcn-ref-fused",
+    "stgcn-ref-fused-tuned",
+];
+
+/// What to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchConfig {
+    pub batch: usize,
+    /// Skeletons per sample (folded into the batch, as in ST-GCN).
+    pub persons: usize,
+    pub frames: usize,
+    pub joints: usize,
+    pub classes: usize,
+    pub warmup: usize,
+    pub iters: usize,
+    /// Rayon threads (0 = rayon's default, one per core).
+    pub threads: usize,
+    /// Variants to run; empty = all of [`VARIANTS`].
+    pub variants: Vec<String>,
+    /// Run each variant in its own child process (fair peak RSS). If false, all run in-process.
+    pub isolate: bool,
+    /// PyTorch results written by `bench/torch_reference.py --json`, for the ratio columns.
+    pub torch_json: Option<PathBuf>,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            batch: 16,
+            persons: 2,
+            frames: 64,
+            joints: 25,
+            classes: 60,
+            warmup: 1,
+            iters: 5,
+            threads: 0,
+            variants: Vec::new(),
+            isolate: true,
+            torch_json: None,
+        }
+    }
+}
+
+/// One measured variant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRow {
+    pub name: String,
+    /// Median over `iters` steps.
+    pub train_ms: f64,
+    pub infer_ms: f64,
+    pub train_samples_per_s: f64,
+    pub infer_samples_per_s: f64,
+    /// VmHWM of the process that ran the variant (MiB); whole-run peak when not isolated.
+    pub peak_rss_mb: f64,
+    pub params: usize,
+    pub gflop_fwd_per_sample: f64,
+    /// Achieved rate, counting a training step as 3× the forward FLOPs.
+    pub train_gflops: f64,
+    pub infer_gflops: f64,
+    /// PyTorch's numbers for the matching architecture, if given.
+    pub torch: Option<TorchRow>,
+}
+
+/// A row of `bench/torch_reference.py --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TorchRow {
+    pub name: String,
+    pub train_ms: f64,
+    pub infer_ms: f64,
+    pub peak_rss_mb: f64,
+    pub params: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub config: BenchConfig,
+    pub threads: usize,
+    pub rows: Vec<BenchRow>,
+}
+
+impl BenchReport {
+    /// The table printed by [`run`]; ratios are Rust / PyTorch (lower is better).
+    pub fn table(&self) -> String {
+        let c = &self.config;
+        let mut s = format!(
+            "batch {} x {} persons x 3 x {} frames x {} joints, {} threads\n",
+            c.batch, c.persons, c.frames, c.joints, self.threads
+        );
+        s += &format!(
+            "{:<22} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8}\n",
+            "variant",
+            "train ms",
+            "infer ms",
+            "train/s",
+            "infer/s",
+            "peak MB",
+            "params",
+            "GF/sample",
+            "trGF/s",
+            "train x",
+            "infer x",
+            "mem x"
+        );
+        for r in &self.rows {
+            let ratio = |a: f64, b: Option<f64>| {
+                b.map(|b| format!("{:.2}", a / b))
+                    .unwrap_or_else(|| "-".into())
+            };
+            s += &format!(
+                "{:<22} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>8.0} {:>8} {:>9.2} {:>7.1} {:>8} {:>8} {:>8}\n",
+                r.name,
+                r.train_ms,
+                r.infer_ms,
+                r.train_samples_per_s,
+                r.infer_samples_per_s,
+                r.peak_rss_mb,
+                r.params,
+                r.gflop_fwd_per_sample,
+                r.train_gflops,
+                ratio(r.train_ms, r.torch.as_ref().map(|t| t.train_ms)),
+                ratio(r.infer_ms, r.torch.as_ref().map(|t| t.infer_ms)),
+                ratio(r.peak_rss_mb, r.torch.as_ref().map(|t| t.peak_rss_mb)),
+            );
+        }
+        let torch: Vec<&TorchRow> = {
+            let mut seen = Vec::new();
+            for t in self.rows.iter().filter_map(|r| r.torch.as_ref()) {
+                if !seen.iter().any(|s: &&TorchRow| s.name == t.name) {
+                    seen.push(t);
+                }
+            }
+            seen
+        };
+        for t in torch {
+            s += &format!(
+                "{:<22} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>8.0} {:>8}   (PyTorch)\n",
+                format!("torch:{}", t.name),
+                t.train_ms,
+                t.infer_ms,
+                c.batch as f64 * 1e3 / t.train_ms,
+                c.batch as f64 * 1e3 / t.infer_ms,
+                t.peak_rss_mb,
+                t.params
+            );
+        }
+        s
+    }
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), NaN elsewhere.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Runs the configured variants, prints the table to stdout and returns the report.
+pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    let names: Vec<String> = if config.variants.is_empty() {
+        VARIANTS.iter().map(|s| s.to_string()).collect()
+    } else {
+        config.variants.clone()
+    };
+    for n in &names {
+        if !VARIANTS.contains(&n.as_str()) {
+            return Err(BenchError::UnknownVariant(n.clone()));
+        }
+    }
+    let torch = match &config.torch_json {
+        Some(p) => load_torch(p)?,
+        None => Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for name in &names {
+        eprintln!("bench: running {name} ...");
+        let mut row = if config.isolate {
+            run_child(config, name)?
+        } else {
+            run_variant(config, name)?
+        };
+        // stgcn-ref-* all compare with PyTorch's stgcn-ref
+        let base = name
+            .split("-plain")
+            .next()
+            .and_then(|s| s.split("-fused").next())
+            .unwrap_or(name);
+        row.torch = torch.iter().find(|t| t.name == base).cloned();
+        rows.push(row);
+    }
+    let report = BenchReport {
+        config: config.clone(),
+        threads: if config.threads == 0 {
+            rayon::current_num_threads()
+        } else {
+            config.threads
+        },
+        rows,
+    };
+    print!("{}", report.table());
+    let _ = std::io::stdout().flush();
+    Ok(report)
+}
+
+fn load_torch(p: &FsPath) -> Result<Vec<TorchRow>, BenchError> {
+    let s = std::fs::read_to_string(p).map_err(|source| BenchError::Io {
+        path: p.into(),
+        source,
+    })?;
+    serde_json::from_str(&s).map_err(|source| BenchError::TorchJson {
+        path: p.into(),
+        source,
+    })
+}
+
+fn run_child(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
+    let child_err = |msg: String| BenchError::Child {
+        variant: name.into(),
+        msg,
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| child_err(format!("cannot find own executable: {e}")))?;
+    let cfg = serde_json::to_string(config).map_err(|e| child_err(e.to_string()))?;
+    let out = Command::new(&exe)
+        .arg(CHILD_ARG)
+        .arg(name)
+        .arg(cfg)
+        .output()
+        .map_err(|e| child_err(format!("cannot start {}: {e}", exe.display())))?;
+    if !out.status.success() {
+        return Err(child_err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| child_err(format!("bad result line `{last}`: {e}")))
+}
+
+/// If this process was started as a benchmark child, runs the variant, prints its result as one
+/// JSON line and returns the exit code; otherwise returns `None`. Call first thing in `main`.
+pub fn child_main_if_requested() -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    let pos = args.iter().position(|a| a == CHILD_ARG)?;
+    let (Some(name), Some(cfg)) = (args.get(pos + 1), args.get(pos + 2)) else {
+        eprintln!("{CHILD_ARG} needs a variant name and a JSON config");
+        return Some(ExitCode::from(2));
+    };
+    let config: BenchConfig = match serde_json::from_str(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{CHILD_ARG}: bad config: {e}");
+            return Some(ExitCode::from(2));
+        }
+    };
+    match run_variant(&config, name) {
+        Ok(row) => match serde_json::to_string(&row) {
+            Ok(s) => {
+                println!("{s}");
+                Some(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Some(ExitCode::FAILURE)
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            Some(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn time_ms(
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut() -> Result<(), BenchError>,
+) -> Result<f64, BenchError> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut ts = Vec::new();
+    for _ in 0..iters.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        ts.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(ts))
+}
+
+/// SGD with momentum, PyTorch semantics (dampening 0, no Nesterov): `v = μv + g; p -= lr·v`.
+struct Sgd {
+    lr: f64,
+    momentum: f64,
+    state: Vec<(Var, Option<Tensor>)>,
+}
+
+impl Sgd {
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
+        for (var, buf) in self.state.iter_mut() {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let v = match buf.take() {
+                Some(b) => ((b * self.momentum)? + g)?,
+                None => g.clone(),
+            };
+            var.set(&(var.as_tensor() - (&v * self.lr)?)?)?;
+            *buf = Some(v);
+        }
+        Ok(())
+    }
+}
+
+/// Runs one variant in this process.
+pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
+    if !VARIANTS.contains(&name) {
+        return Err(BenchError::UnknownVariant(name.into()));
+    }
+    if name.ends_with("-tuned") {
+        crossglg_kernels::tune_allocator();
+    }
+    if config.threads > 0 {
+        // Fails harmlessly if the global pool already exists (in-process runs after the first).
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build_global();
+    }
+    let path = if name.contains("fused") {
+        Path::Fused
+    } else {
+        Path::Plain
+    };
+    let c = config;
+    let model = RefStgcn::new(c.classes, c.frames, c.joints, 0)?;
+    let x = Tensor::randn(
+        0f32,
+        1.0,
+        (c.batch, c.persons, 3, c.frames, c.joints),
+        &Device::Cpu,
+    )?;
+    let labels: Vec<u32> = (0..c.batch).map(|i| (i % c.classes) as u32).collect();
+    let y = Tensor::from_vec(labels, c.batch, &Device::Cpu)?;
+    let mut opt = Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        state: model
+            .vars()
+            .into_iter()
+            .map(|v| (v.clone(), None))
+            .collect(),
+    };
+    let train_ms = time_ms(c.warmup, c.iters, || {
+        let logits = model.forward(&x, path, true)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let grads = loss.backward()?;
+        opt.step(&grads)?;
+        let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let infer_ms = time_ms(c.warmup, c.iters, || {
+        let logits = model.forward(&x.detach(), path, false)?;
+        let _ = logits.sum_all()?.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let gf = model.flops_per_sample(c.persons) / 1e9;
+    let b = c.batch as f64;
+    Ok(BenchRow {
+        name: name.into(),
+        train_ms,
+        infer_ms,
+        train_samples_per_s: b * 1e3 / train_ms,
+        infer_samples_per_s: b * 1e3 / infer_ms,
+        peak_rss_mb: peak_rss_mb(),
+        params: model.num_params(),
+        gflop_fwd_per_sample: gf,
+        train_gflops: 3.0 * gf * b / (train_ms / 1e3),
+        infer_gflops: gf * b / (infer_ms / 1e3),
+        torch: None,
+    })
+}
