@@ -1,12 +1,59 @@
 //! `crossglg`: one binary for data, text, training, evaluation and inference.
+//!
+//! Flags are parsed into plain structs here and handed to library functions; the libraries
+//! never print (the binary does) and report errors that name the file at fault.
 
-use clap::Parser;
+mod cmd_train;
+
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "crossglg", version, about = "One-shot skeleton action recognition guided by LLM text (CrossGLG)")]
-struct Cli {}
+#[command(
+    name = "crossglg",
+    version,
+    about = "One-shot skeleton action recognition guided by LLM text (CrossGLG, ECCV 2024)"
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Subcommand)]
+enum Command {
+    /// Train a small CrossGLG on built-in synthetic motions and evaluate it one-shot.
+    Demo(cmd_train::DemoArgs),
+    /// Train CrossGLG from a TOML config.
+    Train(cmd_train::TrainArgs),
+    /// One-shot evaluation of a trained run.
+    Eval(cmd_train::EvalArgs),
+    /// Train and evaluate over the auxiliary-class sweep and print the paper-style table.
+    Sweep(cmd_train::SweepArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Demo(a) => cmd_train::demo(a),
+        Command::Train(a) => cmd_train::train(a),
+        Command::Eval(a) => cmd_train::eval(a),
+        Command::Sweep(a) => cmd_train::sweep(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

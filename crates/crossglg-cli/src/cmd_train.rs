@@ -1,0 +1,220 @@
+//! `demo`, `train`, `eval`, `sweep`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use crossglg_train::config::TrainConfig;
+use crossglg_train::report::EvalReport;
+use crossglg_train::run::{self, TrainOptions};
+
+const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");
+const DEMO_DESCRIPTIONS: &str =
+    include_str!("../../crossglg-train/demo/synthetic-descriptions.json");
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where the run goes.
+    #[arg(long, default_value = "runs/demo")]
+    out: PathBuf,
+    /// Config overrides, e.g. `--set epochs=10 --set model.guidance=none`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Sentence-encoder folder for the descriptions (default: all-MiniLM-L6-v2 under
+    /// $CROSSGLG_MODELS when present, else the hashed bag-of-words encoder).
+    #[arg(long)]
+    text_encoder: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training config (TOML); see configs/.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Run directory (default: runs/<config name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Config overrides `section.key=value` (TOML values).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue from the run directory's last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A run directory (or a checkpoint file inside one).
+    run: PathBuf,
+    /// `cpu` or `cuda[:N]`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Auxiliary-class counts (default: the split's own sweep).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Seeds per size.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seeds: Vec<u64>,
+    #[arg(long, default_value = "runs/sweep")]
+    out: PathBuf,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn print_reports(reports: &[EvalReport]) {
+    for r in reports {
+        println!("{}", r.to_markdown());
+    }
+}
+
+fn default_text_encoder() -> String {
+    let minilm = crossglg_text::models_dir().join("all-MiniLM-L6-v2");
+    if minilm.join("config.json").exists() {
+        minilm.display().to_string()
+    } else {
+        "hashed".into()
+    }
+}
+
+pub fn demo(a: DemoArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let desc = a.out.join("synthetic-descriptions.json");
+    std::fs::write(&desc, DEMO_DESCRIPTIONS).with_context(|| format!("writing {}", desc.display()))?;
+    let mut table: toml::Table = toml::from_str(DEMO_CONFIG).expect("built-in config parses");
+    let encoder = a.text_encoder.unwrap_or_else(default_text_encoder);
+    let mut overrides = vec![
+        format!("text.descriptions={:?}", desc.display().to_string()),
+        format!("text.encoder={encoder:?}"),
+    ];
+    overrides.extend(a.overrides);
+    crossglg_train::config::apply_overrides(&mut table, &overrides, "demo")?;
+    let cfg = TrainConfig::from_toml_str(&toml::to_string(&table)?, "built-in demo config")?;
+    println!(
+        "crossglg demo: {} synthetic motions on {}, encoder {:?}, guidance {:?}, text encoder {}",
+        crossglg_data::synth::class_names(cfg.data.synthetic.as_ref().expect("demo is synthetic"))?.len(),
+        cfg.data.synthetic.as_ref().map(|s| s.layout.as_str()).unwrap_or("?"),
+        cfg.model.encoder.kind,
+        cfg.model.guidance,
+        encoder
+    );
+    run_and_report(&cfg, &a.out, false, a.quiet)
+}
+
+fn run_and_report(cfg: &TrainConfig, out: &Path, resume: bool, quiet: bool) -> Result<()> {
+    let opts = TrainOptions {
+        resume,
+        progress: !quiet,
+        max_epochs_this_call: None,
+    };
+    let s = run::train(cfg, out, &opts)?;
+    println!(
+        "trained {} epochs ({} steps, {} parameters) in {:.1} s, {:.0} samples/s; final loss {:.4}, train accuracy {:.1}%",
+        s.epochs,
+        s.steps,
+        s.parameters,
+        s.seconds,
+        s.samples_per_second,
+        s.final_loss,
+        100.0 * s.train_accuracy
+    );
+    let reports: Vec<EvalReport> = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).context("reading the run's report")?,
+    )?;
+    print_reports(&reports);
+    println!("run directory: {}", out.display());
+    Ok(())
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let cfg = TrainConfig::load(&a.config, &a.overrides)?;
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(a.config.file_stem().unwrap_or_default())
+    });
+    run_and_report(&cfg, &out, a.resume, a.quiet)
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let device = run::device_from(&a.device)?;
+    let reports = run::evaluate_run(&a.run, &device)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print_reports(&reports);
+    }
+    Ok(())
+}
+
+pub fn sweep(a: SweepArgs) -> Result<()> {
+    let base = TrainConfig::load(&a.config, &a.overrides)?;
+    let sizes = if a.sizes.is_empty() {
+        run::resolve_split(&base)?.sweep
+    } else {
+        a.sizes.clone()
+    };
+    if sizes.is_empty() {
+        bail!("the split has no default sweep; pass --sizes");
+    }
+    // rows[size] = per seed (cosine accuracy, calibrated accuracy)
+    let mut rows = Vec::new();
+    for &k in &sizes {
+        let mut accs = Vec::new();
+        for &seed in &a.seeds {
+            let mut cfg = base.clone();
+            cfg.data.auxiliary = Some(k);
+            cfg.seed = seed;
+            let out = a.out.join(format!("aux{k}-seed{seed}"));
+            let opts = TrainOptions {
+                resume: false,
+                progress: !a.quiet,
+                max_epochs_this_call: None,
+            };
+            run::train(&cfg, &out, &opts)?;
+            let reports: Vec<EvalReport> =
+                serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+            accs.push(reports.iter().map(|r| (r.method.clone(), r.accuracy)).collect::<Vec<_>>());
+        }
+        rows.push((k, accs));
+    }
+    let methods: Vec<String> = rows
+        .first()
+        .and_then(|(_, a)| a.first())
+        .map(|m| m.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    println!("| auxiliary classes | {} |", methods.join(" | "));
+    println!("|---|{}", "---|".repeat(methods.len()));
+    for (k, accs) in &rows {
+        let cells: Vec<String> = (0..methods.len())
+            .map(|m| {
+                let v: Vec<f64> = accs.iter().map(|a| 100.0 * a[m].1).collect();
+                let (mean, std) = mean_std(&v);
+                format!("{mean:.1} ± {std:.1}")
+            })
+            .collect();
+        println!("| {k} | {} |", cells.join(" | "));
+    }
+    println!("(top-1 %, mean ± std over seeds {:?})", a.seeds);
+    Ok(())
+}
+
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}

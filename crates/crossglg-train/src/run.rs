@@ -1,0 +1,530 @@
+//! A training run end to end: data and split, text, model, the epoch loop with checkpoints
+//! and metrics, then base-class statistics and the one-shot evaluation.
+//!
+//! A run directory holds `config.toml` (resolved), `metrics.jsonl`, `checkpoints/epoch-NNN.safetensors`,
+//! `last.safetensors`, `base_stats.safetensors`, `report.json` and `report.md`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use crossglg_data::preprocess::{Mode, Preprocessor};
+use crossglg_data::protocol::{Assignment, Split};
+use crossglg_data::rng::keyed_rng;
+use crossglg_data::{Layout, Skeleton};
+use crossglg_model::{build_seeded, trainable_vars, CrossGlg, CrossGlgConfig, Graph, Guidance};
+use rand::seq::SliceRandom;
+
+use crate::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
+use crate::checkpoint::{Checkpoint, Position};
+use crate::config::TrainConfig;
+use crate::embedder::{EmbedError, Embedder};
+use crate::eval::{evaluate_cosine, OneShotSet};
+use crate::optim::Optimizer;
+use crate::report::EvalReport;
+use crate::source::{InMemory, SampleSource};
+use crate::textsrc::load_class_text;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("data: {0}")]
+    Data(String),
+    #[error(transparent)]
+    Text(#[from] crate::textsrc::TextSourceError),
+    #[error(transparent)]
+    Model(#[from] crossglg_model::ModelError),
+    #[error("tensor: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("run directory {path}: {message}")]
+    RunDir { path: PathBuf, message: String },
+    #[error("evaluation: {0}")]
+    Eval(String),
+}
+
+fn data_err(e: impl std::fmt::Display) -> RunError {
+    RunError::Data(e.to_string())
+}
+
+pub fn device_from(name: &str) -> Result<Device, RunError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        s if s.starts_with("cuda") => {
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map(|n| n.parse::<usize>())
+                .transpose()
+                .map_err(|_| data_err(format!("bad device `{s}`; use cpu, cuda or cuda:N")))?
+                .unwrap_or(0);
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        s => Err(data_err(format!("unknown device `{s}`; use cpu, cuda or cuda:N"))),
+    }
+}
+
+/// Opens the configured dataset.
+pub fn open_source(cfg: &TrainConfig) -> Result<Box<dyn SampleSource>, RunError> {
+    if let Some(s) = &cfg.data.synthetic {
+        let layout = Layout::load(&s.layout).map_err(data_err)?;
+        let dataset = crossglg_data::synth::generate_with_layout(s, &layout).map_err(data_err)?;
+        return Ok(Box::new(InMemory { dataset, layout }));
+    }
+    let path = cfg.data.packed.as_ref().expect("config checked");
+    crate::source::open_packed(path).map_err(data_err)
+}
+
+/// The split of the synthetic dataset: every 4th class novel (like MSR Action3D), the
+/// exemplar is subject 1's first sample from view 1.
+pub fn synthetic_split(num_classes: usize) -> Split {
+    let novel: Vec<usize> = (0..num_classes).step_by(4).collect();
+    Split {
+        name: "synthetic".into(),
+        description: "synthetic motions: every 4th class novel; exemplar subject 1, view 1".into(),
+        auxiliary_classes: (0..num_classes).filter(|c| !novel.contains(c)).collect(),
+        novel_classes: novel,
+        exemplars: crossglg_data::protocol::Exemplars::Rule {
+            subject: Some(1),
+            view: Some(1),
+            setup: None,
+        },
+        queries: Default::default(),
+        excluded: Default::default(),
+        sweep: vec![],
+    }
+}
+
+/// The split the config names, restricted to `auxiliary` classes when set.
+pub fn resolve_split(cfg: &TrainConfig) -> Result<Split, RunError> {
+    let mut split = match (&cfg.data.synthetic, cfg.data.split.as_str()) {
+        (Some(s), "synthetic") => {
+            synthetic_split(crossglg_data::synth::class_names(s).map_err(data_err)?.len())
+        }
+        (_, name) => Split::load(name).map_err(data_err)?,
+    };
+    if let Some(p) = &cfg.data.exclude_list {
+        let names = crossglg_data::protocol::read_name_list(p).map_err(data_err)?;
+        split = split.with_excluded(names);
+    }
+    if let Some(k) = cfg.data.auxiliary {
+        split = split.with_auxiliary(k).map_err(data_err)?;
+    }
+    Ok(split)
+}
+
+/// The resolved model config: class count from the split, text width from the text.
+fn model_config(
+    cfg: &TrainConfig,
+    num_classes: usize,
+    channels: usize,
+    text_dim: Option<usize>,
+) -> CrossGlgConfig {
+    let mut m = cfg.model.clone();
+    m.num_classes = num_classes;
+    if let Some(d) = text_dim {
+        m.interaction.text_dim = d;
+    }
+    m.encoder.num_persons = cfg.preprocess.persons;
+    m.encoder.in_channels = channels;
+    m
+}
+
+pub fn graph_of(layout: &Layout) -> Result<Graph, RunError> {
+    Ok(Graph::new(layout.num_joints(), layout.edges.clone(), layout.center)?)
+}
+
+/// Loads `tensors["model.<name>"]` into every variable of `varmap`.
+fn load_weights(varmap: &VarMap, ck: &Checkpoint, origin: &Path) -> Result<(), RunError> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    for (name, var) in data.iter() {
+        let t = ck.tensors.get(&format!("model.{name}")).ok_or_else(|| RunError::RunDir {
+            path: origin.to_path_buf(),
+            message: format!("checkpoint lacks weight `{name}` (different model config?)"),
+        })?;
+        var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)
+            .map_err(|e| RunError::RunDir {
+                path: origin.to_path_buf(),
+                message: format!("weight `{name}`: {e}"),
+            })?;
+    }
+    Ok(())
+}
+
+/// Labels of the training samples, remapped to `0..aux.len()` in the split's auxiliary order.
+fn train_labels(src: &dyn SampleSource, a: &Assignment, aux: &[usize]) -> Result<Vec<u32>, RunError> {
+    a.train
+        .iter()
+        .map(|&i| {
+            let l = src.meta(i).label.ok_or_else(|| data_err(format!("sample `{}` has no label", src.meta(i).name)))?;
+            aux.iter()
+                .position(|&c| c == l)
+                .map(|p| p as u32)
+                .ok_or_else(|| data_err(format!("train sample `{}` is not in an auxiliary class", src.meta(i).name)))
+        })
+        .collect()
+}
+
+/// Preprocesses `indices` and returns the `(N, C, T, V, M)` tensor.
+fn batch_tensor(
+    pre: &Preprocessor,
+    src: &dyn SampleSource,
+    indices: &[usize],
+    mode: Mode,
+    seed: u64,
+    epoch: u64,
+    device: &Device,
+) -> Result<Tensor, RunError> {
+    let b = pre
+        .batch(indices, |i| Ok((src.meta(i).name.clone(), src.skeleton(i)?)), mode, seed, epoch)
+        .map_err(data_err)?;
+    Ok(Tensor::from_vec(b.x, b.shape.to_vec(), device)?)
+}
+
+/// Summary of a finished `train` call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    pub epochs: usize,
+    pub steps: u64,
+    pub final_loss: f64,
+    pub train_accuracy: f64,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+    pub parameters: usize,
+}
+
+pub struct TrainOptions {
+    pub resume: bool,
+    pub progress: bool,
+    /// Stop after this many epochs of this call (for tests of `--resume`).
+    pub max_epochs_this_call: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            resume: false,
+            progress: true,
+            max_epochs_this_call: None,
+        }
+    }
+}
+
+/// Trains per `cfg` into `run_dir`, then writes base statistics and the one-shot report.
+pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<TrainSummary, RunError> {
+    let t0 = Instant::now();
+    let device = device_from(&cfg.device)?;
+    let src = open_source(cfg)?;
+    let layout = src.layout().clone();
+    let split = resolve_split(cfg)?;
+    let assignment = split.apply(&src.metas()).map_err(data_err)?;
+    if assignment.train.is_empty() {
+        return Err(data_err("the split leaves no training samples"));
+    }
+    let aux = split.auxiliary_classes.clone();
+    let labels = train_labels(src.as_ref(), &assignment, &aux)?;
+    let aux_names: Vec<String> = aux.iter().map(|&c| src.classes()[c].clone()).collect();
+
+    let text = if cfg.model.guidance != Guidance::None {
+        Some(load_class_text(&cfg.text, &layout, &aux_names, &device)?)
+    } else {
+        None
+    };
+    let channels = src.skeleton(assignment.train[0]).map_err(data_err)?.channels;
+    let mcfg = model_config(cfg, aux.len(), channels, text.as_ref().map(|t| t.dim));
+    let graph = graph_of(&layout)?;
+    let (varmap, model) = build_seeded(&mcfg, &graph, cfg.seed, DType::F32, &device)?;
+    let vars = trainable_vars(&varmap);
+    let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut opt = Optimizer::new(cfg.optim.clone(), vars);
+
+    let mut resolved = cfg.clone();
+    resolved.model = mcfg.clone();
+    let config_toml = resolved.to_toml();
+    let pre = Preprocessor::new(cfg.preprocess.clone(), &layout).map_err(data_err)?;
+
+    std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(|e| RunError::RunDir {
+        path: run_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let last = run_dir.join("last.safetensors");
+    let mut start_epoch = 0;
+    if opts.resume && last.exists() {
+        let ck = Checkpoint::load(&last, &device)?;
+        load_weights(&varmap, &ck, &last)?;
+        opt.load_state(|n| ck.tensors.get(n).cloned(), ck.position.step);
+        start_epoch = ck.position.epoch;
+        tracing::info!("resuming from {} at epoch {start_epoch}", last.display());
+    } else {
+        // A fresh run starts a fresh metrics file.
+        let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
+    }
+    crate::report::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes()).map_err(|e| RunError::RunDir {
+        path: run_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join("metrics.jsonl"))
+        .map_err(|e| RunError::RunDir {
+            path: run_dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+
+    let n = assignment.train.len();
+    let bs = cfg.batch_size.min(n);
+    let steps_per_epoch = n.div_ceil(bs);
+    let end_epoch = match opts.max_epochs_this_call {
+        Some(k) => (start_epoch + k).min(cfg.epochs),
+        None => cfg.epochs,
+    };
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(((end_epoch - start_epoch) * steps_per_epoch) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut final_loss = f64::NAN;
+    let mut train_acc = 0.0;
+    let mut seen = 0usize;
+    let t_train = Instant::now();
+    for epoch in start_epoch..end_epoch {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut keyed_rng(&[cfg.seed, epoch as u64, 0x5bff1e]));
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0usize, 0usize);
+        for (step, chunk) in order.chunks(bs).enumerate() {
+            let t_step = Instant::now();
+            let idx: Vec<usize> = chunk.iter().map(|&k| assignment.train[k]).collect();
+            let lab: Vec<u32> = chunk.iter().map(|&k| labels[k]).collect();
+            let x = batch_tensor(&pre, src.as_ref(), &idx, Mode::Train, cfg.seed, epoch as u64, &device)?;
+            let y = Tensor::new(lab.as_slice(), &device)?;
+            let (text_local, k_gt) = match &text {
+                Some(t) => (Some(t.local.index_select(&y, 0)?), Some(t.key_joints.index_select(&y, 0)?)),
+                None => (None, None),
+            };
+            let out = model.forward_train(&x, text_local.as_ref(), true)?;
+            let parts = model.loss(&out, &y, k_gt.as_ref())?;
+            let lr = cfg.optim.lr_at(epoch, step, steps_per_epoch, cfg.epochs);
+            let grads = parts.total.backward()?;
+            opt.step(&grads, lr)?;
+            let pred = out.logits_s.argmax(1)?.to_vec1::<u32>()?;
+            let ok = pred.iter().zip(&lab).filter(|(p, l)| p == l).count();
+            let loss = parts.total.to_scalar::<f32>()? as f64;
+            loss_sum += loss * lab.len() as f64;
+            correct += ok;
+            count += lab.len();
+            seen += lab.len();
+            let sps = lab.len() as f64 / t_step.elapsed().as_secs_f64();
+            let mut rec = serde_json::Map::new();
+            rec.insert("epoch".into(), epoch.into());
+            rec.insert("step".into(), opt.steps_taken().into());
+            rec.insert("lr".into(), lr.into());
+            for (k, v) in parts.scalars()? {
+                rec.insert(format!("loss_{k}"), v.into());
+            }
+            rec.insert("loss".into(), loss.into());
+            rec.insert("batch_accuracy".into(), (ok as f64 / lab.len() as f64).into());
+            rec.insert("samples_per_s".into(), sps.into());
+            let _ = writeln!(metrics, "{}", serde_json::Value::Object(rec));
+            bar.set_message(format!("epoch {} loss {loss:.3} {sps:.0} samples/s", epoch + 1));
+            bar.inc(1);
+        }
+        final_loss = loss_sum / count.max(1) as f64;
+        train_acc = correct as f64 / count.max(1) as f64;
+        tracing::info!("epoch {}: loss {final_loss:.4}, train accuracy {train_acc:.3}", epoch + 1);
+        let mut tensors: std::collections::HashMap<String, Tensor> = varmap
+            .data()
+            .lock()
+            .expect("VarMap lock poisoned")
+            .iter()
+            .map(|(k, v)| (format!("model.{k}"), v.as_tensor().clone()))
+            .collect();
+        tensors.extend(opt.state());
+        let ck = Checkpoint {
+            tensors,
+            config_toml: config_toml.clone(),
+            position: Position {
+                epoch: epoch + 1,
+                step: opt.steps_taken(),
+            },
+            metadata: [
+                ("aux_classes".to_string(), serde_json::to_string(&aux_names).unwrap_or_default()),
+                ("layout".to_string(), layout.to_toml()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        ck.save(&run_dir.join(format!("checkpoints/epoch-{:03}.safetensors", epoch + 1)))?;
+        ck.save(&last)?;
+    }
+    bar.finish_and_clear();
+    let train_secs = t_train.elapsed().as_secs_f64();
+
+    if end_epoch == cfg.epochs {
+        let trained = TrainedModel {
+            model,
+            pre,
+            device: device.clone(),
+            batch_size: cfg.eval.batch_size,
+        };
+        // Base statistics for distribution calibration, from the training samples (test-mode
+        // preprocessing: what the model sees at inference).
+        let emb = trained.embed_indices(src.as_ref(), &assignment.train)?;
+        let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+        let stats = BaseStats::from_embeddings(&emb, &base_labels).map_err(|e| RunError::Eval(e.to_string()))?;
+        stats
+            .save(&run_dir.join("base_stats.safetensors"))
+            .map_err(|e| RunError::Eval(e.to_string()))?;
+        let reports = evaluate_one_shot(&trained, src.as_ref(), &split, &assignment, Some(&stats), cfg)?;
+        write_reports(run_dir, &reports)?;
+    }
+    Ok(TrainSummary {
+        run_dir: run_dir.to_path_buf(),
+        epochs: end_epoch,
+        steps: opt.steps_taken(),
+        final_loss,
+        train_accuracy: train_acc,
+        seconds: t0.elapsed().as_secs_f64(),
+        samples_per_second: seen as f64 / train_secs.max(1e-9),
+        parameters,
+    })
+}
+
+/// A trained model ready to embed skeletons (skeleton branch only, eval mode).
+pub struct TrainedModel {
+    pub model: CrossGlg,
+    pub pre: Preprocessor,
+    pub device: Device,
+    pub batch_size: usize,
+}
+
+impl TrainedModel {
+    /// Loads `last.safetensors` (or the given checkpoint file) of a run directory.
+    pub fn load(path: &Path, device: &Device) -> Result<(Self, TrainConfig, Layout), RunError> {
+        let file = if path.is_dir() { path.join("last.safetensors") } else { path.to_path_buf() };
+        let ck = Checkpoint::load(&file, device)?;
+        let cfg = TrainConfig::from_toml_str(&ck.config_toml, &file.display().to_string())?;
+        // The layout travels in the checkpoint, so a model serves without its training data.
+        let layout_toml = ck.metadata.get("layout").ok_or_else(|| RunError::RunDir {
+            path: file.clone(),
+            message: "checkpoint metadata has no `layout`".into(),
+        })?;
+        let layout = Layout::from_toml_str(layout_toml, &file.display().to_string()).map_err(data_err)?;
+        let graph = graph_of(&layout)?;
+        let (varmap, model) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
+        load_weights(&varmap, &ck, &file)?;
+        let pre = Preprocessor::new(cfg.preprocess.clone(), &layout).map_err(data_err)?;
+        Ok((
+            TrainedModel {
+                model,
+                pre,
+                device: device.clone(),
+                batch_size: cfg.eval.batch_size,
+            },
+            cfg,
+            layout,
+        ))
+    }
+
+    fn embed_tensor(&self, x: &Tensor) -> Result<Vec<Vec<f32>>, RunError> {
+        Ok(self.model.embed(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+
+    /// Embeddings of dataset samples, in batches.
+    pub fn embed_indices(&self, src: &dyn SampleSource, indices: &[usize]) -> Result<Vec<Vec<f32>>, RunError> {
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(self.batch_size.max(1)) {
+            let x = batch_tensor(&self.pre, src, chunk, Mode::Test, 0, 0, &self.device)?;
+            out.extend(self.embed_tensor(&x)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for TrainedModel {
+    fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(skeletons.len());
+        for chunk in skeletons.chunks(self.batch_size.max(1)) {
+            let items: Vec<(usize, &str, &Skeleton)> = chunk.iter().enumerate().map(|(i, s)| (i, "input", s)).collect();
+            let b = self.pre.batch_of(&items, Mode::Test, 0, 0).map_err(EmbedError::new)?;
+            let x = Tensor::from_vec(b.x, b.shape.to_vec(), &self.device).map_err(EmbedError::new)?;
+            out.extend(self.embed_tensor(&x).map_err(EmbedError::new)?);
+        }
+        Ok(out)
+    }
+
+    fn dim(&self) -> usize {
+        self.model.embedding_dim()
+    }
+}
+
+/// One-shot evaluation on the split's novel classes: cosine nearest exemplar, and
+/// distribution calibration when base statistics are given and enabled.
+pub fn evaluate_one_shot(
+    model: &TrainedModel,
+    src: &dyn SampleSource,
+    split: &Split,
+    a: &Assignment,
+    base: Option<&BaseStats>,
+    cfg: &TrainConfig,
+) -> Result<Vec<EvalReport>, RunError> {
+    let novel = &split.novel_classes;
+    let class_of = |i: usize| -> Result<usize, RunError> {
+        let l = src.meta(i).label.ok_or_else(|| data_err("unlabelled sample"))?;
+        novel.iter().position(|&c| c == l).ok_or_else(|| data_err(format!("sample {} is not novel", src.meta(i).name)))
+    };
+    let set = OneShotSet {
+        classes: novel.iter().map(|&c| src.classes()[c].clone()).collect(),
+        exemplars: model.embed_indices(src, &a.exemplars)?,
+        exemplar_labels: a.exemplars.iter().map(|&i| class_of(i)).collect::<Result<_, _>>()?,
+        queries: model.embed_indices(src, &a.queries)?,
+        query_labels: a.queries.iter().map(|&i| class_of(i)).collect::<Result<_, _>>()?,
+    };
+    let mut reports = vec![evaluate_cosine(&set).map_err(|e| RunError::Eval(e.to_string()))?];
+    if let (Some(stats), true) = (base, cfg.eval.calibration) {
+        let cc = CalibrationConfig {
+            seed: cfg.seed,
+            ..Default::default()
+        };
+        reports.push(evaluate_calibrated(&set, stats, &cc).map_err(|e| RunError::Eval(e.to_string()))?);
+    }
+    Ok(reports)
+}
+
+/// Writes `report.json` (all methods) and `report.md`.
+pub fn write_reports(run_dir: &Path, reports: &[EvalReport]) -> Result<(), RunError> {
+    let json = serde_json::to_string_pretty(reports).expect("reports serialise");
+    let md: String = reports.iter().map(|r| format!("{}\n", r.to_markdown())).collect();
+    for (name, bytes) in [("report.json", json.as_bytes()), ("report.md", md.as_bytes())] {
+        crate::report::write_atomic(&run_dir.join(name), bytes).map_err(|e| RunError::RunDir {
+            path: run_dir.join(name),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Re-evaluates a finished run (`crossglg eval`).
+pub fn evaluate_run(run_dir: &Path, device: &Device) -> Result<Vec<EvalReport>, RunError> {
+    let (model, cfg, _) = TrainedModel::load(run_dir, device)?;
+    let src = open_source(&cfg)?;
+    let split = resolve_split(&cfg)?;
+    let a = split.apply(&src.metas()).map_err(data_err)?;
+    let stats_path = run_dir.join("base_stats.safetensors");
+    let stats = if stats_path.exists() {
+        Some(BaseStats::load(&stats_path).map_err(|e| RunError::Eval(e.to_string()))?)
+    } else {
+        None
+    };
+    evaluate_one_shot(&model, src.as_ref(), &split, &a, stats.as_ref(), &cfg)
+}
