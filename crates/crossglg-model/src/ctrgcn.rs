@@ -1,0 +1,195 @@
+//! CTR-GCN (Chen et al., ICCV 2021), features only (the classifier lives in CrossGLG).
+//!
+//! Follows `model/ctrgcn.py` of Uason-Chen/CTR-GCN: data BN over `M·V·C`; ten `TCN_GCN_unit`s,
+//! each a channel-wise topology-refinement graph conv (`unit_gcn`: per subset a CTRGC whose
+//! refined topology is `conv4(tanh(φ(x)ᵤ − ψ(x)ᵥ))·α + A_s`, summed over subsets, BN, residual,
+//! ReLU) followed by the multi-scale temporal conv (kernel 5, dilations 1 and 2) and a block
+//! residual. Difference: the learnable topology `PA` is stored as `A + pa_delta` with
+//! `pa_delta` initialised to zero (same gradients; the seeded init only knows constant/random
+//! fills).
+
+use crate::encoder::EncoderConfig;
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::layers::{
+    add_opt, batch_norm, pointwise, ConvBn, MultiScaleTcn, Residual, TemporalConv,
+};
+use candle_core::{ModuleT, Tensor};
+use candle_nn::{BatchNorm, Init, VarBuilder};
+
+/// CTRGC: one subset of the channel-wise refined graph conv.
+struct Ctrgc {
+    conv1: TemporalConv,
+    conv2: TemporalConv,
+    conv3: TemporalConv,
+    conv4: TemporalConv,
+}
+
+impl Ctrgc {
+    fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        // CTR-GCN: 8 relation channels for raw coordinates, else c_in / 8.
+        let rel = if c_in == 3 || c_in == 9 {
+            8
+        } else {
+            (c_in / 8).max(1)
+        };
+        Ok(Self {
+            conv1: pointwise(c_in, rel, 1, vb.pp("conv1"))?,
+            conv2: pointwise(c_in, rel, 1, vb.pp("conv2"))?,
+            conv3: pointwise(c_in, c_out, 1, vb.pp("conv3"))?,
+            conv4: pointwise(rel, c_out, 1, vb.pp("conv4"))?,
+        })
+    }
+
+    /// # Shapes
+    /// `x: (N, C_in, T, V)`, `a: (V, V)`, `alpha: (1)` -> `(N, C_out, T, V)`
+    fn forward(&self, x: &Tensor, a: &Tensor, alpha: &Tensor) -> candle_core::Result<Tensor> {
+        let x1 = self.conv1.forward(x)?.mean(2)?; // (N, R, V)
+        let x2 = self.conv2.forward(x)?.mean(2)?;
+        let x3 = self.conv3.forward(x)?; // (N, C, T, V)
+        let (n, r, v) = x1.dims3()?;
+        let rel = x1
+            .unsqueeze(3)?
+            .broadcast_sub(&x2.unsqueeze(2)?)?
+            .tanh()?
+            .reshape((n, r, v, v))?; // (N, R, U, V)
+        let topo = self
+            .conv4
+            .forward(&rel)?
+            .broadcast_mul(alpha)?
+            .broadcast_add(a)?; // (N, C, U, V)
+        let (_, c, t, _) = x3.dims4()?;
+        // out[n,c,t,u] = Σ_v topo[n,c,u,v] · x3[n,c,t,v]
+        let y = x3
+            .reshape((n * c, t, v))?
+            .matmul(&topo.reshape((n * c, v, v))?.transpose(1, 2)?.contiguous()?)?;
+        y.reshape((n, c, t, v))
+    }
+}
+
+struct UnitGcn {
+    convs: Vec<Ctrgc>,
+    pa_delta: Tensor,
+    alpha: Tensor,
+    bn: BatchNorm,
+    down: Option<ConvBn>,
+}
+
+struct Block {
+    gcn: UnitGcn,
+    tcn: MultiScaleTcn,
+    residual: Residual,
+}
+
+pub struct CtrGcn {
+    pub(crate) cfg: EncoderConfig,
+    data_bn: BatchNorm,
+    a: Tensor,
+    blocks: Vec<Block>,
+}
+
+impl CtrGcn {
+    pub fn new(cfg: &EncoderConfig, graph: &Graph, vb: VarBuilder) -> Result<Self> {
+        let v = graph.num_joints;
+        let a = graph.spatial_tensor(vb.device())?.to_dtype(vb.dtype())?;
+        let k = a.dim(0)?;
+        let data_bn = batch_norm(cfg.num_persons * v * cfg.in_channels, 1.0, vb.pp("data_bn"))?;
+        let mut blocks = Vec::with_capacity(cfg.blocks.len());
+        let mut c_in = cfg.in_channels;
+        for (i, spec) in cfg.blocks.iter().enumerate() {
+            let b = vb.pp(format!("l{}", i + 1));
+            let c_out = spec.channels;
+            let g = b.pp("gcn1");
+            let convs = (0..k)
+                .map(|s| Ctrgc::new(c_in, c_out, g.pp(format!("convs.{s}"))))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let gcn = UnitGcn {
+                convs,
+                pa_delta: g.get_with_hints((k, v, v), "pa_delta", Init::Const(0.))?,
+                alpha: g.get_with_hints(1, "alpha", Init::Const(0.))?,
+                // CTR-GCN's bn_init(self.bn, 1e-6): the block starts close to its residual.
+                bn: batch_norm(c_out, 1e-6, g.pp("bn"))?,
+                down: if c_in != c_out {
+                    Some(ConvBn::new(c_in, c_out, 1, 1, 1, g.pp("down"))?)
+                } else {
+                    None
+                },
+            };
+            blocks.push(Block {
+                gcn,
+                tcn: MultiScaleTcn::new(
+                    c_out,
+                    c_out,
+                    cfg.temporal_kernel,
+                    spec.stride,
+                    &cfg.dilations,
+                    b.pp("tcn1"),
+                )?,
+                residual: Residual::new(i > 0, c_in, c_out, spec.stride, b.pp("residual"))?,
+            });
+            c_in = c_out;
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            data_bn,
+            a,
+            blocks,
+        })
+    }
+
+    /// # Shapes
+    /// `x: (N, C, T, V, M)` -> `(N·M, C, T, V)`
+    pub fn stem(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        data_bn_mvc(&self.data_bn, x, train)
+    }
+
+    /// # Shapes
+    /// `h: (N·M, C_in, T, V)`, `joint_weight: (N·M, 1, 1, V)` -> `(N·M, C_out, T', V)`
+    pub fn block(
+        &self,
+        i: usize,
+        h: &Tensor,
+        joint_weight: Option<&Tensor>,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let blk = &self.blocks[i];
+        let g = &blk.gcn;
+        let pa = (&self.a + &g.pa_delta)?;
+        let mut y: Option<Tensor> = None;
+        for (s, conv) in g.convs.iter().enumerate() {
+            let z = conv.forward(h, &pa.get(s)?, &g.alpha)?;
+            y = Some(match y {
+                Some(y) => (y + z)?,
+                None => z,
+            });
+        }
+        let y = g.bn.forward_t(&y.expect("at least one subset"), train)?;
+        let down = match &g.down {
+            Some(d) => d.forward(h, train)?,
+            None => h.clone(),
+        };
+        let mut y = (y + down)?.relu()?;
+        if let Some(w) = joint_weight {
+            y = y.broadcast_mul(w)?;
+        }
+        let res = blk.residual.forward(h, train)?;
+        add_opt(blk.tcn.forward(&y, train)?, res)?.relu()
+    }
+}
+
+/// CTR-GCN / InfoGCN data normalisation: `BatchNorm1d(M·V·C)` over `(N, M·V·C, T)`.
+///
+/// # Shapes
+/// `x: (N, C, T, V, M)` -> `(N·M, C, T, V)`
+pub(crate) fn data_bn_mvc(bn: &BatchNorm, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    let (n, c, t, v, m) = x.dims5()?;
+    let h = x
+        .permute((0, 4, 3, 1, 2))?
+        .contiguous()?
+        .reshape((n, m * v * c, t))?;
+    let h = bn.forward_t(&h, train)?;
+    h.reshape((n, m, v, c, t))?
+        .permute((0, 1, 3, 4, 2))?
+        .contiguous()?
+        .reshape((n * m, c, t, v))
+}

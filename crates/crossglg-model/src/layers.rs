@@ -1,0 +1,443 @@
+//! Building blocks shared by the encoders: temporal convolution with non-square padding and
+//! stride, point-wise convolution, batch norm, the multi-scale temporal convolution of
+//! CTR-GCN / InfoGCN, and multi-head attention for the CrossGLG heads.
+
+use crate::init::{CONV_INIT, LINEAR_INIT};
+use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
+
+/// `nn.BatchNorm` with PyTorch's defaults (eps 1e-5, momentum 0.1), weight initialised to
+/// `gamma` (the GCN references use 1, and 1e-6 for the last norm of a graph conv).
+pub fn batch_norm(c: usize, gamma: f64, vb: VarBuilder) -> Result<BatchNorm> {
+    let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.))?;
+    let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
+    let weight = vb.get_with_hints(c, "weight", Init::Const(gamma))?;
+    let bias = vb.get_with_hints(c, "bias", Init::Const(0.))?;
+    let cfg = BatchNormConfig::default();
+    BatchNorm::new(c, running_mean, running_var, weight, bias, cfg.eps)
+}
+
+/// A linear layer with Kaiming-normal weights and zero bias.
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let w = vb.get_with_hints((out_dim, in_dim), "weight", LINEAR_INIT)?;
+    let b = vb.get_with_hints(out_dim, "bias", Init::Const(0.))?;
+    Ok(Linear::new(w, Some(b)))
+}
+
+/// Layer norm over the last dimension written with differentiable primitives (candle-nn's
+/// `LayerNorm` dispatches contiguous inputs to a fused op that has no backward pass).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.))?,
+            eps: 1e-5,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    /// # Shapes
+    /// `(..., D)` -> `(..., D)`
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Splits the time axis of `(N, C, T, V)` into its `stride` phases: phase `r` holds frames
+/// `r, r + stride, r + 2·stride, …` (zero-padded to `ceil(T / stride)` frames). Uses a reshape
+/// instead of `index_select`, which needs contiguous input and is slower.
+pub fn time_phases(x: &Tensor, stride: usize) -> Result<Vec<Tensor>> {
+    if stride == 1 {
+        return Ok(vec![x.clone()]);
+    }
+    let (n, c, t, v) = x.dims4()?;
+    let tp = t.div_ceil(stride);
+    let x = x.pad_with_zeros(2, 0, tp * stride - t)?.contiguous()?;
+    let r = x.reshape((n, c, tp, stride, v))?;
+    (0..stride).map(|i| r.narrow(3, i, 1)?.squeeze(3)).collect()
+}
+
+/// Keeps every `stride`-th frame of `(N, C, T, V)` starting at 0 (`ceil(T / stride)` frames).
+pub fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(x.clone());
+    }
+    Ok(time_phases(x, stride)?.swap_remove(0))
+}
+
+/// `nn.Conv2d(c_in, c_out, kernel_size=(k, 1), stride=(s, 1), padding=(p, 0), dilation=(d, 1))`
+/// over `(N, C, T, V)` with "same" padding `p = d·(k-1)/2`, written as unfold + matmul (candle's
+/// conv2d has square padding and stride; unfold + matmul was also the faster CPU path).
+/// The weight keeps PyTorch's `(c_out, c_in, k, 1)` shape so checkpoints map one to one.
+#[derive(Debug, Clone)]
+pub struct TemporalConv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+}
+
+impl TemporalConv {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints((c_out, c_in, kernel, 1), "weight", CONV_INIT)?;
+        let bias = Some(vb.get_with_hints(c_out, "bias", Init::Const(0.))?);
+        Ok(Self {
+            weight,
+            bias,
+            kernel,
+            stride: stride.max(1),
+            dilation: dilation.max(1),
+        })
+    }
+
+    /// # Shapes
+    /// `x: (N, C_in, T, V)` -> `(N, C_out, ceil(T / stride), V)`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c_in, t, v) = x.dims4()?;
+        let (c_out, _, k, _) = self.weight.dims4()?;
+        let pad = self.dilation * (k - 1) / 2;
+        let t_out = (t + 2 * pad - self.dilation * (k - 1) - 1) / self.stride + 1;
+        let cols = if k == 1 {
+            subsample(x, self.stride)?
+        } else {
+            // tap j reads padded frames t·s + j·d = (t + ⌊j·d/s⌋)·s + (j·d mod s)
+            let s = self.stride;
+            let phases = time_phases(&x.pad_with_zeros(2, pad, pad)?, s)?;
+            let taps = (0..k)
+                .map(|j| {
+                    let o = j * self.dilation;
+                    phases[o % s].narrow(2, o / s, t_out)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&taps, 1)?
+        };
+        // weight (c_out, c_in, k, 1) -> (c_out, k·c_in), matching the tap-major column order.
+        let w = if k == 1 {
+            self.weight.reshape((c_out, c_in))?
+        } else {
+            self.weight
+                .reshape((c_out, c_in, k))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((c_out, k * c_in))?
+        };
+        let cols = cols.reshape((n, k * c_in, t_out * v))?;
+        let y = w.broadcast_left(n)?.matmul(&cols)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1))?)?,
+            None => y,
+        };
+        y.reshape((n, c_out, t_out, v))
+    }
+
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+}
+
+/// `nn.Conv2d(c_in, c_out, 1)` (optionally with temporal stride) over `(N, C, T, V)`.
+pub fn pointwise(c_in: usize, c_out: usize, stride: usize, vb: VarBuilder) -> Result<TemporalConv> {
+    TemporalConv::new(c_in, c_out, 1, stride, 1, vb)
+}
+
+/// Convolution followed by batch norm (`unit_tcn` in CTR-GCN, `TemporalConv` in its MS-TCN).
+#[derive(Debug, Clone)]
+pub struct ConvBn {
+    pub conv: TemporalConv,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv: TemporalConv::new(c_in, c_out, kernel, stride, dilation, vb.pp("conv"))?,
+            bn: batch_norm(c_out, 1.0, vb.pp("bn"))?,
+        })
+    }
+
+    /// # Shapes
+    /// `(N, C_in, T, V)` -> `(N, C_out, ceil(T / stride), V)`
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// Max pooling with kernel (3, 1), padding (1, 0) and stride (s, 1). Edge frames are
+/// replicated instead of padded with -inf, which gives the same maximum.
+pub fn max_pool_time3(x: &Tensor, stride: usize) -> Result<Tensor> {
+    let t = x.dim(2)?;
+    let xp = x.pad_with_same(2, 1, 1)?;
+    let m = xp
+        .narrow(2, 0, t)?
+        .maximum(&xp.narrow(2, 1, t)?)?
+        .maximum(&xp.narrow(2, 2, t)?)?;
+    subsample(&m, stride)
+}
+
+enum Branch {
+    /// 1×1 conv, BN, ReLU, temporal conv (k, dilation) + BN.
+    Conv {
+        pre: TemporalConv,
+        pre_bn: BatchNorm,
+        tconv: ConvBn,
+    },
+    /// 1×1 conv, BN, ReLU, max-pool (3, 1), BN.
+    MaxPool {
+        pre: TemporalConv,
+        pre_bn: BatchNorm,
+        post_bn: BatchNorm,
+        stride: usize,
+    },
+    /// 1×1 conv with temporal stride, BN.
+    Point { conv: TemporalConv, bn: BatchNorm },
+}
+
+/// CTR-GCN's `MultiScale_TemporalConv` with `residual=False` (the block adds its own
+/// residual): one branch per dilation, a max-pool branch and a 1×1 branch, each with
+/// `c_out / (len(dilations) + 2)` channels, concatenated.
+pub struct MultiScaleTcn {
+    branches: Vec<Branch>,
+}
+
+impl MultiScaleTcn {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        dilations: &[usize],
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let nb = dilations.len() + 2;
+        if !c_out.is_multiple_of(nb) {
+            candle_core::bail!(
+                "multi-scale temporal conv: {c_out} output channels do not split into {nb} branches"
+            )
+        }
+        let bc = c_out / nb;
+        let vb = vb.pp("branches");
+        let mut branches = Vec::with_capacity(nb);
+        for (i, &d) in dilations.iter().enumerate() {
+            let b = vb.pp(i);
+            branches.push(Branch::Conv {
+                pre: pointwise(c_in, bc, 1, b.pp("0"))?,
+                pre_bn: batch_norm(bc, 1.0, b.pp("1"))?,
+                tconv: ConvBn::new(bc, bc, kernel, stride, d, b.pp("3"))?,
+            });
+        }
+        let b = vb.pp(dilations.len());
+        branches.push(Branch::MaxPool {
+            pre: pointwise(c_in, bc, 1, b.pp("0"))?,
+            pre_bn: batch_norm(bc, 1.0, b.pp("1"))?,
+            post_bn: batch_norm(bc, 1.0, b.pp("4"))?,
+            stride,
+        });
+        let b = vb.pp(dilations.len() + 1);
+        branches.push(Branch::Point {
+            conv: pointwise(c_in, bc, stride, b.pp("0"))?,
+            bn: batch_norm(bc, 1.0, b.pp("1"))?,
+        });
+        Ok(Self { branches })
+    }
+
+    /// # Shapes
+    /// `(N, C_in, T, V)` -> `(N, C_out, ceil(T / stride), V)`
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let outs = self
+            .branches
+            .iter()
+            .map(|b| match b {
+                Branch::Conv { pre, pre_bn, tconv } => {
+                    let h = pre_bn.forward_t(&pre.forward(x)?, train)?.relu()?;
+                    tconv.forward(&h, train)
+                }
+                Branch::MaxPool {
+                    pre,
+                    pre_bn,
+                    post_bn,
+                    stride,
+                } => {
+                    let h = pre_bn.forward_t(&pre.forward(x)?, train)?.relu()?;
+                    post_bn.forward_t(&max_pool_time3(&h, *stride)?, train)
+                }
+                Branch::Point { conv, bn } => bn.forward_t(&conv.forward(x)?, train),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&outs, 1)
+    }
+}
+
+/// Multi-head attention with separate query and key/value inputs (pre-norm is done by the
+/// caller).
+pub struct MultiHeadAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+}
+
+impl MultiHeadAttention {
+    pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            candle_core::bail!("attention width {dim} is not divisible by {heads} heads")
+        }
+        Ok(Self {
+            q: linear(dim, dim, vb.pp("q"))?,
+            k: linear(dim, dim, vb.pp("k"))?,
+            v: linear(dim, dim, vb.pp("v"))?,
+            o: linear(dim, dim, vb.pp("o"))?,
+            heads,
+        })
+    }
+
+    /// # Shapes
+    /// `query: (N, L, D)`, `context: (N, S, D)` -> `(N, L, D)`
+    pub fn forward(&self, query: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (n, l, d) = query.dims3()?;
+        let s = context.dim(1)?;
+        let h = self.heads;
+        let hd = d / h;
+        let split = |t: Tensor, len: usize| -> Result<Tensor> {
+            t.reshape((n, len, h, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(self.q.forward(query)?, l)?;
+        let k = split(self.k.forward(context)?, s)?;
+        let v = split(self.v.forward(context)?, s)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let att = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?;
+        let att = softmax_last(&att)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((n, l, d))?;
+        self.o.forward(&y)
+    }
+}
+
+/// Mean over the persons folded into the batch: `(N·M, ...)` -> `(N, ...)`.
+pub fn mean_persons(x: &Tensor, m: usize) -> Result<Tensor> {
+    let dims = x.dims();
+    let nm = dims[0];
+    if m == 0 || !nm.is_multiple_of(m) {
+        candle_core::bail!("batch of {nm} is not a multiple of {m} persons")
+    }
+    let mut shape = vec![nm / m, m];
+    shape.extend_from_slice(&dims[1..]);
+    x.reshape(shape)?.mean(1)
+}
+
+/// Pools joint features over time and persons: `(N·M, C, T, V)` -> `(N, V, C)`.
+pub fn joint_features(x: &Tensor, m: usize) -> Result<Tensor> {
+    let pooled = x.mean(2)?; // (N·M, C, V)
+    mean_persons(&pooled, m)?.transpose(1, 2)?.contiguous()
+}
+
+/// Differentiable softmax over the last dimension, computed in at least f32 (candle-nn's
+/// `softmax_last_dim` has no backward pass).
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let dt = x.dtype();
+    if dt == DType::F16 || dt == DType::BF16 {
+        candle_nn::ops::softmax(&x.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(dt)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+/// 1×1 convolution with a plain `(C_out, C_in)` weight.
+///
+/// # Shapes
+/// `x: (N, C_in, T, V)`, `w: (C_out, C_in)`, `b: (C_out)` -> `(N, C_out, T, V)`
+pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let (n, c_in, t, v) = x.dims4()?;
+    let c_out = w.dim(0)?;
+    let y = w
+        .broadcast_left(n)?
+        .matmul(&x.contiguous()?.reshape((n, c_in, t * v))?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1))?)?,
+        None => y,
+    };
+    y.reshape((n, c_out, t, v))
+}
+
+/// Graph aggregation `out[u] = Σ_v A[u][v] · x[v]` over the joint axis.
+///
+/// # Shapes
+/// `x: (N, C, T, V)`, `a: (V, V)` -> `(N, C, T, V)`
+pub fn aggregate(x: &Tensor, a: &Tensor) -> Result<Tensor> {
+    let (n, c, t, v) = x.dims4()?;
+    x.contiguous()?
+        .reshape((n * c * t, v))?
+        .matmul(&a.t()?)?
+        .reshape((n, c, t, v))
+}
+
+/// Residual path of a GCN block.
+pub enum Residual {
+    Zero,
+    Identity,
+    Proj(ConvBn),
+}
+
+impl Residual {
+    /// `none` when the block has no residual, identity when shapes match, else 1×1 conv + BN
+    /// with the block's temporal stride.
+    pub fn new(
+        enabled: bool,
+        c_in: usize,
+        c_out: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(if !enabled {
+            Self::Zero
+        } else if c_in == c_out && stride == 1 {
+            Self::Identity
+        } else {
+            Self::Proj(ConvBn::new(c_in, c_out, 1, stride, 1, vb)?)
+        })
+    }
+
+    /// Returns `None` for the zero residual so callers skip the add.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        Ok(match self {
+            Self::Zero => None,
+            Self::Identity => Some(x.clone()),
+            Self::Proj(p) => Some(p.forward(x, train)?),
+        })
+    }
+}
+
+/// `y + r` when a residual exists.
+pub fn add_opt(y: Tensor, r: Option<Tensor>) -> Result<Tensor> {
+    match r {
+        Some(r) => y + r,
+        None => Ok(y),
+    }
+}

@@ -1,0 +1,138 @@
+//! ST-GCN (Yan, Xiong, Lin, AAAI 2018), features only (the classifier lives in CrossGLG).
+//!
+//! Follows `net/st_gcn.py` of yysijie/st-gcn: data BN over `V·C`, blocks of
+//! graph conv (1×1 conv to `K·C_out`, aggregation with `A_k ⊙ importance_k`) → BN → ReLU →
+//! temporal conv (9, 1) → BN, plus residual, ReLU. The first block has no residual.
+//! Difference: the partitions are normalised per subset as CTR-GCN does (see [`Graph`]).
+
+use crate::encoder::EncoderConfig;
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::init::CONV_INIT;
+use crate::layers::{add_opt, aggregate, batch_norm, conv1x1, Residual, TemporalConv};
+use candle_core::{ModuleT, Tensor};
+use candle_nn::{BatchNorm, Init, VarBuilder};
+
+struct Block {
+    /// `(K·C_out, C_in, 1, 1)` as in `ConvTemporalGraphical.conv`.
+    gcn_w: Tensor,
+    gcn_b: Tensor,
+    bn0: BatchNorm,
+    tconv: TemporalConv,
+    bn1: BatchNorm,
+    residual: Residual,
+    importance: Option<Tensor>,
+    c_out: usize,
+}
+
+pub struct StGcn {
+    pub(crate) cfg: EncoderConfig,
+    data_bn: BatchNorm,
+    /// `(K, V, V)` spatial partitions.
+    a: Tensor,
+    blocks: Vec<Block>,
+}
+
+impl StGcn {
+    pub fn new(cfg: &EncoderConfig, graph: &Graph, vb: VarBuilder) -> Result<Self> {
+        let v = graph.num_joints;
+        let a = graph.spatial_tensor(vb.device())?.to_dtype(vb.dtype())?;
+        let k = a.dim(0)?;
+        let data_bn = batch_norm(cfg.in_channels * v, 1.0, vb.pp("data_bn"))?;
+        let mut blocks = Vec::with_capacity(cfg.blocks.len());
+        let mut c_in = cfg.in_channels;
+        for (i, spec) in cfg.blocks.iter().enumerate() {
+            let b = vb.pp(format!("st_gcn_networks.{i}"));
+            let c_out = spec.channels;
+            let gcn_w =
+                b.pp("gcn.conv")
+                    .get_with_hints((k * c_out, c_in, 1, 1), "weight", CONV_INIT)?;
+            let gcn_b = b
+                .pp("gcn.conv")
+                .get_with_hints(k * c_out, "bias", Init::Const(0.))?;
+            let importance = if cfg.edge_importance {
+                Some(vb.get_with_hints(
+                    (k, v, v),
+                    &format!("edge_importance.{i}"),
+                    Init::Const(1.),
+                )?)
+            } else {
+                None
+            };
+            blocks.push(Block {
+                gcn_w: gcn_w.reshape((k * c_out, c_in))?,
+                gcn_b,
+                bn0: batch_norm(c_out, 1.0, b.pp("tcn.0"))?,
+                tconv: TemporalConv::new(
+                    c_out,
+                    c_out,
+                    cfg.temporal_kernel,
+                    spec.stride,
+                    1,
+                    b.pp("tcn.2"),
+                )?,
+                bn1: batch_norm(c_out, 1.0, b.pp("tcn.3"))?,
+                residual: Residual::new(i > 0, c_in, c_out, spec.stride, b.pp("residual"))?,
+                importance,
+                c_out,
+            });
+            c_in = c_out;
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            data_bn,
+            a,
+            blocks,
+        })
+    }
+
+    /// # Shapes
+    /// `x: (N, C, T, V, M)` -> `(N·M, C, T, V)`
+    pub fn stem(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let (n, c, t, v, m) = x.dims5()?;
+        let h = x
+            .permute((0, 4, 3, 1, 2))?
+            .contiguous()?
+            .reshape((n * m, v * c, t))?;
+        let h = self.data_bn.forward_t(&h, train)?;
+        h.reshape((n, m, v, c, t))?
+            .permute((0, 1, 3, 4, 2))?
+            .contiguous()?
+            .reshape((n * m, c, t, v))
+    }
+
+    /// # Shapes
+    /// `h: (N·M, C_in, T, V)`, `joint_weight: (N·M, 1, 1, V)` -> `(N·M, C_out, T', V)`
+    pub fn block(
+        &self,
+        i: usize,
+        h: &Tensor,
+        joint_weight: Option<&Tensor>,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let blk = &self.blocks[i];
+        let res = blk.residual.forward(h, train)?;
+        let a = match &blk.importance {
+            Some(imp) => (&self.a * imp)?,
+            None => self.a.clone(),
+        };
+        let c = blk.c_out;
+        let mut y: Option<Tensor> = None;
+        for k in 0..a.dim(0)? {
+            let w = blk.gcn_w.narrow(0, k * c, c)?;
+            let b = blk.gcn_b.narrow(0, k * c, c)?;
+            let z = aggregate(&conv1x1(h, &w, Some(&b))?, &a.get(k)?)?;
+            y = Some(match y {
+                Some(y) => (y + z)?,
+                None => z,
+            });
+        }
+        let mut y = y.expect("at least one partition");
+        if let Some(w) = joint_weight {
+            y = y.broadcast_mul(w)?;
+        }
+        let y = blk.bn0.forward_t(&y, train)?.relu()?;
+        let y = blk.bn1.forward_t(&blk.tconv.forward(&y)?, train)?;
+        add_opt(y, res)?.relu()
+    }
+}
