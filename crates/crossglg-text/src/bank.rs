@@ -1,0 +1,242 @@
+//! The text bank: a description file embedded by a frozen sentence encoder, stored as one
+//! safetensors file that training reads (the text model is never loaded during training).
+//!
+//! Tensors (f32): `global` [classes, D], `local` [classes, joints, D] (joints in layout order),
+//! `key_joints` [classes, joints] (key-joint targets, rows sum to 1). Classes are in id order.
+//! Metadata (strings): `format` = `crossglg-textbank/1`, `dataset`, `layout`, `encoder`, `dim`,
+//! `classes` and `joints` (JSON arrays of names), `descriptions_model`, `key_joint_floor`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use crossglg_data::Layout;
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::encoder::SentenceEncoder;
+use crate::format::{validate, ClassDescription, DescriptionFile};
+use crate::keyjoints::{key_joint_targets, KeyJointConfig};
+use crate::util::write_atomic;
+use crate::TextError;
+
+pub const BANK_FORMAT: &str = "crossglg-textbank/1";
+
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Sentences per encoder call.
+    pub batch: usize,
+    pub key_joints: KeyJointConfig,
+    pub progress: bool,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            key_joints: KeyJointConfig::default(),
+            progress: false,
+        }
+    }
+}
+
+/// What `embed_descriptions` wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedSummary {
+    pub classes: usize,
+    pub joints: usize,
+    pub dim: usize,
+    /// Distinct texts actually embedded (identical texts are embedded once).
+    pub unique_texts: usize,
+}
+
+/// Validates `file` against `layout`, embeds every global and local text in batches and writes
+/// the bank to `out` atomically.
+pub fn embed_descriptions(
+    file: &DescriptionFile,
+    layout: &Layout,
+    encoder: &SentenceEncoder,
+    opts: &EmbedOptions,
+    out: &Path,
+) -> Result<EmbedSummary, TextError> {
+    validate(file, layout, &format!("descriptions for {}", file.dataset))?;
+    let mut classes: Vec<&ClassDescription> = file.classes.iter().collect();
+    classes.sort_by_key(|c| c.id);
+    let (k, v, d) = (classes.len(), layout.num_joints(), encoder.dim());
+
+    // Body-part imports repeat texts across joints ("remains stationary"); embed each once.
+    let mut unique: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut refs = Vec::with_capacity(k * (v + 1));
+    for c in &classes {
+        let texts = std::iter::once(c.global.as_str())
+            .chain(layout.joints.iter().map(|j| c.local[j].as_str()));
+        for t in texts {
+            let i = *index.entry(t).or_insert_with(|| {
+                unique.push(t);
+                unique.len() - 1
+            });
+            refs.push(i);
+        }
+    }
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(unique.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut vecs: Vec<f32> = Vec::with_capacity(unique.len() * d);
+    for chunk in unique.chunks(opts.batch.max(1)) {
+        for row in encoder.encode_vecs(chunk)? {
+            vecs.extend(row);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    let mut global = Vec::with_capacity(k * d);
+    let mut local = Vec::with_capacity(k * v * d);
+    for (n, &r) in refs.iter().enumerate() {
+        let row = &vecs[r * d..(r + 1) * d];
+        if n % (v + 1) == 0 {
+            global.extend_from_slice(row);
+        } else {
+            local.extend_from_slice(row);
+        }
+    }
+    let targets: Vec<f32> = key_joint_targets(file, layout, &opts.key_joints)
+        .into_iter()
+        .flatten()
+        .collect();
+
+    let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+    let meta: HashMap<String, String> = [
+        ("format", BANK_FORMAT.to_string()),
+        ("dataset", file.dataset.clone()),
+        ("layout", layout.name.clone()),
+        ("encoder", encoder.name.clone()),
+        ("dim", d.to_string()),
+        (
+            "classes",
+            serde_json::to_string(&names).expect("strings serialise"),
+        ),
+        (
+            "joints",
+            serde_json::to_string(&layout.joints).expect("strings serialise"),
+        ),
+        ("descriptions_model", file.provenance.model.clone()),
+        ("key_joint_floor", opts.key_joints.floor.to_string()),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b))
+    .collect();
+    let bytes = |x: &[f32]| -> Vec<u8> { x.iter().flat_map(|f| f.to_le_bytes()).collect() };
+    let (gb, lb, kb) = (bytes(&global), bytes(&local), bytes(&targets));
+    let bank_err = |message: String| TextError::Bank {
+        path: out.to_path_buf(),
+        message,
+    };
+    fn view<'a>(data: &'a [u8], shape: Vec<usize>) -> Result<TensorView<'a>, String> {
+        TensorView::new(Dtype::F32, shape, data).map_err(|e| e.to_string())
+    }
+    let tensors = vec![
+        ("global", view(&gb, vec![k, d]).map_err(bank_err)?),
+        ("local", view(&lb, vec![k, v, d]).map_err(bank_err)?),
+        ("key_joints", view(&kb, vec![k, v]).map_err(bank_err)?),
+    ];
+    let data =
+        safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| bank_err(e.to_string()))?;
+    write_atomic(out, &data).map_err(|e| bank_err(e.to_string()))?;
+    Ok(EmbedSummary {
+        classes: k,
+        joints: v,
+        dim: d,
+        unique_texts: unique.len(),
+    })
+}
+
+/// A text bank read back for training.
+#[derive(Debug, Clone)]
+pub struct TextBank {
+    /// [classes, D]
+    pub global: Tensor,
+    /// [classes, joints, D]
+    pub local: Tensor,
+    /// [classes, joints], rows sum to 1.
+    pub key_joints: Tensor,
+    pub classes: Vec<String>,
+    pub joints: Vec<String>,
+    /// Every metadata entry, including `dataset`, `layout` and `encoder`.
+    pub meta: BTreeMap<String, String>,
+}
+
+impl TextBank {
+    pub fn load(path: &Path, device: &Device) -> Result<Self, TextError> {
+        let err = |message: String| TextError::Bank {
+            path: path.to_path_buf(),
+            message,
+        };
+        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| err(e.to_string()))?;
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&data).map_err(|e| err(e.to_string()))?;
+        let meta: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        match meta.get("format") {
+            Some(f) if f == BANK_FORMAT => {}
+            other => {
+                return Err(err(format!(
+                    "format is {other:?}, expected `{BANK_FORMAT}` (made by `crossglg text embed`?)"
+                )))
+            }
+        }
+        let names = |key: &str| -> Result<Vec<String>, TextError> {
+            let s = meta
+                .get(key)
+                .ok_or_else(|| err(format!("metadata `{key}` missing")))?;
+            serde_json::from_str(s).map_err(|e| err(format!("metadata `{key}`: {e}")))
+        };
+        let classes = names("classes")?;
+        let joints = names("joints")?;
+        let tensor = |name: &str, shape: &[usize]| -> Result<Tensor, TextError> {
+            let t = st
+                .tensor(name)
+                .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(err(format!(
+                    "tensor `{name}` is {:?}, expected F32",
+                    t.dtype()
+                )));
+            }
+            let got = t.shape();
+            if got.len() != shape.len() || got.iter().zip(shape).any(|(a, b)| *b != 0 && a != b) {
+                return Err(err(format!(
+                    "tensor `{name}` has shape {got:?}, expected {shape:?} (0 = any)"
+                )));
+            }
+            let vals: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Tensor::from_vec(vals, got, device).map_err(|e| err(e.to_string()))
+        };
+        let (k, v) = (classes.len(), joints.len());
+        let global = tensor("global", &[k, 0])?;
+        let d = global.dim(1).map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            local: tensor("local", &[k, v, d])?,
+            key_joints: tensor("key_joints", &[k, v])?,
+            global,
+            classes,
+            joints,
+            meta,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.global.dims().get(1).copied().unwrap_or(0)
+    }
+}

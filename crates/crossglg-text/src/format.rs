@@ -1,0 +1,255 @@
+//! The description file: one versioned JSON file per dataset and layout holding, for every
+//! class, a global description, its key joints and one motion description per joint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crossglg_data::Layout;
+use serde::{Deserialize, Serialize};
+
+use crate::util::write_atomic;
+
+/// The value of the `format` field this version reads and writes.
+pub const FORMAT: &str = "crossglg-descriptions/1";
+
+/// Where the texts came from. Every field is free text except the hashes, which are the
+/// SHA-256 (hex) of the prompt templates that produced the answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub model: String,
+    #[serde(default)]
+    pub global_prompt_sha256: String,
+    #[serde(default)]
+    pub local_prompt_sha256: String,
+    /// YYYY-MM-DD.
+    #[serde(default)]
+    pub date: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The texts of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassDescription {
+    /// 0-based, in the dataset's label order.
+    pub id: usize,
+    pub name: String,
+    /// What the action looks like and which body parts matter.
+    pub global: String,
+    /// Joint names of the layout that matter most; may be empty, in which case key-joint
+    /// targets come from body-part phrases in `global`.
+    #[serde(default)]
+    pub key_joints: Vec<String>,
+    /// One description per joint of the layout, keyed by joint name.
+    pub local: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptionFile {
+    pub format: String,
+    pub dataset: String,
+    pub layout: String,
+    pub provenance: Provenance,
+    pub classes: Vec<ClassDescription>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a description file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{origin}: {problems_text}", problems_text = problems.join("; "))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
+
+impl DescriptionFile {
+    pub fn new(dataset: &str, layout: &str, provenance: Provenance) -> Self {
+        Self {
+            format: FORMAT.to_string(),
+            dataset: dataset.to_string(),
+            layout: layout.to_string(),
+            provenance,
+            classes: Vec::new(),
+        }
+    }
+
+    /// Reads a file without checking it against a layout (see [`validate`]).
+    pub fn load(path: &Path) -> Result<Self, FormatError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FormatError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json_str(&text, path)
+    }
+
+    pub fn from_json_str(text: &str, origin: &Path) -> Result<Self, FormatError> {
+        let file: Self = serde_json::from_str(text).map_err(|source| FormatError::Parse {
+            path: origin.to_path_buf(),
+            source,
+        })?;
+        if file.format != FORMAT {
+            return Err(FormatError::Invalid {
+                origin: origin.display().to_string(),
+                problems: vec![format!(
+                    "format is `{}`, this version reads `{FORMAT}`",
+                    file.format
+                )],
+            });
+        }
+        Ok(file)
+    }
+
+    /// Pretty JSON, written to a temporary file and renamed into place.
+    pub fn save(&self, path: &Path) -> Result<(), FormatError> {
+        let mut text = serde_json::to_string_pretty(self).expect("plain data serialises");
+        text.push('\n');
+        write_atomic(path, text.as_bytes()).map_err(|source| FormatError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The class with this name (exact) or id (a number).
+    pub fn find_class(&self, name_or_id: &str) -> Option<&ClassDescription> {
+        self.classes
+            .iter()
+            .find(|c| c.name == name_or_id)
+            .or_else(|| {
+                let id: usize = name_or_id.trim().parse().ok()?;
+                self.classes.iter().find(|c| c.id == id)
+            })
+            .or_else(|| {
+                let low = name_or_id.to_lowercase();
+                self.classes.iter().find(|c| c.name.to_lowercase() == low)
+            })
+    }
+}
+
+/// Checks a file against a layout and lists every problem found: wrong format or layout,
+/// duplicate or missing ids (ids must be 0..n), empty texts, unknown or missing joints.
+/// `origin` names the file in the error.
+pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result<(), FormatError> {
+    let mut p = Vec::new();
+    if file.format != FORMAT {
+        p.push(format!("format is `{}`, expected `{FORMAT}`", file.format));
+    }
+    if file.layout != layout.name {
+        p.push(format!(
+            "written for layout `{}`, checked against layout `{}`",
+            file.layout, layout.name
+        ));
+    }
+    if file.dataset.trim().is_empty() {
+        p.push("field `dataset` is empty".into());
+    }
+    if file.classes.is_empty() {
+        p.push("has no classes".into());
+    }
+    let joints: BTreeSet<&str> = layout.joints.iter().map(String::as_str).collect();
+    let mut ids = BTreeMap::new();
+    for (k, c) in file.classes.iter().enumerate() {
+        let at = format!("classes[{k}] (id {}, `{}`)", c.id, c.name);
+        if let Some(prev) = ids.insert(c.id, k) {
+            p.push(format!("{at}: id {} already used by classes[{prev}]", c.id));
+        }
+        if c.name.trim().is_empty() {
+            p.push(format!("{at}: empty name"));
+        }
+        if c.global.trim().is_empty() {
+            p.push(format!("{at}: empty global description"));
+        }
+        let mut seen = BTreeSet::new();
+        for j in &c.key_joints {
+            if !joints.contains(j.as_str()) {
+                p.push(format!(
+                    "{at}: key joint `{j}` is not a joint of layout `{}`",
+                    layout.name
+                ));
+            } else if !seen.insert(j.as_str()) {
+                p.push(format!("{at}: key joint `{j}` listed twice"));
+            }
+        }
+        for (j, text) in &c.local {
+            if !joints.contains(j.as_str()) {
+                p.push(format!(
+                    "{at}: local description for unknown joint `{j}` (layout `{}`)",
+                    layout.name
+                ));
+            } else if text.trim().is_empty() {
+                p.push(format!("{at}: empty local description for joint `{j}`"));
+            }
+        }
+        let missing: Vec<&str> = layout
+            .joints
+            .iter()
+            .filter(|j| !c.local.contains_key(j.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            p.push(format!(
+                "{at}: no local description for joint(s) {}",
+                missing.join(", ")
+            ));
+        }
+    }
+    let n = file.classes.len();
+    let missing_ids: Vec<String> = (0..n)
+        .filter(|i| !ids.contains_key(i))
+        .map(|i| i.to_string())
+        .collect();
+    if !missing_ids.is_empty() && !file.classes.is_empty() {
+        p.push(format!(
+            "ids must be 0..{} (0-based label order); missing {}",
+            n - 1,
+            missing_ids.join(", ")
+        ));
+    }
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(FormatError::Invalid {
+            origin: origin.to_string(),
+            problems: p,
+        })
+    }
+}
+
+/// What the CLI's `crossglg text validate FILE` runs: reads the file, loads the layout it
+/// names (built-in or a path, unless `layout` overrides it) and validates. Returns a one-line
+/// summary.
+pub fn validate_path(path: &Path, layout: Option<&Layout>) -> Result<String, crate::TextError> {
+    let file = DescriptionFile::load(path)?;
+    let loaded;
+    let layout = match layout {
+        Some(l) => l,
+        None => {
+            loaded = Layout::load(&file.layout)?;
+            &loaded
+        }
+    };
+    validate(&file, layout, &path.display().to_string())?;
+    Ok(format!(
+        "{}: valid ({} classes, dataset `{}`, layout `{}`, model `{}`)",
+        path.display(),
+        file.classes.len(),
+        file.dataset,
+        file.layout,
+        file.provenance.model
+    ))
+}

@@ -1,0 +1,281 @@
+//! Description files: validation errors, key-joint targets on obvious cases, `show_class`, and
+//! every shipped file under `descriptions/`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crossglg_data::Layout;
+use crossglg_text::keyjoints::{class_target, KeyJointSource};
+use crossglg_text::{
+    key_joint_targets, show_class, validate, validate_path, ClassDescription, DescriptionFile,
+    KeyJointConfig, Lexicon, Provenance,
+};
+
+fn ntu() -> Layout {
+    Layout::builtin("ntu25").unwrap()
+}
+
+fn class(id: usize, name: &str, global: &str, layout: &Layout) -> ClassDescription {
+    ClassDescription {
+        id,
+        name: name.into(),
+        global: global.into(),
+        key_joints: vec![],
+        local: layout
+            .joints
+            .iter()
+            .map(|j| (j.clone(), format!("the {} moves", j.replace('_', " "))))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn file(layout: &Layout, classes: Vec<ClassDescription>) -> DescriptionFile {
+    let mut f = DescriptionFile::new("toy", &layout.name, Provenance::default());
+    f.classes = classes;
+    f
+}
+
+fn weight(t: &[f32], layout: &Layout, names: &[&str]) -> f32 {
+    names
+        .iter()
+        .map(|n| t[layout.joint_index(n).unwrap()])
+        .sum()
+}
+
+#[test]
+fn kicking_weighs_feet_and_legs_drinking_weighs_hand_and_head() {
+    let l = ntu();
+    let lex = Lexicon::for_layout(&l);
+    let cfg = KeyJointConfig::default();
+    let kick = class(
+        0,
+        "kicking",
+        "The person swings the right leg forward and kicks with the right foot, bending the knee first while the arms keep balance.",
+        &l,
+    );
+    let (t, src) = class_target(&kick, &l, &lex, &cfg);
+    assert_eq!(src, KeyJointSource::Lexicon);
+    assert!((t.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    let lower = weight(
+        &t,
+        &l,
+        &[
+            "right_hip",
+            "right_knee",
+            "right_ankle",
+            "right_foot",
+            "left_knee",
+            "left_ankle",
+            "left_foot",
+        ],
+    );
+    let hands = weight(
+        &t,
+        &l,
+        &[
+            "left_hand",
+            "right_hand",
+            "left_hand_tip",
+            "right_hand_tip",
+            "head",
+            "neck",
+        ],
+    );
+    assert!(lower > 0.5, "legs and feet get most mass: {lower}");
+    assert!(t[l.joint_index("right_foot").unwrap()] > t[l.joint_index("left_foot").unwrap()]);
+    assert!(t[l.joint_index("right_knee").unwrap()] > 3.0 * t[l.joint_index("head").unwrap()]);
+    assert!(hands < 0.1, "{hands}");
+
+    let drink = class(
+        1,
+        "drink water",
+        "He holds a cup in his hand, lifts it to his mouth and tilts his head back to drink.",
+        &l,
+    );
+    let (t, _) = class_target(&drink, &l, &lex, &cfg);
+    let upper = weight(
+        &t,
+        &l,
+        &[
+            "head",
+            "neck",
+            "right_hand",
+            "left_hand",
+            "right_wrist",
+            "left_wrist",
+        ],
+    );
+    assert!(upper > 0.5, "{upper}");
+    for foot in ["left_foot", "right_foot", "left_knee"] {
+        assert!(t[l.joint_index("head").unwrap()] > 3.0 * t[l.joint_index(foot).unwrap()]);
+        assert!(t[l.joint_index("right_hand").unwrap()] > 3.0 * t[l.joint_index(foot).unwrap()]);
+    }
+
+    // A structured list wins over the text.
+    let mut listed = kick.clone();
+    listed.key_joints = vec!["head".into()];
+    let (t, src) = class_target(&listed, &l, &lex, &cfg);
+    assert_eq!(src, KeyJointSource::Structured);
+    assert!((t[3] - (0.9 + 0.1 / 25.0)).abs() < 1e-6);
+
+    let rows = key_joint_targets(&file(&l, vec![drink, kick]), &l, &cfg);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.len() == 25));
+}
+
+#[test]
+fn the_lexicon_follows_the_layout() {
+    // A Kinect v1 layout (NW-UCLA, MSR Action3D joint names), written inline so this test does
+    // not depend on which layouts crossglg-data ships.
+    let toml = r#"
+name = "kinect20"
+center = "spine"
+joints = ["hip_center", "spine", "shoulder_center", "head", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+  "right_shoulder", "right_elbow", "right_wrist", "right_hand", "left_hip", "left_knee", "left_ankle", "left_foot",
+  "right_hip", "right_knee", "right_ankle", "right_foot"]
+edges = [["spine", "hip_center"], ["shoulder_center", "spine"], ["head", "shoulder_center"],
+  ["left_shoulder", "shoulder_center"], ["left_elbow", "left_shoulder"], ["left_wrist", "left_elbow"], ["left_hand", "left_wrist"],
+  ["right_shoulder", "shoulder_center"], ["right_elbow", "right_shoulder"], ["right_wrist", "right_elbow"], ["right_hand", "right_wrist"],
+  ["left_hip", "hip_center"], ["left_knee", "left_hip"], ["left_ankle", "left_knee"], ["left_foot", "left_ankle"],
+  ["right_hip", "hip_center"], ["right_knee", "right_hip"], ["right_ankle", "right_knee"], ["right_foot", "right_ankle"]]
+left = ["left_shoulder", "left_elbow", "left_wrist", "left_hand", "left_hip", "left_knee", "left_ankle", "left_foot"]
+right = ["right_shoulder", "right_elbow", "right_wrist", "right_hand", "right_hip", "right_knee", "right_ankle", "right_foot"]
+[parts]
+head = ["shoulder_center", "head"]
+torso = ["hip_center", "spine", "shoulder_center", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
+arms = ["left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist"]
+hands = ["left_wrist", "left_hand", "right_wrist", "right_hand"]
+legs = ["left_hip", "left_knee", "left_ankle", "right_hip", "right_knee", "right_ankle"]
+feet = ["left_ankle", "left_foot", "right_ankle", "right_foot"]
+"#;
+    let l = Layout::from_toml_str(toml, "inline").unwrap();
+    let lex = Lexicon::for_layout(&l);
+    let names = |text: &str| -> Vec<Vec<String>> {
+        lex.find(text)
+            .into_iter()
+            .map(|m| {
+                let mut v: Vec<String> = m.joints.iter().map(|&j| l.joints[j].clone()).collect();
+                v.sort();
+                v
+            })
+            .collect()
+    };
+    assert_eq!(names("his neck"), [["shoulder_center"]]);
+    assert_eq!(names("the hip center"), [["hip_center"]]);
+    assert_eq!(names("right hand"), [["right_hand", "right_wrist"]]);
+    assert_eq!(
+        names("fingers"),
+        [["left_hand", "left_wrist", "right_hand", "right_wrist"]]
+    );
+}
+
+#[test]
+fn validation_lists_every_problem() {
+    let l = ntu();
+    let mut a = class(0, "a", "text", &l);
+    a.local.remove("head");
+    a.local.insert("tail".into(), "wags".into());
+    a.key_joints = vec!["elbow".into()];
+    let mut b = class(0, "b", "  ", &l);
+    b.local.insert("neck".into(), "".into());
+    let f = file(&l, vec![a, b]);
+    let msg = validate(&f, &l, "x.json").unwrap_err().to_string();
+    for needle in [
+        "x.json",
+        "no local description for joint(s) head",
+        "unknown joint `tail`",
+        "key joint `elbow` is not a joint",
+        "id 0 already used",
+        "empty global description",
+        "empty local description for joint `neck`",
+        "missing 1",
+    ] {
+        assert!(msg.contains(needle), "`{needle}` not in: {msg}");
+    }
+    let mut other = file(&l, vec![class(0, "a", "t", &l)]);
+    other.layout = "msr20".into();
+    let msg = validate(&other, &l, "y.json").unwrap_err().to_string();
+    assert!(msg.contains("layout `msr20`"), "{msg}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.json");
+    std::fs::write(&p, r#"{"format": "crossglg-descriptions/2", "dataset": "d", "layout": "ntu25", "provenance": {"model": "m"}, "classes": []}"#).unwrap();
+    let msg = validate_path(&p, None).unwrap_err().to_string();
+    assert!(
+        msg.contains("bad.json") && msg.contains("crossglg-descriptions/1"),
+        "{msg}"
+    );
+    std::fs::write(&p, "{not json").unwrap();
+    assert!(validate_path(&p, None)
+        .unwrap_err()
+        .to_string()
+        .contains("bad.json"));
+    let good = dir.path().join("good.json");
+    file(&l, vec![class(0, "a", "t", &l)]).save(&good).unwrap();
+    assert!(validate_path(&good, None)
+        .unwrap()
+        .contains("valid (1 classes"));
+}
+
+#[test]
+fn show_class_prints_texts_and_ranked_joints() {
+    let l = ntu();
+    let mut c = class(
+        0,
+        "drink water",
+        "He lifts the cup with his right hand to his mouth.",
+        &l,
+    );
+    c.key_joints = vec!["right_hand".into(), "head".into()];
+    let f = file(&l, vec![c]);
+    let s = show_class(&f, "drink water", &l, &KeyJointConfig::default()).unwrap();
+    assert!(s.contains("class 0 `drink water`"));
+    assert!(s.contains("listed: right_hand, head"));
+    let hand = s.find("  right_hand ").unwrap();
+    assert!(s[hand..].lines().next().unwrap().contains("#####"));
+    assert!(s.contains("(23 other joints at 0.004 each)"), "{s}");
+    assert!(s.contains("the spine base moves"));
+    assert!(show_class(&f, "0", &l, &KeyJointConfig::default()).is_ok());
+    assert!(show_class(&f, "swim", &l, &KeyJointConfig::default()).is_err());
+}
+
+/// Every description file shipped in `descriptions/` validates against its layout and gives a
+/// non-degenerate key-joint target for every class.
+#[test]
+fn shipped_description_files_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("descriptions");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return; // No shipped files yet.
+    };
+    let cfg = KeyJointConfig::default();
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let f = DescriptionFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let layout = Layout::load(&f.layout)
+            .unwrap_or_else(|e| panic!("{}: layout `{}`: {e}", path.display(), f.layout));
+        validate(&f, &layout, &path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let lex = Lexicon::for_layout(&layout);
+        let v = layout.num_joints() as f32;
+        for c in &f.classes {
+            let (t, src) = class_target(c, &layout, &lex, &cfg);
+            assert_ne!(
+                src,
+                KeyJointSource::None,
+                "{}: class `{}` has no key joints",
+                path.display(),
+                c.name
+            );
+            let max = t.iter().copied().fold(0.0, f32::max);
+            let keys = t.iter().filter(|&&x| x > cfg.floor / v + 1e-6).count();
+            assert!(
+                max > 2.0 / v && keys < layout.num_joints(),
+                "{}: class `{}` key-joint target is nearly uniform",
+                path.display(),
+                c.name
+            );
+        }
+    }
+}
