@@ -115,7 +115,7 @@ pub fn parse_msr(
     if rows == 0 {
         return Err(ReadError::invalid(path, "is empty (no joint rows)"));
     }
-    if rows % MSR_JOINTS != 0 {
+    if !rows.is_multiple_of(MSR_JOINTS) {
         return Err(ReadError::line(
             path,
             lines.line,

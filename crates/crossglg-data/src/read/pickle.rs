@@ -557,7 +557,7 @@ impl<'a> Machine<'a> {
             }
             b'u' => {
                 let items = self.pop_mark()?;
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err("SETITEMS with an odd number of items".into());
                 }
                 let mut pairs = Vec::with_capacity(items.len() / 2);
