@@ -7,6 +7,7 @@
 //! its peak RSS is its own and allocator settings do not leak between variants. A binary that
 //! calls [`run`] must therefore call [`child_main_if_requested`] first thing in `main`.
 
+pub mod models;
 pub mod stgcn;
 
 use std::io::Write;
@@ -26,7 +27,7 @@ pub const CHILD_ARG: &str = "__crossglg-bench-child";
 pub enum BenchError {
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
-    #[error("unknown variant `{0}` (known: {known})", known = VARIANTS.join(", "))]
+    #[error("unknown variant `{0}` (known: {known}, {models})", known = VARIANTS.join(", "), models = models::MODEL_VARIANTS.join(", "))]
     UnknownVariant(String),
     #[error("{path}: {source}")]
     Io {
@@ -38,6 +39,8 @@ pub enum BenchError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("model: {0}")]
+    Model(String),
     #[error("variant `{variant}`: child process failed: {msg}")]
     Child { variant: String, msg: String },
 }
@@ -64,7 +67,7 @@ pub struct BenchConfig {
     pub iters: usize,
     /// Rayon threads (0 = rayon's default, one per core).
     pub threads: usize,
-    /// Variants to run; empty = all of [`VARIANTS`].
+    /// Variants to run; empty = all of [`VARIANTS`]. [`models::MODEL_VARIANTS`] are opt-in.
     pub variants: Vec<String>,
     /// Run each variant in its own child process (fair peak RSS). If false, all run in-process.
     pub isolate: bool,
@@ -217,7 +220,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         config.variants.clone()
     };
     for n in &names {
-        if !VARIANTS.contains(&n.as_str()) {
+        if !VARIANTS.contains(&n.as_str()) && !models::MODEL_VARIANTS.contains(&n.as_str()) {
             return Err(BenchError::UnknownVariant(n.clone()));
         }
     }
@@ -336,7 +339,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn time_ms(
+pub(crate) fn time_ms(
     warmup: usize,
     iters: usize,
     mut f: impl FnMut() -> Result<(), BenchError>,
@@ -354,14 +357,17 @@ fn time_ms(
 }
 
 /// SGD with momentum, PyTorch semantics (dampening 0, no Nesterov): `v = μv + g; p -= lr·v`.
-struct Sgd {
-    lr: f64,
-    momentum: f64,
-    state: Vec<(Var, Option<Tensor>)>,
+pub(crate) struct Sgd {
+    pub(crate) lr: f64,
+    pub(crate) momentum: f64,
+    pub(crate) state: Vec<(Var, Option<Tensor>)>,
 }
 
 impl Sgd {
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
+    pub(crate) fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+    ) -> candle_core::Result<()> {
         for (var, buf) in self.state.iter_mut() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
@@ -379,6 +385,9 @@ impl Sgd {
 
 /// Runs one variant in this process.
 pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
+    if models::MODEL_VARIANTS.contains(&name) {
+        return models::run(config, name);
+    }
     if !VARIANTS.contains(&name) {
         return Err(BenchError::UnknownVariant(name.into()));
     }

@@ -27,7 +27,7 @@ const EPS: f64 = 1e-5;
 
 /// Edges of the 25-joint NTU RGB+D skeleton, 1-based; only used to make a realistic adjacency
 /// (timings do not depend on its values). Identical to `bench/torch_reference.py`.
-const NTU_EDGES: [(usize, usize); 24] = [
+pub(crate) const NTU_EDGES: [(usize, usize); 24] = [
     (1, 2),
     (2, 21),
     (3, 21),

@@ -19,4 +19,4 @@ mod util;
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
 pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};
 pub use graph::graph_conv;
-pub use tconv::temporal_conv;
+pub use tconv::{temporal_conv, temporal_conv_dilated};

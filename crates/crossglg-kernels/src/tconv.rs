@@ -16,6 +16,18 @@ const OP: &str = "temporal_conv";
 /// `x`: `(N, C, T, V)`, `w`: `(C_out, C, kt)` → `(N, C_out, T_out, V)` with
 /// `T_out = (T + 2·pad − kt) / stride + 1`. Differentiable in `x` and `w`.
 pub fn temporal_conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    temporal_conv_dilated(x, w, stride, pad, 1)
+}
+
+/// [`temporal_conv`] with dilation `d` (tap `k` reads frame `s·t' + d·k − pad`):
+/// `T_out = (T + 2·pad − d·(kt − 1) − 1) / stride + 1`.
+pub fn temporal_conv_dilated(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Result<Tensor> {
     check_cpu_f32(x, OP, "input")?;
     check_cpu_f32(w, OP, "weight")?;
     let (_, c, t, _) = x.dims4()?;
@@ -23,19 +35,27 @@ pub fn temporal_conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Resul
     if cw != c {
         bail!("{OP}: weight has {cw} input channels, input has {c}")
     }
-    if stride == 0 || kt == 0 {
-        bail!("{OP}: stride and kernel size must be positive")
+    if stride == 0 || kt == 0 || dilation == 0 {
+        bail!("{OP}: stride, dilation and kernel size must be positive")
     }
-    if t + 2 * pad < kt {
-        bail!("{OP}: kernel {kt} is longer than the padded input ({t} + 2·{pad})")
+    let span = dilation * (kt - 1) + 1;
+    if t + 2 * pad < span {
+        bail!("{OP}: kernel span {span} is longer than the padded input ({t} + 2·{pad})")
     }
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, TemporalConv { stride, pad })
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        TemporalConv {
+            stride,
+            pad,
+            dilation,
+        },
+    )
 }
 
 struct TemporalConv {
     stride: usize,
     pad: usize,
+    dilation: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -48,6 +68,7 @@ struct Geo {
     kt: usize,
     s: usize,
     p: usize,
+    d: usize,
     t_out: usize,
 }
 
@@ -62,10 +83,10 @@ struct Tap {
 }
 
 impl Geo {
-    fn new(xs: &[usize], ws: &[usize], s: usize, p: usize) -> Self {
+    fn new(xs: &[usize], ws: &[usize], s: usize, p: usize, d: usize) -> Self {
         let (n, c, t, v) = (xs[0], xs[1], xs[2], xs[3]);
         let (co, kt) = (ws[0], ws[2]);
-        let t_out = (t + 2 * p - kt) / s + 1;
+        let t_out = (t + 2 * p - d * (kt - 1) - 1) / s + 1;
         Self {
             n,
             c,
@@ -75,6 +96,7 @@ impl Geo {
             kt,
             s,
             p,
+            d,
             t_out,
         }
     }
@@ -92,7 +114,7 @@ impl Geo {
         let s = self.s as isize;
         (0..self.kt)
             .filter_map(|k| {
-                let d = k as isize - self.p as isize;
+                let d = (self.d * k) as isize - self.p as isize;
                 let q = d.rem_euclid(s) as usize;
                 let e = d.div_euclid(s);
                 let tq = self.tq(q) as isize;
@@ -255,7 +277,7 @@ impl CustomOp2 for TemporalConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geo::new(l1.dims(), l2.dims(), self.stride, self.pad);
+        let g = Geo::new(l1.dims(), l2.dims(), self.stride, self.pad, self.dilation);
         let out = forward(g, slice(s1, l1, OP)?, slice(s2, l2, OP)?);
         Ok((CpuStorage::F32(out), Shape::from((g.n, g.co, g.t_out, g.v))))
     }
@@ -267,7 +289,7 @@ impl CustomOp2 for TemporalConv {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = Geo::new(x.dims(), w.dims(), self.stride, self.pad);
+        let g = Geo::new(x.dims(), w.dims(), self.stride, self.pad, self.dilation);
         let (dx, dw) = with_data(x, OP, |xd| {
             with_data(w, OP, |wd| {
                 with_data(grad, OP, |gd| Ok(backward(g, xd, wd, gd)))

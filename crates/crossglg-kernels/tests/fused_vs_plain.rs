@@ -3,7 +3,8 @@
 
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
-    batch_norm_act, channel_affine_act, graph_conv, temporal_conv, FusedBatchNorm,
+    batch_norm_act, channel_affine_act, graph_conv, temporal_conv, temporal_conv_dilated,
+    FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -34,10 +35,10 @@ fn assert_close(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
 }
 
 /// Plain temporal conv: zero-pad time, conv2d with a (kt, 1) kernel, keep every s-th frame.
-fn plain_tconv(x: &Tensor, w: &Tensor, s: usize, p: usize) -> Result<Tensor> {
+fn plain_tconv(x: &Tensor, w: &Tensor, s: usize, p: usize, d: usize) -> Result<Tensor> {
     let (co, c, kt) = w.dims3()?;
     let xp = x.pad_with_zeros(2, p, p)?;
-    let y = xp.conv2d(&w.reshape((co, c, kt, 1))?, 0, 1, 1, 1)?;
+    let y = xp.conv2d(&w.reshape((co, c, kt, 1))?, 0, 1, d, 1)?;
     let t1 = y.dim(2)?;
     let idx: Vec<u32> = (0..t1).step_by(s).map(|t| t as u32).collect();
     let n = idx.len();
@@ -47,21 +48,28 @@ fn plain_tconv(x: &Tensor, w: &Tensor, s: usize, p: usize) -> Result<Tensor> {
 #[test]
 fn temporal_conv_matches_plain() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(1);
-    // (n, c, t, v, co, kt, stride, pad)
+    // (n, c, t, v, co, kt, stride, pad, dilation)
     let cases = [
-        (2, 3, 10, 5, 4, 9, 1, 4),
-        (3, 5, 11, 7, 6, 9, 2, 4),
-        (1, 4, 13, 3, 2, 5, 3, 2),
-        (2, 2, 7, 4, 3, 3, 2, 0),
-        (2, 3, 9, 5, 4, 1, 2, 0),
-        (1, 2, 6, 3, 5, 4, 1, 1),
+        (2, 3, 10, 5, 4, 9, 1, 4, 1),
+        (3, 5, 11, 7, 6, 9, 2, 4, 1),
+        (1, 4, 13, 3, 2, 5, 3, 2, 1),
+        (2, 2, 7, 4, 3, 3, 2, 0, 1),
+        (2, 3, 9, 5, 4, 1, 2, 0, 1),
+        (1, 2, 6, 3, 5, 4, 1, 1, 1),
+        (2, 3, 12, 5, 4, 5, 1, 4, 2),
+        (2, 3, 13, 4, 2, 5, 2, 4, 2),
+        (1, 2, 11, 3, 3, 3, 3, 3, 3),
     ];
-    for (n, c, t, v, co, kt, s, p) in cases {
+    for (n, c, t, v, co, kt, s, p, d) in cases {
         let x = rand_var(&mut rng, &[n, c, t, v])?;
         let w = rand_var(&mut rng, &[co, c, kt])?;
-        let fused = temporal_conv(x.as_tensor(), w.as_tensor(), s, p)?;
-        let plain = plain_tconv(x.as_tensor(), w.as_tensor(), s, p)?;
-        let case = format!("tconv n{n} c{c} t{t} v{v} co{co} k{kt} s{s} p{p}");
+        let fused = if d == 1 {
+            temporal_conv(x.as_tensor(), w.as_tensor(), s, p)?
+        } else {
+            temporal_conv_dilated(x.as_tensor(), w.as_tensor(), s, p, d)?
+        };
+        let plain = plain_tconv(x.as_tensor(), w.as_tensor(), s, p, d)?;
+        let case = format!("tconv n{n} c{c} t{t} v{v} co{co} k{kt} s{s} p{p} d{d}");
         assert_close(&format!("{case} value"), &fused, &plain)?;
         let r = rand_t(&mut rng, plain.dims())?;
         let gf = (fused * &r)?.sum_all()?.backward()?;

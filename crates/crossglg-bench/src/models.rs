@@ -1,0 +1,95 @@
+//! Benchmarks of the real encoders from `crossglg-model` (plain candle, as that crate writes
+//! them): standard ST-GCN / CTR-GCN / InfoGCN with a classifier, and the full CrossGLG training
+//! graph (JID + cross-modal branch + all loss terms). FLOPs are not counted for these (the layers
+//! are private to that crate), so the FLOP columns read NaN.
+
+use candle_core::{DType, Device, Tensor};
+use crossglg_model::{build_seeded, trainable_vars, CrossGlgConfig, EncoderKind, Graph, Guidance};
+
+use crate::{peak_rss_mb, time_ms, BenchConfig, BenchError, BenchRow, Sgd};
+
+/// Model variants (opt-in: `--variant NAME`; each standard model is 10 blocks and slow on CPU).
+pub const MODEL_VARIANTS: [&str; 4] = [
+    "model-stgcn",
+    "model-ctrgcn",
+    "model-infogcn",
+    "crossglg-infogcn",
+];
+
+/// The 25-joint NTU RGB+D skeleton, 0-based, centre = spine (joint 21 in 1-based numbering).
+fn ntu_graph() -> Result<Graph, BenchError> {
+    let edges = crate::stgcn::NTU_EDGES
+        .iter()
+        .map(|&(a, b)| (a - 1, b - 1))
+        .collect();
+    Graph::new(25, edges, 20).map_err(|e| BenchError::Model(e.to_string()))
+}
+
+pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
+    let m = |e: crossglg_model::ModelError| BenchError::Model(e.to_string());
+    crossglg_kernels::tune_allocator();
+    let (kind, guidance) = match name {
+        "model-stgcn" => (EncoderKind::StGcn, Guidance::None),
+        "model-ctrgcn" => (EncoderKind::CtrGcn, Guidance::None),
+        "model-infogcn" => (EncoderKind::InfoGcn, Guidance::None),
+        "crossglg-infogcn" => (EncoderKind::InfoGcn, Guidance::Both),
+        _ => return Err(BenchError::UnknownVariant(name.into())),
+    };
+    let c = config;
+    if c.joints != 25 {
+        return Err(BenchError::Model(format!(
+            "{name} uses the NTU 25-joint graph; got --joints {}",
+            c.joints
+        )));
+    }
+    let mut cfg = CrossGlgConfig::standard(kind, c.classes);
+    cfg.guidance = guidance;
+    cfg.encoder.num_persons = c.persons;
+    let dev = Device::Cpu;
+    let (varmap, model) = build_seeded(&cfg, &ntu_graph()?, 0, DType::F32, &dev).map_err(m)?;
+    let x = Tensor::randn(0f32, 1.0, (c.batch, 3, c.frames, c.joints, c.persons), &dev)?;
+    let labels: Vec<u32> = (0..c.batch).map(|i| (i % c.classes) as u32).collect();
+    let y = Tensor::from_vec(labels, c.batch, &dev)?;
+    let text = Tensor::randn(
+        0f32,
+        1.0,
+        (c.batch, c.joints, cfg.interaction.text_dim),
+        &dev,
+    )?;
+    let k_gt = Tensor::full(1.0 / c.joints as f32, (c.batch, c.joints), &dev)?;
+    let vars = trainable_vars(&varmap);
+    let params = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut opt = Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        state: vars.into_iter().map(|(_, v)| (v, None)).collect(),
+    };
+    let guided = guidance != Guidance::None;
+    let train_ms = time_ms(c.warmup, c.iters, || {
+        let out = model.forward_train(&x, guided.then_some(&text), true)?;
+        let loss = model.loss(&out, &y, guided.then_some(&k_gt))?;
+        let grads = loss.total.backward()?;
+        opt.step(&grads)?;
+        let _ = loss.total.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let infer_ms = time_ms(c.warmup, c.iters, || {
+        let e = model.embed(&x.detach())?;
+        let _ = e.sum_all()?.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let b = c.batch as f64;
+    Ok(BenchRow {
+        name: name.into(),
+        train_ms,
+        infer_ms,
+        train_samples_per_s: b * 1e3 / train_ms,
+        infer_samples_per_s: b * 1e3 / infer_ms,
+        peak_rss_mb: peak_rss_mb(),
+        params,
+        gflop_fwd_per_sample: f64::NAN,
+        train_gflops: f64::NAN,
+        infer_gflops: f64::NAN,
+        torch: None,
+    })
+}
