@@ -1,0 +1,868 @@
+//! Distribution calibration for one-shot classification (Yang, Liu & Xu, "Free Lunch for
+//! Few-shot Learning: Distribution Calibration", ICLR 2021), as CrossGLG's inference uses it.
+//!
+//! 1. At the end of training, [`BaseStats::from_embeddings`] stores each base (auxiliary) class's
+//!    mean and covariance of power-transformed embeddings (saved as safetensors).
+//! 2. Each novel exemplar is power-transformed (Tukey's ladder, λ = 0.5), its `k` nearest base
+//!    classes (Euclidean distance between means and the exemplar) are found, and its
+//!    distribution is calibrated: mean = average of those `k` base means and the exemplar,
+//!    covariance = average of their covariances plus `alpha` (paper Eq. 6–7).
+//! 3. Features are sampled from each calibrated Gaussian (seeded), and a classifier is trained
+//!    on exemplars + samples: multinomial logistic regression as in the paper (default), or the
+//!    Gaussian likelihood of the calibrated distributions without sampling.
+//!
+//! Choices the paper leaves open are documented in `docs/evaluation.md`: the base statistics
+//! are computed on *transformed* features (the reference code mixes raw base statistics with
+//! transformed exemplars); `alpha` is added to every covariance entry, as the paper's equation
+//! reads, or to the diagonal only (`AlphaOn::Diagonal`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{EvalError, OneShotSet};
+use crate::report::{write_atomic, EvalReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read base statistics {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write base statistics {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("base statistics {path}: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+}
+
+/// What the power transform does with negative feature values. Tukey's transform `x^λ` is only
+/// defined for `x ≥ 0` (the paper's features are ReLU outputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeFeatures {
+    /// `sign(x)·|x|^λ`: identical to Tukey's transform on non-negative features and a monotone,
+    /// sign-preserving extension elsewhere.
+    #[default]
+    Signed,
+    /// Shift each dimension by the negated minimum seen in the base features, then clamp at 0
+    /// and apply `x^λ` (values below the base minimum become 0).
+    Shift,
+    /// No transform at all (λ is ignored).
+    Skip,
+}
+
+/// Tukey's ladder of powers, `x ↦ x^λ` with `0 < λ ≤ 1` (λ = 1 is the identity).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerTransform {
+    pub lambda: f32,
+    pub negatives: NegativeFeatures,
+    /// Per-dimension shift for [`NegativeFeatures::Shift`], filled in from the base features.
+    #[serde(default)]
+    pub shift: Vec<f32>,
+}
+
+impl Default for PowerTransform {
+    fn default() -> Self {
+        PowerTransform {
+            lambda: 0.5,
+            negatives: NegativeFeatures::Signed,
+            shift: Vec::new(),
+        }
+    }
+}
+
+impl PowerTransform {
+    fn check(&self) -> Result<(), CalibrateError> {
+        if !(self.lambda > 0.0 && self.lambda <= 1.0) {
+            return Err(CalibrateError::Invalid(format!(
+                "power transform lambda must be in (0, 1], got {}",
+                self.lambda
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, v: &[f32]) -> Vec<f32> {
+        let l = self.lambda;
+        match self.negatives {
+            NegativeFeatures::Skip => v.to_vec(),
+            NegativeFeatures::Signed => v.iter().map(|&x| x.signum() * x.abs().powf(l)).collect(),
+            NegativeFeatures::Shift => v
+                .iter()
+                .enumerate()
+                .map(|(d, &x)| {
+                    (x + self.shift.get(d).copied().unwrap_or(0.0))
+                        .max(0.0)
+                        .powf(l)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Per-class mean and covariance of (transformed) base-class embeddings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseStats {
+    pub dim: usize,
+    /// The caller's label of each stored class, in ascending order.
+    pub labels: Vec<usize>,
+    pub classes: Vec<String>,
+    pub counts: Vec<usize>,
+    pub transform: PowerTransform,
+    /// `C × D`.
+    pub means: Vec<Vec<f32>>,
+    /// `C × (D·D)`, row-major, unbiased (divides by n − 1 as numpy's `cov`).
+    pub covariances: Vec<Vec<f32>>,
+}
+
+const STATS_FORMAT: &str = "crossglg.base_stats.v1";
+
+impl BaseStats {
+    /// Statistics with the default transform (λ = 0.5, signed) and class names `base_<label>`.
+    pub fn from_embeddings(emb: &[Vec<f32>], labels: &[usize]) -> Result<Self, CalibrateError> {
+        Self::from_embeddings_with(emb, labels, &BTreeMap::new(), PowerTransform::default())
+    }
+
+    /// Statistics of `emb` grouped by `labels` (every class needs at least 2 samples); `names`
+    /// maps labels to class names (missing ones become `base_<label>`).
+    pub fn from_embeddings_with(
+        emb: &[Vec<f32>],
+        labels: &[usize],
+        names: &BTreeMap<usize, String>,
+        mut transform: PowerTransform,
+    ) -> Result<Self, CalibrateError> {
+        transform.check()?;
+        let inv = |m: String| Err(CalibrateError::Invalid(m));
+        if emb.len() != labels.len() {
+            return inv(format!(
+                "{} embeddings but {} labels",
+                emb.len(),
+                labels.len()
+            ));
+        }
+        let Some(dim) = emb.first().map(|e| e.len()) else {
+            return inv("no base embeddings".into());
+        };
+        for (i, e) in emb.iter().enumerate() {
+            if e.len() != dim {
+                return inv(format!(
+                    "base embedding {i} has dimension {}, expected {dim}",
+                    e.len()
+                ));
+            }
+            if e.iter().any(|x| !x.is_finite()) {
+                return inv(format!("base embedding {i} contains NaN or infinity"));
+            }
+        }
+        if transform.negatives == NegativeFeatures::Shift {
+            transform.shift = (0..dim)
+                .map(|d| {
+                    let m = emb.iter().map(|e| e[d]).fold(f32::INFINITY, f32::min);
+                    (-m).max(0.0)
+                })
+                .collect();
+        }
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, &l) in labels.iter().enumerate() {
+            groups.entry(l).or_default().push(i);
+        }
+        if let Some((l, g)) = groups.iter().find(|(_, g)| g.len() < 2) {
+            return inv(format!(
+                "base class {l} has {} sample(s); a covariance needs at least 2",
+                g.len()
+            ));
+        }
+        let transformed: Vec<Vec<f32>> = emb.par_iter().map(|e| transform.apply(e)).collect();
+        let per_class: Vec<(Vec<f32>, Vec<f32>)> = groups
+            .par_iter()
+            .map(|(_, idx)| mean_cov(idx.iter().map(|&i| transformed[i].as_slice()), dim))
+            .collect();
+        let (means, covariances) = per_class.into_iter().unzip();
+        Ok(BaseStats {
+            dim,
+            labels: groups.keys().copied().collect(),
+            classes: groups
+                .keys()
+                .map(|l| names.get(l).cloned().unwrap_or_else(|| format!("base_{l}")))
+                .collect(),
+            counts: groups.values().map(|g| g.len()).collect(),
+            transform,
+            means,
+            covariances,
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.means.len()
+    }
+
+    /// Saves as safetensors: `means` `[C, D]`, `covariances` `[C, D, D]` (f32), `counts` and
+    /// `labels` `[C]` (i64); class names and the transform go in the header metadata.
+    pub fn save(&self, path: &Path) -> Result<(), CalibrateError> {
+        let c = self.num_classes();
+        let d = self.dim;
+        let means: Vec<f32> = self.means.concat();
+        let covs: Vec<f32> = self.covariances.concat();
+        let counts: Vec<i64> = self.counts.iter().map(|&x| x as i64).collect();
+        let labels: Vec<i64> = self.labels.iter().map(|&x| x as i64).collect();
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), STATS_FORMAT.to_string());
+        meta.insert(
+            "classes".to_string(),
+            serde_json::to_string(&self.classes).expect("strings serialise"),
+        );
+        meta.insert(
+            "transform".to_string(),
+            serde_json::to_string(&self.transform).expect("transform serialises"),
+        );
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ibytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (mb, cb, nb, lb) = (
+            bytes(&means),
+            bytes(&covs),
+            ibytes(&counts),
+            ibytes(&labels),
+        );
+        use safetensors::tensor::TensorView;
+        use safetensors::Dtype;
+        let fmt_err = |e: safetensors::SafeTensorError| CalibrateError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let tensors = vec![
+            (
+                "counts",
+                TensorView::new(Dtype::I64, vec![c], &nb).map_err(fmt_err)?,
+            ),
+            (
+                "covariances",
+                TensorView::new(Dtype::F32, vec![c, d, d], &cb).map_err(fmt_err)?,
+            ),
+            (
+                "labels",
+                TensorView::new(Dtype::I64, vec![c], &lb).map_err(fmt_err)?,
+            ),
+            (
+                "means",
+                TensorView::new(Dtype::F32, vec![c, d], &mb).map_err(fmt_err)?,
+            ),
+        ];
+        let out = safetensors::serialize(tensors, Some(meta)).map_err(fmt_err)?;
+        write_atomic(path, &out).map_err(|source| CalibrateError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, CalibrateError> {
+        let buf = std::fs::read(path).map_err(|source| CalibrateError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |message: String| CalibrateError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let st = safetensors::SafeTensors::deserialize(&buf).map_err(|e| bad(e.to_string()))?;
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(STATS_FORMAT) {
+            return Err(bad(format!(
+                "not a base statistics file (metadata `format` should be `{STATS_FORMAT}`)"
+            )));
+        }
+        let classes: Vec<String> = serde_json::from_str(meta.get("classes").map_or("", |s| s))
+            .map_err(|e| bad(format!("metadata `classes`: {e}")))?;
+        let transform: PowerTransform =
+            serde_json::from_str(meta.get("transform").map_or("", |s| s))
+                .map_err(|e| bad(format!("metadata `transform`: {e}")))?;
+        let means = read_f32(&st, "means", 2).map_err(&bad)?;
+        let covs = read_f32(&st, "covariances", 3).map_err(&bad)?;
+        let counts = read_i64(&st, "counts").map_err(&bad)?;
+        let labels = read_i64(&st, "labels").map_err(&bad)?;
+        let (c, d) = (means.0[0], means.0[1]);
+        if covs.0 != [c, d, d] || counts.len() != c || labels.len() != c || classes.len() != c {
+            return Err(bad(format!(
+                "inconsistent shapes: means {:?}, covariances {:?}, {} counts, {} labels, {} class names",
+                means.0,
+                covs.0,
+                counts.len(),
+                labels.len(),
+                classes.len()
+            )));
+        }
+        if d == 0 {
+            return Err(bad("embedding dimension is 0".into()));
+        }
+        Ok(BaseStats {
+            dim: d,
+            labels: labels.iter().map(|&x| x.max(0) as usize).collect(),
+            classes,
+            counts: counts.iter().map(|&x| x.max(0) as usize).collect(),
+            transform,
+            means: means.1.chunks(d).map(<[f32]>::to_vec).collect(),
+            covariances: covs.1.chunks(d * d).map(<[f32]>::to_vec).collect(),
+        })
+    }
+
+    /// Calibrates one *transformed* exemplar: the `k` base classes whose means are nearest
+    /// (Euclidean), mean = average of their means and the exemplar, covariance = average of
+    /// their covariances plus `alpha` (every entry or the diagonal). Returns the chosen base
+    /// classes (indices into this table), the mean and the `D·D` covariance.
+    pub fn calibrate(
+        &self,
+        x: &[f32],
+        k: usize,
+        alpha: f32,
+        alpha_on: AlphaOn,
+    ) -> (Vec<usize>, Vec<f64>, Vec<f64>) {
+        let d = self.dim;
+        let mut dist: Vec<(usize, f32)> = self
+            .means
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i, m.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum()))
+            .collect();
+        dist.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let nearest: Vec<usize> = dist.iter().take(k.max(1)).map(|p| p.0).collect();
+        let kk = nearest.len() as f64;
+        let mut mean: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        for &i in &nearest {
+            for (m, &b) in mean.iter_mut().zip(&self.means[i]) {
+                *m += b as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= kk + 1.0);
+        let mut cov = vec![0f64; d * d];
+        for &i in &nearest {
+            for (c, &b) in cov.iter_mut().zip(&self.covariances[i]) {
+                *c += b as f64 / kk;
+            }
+        }
+        match alpha_on {
+            AlphaOn::Every => cov.iter_mut().for_each(|c| *c += alpha as f64),
+            AlphaOn::Diagonal => (0..d).for_each(|j| cov[j * d + j] += alpha as f64),
+        }
+        (nearest, mean, cov)
+    }
+}
+
+fn read_f32(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    rank: usize,
+) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| format!("tensor `{name}`: {e}"))?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != rank {
+        return Err(format!(
+            "tensor `{name}` should be F32 of rank {rank}, found {:?} {:?}",
+            t.dtype(),
+            t.shape()
+        ));
+    }
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((t.shape().to_vec(), v))
+}
+
+fn read_i64(st: &safetensors::SafeTensors, name: &str) -> Result<Vec<i64>, String> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| format!("tensor `{name}`: {e}"))?;
+    if t.dtype() != safetensors::Dtype::I64 || t.shape().len() != 1 {
+        return Err(format!(
+            "tensor `{name}` should be I64 of rank 1, found {:?} {:?}",
+            t.dtype(),
+            t.shape()
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// Mean and unbiased covariance (f64 accumulation, stored as f32).
+fn mean_cov<'a>(rows: impl Iterator<Item = &'a [f32]> + Clone, d: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = rows.clone().count() as f64;
+    let mut mean = vec![0f64; d];
+    for r in rows.clone() {
+        for (m, &x) in mean.iter_mut().zip(r) {
+            *m += x as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut cov = vec![0f64; d * d];
+    let mut c = vec![0f64; d];
+    for r in rows {
+        for (ci, (&x, &m)) in c.iter_mut().zip(r.iter().zip(&mean)) {
+            *ci = x as f64 - m;
+        }
+        for i in 0..d {
+            let ci = c[i];
+            let row = &mut cov[i * d..(i + 1) * d];
+            for (o, &cj) in row.iter_mut().zip(&c) {
+                *o += ci * cj;
+            }
+        }
+    }
+    let denom = (n - 1.0).max(1.0);
+    (
+        mean.iter().map(|&m| m as f32).collect(),
+        cov.iter().map(|&v| (v / denom) as f32).collect(),
+    )
+}
+
+/// Where `alpha` is added to the calibrated covariance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AlphaOn {
+    /// Every entry (`Σ + α·11ᵀ`), as the paper's Eq. 7 and reference code do.
+    #[default]
+    Every,
+    /// The diagonal only (`Σ + α·I`), an isotropic spread.
+    Diagonal,
+}
+
+/// How queries are classified after calibration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Classifier {
+    /// Multinomial logistic regression on exemplars + sampled features (the paper's choice),
+    /// trained full-batch with Adam on standardised features.
+    LogisticRegression {
+        epochs: usize,
+        learning_rate: f64,
+        l2: f64,
+    },
+    /// Highest log-likelihood under each class's calibrated Gaussian (no sampling, no training).
+    Gaussian,
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        Classifier::LogisticRegression {
+            epochs: 300,
+            learning_rate: 0.05,
+            l2: 1e-4,
+        }
+    }
+}
+
+/// Distribution-calibration settings; defaults are the paper's 1-shot values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CalibrationConfig {
+    /// Base classes per exemplar (paper: 2).
+    pub k: usize,
+    /// Covariance spread (paper: 0.21).
+    pub alpha: f32,
+    pub alpha_on: AlphaOn,
+    /// Sampled features per novel class, split evenly over its exemplars (paper: 750 / shots).
+    pub samples_per_class: usize,
+    pub seed: u64,
+    pub classifier: Classifier,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            k: 2,
+            alpha: 0.21,
+            alpha_on: AlphaOn::Every,
+            samples_per_class: 750,
+            seed: 0,
+            classifier: Classifier::default(),
+        }
+    }
+}
+
+/// Lower-triangular Cholesky factor of a symmetric `d×d` matrix; adds a growing multiple of the
+/// mean diagonal when the matrix is only semi-definite (few samples per base class).
+fn cholesky_jittered(a: &[f64], d: usize) -> Option<Vec<f64>> {
+    let scale = ((0..d).map(|i| a[i * d + i]).sum::<f64>() / d as f64)
+        .abs()
+        .max(1e-12);
+    for jitter in [0.0, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1] {
+        if let Some(l) = cholesky(a, d, jitter * scale) {
+            return Some(l);
+        }
+    }
+    None
+}
+
+fn cholesky(a: &[f64], d: usize, jitter: f64) -> Option<Vec<f64>> {
+    let mut l = vec![0f64; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let mut s = a[i * d + j];
+            if i == j {
+                s += jitter;
+            }
+            s -= (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
+            if i == j {
+                if s <= 0.0 || !s.is_finite() {
+                    return None;
+                }
+                l[i * d + i] = s.sqrt();
+            } else {
+                l[i * d + j] = s / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+fn standard_normal(rng: &mut StdRng) -> f64 {
+    // Box–Muller; u1 in (0, 1] keeps ln finite.
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// A calibrated Gaussian for one exemplar.
+#[derive(Debug, Clone)]
+pub struct Calibrated {
+    pub label: usize,
+    /// Indices into the [`BaseStats`] table of the base classes used.
+    pub base_classes: Vec<usize>,
+    pub mean: Vec<f64>,
+    /// Cholesky factor of the covariance (`D·D`, lower triangular).
+    pub chol: Vec<f64>,
+}
+
+/// Calibrates every exemplar of `set` against `base`.
+pub fn calibrate_exemplars(
+    set: &OneShotSet,
+    base: &BaseStats,
+    cfg: &CalibrationConfig,
+) -> Result<Vec<Calibrated>, CalibrateError> {
+    let dim = set.validate()?;
+    base.transform.check()?;
+    if dim != base.dim {
+        return Err(CalibrateError::Invalid(format!(
+            "embeddings have dimension {dim} but the base statistics have {}",
+            base.dim
+        )));
+    }
+    if cfg.k == 0 || cfg.k > base.num_classes() {
+        return Err(CalibrateError::Invalid(format!(
+            "k = {} must be between 1 and the {} base classes",
+            cfg.k,
+            base.num_classes()
+        )));
+    }
+    set.exemplars
+        .par_iter()
+        .zip(&set.exemplar_labels)
+        .enumerate()
+        .map(|(i, (e, &label))| {
+            let x = base.transform.apply(e);
+            let (base_classes, mean, cov) = base.calibrate(&x, cfg.k, cfg.alpha, cfg.alpha_on);
+            let chol = cholesky_jittered(&cov, dim).ok_or_else(|| {
+                CalibrateError::Invalid(format!(
+                    "exemplar {i}: calibrated covariance is not positive definite even with jitter"
+                ))
+            })?;
+            Ok(Calibrated {
+                label,
+                base_classes,
+                mean,
+                chol,
+            })
+        })
+        .collect()
+}
+
+/// Samples features from calibrated distributions: `samples_per_class` per class, split over
+/// its exemplars. Deterministic for a seed (one RNG walked in exemplar order).
+pub fn sample_features(
+    calibrated: &[Calibrated],
+    num_classes: usize,
+    samples_per_class: usize,
+    seed: u64,
+) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut shots = vec![0usize; num_classes];
+    for c in calibrated {
+        shots[c.label] += 1;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    for c in calibrated {
+        let d = c.mean.len();
+        let n = samples_per_class.div_ceil(shots[c.label].max(1));
+        let mut z = vec![0f64; d];
+        for _ in 0..n {
+            z.iter_mut().for_each(|v| *v = standard_normal(&mut rng));
+            let x: Vec<f32> = (0..d)
+                .map(|i| {
+                    let row = &c.chol[i * d..i * d + i + 1];
+                    (c.mean[i] + row.iter().zip(&z).map(|(a, b)| a * b).sum::<f64>()) as f32
+                })
+                .collect();
+            feats.push(x);
+            labels.push(c.label);
+        }
+    }
+    (feats, labels)
+}
+
+/// A trained multinomial logistic regression (on standardised inputs).
+#[derive(Debug, Clone)]
+pub struct LogisticRegression {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    /// `D × K`.
+    w: Tensor,
+    b: Tensor,
+}
+
+impl LogisticRegression {
+    /// Full-batch Adam on the mean cross-entropy plus `l2/2·|W|²`, from zero weights
+    /// (deterministic: no random init).
+    pub fn fit(
+        x: &[Vec<f32>],
+        y: &[usize],
+        num_classes: usize,
+        epochs: usize,
+        lr: f64,
+        l2: f64,
+    ) -> Result<Self, CalibrateError> {
+        let n = x.len();
+        let d = x.first().map_or(0, |r| r.len());
+        if n == 0 || d == 0 || y.len() != n {
+            return Err(CalibrateError::Invalid(
+                "logistic regression needs a non-empty training set".into(),
+            ));
+        }
+        let dev = Device::Cpu;
+        let mut mean = vec![0f32; d];
+        let mut std = vec![0f32; d];
+        for r in x {
+            for (m, v) in mean.iter_mut().zip(r) {
+                *m += v / n as f32;
+            }
+        }
+        for r in x {
+            for ((s, v), m) in std.iter_mut().zip(r).zip(&mean) {
+                *s += (v - m) * (v - m) / n as f32;
+            }
+        }
+        std.iter_mut().for_each(|s| *s = s.sqrt().max(1e-6));
+        let xs = standardise(x, &mean, &std);
+        let xt = Tensor::from_vec(xs, (n, d), &dev)?;
+        let xtt = xt.t()?.contiguous()?;
+        let mut onehot = vec![0f32; n * num_classes];
+        for (i, &l) in y.iter().enumerate() {
+            onehot[i * num_classes + l] = 1.0;
+        }
+        let yt = Tensor::from_vec(onehot, (n, num_classes), &dev)?;
+        let mut w = Tensor::zeros((d, num_classes), DType::F32, &dev)?;
+        let mut b = Tensor::zeros(num_classes, DType::F32, &dev)?;
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let mut mw = w.zeros_like()?;
+        let mut vw = w.zeros_like()?;
+        let mut mb = b.zeros_like()?;
+        let mut vb = b.zeros_like()?;
+        for t in 1..=epochs {
+            let logits = xt.matmul(&w)?.broadcast_add(&b)?;
+            let p = candle_nn::ops::softmax_last_dim(&logits)?;
+            let g = ((p - &yt)? / n as f64)?;
+            let gw = (xtt.matmul(&g)? + (&w * l2)?)?;
+            let gb = g.sum(0)?;
+            let c1 = 1.0 - b1.powi(t as i32);
+            let c2 = 1.0 - b2.powi(t as i32);
+            mw = ((mw * b1)? + (&gw * (1.0 - b1))?)?;
+            vw = ((vw * b2)? + (gw.sqr()? * (1.0 - b2))?)?;
+            mb = ((mb * b1)? + (&gb * (1.0 - b1))?)?;
+            vb = ((vb * b2)? + (gb.sqr()? * (1.0 - b2))?)?;
+            let sw = ((&mw / c1)? / ((&vw / c2)?.sqrt()? + eps)?)?;
+            let sb = ((&mb / c1)? / ((&vb / c2)?.sqrt()? + eps)?)?;
+            w = (w - (sw * lr)?)?;
+            b = (b - (sb * lr)?)?;
+        }
+        Ok(LogisticRegression { mean, std, w, b })
+    }
+
+    pub fn predict(&self, x: &[Vec<f32>]) -> Result<Vec<usize>, CalibrateError> {
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = self.mean.len();
+        let xs = standardise(x, &self.mean, &self.std);
+        let xt = Tensor::from_vec(xs, (x.len(), d), &Device::Cpu)?;
+        let logits = xt.matmul(&self.w)?.broadcast_add(&self.b)?;
+        Ok(logits
+            .argmax(1)?
+            .to_vec1::<u32>()?
+            .into_iter()
+            .map(|v| v as usize)
+            .collect())
+    }
+}
+
+fn standardise(x: &[Vec<f32>], mean: &[f32], std: &[f32]) -> Vec<f32> {
+    x.iter()
+        .flat_map(|r| {
+            r.iter()
+                .zip(mean.iter().zip(std))
+                .map(|(v, (m, s))| (v - m) / s)
+        })
+        .collect()
+}
+
+/// Log-likelihood (up to a constant) of `x` under N(mean, L·Lᵀ).
+fn gaussian_loglik(c: &Calibrated, x: &[f32]) -> f64 {
+    let d = c.mean.len();
+    // Forward substitution: solve L·z = x − mean.
+    let mut z = vec![0f64; d];
+    for i in 0..d {
+        let s: f64 = (0..i).map(|k| c.chol[i * d + k] * z[k]).sum();
+        z[i] = (x[i] as f64 - c.mean[i] - s) / c.chol[i * d + i];
+    }
+    let logdet: f64 = (0..d).map(|i| c.chol[i * d + i].ln()).sum::<f64>() * 2.0;
+    -0.5 * (z.iter().map(|v| v * v).sum::<f64>() + logdet)
+}
+
+/// Predicts query classes with distribution calibration.
+pub fn predict_calibrated(
+    set: &OneShotSet,
+    base: &BaseStats,
+    cfg: &CalibrationConfig,
+) -> Result<Vec<usize>, CalibrateError> {
+    let calibrated = calibrate_exemplars(set, base, cfg)?;
+    let k = set.classes.len();
+    let queries: Vec<Vec<f32>> = set
+        .queries
+        .par_iter()
+        .map(|q| base.transform.apply(q))
+        .collect();
+    match &cfg.classifier {
+        Classifier::Gaussian => Ok(queries
+            .par_iter()
+            .map(|q| {
+                let mut best = (f64::NEG_INFINITY, 0usize);
+                for c in &calibrated {
+                    let ll = gaussian_loglik(c, q);
+                    if ll > best.0 {
+                        best = (ll, c.label);
+                    }
+                }
+                best.1
+            })
+            .collect()),
+        Classifier::LogisticRegression {
+            epochs,
+            learning_rate,
+            l2,
+        } => {
+            let (mut x, mut y) = sample_features(&calibrated, k, cfg.samples_per_class, cfg.seed);
+            for (e, &l) in set.exemplars.iter().zip(&set.exemplar_labels) {
+                x.push(base.transform.apply(e));
+                y.push(l);
+            }
+            let lr = LogisticRegression::fit(&x, &y, k, *epochs, *learning_rate, *l2)?;
+            lr.predict(&queries)
+        }
+    }
+}
+
+/// Distribution-calibrated one-shot evaluation; the report's `settings` record `cfg`.
+pub fn evaluate_calibrated(
+    set: &OneShotSet,
+    base: &BaseStats,
+    cfg: &CalibrationConfig,
+) -> Result<EvalReport, CalibrateError> {
+    let predicted = predict_calibrated(set, base, cfg)?;
+    let method = match cfg.classifier {
+        Classifier::LogisticRegression { .. } => "calibrated-logreg",
+        Classifier::Gaussian => "calibrated-gaussian",
+    };
+    let mut report = EvalReport::from_predictions(
+        method,
+        &set.classes,
+        set.exemplar_counts(),
+        &set.query_labels,
+        &predicted,
+    )?;
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(cfg) {
+        report.settings = m;
+    }
+    report.settings.insert(
+        "transform".into(),
+        serde_json::to_value(&base.transform).unwrap_or_default(),
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_reconstructs() {
+        let a = [4.0, 2.0, 2.0, 3.0];
+        let l = cholesky(&a, 2, 0.0).unwrap();
+        assert!((l[0] - 2.0).abs() < 1e-12 && (l[2] - 1.0).abs() < 1e-12);
+        assert!((l[3] - 2f64.sqrt()).abs() < 1e-12);
+        assert!(cholesky(&[1.0, 1.0, 1.0, 1.0], 2, 0.0).is_none());
+        assert!(cholesky_jittered(&[1.0, 1.0, 1.0, 1.0], 2).is_some());
+    }
+
+    #[test]
+    fn transform_variants() {
+        let t = PowerTransform::default();
+        assert_eq!(t.apply(&[4.0, -9.0, 0.0]), vec![2.0, -3.0, 0.0]);
+        let s = PowerTransform {
+            negatives: NegativeFeatures::Shift,
+            shift: vec![1.0, 1.0],
+            ..Default::default()
+        };
+        assert_eq!(s.apply(&[3.0, -2.0]), vec![2.0, 0.0]);
+    }
+
+    #[test]
+    fn calibrated_mean_averages_exemplar_and_nearest_bases() {
+        let emb = vec![
+            vec![0.0, 0.0],
+            vec![2.0, 0.0],
+            vec![10.0, 0.0],
+            vec![12.0, 0.0],
+            vec![100.0, 0.0],
+            vec![102.0, 0.0],
+        ];
+        let mut t = PowerTransform::default();
+        t.negatives = NegativeFeatures::Skip;
+        let s = BaseStats::from_embeddings_with(&emb, &[0, 0, 1, 1, 2, 2], &BTreeMap::new(), t)
+            .unwrap();
+        assert_eq!(s.means[1], vec![11.0, 0.0]);
+        assert!((s.covariances[1][0] - 2.0).abs() < 1e-6);
+        let (near, mean, cov) = s.calibrate(&[5.0, 0.0], 2, 0.5, AlphaOn::Diagonal);
+        assert_eq!(near, vec![0, 1]);
+        assert!((mean[0] - (1.0 + 11.0 + 5.0) / 3.0).abs() < 1e-9);
+        assert!((cov[0] - 2.5).abs() < 1e-6 && (cov[3] - 0.5).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,468 @@
+//! A gallery of enrolled action classes for recognition on plain embeddings: enroll one or more
+//! exemplar embeddings per class, then recognise a new embedding by its most similar class,
+//! with a margin and an "unknown" decision below a similarity threshold.
+//!
+//! A class's score is the cosine similarity of its most similar exemplar (nearest exemplar, as
+//! in one-shot evaluation). The threshold should be calibrated on base classes with
+//! [`calibrate_threshold`], never on the classes being recognised.
+//!
+//! ```
+//! use crossglg_train::gallery::Gallery;
+//!
+//! let mut g = Gallery::new(3, "demo-model");
+//! g.enroll("wave", &[vec![1.0, 0.0, 0.0]], Some("wave_01.skeleton")).unwrap();
+//! g.enroll("sit down", &[vec![0.0, 1.0, 0.0], vec![0.1, 0.9, 0.0]], None).unwrap();
+//! g.threshold = Some(0.5);
+//!
+//! let r = g.recognize(&[0.9, 0.1, 0.0]).unwrap();
+//! assert_eq!(r.class, "wave");
+//! assert!(!r.unknown && r.margin > 0.0);
+//!
+//! let r = g.recognize(&[0.0, 0.0, 1.0]).unwrap();
+//! assert!(r.unknown);
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{cosine_similarity, l2_normalized};
+use crate::report::write_atomic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GalleryError {
+    #[error("gallery: {0}")]
+    Invalid(String),
+    #[error("cannot read gallery {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write gallery {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("gallery {path}: {message}")]
+    Format { path: PathBuf, message: String },
+}
+
+/// One enrolled exemplar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Index into [`Gallery::classes`].
+    pub class: usize,
+    /// Where the exemplar came from (a file name), if known.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// Enrolled classes and their exemplar embeddings (stored L2-normalised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gallery {
+    pub dim: usize,
+    /// Which model produced the embeddings (name, checkpoint path, ...). Embeddings from another
+    /// model are meaningless here.
+    pub model_id: String,
+    /// A hash of the checkpoint, if the caller has one.
+    pub model_hash: Option<String>,
+    pub classes: Vec<String>,
+    pub entries: Vec<Entry>,
+    embeddings: Vec<Vec<f32>>,
+    /// Below this best-class similarity a recognition is marked unknown; `None` never does.
+    pub threshold: Option<f32>,
+}
+
+/// The answer for one embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recognition {
+    /// The most similar class (reported even when `unknown`, for inspection).
+    pub class: String,
+    pub class_index: usize,
+    /// Cosine similarity of the best class's nearest exemplar.
+    pub similarity: f32,
+    /// Best minus second-best class similarity; with a single class the second best counts
+    /// as -1, the lowest cosine similarity.
+    pub margin: f32,
+    pub unknown: bool,
+}
+
+/// The JSON header stored in the safetensors metadata under `crossglg.gallery`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GalleryHeader {
+    format: String,
+    dim: usize,
+    model_id: String,
+    #[serde(default)]
+    model_hash: Option<String>,
+    classes: Vec<String>,
+    entries: Vec<Entry>,
+    #[serde(default)]
+    threshold: Option<f32>,
+}
+
+const GALLERY_FORMAT: &str = "crossglg.gallery.v1";
+const META_KEY: &str = "crossglg.gallery";
+
+impl Gallery {
+    pub fn new(dim: usize, model_id: &str) -> Self {
+        Gallery {
+            dim,
+            model_id: model_id.to_string(),
+            model_hash: None,
+            classes: Vec::new(),
+            entries: Vec::new(),
+            embeddings: Vec::new(),
+            threshold: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The stored (normalised) exemplar embeddings, one per entry.
+    pub fn embeddings(&self) -> &[Vec<f32>] {
+        &self.embeddings
+    }
+
+    /// Adds exemplars to class `name` (created on first use); `source` is recorded for each.
+    /// Returns the class index.
+    pub fn enroll(
+        &mut self,
+        name: &str,
+        embeddings: &[Vec<f32>],
+        source: Option<&str>,
+    ) -> Result<usize, GalleryError> {
+        if name.trim().is_empty() {
+            return Err(GalleryError::Invalid("class name is empty".into()));
+        }
+        if embeddings.is_empty() {
+            return Err(GalleryError::Invalid(format!(
+                "no embeddings given for class `{name}`"
+            )));
+        }
+        for (i, e) in embeddings.iter().enumerate() {
+            self.check_embedding(e).map_err(|m| {
+                GalleryError::Invalid(format!("class `{name}`, embedding {i}: {m}"))
+            })?;
+        }
+        let class = match self.classes.iter().position(|c| c == name) {
+            Some(i) => i,
+            None => {
+                self.classes.push(name.to_string());
+                self.classes.len() - 1
+            }
+        };
+        for e in embeddings {
+            self.embeddings.push(l2_normalized(e));
+            self.entries.push(Entry {
+                class,
+                source: source.map(str::to_string),
+            });
+        }
+        Ok(class)
+    }
+
+    /// Removes a class and its exemplars; returns whether it existed.
+    pub fn remove_class(&mut self, name: &str) -> bool {
+        let Some(ci) = self.classes.iter().position(|c| c == name) else {
+            return false;
+        };
+        let mut keep_e = Vec::new();
+        let mut keep_x = Vec::new();
+        for (e, x) in self.entries.drain(..).zip(self.embeddings.drain(..)) {
+            if e.class != ci {
+                let class = if e.class > ci { e.class - 1 } else { e.class };
+                keep_e.push(Entry { class, ..e });
+                keep_x.push(x);
+            }
+        }
+        self.entries = keep_e;
+        self.embeddings = keep_x;
+        self.classes.remove(ci);
+        true
+    }
+
+    fn check_embedding(&self, e: &[f32]) -> Result<(), String> {
+        if e.len() != self.dim {
+            return Err(format!(
+                "dimension {} does not match the gallery's {}",
+                e.len(),
+                self.dim
+            ));
+        }
+        if e.iter().any(|x| !x.is_finite()) {
+            return Err("contains NaN or infinity".into());
+        }
+        Ok(())
+    }
+
+    /// Per-class similarity (best exemplar of each class), indexed like `classes`.
+    pub fn class_similarities(&self, embedding: &[f32]) -> Result<Vec<f32>, GalleryError> {
+        self.check_embedding(embedding)
+            .map_err(|m| GalleryError::Invalid(format!("query embedding: {m}")))?;
+        let q = l2_normalized(embedding);
+        let mut best = vec![f32::NEG_INFINITY; self.classes.len()];
+        for (e, x) in self.entries.iter().zip(&self.embeddings) {
+            let s = cosine_similarity(x, &q);
+            if s > best[e.class] {
+                best[e.class] = s;
+            }
+        }
+        Ok(best)
+    }
+
+    pub fn recognize(&self, embedding: &[f32]) -> Result<Recognition, GalleryError> {
+        self.recognize_excluding(embedding, None)
+    }
+
+    /// Recognition with one class left out (used to simulate unknown actions on base classes).
+    fn recognize_excluding(
+        &self,
+        embedding: &[f32],
+        exclude: Option<usize>,
+    ) -> Result<Recognition, GalleryError> {
+        let sims = self.class_similarities(embedding)?;
+        let mut order: Vec<usize> = (0..sims.len())
+            .filter(|&c| Some(c) != exclude && sims[c].is_finite())
+            .collect();
+        if order.is_empty() {
+            return Err(GalleryError::Invalid(
+                "the gallery has no enrolled classes to recognise against".into(),
+            ));
+        }
+        order.sort_by(|&a, &b| sims[b].total_cmp(&sims[a]).then(a.cmp(&b)));
+        let best = order[0];
+        let second = order.get(1).map_or(-1.0, |&c| sims[c]);
+        let similarity = sims[best];
+        Ok(Recognition {
+            class: self.classes[best].clone(),
+            class_index: best,
+            similarity,
+            margin: similarity - second,
+            unknown: self.threshold.is_some_and(|t| similarity < t),
+        })
+    }
+
+    /// Saves as safetensors: tensor `embeddings` `[N, D]` f32, and a JSON header (format,
+    /// model id/hash, class names, per-entry class and source, threshold) in the metadata
+    /// under `crossglg.gallery`. Written atomically.
+    pub fn save(&self, path: &Path) -> Result<(), GalleryError> {
+        let header = GalleryHeader {
+            format: GALLERY_FORMAT.to_string(),
+            dim: self.dim,
+            model_id: self.model_id.clone(),
+            model_hash: self.model_hash.clone(),
+            classes: self.classes.clone(),
+            entries: self.entries.clone(),
+            threshold: self.threshold,
+        };
+        let mut meta = HashMap::new();
+        meta.insert(
+            META_KEY.to_string(),
+            serde_json::to_string(&header).expect("header serialises"),
+        );
+        let bytes: Vec<u8> = self
+            .embeddings
+            .iter()
+            .flatten()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let fmt = |e: safetensors::SafeTensorError| GalleryError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let view = safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            vec![self.embeddings.len(), self.dim],
+            &bytes,
+        )
+        .map_err(fmt)?;
+        let out = safetensors::serialize([("embeddings", view)], Some(meta)).map_err(fmt)?;
+        write_atomic(path, &out).map_err(|source| GalleryError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, GalleryError> {
+        let buf = std::fs::read(path).map_err(|source| GalleryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |message: String| GalleryError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let st = safetensors::SafeTensors::deserialize(&buf)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, md) =
+            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
+        let text = md
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .ok_or_else(|| bad(format!("no `{META_KEY}` metadata; not a crossglg gallery")))?;
+        let h: GalleryHeader =
+            serde_json::from_str(text).map_err(|e| bad(format!("metadata `{META_KEY}`: {e}")))?;
+        if h.format != GALLERY_FORMAT {
+            return Err(bad(format!(
+                "format `{}` is not supported (expected `{GALLERY_FORMAT}`)",
+                h.format
+            )));
+        }
+        let t = st
+            .tensor("embeddings")
+            .map_err(|e| bad(format!("tensor `embeddings`: {e}")))?;
+        if t.dtype() != safetensors::Dtype::F32 || t.shape() != [h.entries.len(), h.dim] {
+            return Err(bad(format!(
+                "tensor `embeddings` is {:?} {:?}, expected F32 [{}, {}] ({} entries)",
+                t.dtype(),
+                t.shape(),
+                h.entries.len(),
+                h.dim,
+                h.entries.len()
+            )));
+        }
+        if let Some((i, e)) = h
+            .entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.class >= h.classes.len())
+        {
+            return Err(bad(format!(
+                "entry {i} names class {} but there are {} classes",
+                e.class,
+                h.classes.len()
+            )));
+        }
+        let flat: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let embeddings = if h.dim == 0 {
+            vec![Vec::new(); h.entries.len()]
+        } else {
+            flat.chunks(h.dim).map(<[f32]>::to_vec).collect()
+        };
+        Ok(Gallery {
+            dim: h.dim,
+            model_id: h.model_id,
+            model_hash: h.model_hash,
+            classes: h.classes,
+            entries: h.entries,
+            embeddings,
+            threshold: h.threshold,
+        })
+    }
+}
+
+/// The outcome of [`calibrate_threshold`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdCalibration {
+    pub threshold: f32,
+    pub target_false_accept_rate: f64,
+    /// Fraction of impostor scores at or above the threshold.
+    pub false_accept_rate: f64,
+    /// Fraction of held-out samples recognised as their own class and not marked unknown,
+    /// with the whole base gallery enrolled.
+    pub true_accept_rate: f64,
+    /// Fraction recognised as their own class ignoring the threshold.
+    pub closed_set_accuracy: f64,
+    pub impostors: usize,
+    pub genuine: usize,
+}
+
+/// Chooses the unknown threshold on *base* classes, so no novel class is used to tune it.
+///
+/// `gallery` holds exemplars of base classes; `samples`/`labels` are held-out embeddings of
+/// those classes (labels are class names in the gallery; not the gallery's exemplars). Each
+/// sample is recognised with its own class removed from the gallery: its best similarity is an
+/// impostor score, exactly what an unseen action would get. The threshold is the smallest value
+/// that keeps the fraction of impostor scores at or above it at most `target_far`; the
+/// genuine accept rate at that threshold is reported with the whole gallery enrolled.
+pub fn calibrate_threshold(
+    gallery: &Gallery,
+    samples: &[Vec<f32>],
+    labels: &[String],
+    target_far: f64,
+) -> Result<ThresholdCalibration, GalleryError> {
+    if samples.len() != labels.len() || samples.is_empty() {
+        return Err(GalleryError::Invalid(format!(
+            "threshold calibration needs equal, non-zero numbers of samples and labels (got {} and {})",
+            samples.len(),
+            labels.len()
+        )));
+    }
+    if !(0.0..=1.0).contains(&target_far) {
+        return Err(GalleryError::Invalid(format!(
+            "target false-accept rate must be in [0, 1], got {target_far}"
+        )));
+    }
+    if gallery.classes.len() < 2 {
+        return Err(GalleryError::Invalid(
+            "threshold calibration needs a gallery of at least 2 base classes".into(),
+        ));
+    }
+    let mut impostor = Vec::with_capacity(samples.len());
+    let mut genuine = Vec::with_capacity(samples.len());
+    for (i, (s, l)) in samples.iter().zip(labels).enumerate() {
+        let Some(ci) = gallery.classes.iter().position(|c| c == l) else {
+            return Err(GalleryError::Invalid(format!(
+                "sample {i} has class `{l}`, which is not enrolled in the gallery"
+            )));
+        };
+        impostor.push(gallery.recognize_excluding(s, Some(ci))?.similarity);
+        let r = gallery.recognize_excluding(s, None)?;
+        genuine.push((r.class_index == ci, r.similarity));
+    }
+    impostor.sort_by(|a, b| b.total_cmp(a));
+    // Allow at most floor(far · n) impostors at or above the threshold: put it just above the
+    // next impostor score.
+    let n = impostor.len();
+    let allowed = ((target_far * n as f64).floor() as usize).min(n);
+    let threshold = if allowed >= n {
+        -1.0
+    } else {
+        next_up(impostor[allowed])
+    };
+    let fa = impostor.iter().filter(|&&s| s >= threshold).count();
+    let ta = genuine
+        .iter()
+        .filter(|(ok, s)| *ok && *s >= threshold)
+        .count();
+    let correct = genuine.iter().filter(|(ok, _)| *ok).count();
+    Ok(ThresholdCalibration {
+        threshold,
+        target_false_accept_rate: target_far,
+        false_accept_rate: fa as f64 / n as f64,
+        true_accept_rate: ta as f64 / genuine.len() as f64,
+        closed_set_accuracy: correct as f64 / genuine.len() as f64,
+        impostors: n,
+        genuine: genuine.len(),
+    })
+}
+
+/// The smallest f32 above `x` (for finite x).
+fn next_up(x: f32) -> f32 {
+    if x.is_nan() || x == f32::INFINITY {
+        return x;
+    }
+    let bits = x.to_bits();
+    let next = if x == 0.0 {
+        1
+    } else if x > 0.0 {
+        bits + 1
+    } else {
+        bits - 1
+    };
+    f32::from_bits(next)
+}

@@ -1,0 +1,503 @@
+//! Live recognition from a stream of poses: parse frames one at a time (JSON lines or CSV, any
+//! layout, 2-D or 3-D, optional per-joint confidence) from any reader, keep a sliding window,
+//! and every `hop` frames embed the window and recognise it against a [`Gallery`].
+//!
+//! Input formats (see `docs/inference.md`):
+//! - JSON lines, one frame per line: `{"t": 0.033, "joints": [[x, y, z, c], ...]}`. `t` (seconds)
+//!   is optional; a joint may be `null` (missing). Unknown keys are ignored.
+//! - CSV, one frame per row: `t, x0, y0, z0, c0, x1, ...`. An optional header row (first field
+//!   not a number) is skipped; an empty `t` or joint field means "no time" / "missing joint".
+//!
+//! Each joint has `dims` coordinates (2: `x, y`, z is set to 0; 3: `x, y, z`), followed by a
+//! confidence when `confidence` is on. Joints below `min_confidence` are zeroed, the dataset
+//! convention for missing joints; confidence is not passed on to the model. Blank lines are
+//! skipped. Errors name the 1-based input line.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use crossglg_data::Skeleton;
+use serde::{Deserialize, Serialize};
+
+use crate::embedder::{EmbedError, Embedder};
+use crate::gallery::{Gallery, GalleryError, Recognition};
+use crate::mapping::{map_skeleton, Mapping, MappingError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("input line {line}: {message}")]
+    Parse { line: usize, message: String },
+    #[error("input line {line}: cannot read: {source}")]
+    Read { line: usize, source: std::io::Error },
+    #[error("stream settings: {0}")]
+    Config(String),
+    #[error("window ending at frame {frame}: {source}")]
+    Embed { frame: usize, source: EmbedError },
+    #[error("window ending at frame {frame}: {source}")]
+    Mapping { frame: usize, source: MappingError },
+    #[error("window ending at frame {frame}: {message}")]
+    Window { frame: usize, message: String },
+    #[error("window ending at frame {frame}: {source}")]
+    Gallery { frame: usize, source: GalleryError },
+    #[error("cannot write events: {0}")]
+    Write(std::io::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoseFormat {
+    #[default]
+    JsonLines,
+    Csv,
+}
+
+/// How to read frames and slide the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    pub format: PoseFormat,
+    /// Joints per frame in the input layout.
+    pub joints: usize,
+    /// Coordinates per joint in the input: 2 or 3.
+    pub dims: usize,
+    /// Each joint carries a trailing confidence value.
+    pub confidence: bool,
+    /// Joints with confidence below this are zeroed (treated as missing).
+    pub min_confidence: f32,
+    /// Frame rate used for frames without `t`: `t = frame_index / fps`.
+    pub fps: f64,
+    /// Negate y (image coordinates point down; NTU's Kinect coordinates point up).
+    pub flip_y: bool,
+    /// Frames per window.
+    pub window: usize,
+    /// Frames between consecutive windows.
+    pub hop: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            format: PoseFormat::JsonLines,
+            joints: 25,
+            dims: 3,
+            confidence: false,
+            min_confidence: 0.3,
+            fps: 30.0,
+            flip_y: false,
+            window: 64,
+            hop: 16,
+        }
+    }
+}
+
+impl StreamConfig {
+    pub fn check(&self) -> Result<(), StreamError> {
+        let bad = |m: String| Err(StreamError::Config(m));
+        if self.joints == 0 {
+            return bad("joints must be at least 1".into());
+        }
+        if !(2..=3).contains(&self.dims) {
+            return bad(format!("dims must be 2 or 3, got {}", self.dims));
+        }
+        if self.window == 0 || self.hop == 0 {
+            return bad(format!(
+                "window ({}) and hop ({}) must be at least 1",
+                self.window, self.hop
+            ));
+        }
+        if !(self.fps > 0.0 && self.fps.is_finite()) {
+            return bad(format!("fps must be positive, got {}", self.fps));
+        }
+        Ok(())
+    }
+
+    fn values_per_joint(&self) -> usize {
+        self.dims + usize::from(self.confidence)
+    }
+}
+
+/// One parsed frame: time in seconds and `joints × 3` positions (missing joints are zero).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub index: usize,
+    pub line: usize,
+    pub t: f64,
+    pub joints: Vec<[f32; 3]>,
+}
+
+#[derive(Deserialize)]
+struct JsonFrame {
+    #[serde(default)]
+    t: Option<f64>,
+    joints: Vec<Option<Vec<f64>>>,
+}
+
+/// Reads frames one at a time from any buffered reader (stdin in the CLI).
+pub struct FrameReader<R> {
+    reader: R,
+    cfg: StreamConfig,
+    line: usize,
+    frames: usize,
+    buf: String,
+}
+
+impl<R: BufRead> FrameReader<R> {
+    pub fn new(reader: R, cfg: &StreamConfig) -> Result<Self, StreamError> {
+        cfg.check()?;
+        Ok(FrameReader {
+            reader,
+            cfg: cfg.clone(),
+            line: 0,
+            frames: 0,
+            buf: String::new(),
+        })
+    }
+
+    fn parse_err(&self, message: String) -> StreamError {
+        StreamError::Parse {
+            line: self.line,
+            message,
+        }
+    }
+
+    /// Turns the values of one joint (`None` = missing) into a position.
+    fn joint(&self, j: usize, vals: Option<&[f64]>) -> Result<[f32; 3], StreamError> {
+        let Some(v) = vals else {
+            return Ok([0.0; 3]);
+        };
+        let want = self.cfg.values_per_joint();
+        if v.len() != want {
+            return Err(self.parse_err(format!(
+                "joint {j} has {} values, expected {want} ({} coordinates{})",
+                v.len(),
+                self.cfg.dims,
+                if self.cfg.confidence {
+                    " + confidence"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if let Some(bad) = v.iter().position(|x| !x.is_finite()) {
+            return Err(self.parse_err(format!("joint {j} value {bad} is not a finite number")));
+        }
+        if self.cfg.confidence && (v[self.cfg.dims] as f32) < self.cfg.min_confidence {
+            return Ok([0.0; 3]);
+        }
+        let y = if self.cfg.flip_y { -v[1] } else { v[1] };
+        let z = if self.cfg.dims == 3 { v[2] } else { 0.0 };
+        Ok([v[0] as f32, y as f32, z as f32])
+    }
+
+    fn parse_json(&self, text: &str) -> Result<(Option<f64>, Vec<[f32; 3]>), StreamError> {
+        let f: JsonFrame = serde_json::from_str(text)
+            .map_err(|e| self.parse_err(format!("invalid JSON frame: {e}")))?;
+        if f.joints.len() != self.cfg.joints {
+            return Err(self.parse_err(format!(
+                "frame has {} joints, expected {}",
+                f.joints.len(),
+                self.cfg.joints
+            )));
+        }
+        let joints = f
+            .joints
+            .iter()
+            .enumerate()
+            .map(|(j, v)| self.joint(j, v.as_deref()))
+            .collect::<Result<_, _>>()?;
+        Ok((f.t, joints))
+    }
+
+    /// `Ok(None)` for a header row.
+    #[allow(clippy::type_complexity)]
+    fn parse_csv(&self, text: &str) -> Result<Option<(Option<f64>, Vec<[f32; 3]>)>, StreamError> {
+        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        let num = |s: &str| -> Result<Option<f64>, ()> {
+            if s.is_empty() || s.eq_ignore_ascii_case("nan") {
+                Ok(None)
+            } else {
+                s.parse::<f64>().map(Some).map_err(|_| ())
+            }
+        };
+        if self.frames == 0 && num(fields[0]).is_err() {
+            return Ok(None);
+        }
+        let per = self.cfg.values_per_joint();
+        let want = 1 + self.cfg.joints * per;
+        if fields.len() != want {
+            return Err(self.parse_err(format!(
+                "row has {} fields, expected {want} (t + {} joints × {per} values)",
+                fields.len(),
+                self.cfg.joints
+            )));
+        }
+        let t = num(fields[0])
+            .map_err(|_| self.parse_err(format!("field 1 (t) `{}` is not a number", fields[0])))?;
+        let mut joints = Vec::with_capacity(self.cfg.joints);
+        for j in 0..self.cfg.joints {
+            let mut vals = Vec::with_capacity(per);
+            let mut missing = false;
+            for k in 0..per {
+                let col = 1 + j * per + k;
+                match num(fields[col]) {
+                    Ok(Some(v)) => vals.push(v),
+                    Ok(None) => missing = true,
+                    Err(()) => {
+                        return Err(self.parse_err(format!(
+                            "field {} (joint {j}) `{}` is not a number",
+                            col + 1,
+                            fields[col]
+                        )))
+                    }
+                }
+            }
+            joints.push(self.joint(j, (!missing).then_some(vals.as_slice()))?);
+        }
+        Ok(Some((t, joints)))
+    }
+}
+
+impl<R: BufRead> Iterator for FrameReader<R> {
+    type Item = Result<Frame, StreamError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.buf.clear();
+            self.line += 1;
+            match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(source) => {
+                    return Some(Err(StreamError::Read {
+                        line: self.line,
+                        source,
+                    }))
+                }
+            }
+            let text = self.buf.trim().to_string();
+            if text.is_empty() {
+                continue;
+            }
+            let parsed = match self.cfg.format {
+                PoseFormat::JsonLines => self.parse_json(&text).map(Some),
+                PoseFormat::Csv => self.parse_csv(&text),
+            };
+            match parsed {
+                Err(e) => return Some(Err(e)),
+                Ok(None) => continue,
+                Ok(Some((t, joints))) => {
+                    let index = self.frames;
+                    self.frames += 1;
+                    return Some(Ok(Frame {
+                        index,
+                        line: self.line,
+                        t: t.unwrap_or(index as f64 / self.cfg.fps),
+                        joints,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// One recognition of one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEvent {
+    /// Time of the window's first and last frames (seconds).
+    pub t_start: f64,
+    pub t_end: f64,
+    /// 0-based index of the window's last frame.
+    pub frame_index: usize,
+    pub recognition: Recognition,
+    /// Wall time from the window being complete to its recognition: assembling the skeleton,
+    /// layout mapping, preprocessing, embedding and gallery lookup.
+    pub latency_ms: f64,
+}
+
+/// The last `window` frames; says when a window is due (every `hop` frames once full).
+#[derive(Debug, Clone)]
+pub struct SlidingWindow {
+    window: usize,
+    hop: usize,
+    frames: VecDeque<Frame>,
+    seen: usize,
+}
+
+impl SlidingWindow {
+    pub fn new(window: usize, hop: usize) -> Self {
+        SlidingWindow {
+            window: window.max(1),
+            hop: hop.max(1),
+            frames: VecDeque::with_capacity(window),
+            seen: 0,
+        }
+    }
+
+    /// Adds a frame; returns true when a window is due.
+    pub fn push(&mut self, frame: Frame) -> bool {
+        if self.frames.len() == self.window {
+            self.frames.pop_front();
+        }
+        self.frames.push_back(frame);
+        self.seen += 1;
+        self.seen >= self.window && (self.seen - self.window) % self.hop == 0
+    }
+
+    /// The current window as a `[1, window, joints, 3]` skeleton.
+    pub fn skeleton(&self) -> Skeleton {
+        let v = self.frames.front().map_or(0, |f| f.joints.len());
+        let mut sk = Skeleton::zeros(1, self.frames.len(), v, 3);
+        for (t, f) in self.frames.iter().enumerate() {
+            for (j, p) in f.joints.iter().enumerate() {
+                for (c, &x) in p.iter().enumerate() {
+                    sk.set(0, t, j, c, x);
+                }
+            }
+        }
+        sk
+    }
+
+    pub fn frames(&self) -> &VecDeque<Frame> {
+        &self.frames
+    }
+}
+
+/// Windowed recognition: feed frames with [`StreamRecognizer::push`], get an event every hop.
+pub struct StreamRecognizer<'a, E: Embedder + ?Sized, P> {
+    embedder: &'a E,
+    gallery: &'a Gallery,
+    mapping: Option<&'a Mapping>,
+    preprocess: P,
+    window: SlidingWindow,
+}
+
+impl<'a, E, P> StreamRecognizer<'a, E, P>
+where
+    E: Embedder + ?Sized,
+    P: FnMut(Skeleton) -> Result<Skeleton, EmbedError>,
+{
+    /// `mapping` converts the input layout to the model's; `preprocess` gets the (mapped)
+    /// window and returns what the embedder expects (normalisation, resampling, ...).
+    pub fn new(
+        embedder: &'a E,
+        gallery: &'a Gallery,
+        mapping: Option<&'a Mapping>,
+        preprocess: P,
+        window: usize,
+        hop: usize,
+    ) -> Result<Self, StreamError> {
+        if embedder.dim() != gallery.dim {
+            return Err(StreamError::Config(format!(
+                "the embedder makes {}-dimensional embeddings but the gallery holds {}-dimensional ones (model `{}`)",
+                embedder.dim(),
+                gallery.dim,
+                gallery.model_id
+            )));
+        }
+        if gallery.is_empty() {
+            return Err(StreamError::Config("the gallery is empty".into()));
+        }
+        Ok(StreamRecognizer {
+            embedder,
+            gallery,
+            mapping,
+            preprocess,
+            window: SlidingWindow::new(window, hop),
+        })
+    }
+
+    pub fn push(&mut self, frame: Frame) -> Result<Option<StreamEvent>, StreamError> {
+        if !self.window.push(frame) {
+            return Ok(None);
+        }
+        let start = Instant::now();
+        let frames = self.window.frames();
+        let (first, last) = (&frames[0], &frames[frames.len() - 1]);
+        let (t_start, t_end, frame) = (first.t, last.t, last.index);
+        let mut sk = self.window.skeleton();
+        if let Some(m) = self.mapping {
+            sk = map_skeleton(&sk, m).map_err(|source| StreamError::Mapping { frame, source })?;
+        }
+        let sk = (self.preprocess)(sk).map_err(|source| StreamError::Embed { frame, source })?;
+        let emb = self
+            .embedder
+            .embed(std::slice::from_ref(&sk))
+            .map_err(|source| StreamError::Embed { frame, source })?;
+        let [e] = emb.as_slice() else {
+            return Err(StreamError::Window {
+                frame,
+                message: format!(
+                    "the embedder returned {} embeddings for 1 window",
+                    emb.len()
+                ),
+            });
+        };
+        let recognition = self
+            .gallery
+            .recognize(e)
+            .map_err(|source| StreamError::Gallery { frame, source })?;
+        Ok(Some(StreamEvent {
+            t_start,
+            t_end,
+            frame_index: frame,
+            recognition,
+            latency_ms: start.elapsed().as_secs_f64() * 1e3,
+        }))
+    }
+}
+
+/// What [`run_stream`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub frames: usize,
+    pub events: usize,
+}
+
+/// Reads frames from `input`, recognises every window and writes each [`StreamEvent`] as one
+/// JSON line to `out` (flushed per event, so a pipe sees it at once). Frames after the last
+/// full window produce no event.
+#[allow(clippy::too_many_arguments)]
+pub fn run_stream<R, W, E, P>(
+    input: R,
+    mut out: W,
+    cfg: &StreamConfig,
+    embedder: &E,
+    gallery: &Gallery,
+    mapping: Option<&Mapping>,
+    preprocess: P,
+) -> Result<StreamSummary, StreamError>
+where
+    R: BufRead,
+    W: Write,
+    E: Embedder + ?Sized,
+    P: FnMut(Skeleton) -> Result<Skeleton, EmbedError>,
+{
+    if let Some(m) = mapping {
+        if m.source.num_joints() != cfg.joints {
+            return Err(StreamError::Config(format!(
+                "input has {} joints but the mapping's source layout `{}` has {}",
+                cfg.joints,
+                m.source.name,
+                m.source.num_joints()
+            )));
+        }
+    }
+    let reader = FrameReader::new(input, cfg)?;
+    let mut rec =
+        StreamRecognizer::new(embedder, gallery, mapping, preprocess, cfg.window, cfg.hop)?;
+    let mut summary = StreamSummary {
+        frames: 0,
+        events: 0,
+    };
+    for frame in reader {
+        summary.frames += 1;
+        if let Some(ev) = rec.push(frame?)? {
+            let line = serde_json::to_string(&ev).expect("events serialise");
+            writeln!(out, "{line}").map_err(StreamError::Write)?;
+            out.flush().map_err(StreamError::Write)?;
+            summary.events += 1;
+        }
+    }
+    Ok(summary)
+}

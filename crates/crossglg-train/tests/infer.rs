@@ -1,0 +1,447 @@
+//! Gallery, threshold calibration, streaming recognition, layout mappings and the joint
+//! importance picture, with a fake embedder so nothing depends on a trained model.
+
+use crossglg_data::{Layout, Skeleton};
+use crossglg_train::embedder::{EmbedError, Embedder};
+use crossglg_train::gallery::{calibrate_threshold, Gallery};
+use crossglg_train::mapping::{map_skeleton, Mapping, BUILTIN_MAPPINGS};
+use crossglg_train::plot;
+use crossglg_train::stream::{run_stream, FrameReader, PoseFormat, StreamConfig, StreamEvent};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+fn normal(rng: &mut StdRng) -> f32 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+#[test]
+fn gallery_recognizes_saves_and_loads() {
+    let mut g = Gallery::new(3, "fake-model");
+    g.model_hash = Some("abc123".into());
+    g.enroll("wave", &[vec![1.0, 0.0, 0.0]], Some("wave.skeleton"))
+        .unwrap();
+    g.enroll("clap", &[vec![0.0, 2.0, 0.0]], Some("clap1.skeleton"))
+        .unwrap();
+    g.enroll("clap", &[vec![0.0, 1.0, 1.0]], Some("clap2.skeleton"))
+        .unwrap();
+    assert_eq!(g.classes, vec!["wave", "clap"]);
+    assert_eq!(g.len(), 3);
+
+    let r = g.recognize(&[0.0, 0.7, 0.7]).unwrap();
+    assert_eq!((r.class.as_str(), r.class_index), ("clap", 1));
+    assert!((r.similarity - 1.0).abs() < 1e-5);
+    assert!((r.margin - 1.0).abs() < 1e-5, "{r:?}");
+    assert!(!r.unknown);
+
+    g.threshold = Some(0.8);
+    // Closest to clap's second exemplar, cosine about 0.79.
+    assert!(g.recognize(&[0.6, 0.6, 0.5]).unwrap().unknown);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gallery.safetensors");
+    g.save(&path).unwrap();
+    let back = Gallery::load(&path).unwrap();
+    assert_eq!(back, g);
+    assert_eq!(back.entries[2].source.as_deref(), Some("clap2.skeleton"));
+
+    // Errors name the problem and the file.
+    let e = g
+        .enroll("x", &[vec![1.0, 2.0]], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dimension 2") && e.contains("`x`"), "{e}");
+    let e = g.recognize(&[f32::NAN, 0.0, 0.0]).unwrap_err().to_string();
+    assert!(e.contains("NaN"), "{e}");
+    let bad = dir.path().join("broken.safetensors");
+    std::fs::write(&bad, b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
+    let e = Gallery::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("broken.safetensors"), "{e}");
+    let e = Gallery::load(&dir.path().join("nope.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope.safetensors"), "{e}");
+
+    assert!(g.remove_class("wave"));
+    assert_eq!(g.classes, vec!["clap"]);
+    assert!(g.entries.iter().all(|e| e.class == 0));
+    // One class: margin counts the second best as -1.
+    let r = g.recognize(&[0.0, 1.0, 0.0]).unwrap();
+    assert!((r.margin - (r.similarity + 1.0)).abs() < 1e-6);
+}
+
+/// Base classes as random directions in 24-D with noise; one exemplar per class in the gallery.
+fn base_world(seed: u64, classes: usize) -> (Vec<Vec<f32>>, Gallery, Vec<Vec<f32>>, Vec<String>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = 24;
+    let means: Vec<Vec<f32>> = (0..classes)
+        .map(|_| (0..d).map(|_| normal(&mut rng)).collect())
+        .collect();
+    let mut g = Gallery::new(d, "fake");
+    let noisy = |rng: &mut StdRng, m: &[f32]| {
+        m.iter()
+            .map(|x| x + 0.35 * normal(rng))
+            .collect::<Vec<f32>>()
+    };
+    for (c, m) in means.iter().enumerate() {
+        g.enroll(&format!("base {c}"), &[noisy(&mut rng, m)], None)
+            .unwrap();
+    }
+    let mut samples = Vec::new();
+    let mut labels = Vec::new();
+    for (c, m) in means.iter().enumerate() {
+        for _ in 0..30 {
+            samples.push(noisy(&mut rng, m));
+            labels.push(format!("base {c}"));
+        }
+    }
+    (means, g, samples, labels)
+}
+
+#[test]
+fn threshold_calibration_meets_its_false_accept_target() {
+    let (_, g, samples, labels) = base_world(11, 12);
+    let c05 = calibrate_threshold(&g, &samples, &labels, 0.05).unwrap();
+    let c20 = calibrate_threshold(&g, &samples, &labels, 0.20).unwrap();
+    assert!(
+        c05.false_accept_rate <= 0.05 && c20.false_accept_rate <= 0.20,
+        "{c05:?} {c20:?}"
+    );
+    assert!(c05.threshold >= c20.threshold);
+    assert!(c05.closed_set_accuracy > 0.95, "{c05:?}");
+    assert!(c05.true_accept_rate > 0.8, "{c05:?}");
+    assert_eq!(c05.impostors, 360);
+
+    // Applied to actions the gallery has never seen (each sample its own random class), roughly
+    // the target fraction is accepted.
+    let (unseen, _, _, _) = base_world(99, 300);
+    let mut g = g;
+    g.threshold = Some(c05.threshold);
+    let accepted = unseen
+        .iter()
+        .filter(|u| !g.recognize(u).unwrap().unknown)
+        .count();
+    assert!(
+        (accepted as f64) < 0.15 * unseen.len() as f64,
+        "{accepted} of {}",
+        unseen.len()
+    );
+
+    let e = calibrate_threshold(&g, &samples[..1], &["nobody".to_string()], 0.05)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`nobody`"), "{e}");
+}
+
+/// Embeds a window as the one-hot of the joint with the largest mean x over the window.
+struct OneHotOfLargestX {
+    joints: usize,
+}
+
+impl Embedder for OneHotOfLargestX {
+    fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        skeletons
+            .iter()
+            .map(|sk| {
+                if sk.joints != self.joints {
+                    return Err(EmbedError::new(format!(
+                        "expected {} joints, got {}",
+                        self.joints, sk.joints
+                    )));
+                }
+                let mean_x: Vec<f32> = (0..sk.joints)
+                    .map(|v| {
+                        (0..sk.frames).map(|t| sk.get(0, t, v, 0)).sum::<f32>() / sk.frames as f32
+                    })
+                    .collect();
+                let best = (0..sk.joints)
+                    .max_by(|&a, &b| mean_x[a].total_cmp(&mean_x[b]))
+                    .unwrap();
+                let mut e = vec![0.0; sk.joints];
+                e[best] = 1.0;
+                Ok(e)
+            })
+            .collect()
+    }
+    fn dim(&self) -> usize {
+        self.joints
+    }
+}
+
+fn one_hot_gallery(joints: usize) -> Gallery {
+    let mut g = Gallery::new(joints, "one-hot");
+    for j in 0..joints {
+        let mut e = vec![0.0; joints];
+        e[j] = 1.0;
+        g.enroll(&format!("joint {j}"), &[e], None).unwrap();
+    }
+    g
+}
+
+fn jsonl_frames(n: usize, joints: usize, active: impl Fn(usize) -> usize) -> String {
+    let mut s = String::new();
+    for f in 0..n {
+        let rows: Vec<String> = (0..joints)
+            .map(|j| {
+                if j == active(f) {
+                    "[5.0, 1.0, 2.0]".to_string()
+                } else {
+                    "[0.5, 1.0, 2.0]".to_string()
+                }
+            })
+            .collect();
+        s.push_str(&format!(
+            "{{\"t\": {:.3}, \"joints\": [{}]}}\n",
+            f as f64 * 0.1,
+            rows.join(", ")
+        ));
+        if f == 7 {
+            s.push('\n'); // blank lines are skipped
+        }
+    }
+    s
+}
+
+#[test]
+fn stream_emits_one_event_per_hop_with_the_active_class() {
+    let joints = 6;
+    let input = jsonl_frames(60, joints, |f| if f < 30 { 2 } else { 4 });
+    let cfg = StreamConfig {
+        joints,
+        window: 10,
+        hop: 5,
+        ..Default::default()
+    };
+    let emb = OneHotOfLargestX { joints };
+    let g = one_hot_gallery(joints);
+    let mut out = Vec::new();
+    let mut windows_seen = 0;
+    let summary = run_stream(input.as_bytes(), &mut out, &cfg, &emb, &g, None, |sk| {
+        windows_seen += 1;
+        assert_eq!(sk.shape(), [1, 10, joints, 3]);
+        Ok(sk)
+    })
+    .unwrap();
+    assert_eq!(summary.frames, 60);
+    assert_eq!(summary.events, 11); // windows end at frames 9, 14, ..., 59
+    assert_eq!(windows_seen, 11);
+    let events: Vec<StreamEvent> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 11);
+    assert_eq!(events[0].frame_index, 9);
+    assert!((events[0].t_start - 0.0).abs() < 1e-9 && (events[0].t_end - 0.9).abs() < 1e-9);
+    assert_eq!(events[10].frame_index, 59);
+    for e in &events {
+        assert!(e.latency_ms >= 0.0);
+        // Joint 4 wins once at least half the window lies past frame 30 (the tie at frame 34
+        // goes to the later joint, `max_by`'s rule).
+        let expect = if e.frame_index < 34 {
+            "joint 2"
+        } else {
+            "joint 4"
+        };
+        assert_eq!(e.recognition.class, expect, "{e:?}");
+    }
+}
+
+#[test]
+fn stream_errors_name_the_line() {
+    let joints = 3;
+    let cfg = StreamConfig {
+        joints,
+        window: 2,
+        hop: 1,
+        ..Default::default()
+    };
+    let emb = OneHotOfLargestX { joints };
+    let g = one_hot_gallery(joints);
+    let good = "{\"joints\": [[1,2,3],[1,2,3],[1,2,3]]}\n";
+    let cases = [
+        (format!("{good}{good}{{oops\n"), "line 3", "invalid JSON"),
+        (
+            format!("{good}{{\"joints\": [[1,2,3],[1,2,3]]}}\n"),
+            "line 2",
+            "2 joints, expected 3",
+        ),
+        (
+            format!("{good}\n{{\"joints\": [[1,2],[1,2,3],[1,2,3]]}}\n"),
+            "line 3",
+            "joint 0 has 2 values",
+        ),
+    ];
+    for (input, line, what) in cases {
+        let e = run_stream(input.as_bytes(), Vec::new(), &cfg, &emb, &g, None, Ok)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(line) && e.contains(what), "{e}");
+    }
+    // A wrong-sized embedding is caught before any frame is read.
+    let e = run_stream(
+        good.as_bytes(),
+        Vec::new(),
+        &cfg,
+        &OneHotOfLargestX { joints: 4 },
+        &g,
+        None,
+        Ok,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("4-dimensional") && e.contains("3-dimensional"),
+        "{e}"
+    );
+}
+
+#[test]
+fn csv_frames_2d_with_confidence() {
+    let cfg = StreamConfig {
+        format: PoseFormat::Csv,
+        joints: 2,
+        dims: 2,
+        confidence: true,
+        min_confidence: 0.5,
+        fps: 10.0,
+        flip_y: true,
+        ..Default::default()
+    };
+    let text = "t,x0,y0,c0,x1,y1,c1\n0.5,1,2,0.9,3,4,0.1\n,1,2,0.9,,,\n,1,x,1,1,1,1\n";
+    let mut r = FrameReader::new(text.as_bytes(), &cfg).unwrap();
+    let f0 = r.next().unwrap().unwrap();
+    assert_eq!((f0.t, f0.line), (0.5, 2));
+    assert_eq!(f0.joints, vec![[1.0, -2.0, 0.0], [0.0, 0.0, 0.0]]); // low confidence -> zero
+    let f1 = r.next().unwrap().unwrap();
+    assert!((f1.t - 0.1).abs() < 1e-12); // no t: index / fps
+    assert_eq!(f1.joints[1], [0.0; 3]); // empty fields: missing joint
+    let e = r.next().unwrap().unwrap_err().to_string();
+    assert!(e.contains("line 4") && e.contains("field 3"), "{e}");
+    assert!(r.next().is_none());
+}
+
+#[test]
+fn shipped_mappings_name_joints_of_both_layouts() {
+    for (name, _) in BUILTIN_MAPPINGS {
+        // `load` resolves every joint name against both layouts and fails on any unknown one.
+        let m = Mapping::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(m.target.name, "ntu25", "{name}");
+        assert!(
+            m.missing().is_empty(),
+            "{name} leaves {:?} unmapped",
+            m.missing()
+        );
+    }
+    let m = Mapping::load("coco17_to_ntu25").unwrap();
+    let src = &m.source;
+    let mut sk = Skeleton::zeros(1, 1, src.num_joints(), 3);
+    let set = |sk: &mut Skeleton, j: &str, x: f32, y: f32| {
+        let v = src.joint_index(j).unwrap();
+        sk.set(0, 0, v, 0, x);
+        sk.set(0, 0, v, 1, y);
+    };
+    set(&mut sk, "left_hip", 1.0, 0.0);
+    set(&mut sk, "right_hip", 3.0, 0.0);
+    set(&mut sk, "left_wrist", 7.0, 5.0);
+    let out = map_skeleton(&sk, &m).unwrap();
+    let tgt = &m.target;
+    let at = |j: &str| {
+        let v = tgt.joint_index(j).unwrap();
+        [out.get(0, 0, v, 0), out.get(0, 0, v, 1)]
+    };
+    assert_eq!(at("spine_base"), [2.0, 0.0]);
+    // Shoulders are missing in this frame, so spine_mid averages only the hips.
+    assert_eq!(at("spine_mid"), [2.0, 0.0]);
+    assert_eq!(at("left_hand_tip"), [7.0, 5.0]);
+    assert_eq!(at("head"), [0.0, 0.0]);
+    let e = map_skeleton(&Skeleton::zeros(1, 1, 25, 3), &m)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("coco17") && e.contains("17"), "{e}");
+}
+
+#[test]
+fn stream_maps_coco_2d_input_to_the_model_layout() {
+    let m = Mapping::load("coco17_to_ntu25").unwrap();
+    let cfg = StreamConfig {
+        joints: 17,
+        dims: 2,
+        window: 4,
+        hop: 4,
+        ..Default::default()
+    };
+    // Right wrist far to the right: NTU's right_wrist, right_hand, tip and thumb all copy it.
+    let rw = m.source.joint_index("right_wrist").unwrap();
+    let mut input = String::new();
+    for _ in 0..8 {
+        let rows: Vec<String> = (0..17)
+            .map(|j| {
+                if j == rw {
+                    "[9, 1]".into()
+                } else {
+                    "[1, 1]".into()
+                }
+            })
+            .collect();
+        input.push_str(&format!("{{\"joints\": [{}]}}\n", rows.join(",")));
+    }
+    let emb = OneHotOfLargestX { joints: 25 };
+    let g = one_hot_gallery(25);
+    let mut out = Vec::new();
+    let s = run_stream(input.as_bytes(), &mut out, &cfg, &emb, &g, Some(&m), Ok).unwrap();
+    assert_eq!(s.events, 2);
+    let first: StreamEvent =
+        serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+    let j = first.recognition.class_index;
+    assert!(
+        m.target.joints[j].starts_with("right_"),
+        "{}",
+        m.target.joints[j]
+    );
+}
+
+#[test]
+fn joint_importance_pictures() {
+    let layout = Layout::load("ntu25").unwrap();
+    let mut w = vec![0.01f32; 25];
+    w[layout.joint_index("right_hand").unwrap()] = 0.5;
+    w[layout.joint_index("right_wrist").unwrap()] = 0.3;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("jid.png");
+    plot::plot_joint_importance(&png, &layout, None, &w, "wave: joint importance").unwrap();
+    let img = image::load_from_memory(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (640, 720));
+    // A real frame as the pose.
+    let mut sk = Skeleton::zeros(1, 1, 25, 3);
+    for v in 0..25 {
+        sk.set(0, 0, v, 0, (v % 5) as f32 * 0.1);
+        sk.set(0, 0, v, 1, (v / 5) as f32 * 0.2);
+    }
+    let pose = plot::pose_from_skeleton(&sk, 0, 0).unwrap();
+    let svg = dir.path().join("jid.svg");
+    plot::plot_joint_importance(&svg, &layout, Some(&pose), &w, "frame 0").unwrap();
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.contains("<svg") && s.contains("right_hand 0.50") && s.contains("<circle"));
+    let e = plot::plot_joint_importance(&png, &layout, None, &w[..3], "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3 weights") && e.contains("25 joints"), "{e}");
+    // The tree view places every joint at a distinct position.
+    if let Some(k) = std::env::var_os("CROSSGLG_PLOT_DIR") {
+        for name in ["jid.svg", "jid.png"] {
+            std::fs::copy(dir.path().join(name), std::path::Path::new(&k).join(name)).unwrap();
+        }
+    }
+    let t = plot::tree_pose(&layout);
+    for a in 0..25 {
+        for b in 0..a {
+            assert!(
+                t[a] != t[b],
+                "{} and {} overlap",
+                layout.joints[a],
+                layout.joints[b]
+            );
+        }
+    }
+}
