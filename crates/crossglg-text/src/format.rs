@@ -163,10 +163,14 @@ pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result
     }
     let joints: BTreeSet<&str> = layout.joints.iter().map(String::as_str).collect();
     let mut ids = BTreeMap::new();
+    let mut names = BTreeMap::new();
     for (k, c) in file.classes.iter().enumerate() {
         let at = format!("classes[{k}] (id {}, `{}`)", c.id, c.name);
         if let Some(prev) = ids.insert(c.id, k) {
             p.push(format!("{at}: id {} already used by classes[{prev}]", c.id));
+        }
+        if let Some(prev) = names.insert(c.name.as_str(), k) {
+            p.push(format!("{at}: name already used by classes[{prev}]"));
         }
         if c.name.trim().is_empty() {
             p.push(format!("{at}: empty name"));

@@ -109,6 +109,15 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("ear", &["joint:head", "part:head"]),
     ("chin", &["joint:head", "part:head"]),
     ("forehead", &["joint:head", "part:head"]),
+    ("hair", &["joint:head", "part:head"]),
+    ("tooth", &["joint:head", "part:head"]),
+    ("cheek", &["joint:head", "part:head"]),
+    ("jaw", &["joint:head", "part:head"]),
+    (
+        "throat",
+        &["joint:neck", "joint:shoulder center", "part:head"],
+    ),
+    ("nail", &["part:hands", "joint:hand"]),
     (
         "neck",
         &["joint:neck", "joint:shoulder center", "part:head"],
@@ -310,8 +319,12 @@ pub fn class_target(
             source = KeyJointSource::Structured;
         }
     }
-    if source == KeyJointSource::None {
-        for m in lexicon.find(&class.global) {
+    // The global text first; if it names no body part, the class name ("shake head").
+    for text in [&class.global, &class.name] {
+        if source != KeyJointSource::None {
+            break;
+        }
+        for m in lexicon.find(text) {
             for j in m.joints {
                 score[j] += 1.0;
                 source = KeyJointSource::Lexicon;
@@ -373,12 +386,12 @@ pub fn show_class(
     let src = match source {
         KeyJointSource::Structured => format!("listed: {}", c.key_joints.join(", ")),
         KeyJointSource::Lexicon => {
-            let ms: Vec<String> = lexicon
-                .find(&c.global)
-                .into_iter()
-                .map(|m| m.phrase)
-                .collect();
-            format!("from body-part words in the global text: {}", ms.join(", "))
+            let (ms, from) = match lexicon.find(&c.global) {
+                m if !m.is_empty() => (m, "the global text"),
+                _ => (lexicon.find(&c.name), "the class name"),
+            };
+            let ms: Vec<String> = ms.into_iter().map(|m| m.phrase).collect();
+            format!("from body-part words in {from}: {}", ms.join(", "))
         }
         KeyJointSource::None => "none found; the target is uniform".into(),
     };

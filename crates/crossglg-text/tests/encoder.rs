@@ -50,6 +50,12 @@ fn minilm_matches_sentence_transformers() {
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
     }
+    let worst = batch
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| cosine(a, b))
+        .fold(1.0f32, f32::min);
+    eprintln!("all-MiniLM-L6-v2 vs sentence-transformers: lowest cosine {worst:.7}");
     let alone = enc.encode_vecs(&refs[..1]).unwrap();
     assert!(cosine(&alone[0], &reference[0]) >= 0.999);
     // Different sentences really are different (a constant output would fail here).
@@ -130,4 +136,58 @@ fn text_bank_round_trip() {
     std::fs::write(dir.path().join("x.safetensors"), b"nope").unwrap();
     let e = TextBank::load(&dir.path().join("x.safetensors"), &Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("x.safetensors"));
+}
+
+/// The DeBERTa-v2 path on a tiny randomly initialised model (no small DeBERTa checkpoint is
+/// available to tests): it loads from a folder, gives unit vectors of the right width, and the
+/// attention mask makes padding irrelevant. Numerical agreement with transformers is NOT
+/// checked here.
+#[test]
+fn debertav2_loads_and_ignores_padding() {
+    use candle_nn::{VarBuilder, VarMap};
+    use candle_transformers::models::debertav2;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "model_type": "deberta-v2", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512, "type_vocab_size": 0, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-7, "relative_attention": true, "max_relative_positions": -1,
+        "position_biased_input": false, "pos_att_type": ["p2c", "c2p"], "position_buckets": 256,
+        "norm_rel_ebd": "layer_norm", "share_att_key": true, "pad_token_id": 0
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let cfg: debertav2::Config = serde_json::from_value(config).unwrap();
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &Device::Cpu);
+    debertav2::DebertaV2Model::load(vb, &cfg).unwrap();
+    vm.save(dir.path().join("model.safetensors")).unwrap();
+    // Any WordPiece tokenizer with the same vocabulary size will do.
+    let minilm_dir = models_dir().join("all-MiniLM-L6-v2");
+    std::fs::copy(
+        minilm_dir.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-minilm.sh", minilm_dir.display()));
+
+    let enc = SentenceEncoder::load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(enc.kind(), crossglg_text::EncoderKind::DebertaV2);
+    assert_eq!(enc.dim(), 32);
+    let texts = [
+        "a short one",
+        "a considerably longer sentence that forces padding of the first",
+    ];
+    let batch = enc.encode_vecs(&texts).unwrap();
+    let alone = enc.encode_vecs(&texts[..1]).unwrap();
+    for row in &batch {
+        assert!(row.iter().all(|x| x.is_finite()));
+        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+    assert!(
+        cosine(&batch[0], &alone[0]) > 0.9999,
+        "padding changed the embedding"
+    );
+    assert!(cosine(&batch[0], &batch[1]) < 0.9999);
 }

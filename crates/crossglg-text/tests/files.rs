@@ -118,6 +118,12 @@ fn kicking_weighs_feet_and_legs_drinking_weighs_hand_and_head() {
     assert_eq!(src, KeyJointSource::Structured);
     assert!((t[3] - (0.9 + 0.1 / 25.0)).abs() < 1e-6);
 
+    // Nothing in the text: the class name is read instead.
+    let shake = class(2, "shake head", "Done several times, quickly.", &l);
+    let (t, src) = class_target(&shake, &l, &lex, &cfg);
+    assert_eq!(src, KeyJointSource::Lexicon);
+    assert!(t[l.joint_index("head").unwrap()] > 0.4);
+
     let rows = key_joint_targets(&file(&l, vec![drink, kick]), &l, &cfg);
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.len() == 25));
@@ -176,7 +182,7 @@ fn validation_lists_every_problem() {
     a.local.remove("head");
     a.local.insert("tail".into(), "wags".into());
     a.key_joints = vec!["elbow".into()];
-    let mut b = class(0, "b", "  ", &l);
+    let mut b = class(0, "a", "  ", &l);
     b.local.insert("neck".into(), "".into());
     let f = file(&l, vec![a, b]);
     let msg = validate(&f, &l, "x.json").unwrap_err().to_string();
@@ -186,6 +192,7 @@ fn validation_lists_every_problem() {
         "unknown joint `tail`",
         "key joint `elbow` is not a joint",
         "id 0 already used",
+        "classes[1] (id 0, `a`): name already used by classes[0]",
         "empty global description",
         "empty local description for joint `neck`",
         "missing 1",
