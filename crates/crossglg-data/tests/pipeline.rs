@@ -894,3 +894,95 @@ fn classes_are_distinguishable_by_part_energy() {
     );
     assert!(acc > 6.0 / k as f32, "accuracy {acc} with {k} classes");
 }
+
+// ---------------------------------------------------------------- real data, end to end
+
+#[test]
+fn nwucla_and_msr_read_split_pack_and_batch() {
+    use crossglg_data::read::{msr::read_msr_dir, ucla::read_ucla_dir, DirOptions};
+    let dir = data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    for (split_name, (ds, _)) in [
+        (
+            "nwucla",
+            read_ucla_dir(&dir.join("nw-ucla/all_sqe"), &DirOptions::default()).unwrap(),
+        ),
+        (
+            "msr",
+            read_msr_dir(
+                &dir.join("msr-action3d/MSRAction3DSkeletonReal3D"),
+                &DirOptions::default(),
+            )
+            .unwrap(),
+        ),
+    ] {
+        let metas: Vec<SampleMeta> = ds.samples.iter().map(|s| s.meta.clone()).collect();
+        let split = Split::builtin(split_name).unwrap();
+        let a = split.apply(&metas).unwrap();
+        assert_eq!(a.exemplars.len(), 5, "{split_name}");
+        for (&i, &c) in a.exemplars.iter().zip(&split.novel_classes) {
+            let m = &metas[i];
+            assert_eq!(
+                (m.label, m.subject),
+                (Some(c), Some(1)),
+                "{split_name}: {}",
+                m.name
+            );
+            if split_name == "nwucla" {
+                assert_eq!(m.view, Some(1), "{}", m.name);
+            }
+            // No sample of the same class, subject (and view) has an earlier replication.
+            assert!(!metas.iter().any(|o| o.label == m.label
+                && o.subject == m.subject
+                && (split_name == "msr" || o.view == m.view)
+                && o.replication < m.replication));
+            assert!(!a.queries.contains(&i));
+        }
+        assert_eq!(
+            a.train.len() + a.queries.len() + 5,
+            ds.samples.len(),
+            "{split_name}: every sample assigned once"
+        );
+        eprintln!(
+            "{split_name}: {} train, {} queries, exemplars {:?}",
+            a.train.len(),
+            a.queries.len(),
+            a.exemplars
+                .iter()
+                .map(|&i| &metas[i].name)
+                .collect::<Vec<_>>()
+        );
+
+        let path = tmp.path().join(format!("{split_name}.safetensors"));
+        convert(&ds, None, &path, false).unwrap();
+        let packed = Packed::open(&path).unwrap();
+        assert_eq!(packed.len(), ds.samples.len());
+        assert_eq!(packed.metas(), &metas[..]);
+        for i in [0, ds.samples.len() / 2, ds.samples.len() - 1] {
+            assert_eq!(
+                bits(&packed.skeleton(i).unwrap()),
+                bits(&ds.samples[i].skeleton)
+            );
+        }
+        let layout = packed.layout().unwrap();
+        let p = Preprocessor::new(PreprocessConfig::default(), &layout).unwrap();
+        let batch = p
+            .batch(
+                &a.train[..16],
+                |i| {
+                    packed
+                        .sample(i)
+                        .map(|s| (s.meta.name, s.skeleton))
+                        .map_err(|e| e.to_string())
+                },
+                Mode::Train,
+                0,
+                0,
+            )
+            .unwrap();
+        assert_eq!(batch.shape, [16, 3, 64, layout.num_joints(), 2]);
+        assert!(batch.x.iter().all(|x| x.is_finite()));
+        // Centred data: coordinates of the first frame are within a body's reach of the origin.
+        assert!(batch.x.iter().all(|x| x.abs() < 5.0));
+    }
+}
