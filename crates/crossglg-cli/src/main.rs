@@ -3,6 +3,7 @@
 //! Flags are parsed into plain structs here and handed to library functions; the libraries
 //! never print (the binary does) and report errors that name the file at fault.
 
+mod cmd_data;
 mod cmd_train;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Train a small CrossGLG on built-in synthetic motions and evaluate it one-shot.
     Demo(cmd_train::DemoArgs),
+    /// Skeleton data: layouts, convert, inspect, one-shot splits.
+    #[command(subcommand)]
+    Data(cmd_data::DataCommand),
     /// Train CrossGLG from a TOML config.
     Train(cmd_train::TrainArgs),
     /// One-shot evaluation of a trained run.
@@ -48,6 +52,7 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Demo(a) => cmd_train::demo(a),
+        Command::Data(c) => cmd_data::run(c),
         Command::Train(a) => cmd_train::train(a),
         Command::Eval(a) => cmd_train::eval(a),
         Command::Sweep(a) => cmd_train::sweep(a),

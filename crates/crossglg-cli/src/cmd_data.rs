@@ -1,0 +1,237 @@
+//! `crossglg data …`: layouts, convert, inspect, split.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use crossglg_data::inspect::{inspect_dataset, inspect_path, InspectOptions};
+use crossglg_data::pack::{self, Packed};
+use crossglg_data::protocol::{read_name_list, Split};
+use crossglg_data::read::{self, DirOptions, ReadReport};
+use crossglg_data::{Dataset, Layout};
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// List the built-in skeleton layouts, or print one as TOML (a template for your own).
+    Layouts { name: Option<String> },
+    /// Read a raw dataset and write it as one packed file.
+    Convert(ConvertArgs),
+    /// Frames, bodies, joints, value ranges, NaNs and per-class counts of a file, folder or
+    /// packed dataset.
+    Inspect(InspectArgs),
+    /// Print a one-shot protocol: novel classes, exemplars, auxiliary classes.
+    Split(SplitArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// NTU RGB+D 60/120 `.skeleton` folder.
+    Ntu,
+    /// NW-UCLA `all_sqe` json folder.
+    Nwucla,
+    /// MSR Action3D real-world skeleton txt folder.
+    Msr,
+    /// A folder of `.npy` files with `manifest.csv` (needs --layout).
+    Npy,
+    /// A pyskl annotation pickle (needs --layout).
+    Pyskl,
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    #[arg(long, value_enum)]
+    format: Format,
+    /// The raw dataset folder (or pickle file).
+    input: PathBuf,
+    /// The packed file to write (`.safetensors`).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Layout name or TOML file (npy and pyskl).
+    #[arg(long)]
+    layout: Option<String>,
+    /// Sample names to leave out, one per line (e.g. NTU's missing-skeleton list).
+    #[arg(long)]
+    exclude: Option<PathBuf>,
+    /// Stop at the first unreadable file instead of skipping (and listing) it.
+    #[arg(long)]
+    strict: bool,
+    /// Persons kept per sample.
+    #[arg(long, default_value_t = 2)]
+    max_bodies: usize,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    path: PathBuf,
+    /// Layout for npy folders and pickles (default: guessed from the joint count).
+    #[arg(long)]
+    layout: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct SplitArgs {
+    /// Built-in name (ntu120, ntu60, nwucla, msr, …) or a split TOML file.
+    name: String,
+    /// Class names to print beside the labels: a packed dataset file.
+    #[arg(long)]
+    classes_from: Option<PathBuf>,
+    /// Show the split at this auxiliary-class count.
+    #[arg(long)]
+    auxiliary: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Layouts { name } => layouts(name),
+        DataCommand::Convert(a) => convert(a),
+        DataCommand::Inspect(a) => inspect(a),
+        DataCommand::Split(a) => split(a),
+    }
+}
+
+fn layouts(name: Option<String>) -> Result<()> {
+    match name {
+        Some(n) => print!("{}", Layout::load(&n)?.to_toml()),
+        None => {
+            for n in crossglg_data::layout::builtin_names() {
+                let l = Layout::builtin(n)?;
+                println!("{n:<12} {:>3} joints  {}", l.num_joints(), l.description);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_read_report(r: &ReadReport) {
+    eprintln!("read {} of {} files", r.read, r.files);
+    for s in &r.skipped {
+        eprintln!("  skipped {}: {}", s.path.display(), s.reason);
+    }
+    for f in &r.flagged {
+        eprintln!(
+            "  flagged {}: {:?}{}",
+            f.path.display(),
+            f.quality,
+            if f.kept { " (kept)" } else { " (left out)" }
+        );
+    }
+}
+
+/// Reads a raw dataset of `format` (used by `convert`).
+pub fn read_dataset(
+    format: Format,
+    input: &Path,
+    layout: Option<&str>,
+    opts: &DirOptions,
+) -> Result<(Dataset, ReadReport)> {
+    let need_layout = || layout.context("this format needs --layout (e.g. ntu25, coco17, or a TOML file)");
+    Ok(match format {
+        Format::Ntu => read::ntu::read_ntu_dir(input, opts)?,
+        Format::Nwucla => read::ucla::read_ucla_dir(input, opts)?,
+        Format::Msr => read::msr::read_msr_dir(input, opts)?,
+        Format::Npy => read::npy::read_npy_dir(input, need_layout()?, opts)?,
+        Format::Pyskl => {
+            let d = read::pyskl::read_pyskl(input, need_layout()?, None, opts)?;
+            (d.dataset, d.report)
+        }
+    })
+}
+
+fn convert(a: ConvertArgs) -> Result<()> {
+    let mut opts = DirOptions {
+        strict: a.strict,
+        max_bodies: a.max_bodies,
+        ..Default::default()
+    };
+    if let Some(p) = &a.exclude {
+        opts.exclude = read_name_list(p)?.into_iter().collect();
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("reading {}", a.input.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let (dataset, report) = read_dataset(a.format, &a.input, a.layout.as_deref(), &opts)?;
+    spinner.finish_and_clear();
+    print_read_report(&report);
+    if dataset.samples.is_empty() {
+        bail!("no samples read from {}", a.input.display());
+    }
+    let summary = pack::convert(&dataset, None, &a.out, true)?;
+    println!(
+        "wrote {}: {} samples, {} frames, {:.1} MB",
+        a.out.display(),
+        summary.samples,
+        summary.rows,
+        summary.bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn is_packed(path: &Path) -> bool {
+    path.is_file() && Packed::open(path).is_ok()
+}
+
+fn inspect(a: InspectArgs) -> Result<()> {
+    let report = if is_packed(&a.path) {
+        let ds = Packed::open(&a.path)?.to_dataset()?;
+        inspect_dataset(&ds, &a.path.display().to_string(), "packed")
+    } else {
+        let opts = InspectOptions {
+            layout: a.layout,
+            ..Default::default()
+        };
+        inspect_path(&a.path, &opts)?
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn split(a: SplitArgs) -> Result<()> {
+    let mut split = Split::load(&a.name)?;
+    if let Some(k) = a.auxiliary {
+        split = split.with_auxiliary(k)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&split)?);
+        return Ok(());
+    }
+    let classes = match &a.classes_from {
+        Some(p) => Some(Packed::open(p)?.classes().to_vec()),
+        None => builtin_class_names(&split.name),
+    };
+    print!("{}", split.table(classes.as_deref()));
+    Ok(())
+}
+
+/// Class names for the built-in splits, so `data split` reads well without data at hand.
+fn builtin_class_names(split: &str) -> Option<Vec<String>> {
+    let base = split.split('@').next().unwrap_or(split);
+    let file = match base {
+        s if s.starts_with("ntu") => crossglg_text_descriptions::NTU120,
+        "nwucla" => crossglg_text_descriptions::NWUCLA,
+        "msr" => crossglg_text_descriptions::MSR,
+        _ => return None,
+    };
+    let d: serde_json::Value = serde_json::from_str(file).ok()?;
+    let mut names: Vec<(u64, String)> = d["classes"]
+        .as_array()?
+        .iter()
+        .filter_map(|c| Some((c["id"].as_u64()?, c["name"].as_str()?.to_string())))
+        .collect();
+    names.sort();
+    Some(names.into_iter().map(|(_, n)| n).collect())
+}
+
+/// The shipped description files double as the class lists of the standard datasets.
+mod crossglg_text_descriptions {
+    pub const NTU120: &str = include_str!("../../crossglg-text/descriptions/ntu120.json");
+    pub const NWUCLA: &str = include_str!("../../crossglg-text/descriptions/nw-ucla.json");
+    pub const MSR: &str = include_str!("../../crossglg-text/descriptions/msr-action3d.json");
+}
