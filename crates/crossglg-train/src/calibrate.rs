@@ -11,6 +11,28 @@
 //!    on exemplars + samples: multinomial logistic regression as in the paper (default), or the
 //!    Gaussian likelihood of the calibrated distributions without sampling.
 //!
+//! ```
+//! use crossglg_train::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
+//! use crossglg_train::eval::OneShotSet;
+//!
+//! // Base-class embeddings from the end of training (two classes, a few samples each).
+//! let base_emb = vec![
+//!     vec![4.0, 0.1], vec![4.2, 0.0], vec![3.9, 0.2],
+//!     vec![0.1, 4.0], vec![0.0, 4.1], vec![0.2, 3.8],
+//! ];
+//! let stats = BaseStats::from_embeddings(&base_emb, &[0, 0, 0, 1, 1, 1]).unwrap();
+//! let set = OneShotSet {
+//!     classes: vec!["novel a".into(), "novel b".into()],
+//!     exemplars: vec![vec![5.0, 0.5], vec![0.5, 5.0]],
+//!     exemplar_labels: vec![0, 1],
+//!     queries: vec![vec![4.5, 0.3], vec![0.2, 4.4]],
+//!     query_labels: vec![0, 1],
+//! };
+//! let cfg = CalibrationConfig { k: 1, samples_per_class: 100, ..Default::default() };
+//! let report = evaluate_calibrated(&set, &stats, &cfg).unwrap();
+//! assert_eq!(report.correct, 2);
+//! ```
+//!
 //! Choices the paper leaves open are documented in `docs/evaluation.md`: the base statistics
 //! are computed on *transformed* features (the reference code mixes raw base statistics with
 //! transformed exemplars); `alpha` is added to every covariance entry, as the paper's equation
@@ -854,8 +876,10 @@ mod tests {
             vec![100.0, 0.0],
             vec![102.0, 0.0],
         ];
-        let mut t = PowerTransform::default();
-        t.negatives = NegativeFeatures::Skip;
+        let t = PowerTransform {
+            negatives: NegativeFeatures::Skip,
+            ..Default::default()
+        };
         let s = BaseStats::from_embeddings_with(&emb, &[0, 0, 1, 1, 2, 2], &BTreeMap::new(), t)
             .unwrap();
         assert_eq!(s.means[1], vec![11.0, 0.0]);

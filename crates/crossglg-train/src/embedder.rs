@@ -19,6 +19,37 @@ impl EmbedError {
 ///
 /// Implementations must be deterministic for a given input (no dropout at inference) and
 /// return exactly one vector per input skeleton.
+///
+/// ```
+/// use crossglg_data::Skeleton;
+/// use crossglg_train::embedder::{EmbedError, Embedder};
+///
+/// /// Mean position of every joint over time: a crude, model-free embedding.
+/// struct MeanPose;
+///
+/// impl Embedder for MeanPose {
+///     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+///         Ok(skeletons
+///             .iter()
+///             .map(|sk| {
+///                 let n = (sk.persons * sk.frames).max(1) as f32;
+///                 let per_frame = sk.joints * sk.channels;
+///                 let mut e = vec![0.0; per_frame];
+///                 for chunk in sk.data.chunks(per_frame) {
+///                     e.iter_mut().zip(chunk).for_each(|(a, x)| *a += x / n);
+///                 }
+///                 e
+///             })
+///             .collect())
+///     }
+///     fn dim(&self) -> usize {
+///         25 * 3
+///     }
+/// }
+///
+/// let e = MeanPose.embed(&[Skeleton::zeros(1, 8, 25, 3)]).unwrap();
+/// assert_eq!(e[0].len(), MeanPose.dim());
+/// ```
 pub trait Embedder {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError>;
     fn dim(&self) -> usize;

@@ -3,6 +3,22 @@
 //! [`crate::calibrate`]; both produce an [`EvalReport`].
 //!
 //! Embeddings are `Vec<f32>` rows; a candle `N×D` tensor converts with [`rows_from_tensor`].
+//!
+//! ```
+//! use crossglg_train::eval::{evaluate_cosine, OneShotSet};
+//!
+//! let set = OneShotSet {
+//!     classes: vec!["wave".into(), "clap".into()],
+//!     exemplars: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+//!     exemplar_labels: vec![0, 1],
+//!     queries: vec![vec![0.9, 0.2], vec![0.1, 0.8], vec![0.7, 0.6]],
+//!     query_labels: vec![0, 1, 1],
+//! };
+//! let report = evaluate_cosine(&set).unwrap();
+//! assert_eq!((report.correct, report.queries), (2, 3));
+//! assert_eq!(report.confusion, vec![vec![1, 0], vec![1, 1]]);
+//! println!("{}", report.to_markdown());
+//! ```
 
 use crate::report::EvalReport;
 

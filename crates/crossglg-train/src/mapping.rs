@@ -12,6 +12,16 @@
 //! # target joints not listed are missing and stay zero
 //! ```
 //!
+//! ```
+//! use crossglg_data::Skeleton;
+//! use crossglg_train::mapping::{map_skeleton, Mapping};
+//!
+//! let m = Mapping::load("coco17_to_ntu25").unwrap();
+//! let coco = Skeleton::zeros(1, 30, 17, 3);
+//! let ntu = map_skeleton(&coco, &m).unwrap();
+//! assert_eq!(ntu.shape(), [1, 30, 25, 3]);
+//! ```
+//!
 //! Averages skip source joints that are missing in a frame (all coordinates zero, the
 //! convention for absent joints); when all are missing the target joint is zero too.
 

@@ -71,7 +71,10 @@ fn gallery_recognizes_saves_and_loads() {
 }
 
 /// Base classes as random directions in 24-D with noise; one exemplar per class in the gallery.
-fn base_world(seed: u64, classes: usize) -> (Vec<Vec<f32>>, Gallery, Vec<Vec<f32>>, Vec<String>) {
+/// (class means, gallery of one exemplar per class, held-out samples, their class names)
+type World = (Vec<Vec<f32>>, Gallery, Vec<Vec<f32>>, Vec<String>);
+
+fn base_world(seed: u64, classes: usize) -> World {
     let mut rng = StdRng::seed_from_u64(seed);
     let d = 24;
     let means: Vec<Vec<f32>> = (0..classes)
