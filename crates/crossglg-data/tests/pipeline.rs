@@ -986,3 +986,41 @@ fn nwucla_and_msr_read_split_pack_and_batch() {
         assert!(batch.x.iter().all(|x| x.abs() < 5.0));
     }
 }
+
+#[test]
+fn ntu_samples_preprocess_with_both_actors() {
+    use crossglg_data::read::{ntu::read_ntu_dir, DirOptions};
+    let opts = DirOptions {
+        max_bodies: 4,
+        ..DirOptions::default()
+    };
+    let (ds, _) = read_ntu_dir(&data_dir().join("ntu-rgbd-samples"), &opts).unwrap();
+    assert_eq!(ds.samples.len(), 5);
+    let l = ntu();
+    let p = Preprocessor::new(PreprocessConfig::default(), &l).unwrap();
+    for (i, s) in ds.samples.iter().enumerate() {
+        let out = p
+            .process(&s.meta.name, &s.skeleton, Mode::Test, 0, 0, i as u64)
+            .unwrap();
+        assert_eq!(out.shape(), [2, 64, 25, 3]);
+        let person_sum = |m: usize| {
+            out.data[m * 64 * 75..(m + 1) * 64 * 75]
+                .iter()
+                .map(|x| x.abs())
+                .sum::<f32>()
+        };
+        assert!(person_sum(0) > 0.0);
+        let two = s.meta.name.ends_with("A058");
+        assert_eq!(person_sum(1) > 0.0, two, "{}: second person", s.meta.name);
+        // Centred near the origin at the start, and a body of human size.
+        let c: f32 = (0..3)
+            .map(|k| out.get(0, 0, l.center, k).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        assert!(c < 0.1, "{}: centre at {c}", s.meta.name);
+        let head = l.joint_index("head").unwrap();
+        let foot = l.joint_index("left_foot").unwrap();
+        let h = out.get(0, 0, head, 1) - out.get(0, 0, foot, 1);
+        assert!((0.8..2.2).contains(&h), "{}: head-foot {h}", s.meta.name);
+    }
+}
