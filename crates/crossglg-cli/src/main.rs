@@ -4,6 +4,7 @@
 //! never print (the binary does) and report errors that name the file at fault.
 
 mod cmd_data;
+mod cmd_text;
 mod cmd_train;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     /// Skeleton data: layouts, convert, inspect, one-shot splits.
     #[command(subcommand)]
     Data(cmd_data::DataCommand),
+    /// Text knowledge: LLM descriptions, validation, key joints, embeddings.
+    #[command(subcommand)]
+    Text(cmd_text::TextCommand),
     /// Train CrossGLG from a TOML config.
     Train(cmd_train::TrainArgs),
     /// One-shot evaluation of a trained run.
@@ -53,6 +57,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(a) => cmd_train::demo(a),
         Command::Data(c) => cmd_data::run(c),
+        Command::Text(c) => cmd_text::run(c),
         Command::Train(a) => cmd_train::train(a),
         Command::Eval(a) => cmd_train::eval(a),
         Command::Sweep(a) => cmd_train::sweep(a),

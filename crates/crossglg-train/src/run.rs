@@ -307,6 +307,7 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
             let idx: Vec<usize> = chunk.iter().map(|&k| assignment.train[k]).collect();
             let lab: Vec<u32> = chunk.iter().map(|&k| labels[k]).collect();
             let x = batch_tensor(&pre, src.as_ref(), &idx, Mode::Train, cfg.seed, epoch as u64, &device)?;
+            let t_data = t_step.elapsed().as_secs_f64();
             let y = Tensor::new(lab.as_slice(), &device)?;
             let (text_local, k_gt) = match &text {
                 Some(t) => (Some(t.local.index_select(&y, 0)?), Some(t.key_joints.index_select(&y, 0)?)),
@@ -314,9 +315,12 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
             };
             let out = model.forward_train(&x, text_local.as_ref(), true)?;
             let parts = model.loss(&out, &y, k_gt.as_ref())?;
+            let t_fwd = t_step.elapsed().as_secs_f64();
             let lr = cfg.optim.lr_at(epoch, step, steps_per_epoch, cfg.epochs);
             let grads = parts.total.backward()?;
+            let t_bwd = t_step.elapsed().as_secs_f64();
             opt.step(&grads, lr)?;
+            let t_opt = t_step.elapsed().as_secs_f64();
             let pred = out.logits_s.argmax(1)?.to_vec1::<u32>()?;
             let ok = pred.iter().zip(&lab).filter(|(p, l)| p == l).count();
             let loss = parts.total.to_scalar::<f32>()? as f64;
@@ -335,6 +339,11 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
             rec.insert("loss".into(), loss.into());
             rec.insert("batch_accuracy".into(), (ok as f64 / lab.len() as f64).into());
             rec.insert("samples_per_s".into(), sps.into());
+            // Where the step's time went (seconds): data, forward + loss, backward, update.
+            rec.insert("time_data".into(), t_data.into());
+            rec.insert("time_forward".into(), (t_fwd - t_data).into());
+            rec.insert("time_backward".into(), (t_bwd - t_fwd).into());
+            rec.insert("time_update".into(), (t_opt - t_bwd).into());
             let _ = writeln!(metrics, "{}", serde_json::Value::Object(rec));
             bar.set_message(format!("epoch {} loss {loss:.3} {sps:.0} samples/s", epoch + 1));
             bar.inc(1);

@@ -1,0 +1,203 @@
+//! `crossglg text …`: describe (LLM), validate, show, embed, import.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Args, Subcommand, ValueEnum};
+use crossglg_data::Layout;
+use crossglg_text::bank::EmbedOptions;
+use crossglg_text::import::{import_gap, import_skeletonagent, GapSet};
+use crossglg_text::{
+    describe, embed_descriptions, show_class, validate_path, DescriptionFile, KeyJointConfig,
+    LlmConfig, PromptKind, PromptTemplate, SentenceEncoder,
+};
+
+#[derive(Subcommand)]
+pub enum TextCommand {
+    /// Ask an OpenAI-compatible chat endpoint for the global and per-joint descriptions of
+    /// every class; answers are cached per class, so an interrupted run resumes.
+    Describe(DescribeArgs),
+    /// Check a description file against its layout.
+    Validate {
+        file: PathBuf,
+        /// Layout to check against (default: the file's own).
+        #[arg(long)]
+        layout: Option<String>,
+    },
+    /// Print the texts of one class and its key joints.
+    Show {
+        file: PathBuf,
+        /// Class name or id.
+        class: String,
+    },
+    /// Embed a description file with a frozen sentence encoder into a text bank.
+    Embed(EmbedArgs),
+    /// Convert published descriptions (GAP, SkeletonAgent) into this project's format.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct DescribeArgs {
+    /// Class names, one per line.
+    #[arg(long)]
+    classes: PathBuf,
+    /// Layout whose joints the local prompt lists.
+    #[arg(long)]
+    layout: String,
+    /// Dataset name written into the file.
+    #[arg(long)]
+    dataset: String,
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000 (vLLM, llama.cpp, Ollama).
+    #[arg(long, default_value = "https://api.openai.com/v1")]
+    base_url: String,
+    #[arg(long)]
+    model: String,
+    /// Environment variable holding the API key (never printed); "" sends none.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    api_key_env: String,
+    /// Prompt templates (default: the built-in ones).
+    #[arg(long)]
+    global_prompt: Option<PathBuf>,
+    #[arg(long)]
+    local_prompt: Option<PathBuf>,
+    /// Answer cache folder (default: <out>.cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    file: PathBuf,
+    /// Sentence-encoder folder (config.json, tokenizer.json, model.safetensors); default
+    /// all-MiniLM-L6-v2 under $CROSSGLG_MODELS.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, short)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Share of the key-joint target spread over all joints.
+    #[arg(long)]
+    floor: Option<f32>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ImportSource {
+    GapNtu120,
+    GapNwucla,
+    Skeletonagent120,
+    Skeletonagent60,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[arg(value_enum)]
+    source: ImportSource,
+    /// The published folder (`text-descriptions/gap` or `text-descriptions/skeletonagent`).
+    dir: PathBuf,
+    #[arg(long)]
+    layout: String,
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+pub fn run(cmd: TextCommand) -> Result<()> {
+    match cmd {
+        TextCommand::Describe(a) => run_describe(a),
+        TextCommand::Validate { file, layout } => {
+            let layout = layout.map(|l| Layout::load(&l)).transpose()?;
+            println!("{}", validate_path(&file, layout.as_ref())?);
+            Ok(())
+        }
+        TextCommand::Show { file, class } => {
+            let d = DescriptionFile::load(&file)?;
+            let layout = Layout::load(&d.layout)?;
+            print!("{}", show_class(&d, &class, &layout, &KeyJointConfig::default())?);
+            Ok(())
+        }
+        TextCommand::Embed(a) => run_embed(a),
+        TextCommand::Import(a) => run_import(a),
+    }
+}
+
+fn run_describe(a: DescribeArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.classes)
+        .with_context(|| format!("reading class list {}", a.classes.display()))?;
+    let classes: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if classes.is_empty() {
+        bail!("{}: no class names", a.classes.display());
+    }
+    let layout = Layout::load(&a.layout)?;
+    let cache = a.cache.unwrap_or_else(|| {
+        let mut p = a.out.clone().into_os_string();
+        p.push(".cache");
+        PathBuf::from(p)
+    });
+    let mut cfg = LlmConfig::new(&a.model, &a.dataset, &cache);
+    cfg.base_url = a.base_url;
+    cfg.api_key_env = Some(a.api_key_env).filter(|s| !s.is_empty());
+    cfg.global_prompt = PromptTemplate::builtin_or_file(PromptKind::Global, a.global_prompt.as_deref())?;
+    cfg.local_prompt = PromptTemplate::builtin_or_file(PromptKind::Local, a.local_prompt.as_deref())?;
+    cfg.concurrency = a.concurrency.max(1);
+    cfg.timeout = Duration::from_secs(a.timeout_s);
+    cfg.retries = a.retries;
+    cfg.progress = true;
+    let (file, stats) = describe(&cfg, &classes, &layout)?;
+    file.save(&a.out)?;
+    println!("wrote {} ({} classes; {:?})", a.out.display(), file.classes.len(), stats);
+    Ok(())
+}
+
+fn run_embed(a: EmbedArgs) -> Result<()> {
+    let file = DescriptionFile::load(&a.file)?;
+    let layout = Layout::load(&file.layout)?;
+    let model = a
+        .model
+        .unwrap_or_else(|| crossglg_text::models_dir().join("all-MiniLM-L6-v2"));
+    let encoder = SentenceEncoder::load(&model, &Device::Cpu)?;
+    let mut opts = EmbedOptions {
+        batch: a.batch.max(1),
+        progress: true,
+        ..Default::default()
+    };
+    if let Some(f) = a.floor {
+        opts.key_joints.floor = f;
+    }
+    let s = embed_descriptions(&file, &layout, &encoder, &opts, &a.out)?;
+    println!(
+        "wrote {}: {} classes × {} joints, width {}",
+        a.out.display(),
+        s.classes,
+        s.joints,
+        s.dim
+    );
+    Ok(())
+}
+
+fn run_import(a: ImportArgs) -> Result<()> {
+    let layout = Layout::load(&a.layout)?;
+    let file = match a.source {
+        ImportSource::GapNtu120 => import_gap(&a.dir, GapSet::Ntu120, &layout)?,
+        ImportSource::GapNwucla => import_gap(&a.dir, GapSet::NwUcla, &layout)?,
+        ImportSource::Skeletonagent120 => import_skeletonagent(&a.dir, 120, &layout)?,
+        ImportSource::Skeletonagent60 => import_skeletonagent(&a.dir, 60, &layout)?,
+    };
+    file.save(&a.out)?;
+    println!("wrote {} ({} classes)", a.out.display(), file.classes.len());
+    Ok(())
+}
