@@ -83,10 +83,15 @@ pub fn embed_descriptions(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut vecs: Vec<f32> = Vec::with_capacity(unique.len() * d);
-    for chunk in unique.chunks(opts.batch.max(1)) {
-        for row in encoder.encode_vecs(chunk)? {
-            vecs.extend(row);
+    // Batches of similar length waste little work on padding (global texts are long, joint
+    // texts short).
+    let mut order: Vec<usize> = (0..unique.len()).collect();
+    order.sort_by_key(|&i| unique[i].len());
+    let mut vecs: Vec<f32> = vec![0.0; unique.len() * d];
+    for chunk in order.chunks(opts.batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(|&i| unique[i]).collect();
+        for (&i, row) in chunk.iter().zip(encoder.encode_vecs(&texts)?) {
+            vecs[i * d..(i + 1) * d].copy_from_slice(&row);
         }
         bar.inc(chunk.len() as u64);
     }
