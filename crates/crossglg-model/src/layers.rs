@@ -441,3 +441,113 @@ pub fn add_opt(y: Tensor, r: Option<Tensor>) -> Result<Tensor> {
         None => Ok(y),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn seq(shape: &[usize], scale: f64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i * 37 + 11) % 101) as f64 / 50.0 - 1.0) as f32)
+            .collect();
+        (Tensor::from_vec(v, shape, &Device::Cpu).unwrap() * scale).unwrap()
+    }
+
+    /// The unfold + matmul temporal conv equals candle's conv2d with a (k, 1) kernel: padding
+    /// applied to both axes there, so crop the joint axis; stride s is the stride-1 result
+    /// subsampled.
+    #[test]
+    fn temporal_conv_matches_conv2d() {
+        let (n, c_in, c_out, t, v) = (2, 3, 4, 9, 5);
+        let x = seq(&[n, c_in, t, v], 1.0);
+        for (k, d) in [(1, 1), (3, 1), (5, 1), (5, 2), (9, 1)] {
+            let w = seq(&[c_out, c_in, k, 1], 0.3);
+            let b = seq(&[c_out], 0.1);
+            let pad = d * (k - 1) / 2;
+            let reference = x
+                .conv2d(&w, pad, 1, d, 1)
+                .unwrap()
+                .narrow(3, pad, v)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, c_out, 1, 1)).unwrap())
+                .unwrap();
+            for s in [1, 2, 3] {
+                let conv = TemporalConv {
+                    weight: w.clone(),
+                    bias: Some(b.clone()),
+                    kernel: k,
+                    stride: s,
+                    dilation: d,
+                };
+                let got = conv.forward(&x).unwrap();
+                let want = subsample(&reference, s).unwrap();
+                assert_eq!(
+                    got.dims(),
+                    &[n, c_out, t.div_ceil(s), v],
+                    "k={k} d={d} s={s}"
+                );
+                let diff = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-5, "k={k} d={d} s={s}: {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn subsample_and_max_pool() {
+        let x = Tensor::arange(0f32, 7., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 7, 1))
+            .unwrap();
+        let s: Vec<f32> = subsample(&x, 3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(s, vec![0., 3., 6.]);
+        let y = Tensor::new(&[3f32, 1., 0., 5., 2.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 5, 1))
+            .unwrap();
+        let m: Vec<f32> = max_pool_time3(&y, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(m, vec![3., 3., 5., 5., 5.]);
+        let m2: Vec<f32> = max_pool_time3(&y, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(m2, vec![3., 5., 5.]);
+    }
+
+    #[test]
+    fn aggregate_follows_a_u_v() {
+        // out[u] = Σ_v A[u][v] x[v]
+        let x = Tensor::new(&[1f32, 10., 100.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 3))
+            .unwrap();
+        let a = Tensor::new(&[[0f32, 1., 0.], [0., 0., 1.], [1., 0., 0.]], &Device::Cpu).unwrap();
+        let y: Vec<f32> = aggregate(&x, &a)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(y, vec![10., 100., 1.]);
+    }
+}
