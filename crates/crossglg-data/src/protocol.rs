@@ -235,6 +235,16 @@ impl Split {
         Ok(self)
     }
 
+    /// Dataset label -> classifier index for training: auxiliary classes numbered in sweep
+    /// order (so `with_auxiliary(k)` gives indices `0..k`).
+    pub fn auxiliary_index(&self) -> BTreeMap<usize, usize> {
+        self.auxiliary_classes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, i))
+            .collect()
+    }
+
     fn invalid(&self, message: String) -> ProtocolError {
         ProtocolError::Invalid {
             split: self.name.clone(),
@@ -588,6 +598,7 @@ mod tests {
         assert!(a.train.iter().all(|&i| metas[i].label.unwrap() % 2 == 1));
         assert!(a.queries.iter().all(|&i| metas[i].label.unwrap() % 2 == 0));
         assert!(!a.queries.iter().any(|&i| metas[i].name == "a0_s2_e1_v1"));
+        assert_eq!(split.auxiliary_index()[&3], 1);
         assert_eq!(a.queries.len(), 5 * 18 - 5 - 1);
         assert_eq!(a.train.len(), 5 * 18);
     }
