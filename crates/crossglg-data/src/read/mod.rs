@@ -337,9 +337,10 @@ impl<'a> Lines<'a> {
         }
         self.line += 1;
         let (line, rest) = match self.rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+            Some(i) => self.rest.split_at(i + 1),
             None => (self.rest, &self.rest[self.rest.len()..]),
         };
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
         self.rest = rest;
         Some(line.strip_suffix(b"\r").unwrap_or(line))
     }
@@ -356,6 +357,37 @@ pub(crate) fn tokens(line: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// Exactly `N` whitespace-separated tokens of a line, or the number found (`N + 1` meaning
+/// "more"). A plain loop: this runs once per joint line.
+pub(crate) fn split_n<const N: usize>(line: &[u8]) -> Result<[&[u8]; N], usize> {
+    let mut out: [&[u8]; N] = [&[]; N];
+    let mut n = 0;
+    let mut i = 0;
+    let len = line.len();
+    while i < len {
+        while i < len && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == len {
+            break;
+        }
+        let start = i;
+        while i < len && !line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if n == N {
+            return Err(N + 1);
+        }
+        out[n] = &line[start..i];
+        n += 1;
+    }
+    if n == N {
+        Ok(out)
+    } else {
+        Err(n)
+    }
+}
+
 pub(crate) fn show(token: &[u8]) -> String {
     let s = String::from_utf8_lossy(&token[..token.len().min(40)]).into_owned();
     if token.len() > 40 {
@@ -365,15 +397,59 @@ pub(crate) fn show(token: &[u8]) -> String {
     }
 }
 
-/// Parses a finite, plausible f32 from a token; the error text names `what`.
-pub(crate) fn parse_f32(token: &[u8], what: &str) -> Result<f32, String> {
-    let s = std::str::from_utf8(token)
-        .map_err(|_| format!("{what} `{}` is not a number (not UTF-8)", show(token)))?;
-    let x: f32 = s
-        .parse()
-        .map_err(|_| format!("{what} `{}` is not a number", show(token)))?;
-    check_value(x, what)?;
+/// Parses a finite, plausible f32 from a token; the error text names the field. Nothing is
+/// allocated unless the token is bad (this is the NTU/MSR hot loop).
+pub(crate) fn parse_f32(token: &[u8], field: &str) -> Result<f32, String> {
+    if let Some(x) = fast_f32(token) {
+        return Ok(x);
+    }
+    let x: f32 = std::str::from_utf8(token)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("field {field}: `{}` is not a number", show(token)))?;
+    if !x.is_finite() || x.abs() > MAX_ABS_VALUE {
+        check_value(x, &format!("field {field}"))?;
+    }
     Ok(x)
+}
+
+/// Exact powers of ten in f32 (all up to 10^10 are exactly representable).
+const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+
+/// Plain decimals (`-0.7201789`, `1184.537`) with at most 2^24 as digit value: the integer and
+/// the power of ten are both exact in f32, so one division is correctly rounded and gives the
+/// same bits as `str::parse` (Clinger's fast path, which std takes too). Anything else (exponents,
+/// more digits, junk) returns `None` and goes through `str::parse`.
+#[inline]
+fn fast_f32(token: &[u8]) -> Option<f32> {
+    let (neg, digits) = match token.first() {
+        Some(b'-') => (true, &token[1..]),
+        _ => (false, token),
+    };
+    let mut m: u32 = 0;
+    let mut frac = 0usize;
+    let mut dot = false;
+    let mut any = false;
+    for &b in digits {
+        if b.is_ascii_digit() {
+            m = m * 10 + u32::from(b - b'0');
+            if m > 1 << 24 {
+                return None;
+            }
+            frac += usize::from(dot);
+            any = true;
+        } else if b == b'.' && !dot {
+            dot = true;
+        } else {
+            return None;
+        }
+    }
+    if !any || frac >= POW10.len() {
+        return None;
+    }
+    // m <= 2^24 and frac <= 10 keep the value far inside the plausible range.
+    let x = m as f32 / POW10[frac];
+    Some(if neg { -x } else { x })
 }
 
 pub(crate) fn check_value(x: f32, what: &str) -> Result<(), String> {

@@ -95,8 +95,7 @@ pub fn parse_msr(
                     format!("expected 4 values (x y z c), found more (`{}`)", show(tok)),
                 ));
             }
-            row[n] = parse_f32(tok, &format!("field {}", FIELDS[n]))
-                .map_err(|m| ReadError::line(path, lines.line, m))?;
+            row[n] = parse_f32(tok, FIELDS[n]).map_err(|m| ReadError::line(path, lines.line, m))?;
             n += 1;
         }
         if n != 4 {

@@ -19,8 +19,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{
-    list_files, parse_count, parse_f32, read_bytes, read_files_parallel, show, stem, tokens,
-    DirOptions, Lines, ReadError, ReadReport, MAX_BODIES_PER_FRAME, MAX_FRAMES, MAX_JOINTS,
+    list_files, parse_count, parse_f32, read_bytes, read_files_parallel, show, split_n, stem,
+    tokens, DirOptions, Lines, ReadError, ReadReport, MAX_BODIES_PER_FRAME, MAX_FRAMES, MAX_JOINTS,
 };
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
 
@@ -309,23 +309,19 @@ pub fn parse_ntu_recording(data: &[u8], path: &Path) -> Result<NtuRecording, Rea
         lines: Lines::new(data),
         path,
     };
-    let header = p.line("the frame count")?;
+    let header = p.line(|| "the frame count".into())?;
     let n_frames = p.count(header, "frame count", MAX_FRAMES)?;
     let mut frames = Vec::with_capacity(n_frames.min(4096));
     let mut joints_per_body: Option<usize> = None;
     for t in 0..n_frames {
-        let what = format!("the body count of frame {} of {n_frames}", t + 1);
-        let line = p.line(&what)?;
+        let line = p.line(|| format!("the body count of frame {} of {n_frames}", t + 1))?;
         let n_bodies = p.count(line, "body count", MAX_BODIES_PER_FRAME)?;
         let mut bodies = Vec::with_capacity(n_bodies);
         for b in 0..n_bodies {
-            let line = p.line(&format!("body {} info of frame {}", b + 1, t + 1))?;
+            let line = p.line(|| format!("body {} info of frame {}", b + 1, t + 1))?;
             let info = p.body_info(line)?;
-            let line = p.line(&format!(
-                "the joint count of body {} in frame {}",
-                b + 1,
-                t + 1
-            ))?;
+            let line =
+                p.line(|| format!("the joint count of body {} in frame {}", b + 1, t + 1))?;
             let n_joints = p.count(line, "joint count", MAX_JOINTS)?;
             if n_joints == 0 {
                 return Err(p.err("joint count is 0"));
@@ -341,12 +337,14 @@ pub fn parse_ntu_recording(data: &[u8], path: &Path) -> Result<NtuRecording, Rea
             }
             let mut joints = Vec::with_capacity(n_joints);
             for v in 0..n_joints {
-                let line = p.line(&format!(
-                    "joint {} of {n_joints} (body {}, frame {})",
-                    v + 1,
-                    b + 1,
-                    t + 1
-                ))?;
+                let line = p.line(|| {
+                    format!(
+                        "joint {} of {n_joints} (body {}, frame {})",
+                        v + 1,
+                        b + 1,
+                        t + 1
+                    )
+                })?;
                 joints.push(p.joint(line)?);
             }
             bodies.push(NtuBody { info, joints });
@@ -380,12 +378,14 @@ impl<'a> Parser<'a> {
         ReadError::line(self.path, self.lines.line, message)
     }
 
-    fn line(&mut self, what: &str) -> Result<&'a [u8], ReadError> {
+    /// The next line; `what` describes it for the error when the file ends early (a closure,
+    /// so nothing is formatted on the hot path).
+    fn line(&mut self, what: impl FnOnce() -> String) -> Result<&'a [u8], ReadError> {
         self.lines.next_line().ok_or_else(|| {
             ReadError::line(
                 self.path,
                 self.lines.line + 1,
-                format!("file ends where {what} should be (truncated?)"),
+                format!("file ends where {} should be (truncated?)", what()),
             )
         })
     }
@@ -409,22 +409,13 @@ impl<'a> Parser<'a> {
         line: &'a [u8],
         what: &str,
     ) -> Result<[&'a [u8]; N], ReadError> {
-        let mut out: [&[u8]; N] = [&[]; N];
-        let mut n = 0;
-        for tok in tokens(line) {
-            if n == N {
-                return Err(self.err(format!(
-                    "{what}: expected {N} values, found more (`{}`)",
-                    show(tok)
-                )));
+        split_n::<N>(line).map_err(|n| {
+            if n > N {
+                self.err(format!("{what}: expected {N} values, found more"))
+            } else {
+                self.err(format!("{what}: expected {N} values, found {n}"))
             }
-            out[n] = tok;
-            n += 1;
-        }
-        if n != N {
-            return Err(self.err(format!("{what}: expected {N} values, found {n}")));
-        }
-        Ok(out)
+        })
     }
 
     fn int<T: std::str::FromStr>(&self, tok: &[u8], field: &str) -> Result<T, ReadError> {
@@ -440,7 +431,7 @@ impl<'a> Parser<'a> {
     }
 
     fn float(&self, tok: &[u8], field: &str) -> Result<f32, ReadError> {
-        parse_f32(tok, &format!("field {field}")).map_err(|m| self.err(m))
+        parse_f32(tok, field).map_err(|m| self.err(m))
     }
 
     fn body_info(&self, line: &'a [u8]) -> Result<NtuBodyInfo, ReadError> {
@@ -460,6 +451,14 @@ impl<'a> Parser<'a> {
     }
 
     fn joint(&self, line: &'a [u8]) -> Result<NtuJoint, ReadError> {
+        if let Some(j) = fast_joint(line) {
+            return Ok(j);
+        }
+        self.joint_checked(line)
+    }
+
+    /// The general path: handles every number syntax and names the bad field.
+    fn joint_checked(&self, line: &'a [u8]) -> Result<NtuJoint, ReadError> {
         const NAMES: [&str; 11] = [
             "x",
             "y",
@@ -493,6 +492,81 @@ impl<'a> Parser<'a> {
             tracking_state: self.int(f[11], "trackingState")?,
         })
     }
+}
+
+/// One pass over a joint line of plain decimals (what the NTU release contains): 11 floats and
+/// the tracking state. Returns `None` for anything else (exponents, long mantissas, junk, wrong
+/// counts), which then goes through the checked path and its precise errors. Values are
+/// correctly rounded, bit-identical to `str::parse` (see `fast_f32` in read/mod.rs).
+fn fast_joint(line: &[u8]) -> Option<NtuJoint> {
+    const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+    let n = line.len();
+    let mut i = 0;
+    let mut v = [0f32; 11];
+    let is_space = |b: u8| b == b' ' || b == b'\t';
+    for slot in v.iter_mut() {
+        while i < n && is_space(line[i]) {
+            i += 1;
+        }
+        let neg = i < n && line[i] == b'-';
+        i += usize::from(neg);
+        let (mut m, mut frac, mut dot, mut any) = (0u32, 0usize, false, false);
+        while i < n {
+            let b = line[i];
+            if b.is_ascii_digit() {
+                m = m * 10 + u32::from(b - b'0');
+                if m > 1 << 24 {
+                    return None;
+                }
+                frac += usize::from(dot);
+                any = true;
+            } else if b == b'.' && !dot {
+                dot = true;
+            } else if is_space(b) {
+                break;
+            } else {
+                return None;
+            }
+            i += 1;
+        }
+        if !any || frac >= POW10.len() {
+            return None;
+        }
+        let x = m as f32 / POW10[frac];
+        *slot = if neg { -x } else { x };
+    }
+    while i < n && is_space(line[i]) {
+        i += 1;
+    }
+    let mut state: u32 = 0;
+    let start = i;
+    while i < n && line[i].is_ascii_digit() && i - start < 3 {
+        state = state * 10 + u32::from(line[i] - b'0');
+        i += 1;
+    }
+    if i == start || state > 255 {
+        return None;
+    }
+    while i < n && is_space(line[i]) {
+        i += 1;
+    }
+    if i != n {
+        return None;
+    }
+    Some(NtuJoint {
+        x: v[0],
+        y: v[1],
+        z: v[2],
+        depth_x: v[3],
+        depth_y: v[4],
+        color_x: v[5],
+        color_y: v[6],
+        orientation_w: v[7],
+        orientation_x: v[8],
+        orientation_y: v[9],
+        orientation_z: v[10],
+        tracking_state: state as u8,
+    })
 }
 
 /// Reads the official "samples with missing skeletons" list: a text header (the lines before
@@ -556,5 +630,88 @@ mod tests {
         assert!(parse_ntu_name("S001C003P008R002A000").is_none());
         assert!(parse_ntu_name("S001C003P008R002X058").is_none());
         assert!(parse_ntu_name("S01C003P008R002A058").is_none());
+    }
+
+    /// The fast joint-line path gives the same bits as `str::parse` on every value it accepts,
+    /// and declines what it cannot do exactly.
+    #[test]
+    fn fast_joint_matches_str_parse() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut fields = Vec::new();
+            for _ in 0..11 {
+                let r = next();
+                let int = (r % 200) as i64 - 100;
+                let digits = (r >> 20) % 6;
+                let frac = (r >> 32) % 10u64.pow(digits as u32).max(1);
+                let sign = if int == 0 && (r >> 60) & 1 == 1 {
+                    "-"
+                } else {
+                    ""
+                };
+                fields.push(if digits == 0 {
+                    format!("{sign}{int}")
+                } else {
+                    format!("{sign}{int}.{frac:0width$}", width = digits as usize)
+                });
+            }
+            let line = format!("{} 2", fields.join(" "));
+            let want: Vec<f32> = fields.iter().map(|f| f.parse().unwrap()).collect();
+            if let Some(j) = fast_joint(line.as_bytes()) {
+                accepted += 1;
+                let got = [
+                    j.x,
+                    j.y,
+                    j.z,
+                    j.depth_x,
+                    j.depth_y,
+                    j.color_x,
+                    j.color_y,
+                    j.orientation_w,
+                    j.orientation_x,
+                    j.orientation_y,
+                    j.orientation_z,
+                ];
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "{line}");
+                }
+                assert_eq!(j.tracking_state, 2);
+            }
+        }
+        assert!(accepted > 15_000, "fast path used for {accepted} lines");
+        // Single values over a wider range: accepted ones match `str::parse` bit for bit.
+        for _ in 0..200_000 {
+            let r = next();
+            let digits = (r >> 20) % 10;
+            let text = format!(
+                "{}{}.{:0width$}",
+                if r >> 63 == 1 { "-" } else { "" },
+                r % 100_000,
+                (r >> 32) % 10u64.pow(digits as u32),
+                width = digits as usize
+            );
+            if let Some(x) = crate::read::fast_f32(text.as_bytes()) {
+                assert_eq!(
+                    x.to_bits(),
+                    text.parse::<f32>().unwrap().to_bits(),
+                    "{text}"
+                );
+            }
+        }
+        for bad in [
+            "1 2 3",
+            "1e3 0 0 0 0 0 0 0 0 0 0 2",
+            "0 0 0 0 0 0 0 0 0 0 0 2 7",
+            "0 0 0 0 0 0 0 0 0 0 0 999",
+        ] {
+            assert!(fast_joint(bad.as_bytes()).is_none(), "{bad}");
+        }
     }
 }
