@@ -90,19 +90,25 @@ impl SentenceEncoder {
             .unwrap_or("bert")
             .to_string();
         let weights: PathBuf = dir.join("model.safetensors");
-        if !weights.is_file() {
+        let pth: PathBuf = dir.join("pytorch_model.bin");
+        let load_err = |source| TextError::Candle {
+            context: format!("loading {}", dir.display()),
+            source,
+        };
+        let vb = if weights.is_file() {
+            // SAFETY of the mmap: the weights file is not modified while the encoder lives.
+            #[allow(unsafe_code)]
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) };
+            vb.map_err(load_err)?
+        } else if pth.is_file() {
+            // Older checkpoints (e.g. microsoft/deberta-v2-xlarge) only ship a PyTorch pickle.
+            VarBuilder::from_pth(&pth, DType::F32, device).map_err(load_err)?
+        } else {
             return Err(model_err(
                 dir,
-                "model.safetensors is missing (only safetensors weights are read)",
+                "has neither model.safetensors nor pytorch_model.bin",
             ));
-        }
-        // SAFETY of the mmap: the weights file is not modified while the encoder lives.
-        #[allow(unsafe_code)]
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
-            .map_err(|source| TextError::Candle {
-                context: format!("loading {}", dir.display()),
-                source,
-            })?;
+        };
         let cerr = |source| TextError::Candle {
             context: format!("building the model from {}", dir.display()),
             source,
