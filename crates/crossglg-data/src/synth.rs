@@ -901,6 +901,24 @@ mod tests {
     }
 
     #[test]
+    fn layouts_with_unknown_joint_names_still_generate() {
+        let text = "name='odd'\ncenter='b'\njoints=['a','b','c','left_knee']\nedges=[['a','b'],['c','b'],['left_knee','c']]\n";
+        let l = Layout::from_toml_str(text, "odd").unwrap();
+        let cfg = SynthConfig {
+            samples_per_class: 1,
+            subjects: 1,
+            views: 1,
+            frames: [8, 8],
+            ..SynthConfig::default()
+        };
+        let ds = generate_with_layout(&cfg, &l).unwrap();
+        assert!(ds
+            .samples
+            .iter()
+            .all(|s| s.skeleton.joints == 4 && s.skeleton.data.iter().all(|x| x.is_finite())));
+    }
+
+    #[test]
     fn punch_moves_the_right_hand_forward() {
         let l = Layout::builtin("ntu25").unwrap();
         let b = Body::new(&l);
