@@ -2,8 +2,8 @@
 //! per channel, non-finite values, zero frames, per-class counts, and what could not be read.
 //!
 //! The report is plain data (`Serialize` for JSON) and prints as a short table (`Display`).
-//! Packed datasets (src/pack.rs) plug in through [`PackedSource`]: register an opener with
-//! [`inspect_path_with`] and `inspect` handles packed files like any other source.
+//! Packed datasets plug in through [`PackedSource`]; [`inspect_path`] uses [`PackedFile`]
+//! (`crate::pack`, `.safetensors` files), [`inspect_path_with`] takes any other source.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,6 +87,25 @@ pub trait PackedSource {
     /// Whether `path` looks like a packed dataset this source can open.
     fn recognises(&self, path: &Path) -> bool;
     fn open(&self, path: &Path) -> Result<Dataset, ReadError>;
+}
+
+/// The crate's own packed format (`crate::pack`): any `.safetensors` file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PackedFile;
+
+impl PackedSource for PackedFile {
+    fn recognises(&self, path: &Path) -> bool {
+        path.is_file() && path.extension().is_some_and(|e| e == "safetensors")
+    }
+
+    fn open(&self, path: &Path) -> Result<Dataset, ReadError> {
+        crate::pack::Packed::open(path)
+            .and_then(|p| p.to_dataset())
+            .map_err(|e| ReadError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+    }
 }
 
 /// Options for [`inspect_path`].
@@ -189,10 +208,10 @@ fn with_report(mut r: InspectReport, rep: ReadReport) -> InspectReport {
 }
 
 /// Inspects a file or folder, choosing the reader from the extension (`.skeleton`, `.json`,
-/// `.txt`, `.npy`, `.pkl`/`.pickle`) or, for a folder, from `manifest.csv` or the most common
-/// extension inside.
+/// `.txt`, `.npy`, `.pkl`/`.pickle`, packed `.safetensors`) or, for a folder, from
+/// `manifest.csv` or the most common extension inside.
 pub fn inspect_path(path: &Path, opts: &InspectOptions) -> Result<InspectReport, ReadError> {
-    inspect_path_with(path, opts, None)
+    inspect_path_with(path, opts, Some(&PackedFile))
 }
 
 /// As [`inspect_path`], with a packed-dataset source tried first.
@@ -259,7 +278,7 @@ pub fn inspect_path_with(
     } else {
         return Err(ReadError::invalid(
             path,
-            "unknown file type (expected .skeleton, .json, .txt, .npy, .pkl or a folder)",
+            "unknown file type (expected .skeleton, .json, .txt, .npy, .pkl, .safetensors or a folder)",
         ));
     };
     let mut r = inspect_dataset(&ds, &source, format);

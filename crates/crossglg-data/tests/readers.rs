@@ -1220,6 +1220,19 @@ fn inspect_reports_real_folders_and_files() {
         inspect_path(&fixtures().join("npy"), &InspectOptions::default()).unwrap_err(),
         "npy",
     );
+    // A packed file (crate::pack) inspects like its source.
+    let (ds, _) = read_npy_dir(&fixtures().join("npy"), "ntu25", &DirOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let packed = dir.path().join("npy.safetensors");
+    crossglg_data::pack::Packed::write(&ds, &packed).unwrap();
+    let p = inspect_path(&packed, &InspectOptions::default()).unwrap();
+    assert_eq!((p.format.as_str(), p.samples), ("packed", 2));
+    assert_eq!((p.frames.total, p.class_counts.len()), (r.frames.total, 2));
+    let junk = write(dir.path(), "junk.safetensors", b"not safetensors");
+    names_file(
+        inspect_path(&junk, &InspectOptions::default()).unwrap_err(),
+        "junk.safetensors",
+    );
     names_file(
         inspect_path(Path::new("nowhere/x.bin"), &InspectOptions::default()).unwrap_err(),
         "x.bin",
