@@ -551,3 +551,56 @@ mod tests {
         assert_eq!(y, vec![10., 100., 1.]);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use candle_core::Device;
+    use std::time::Instant;
+
+    /// `cargo test -p crossglg-model --lib timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn time_temporal_conv() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (8, 64, 64, 25), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.1, (64, 64, 9, 1), &dev).unwrap();
+        let conv = TemporalConv {
+            weight: w.clone(),
+            bias: None,
+            kernel: 9,
+            stride: 1,
+            dilation: 1,
+        };
+        for _ in 0..2 {
+            let t = Instant::now();
+            conv.forward(&x).unwrap();
+            eprintln!("unfold+matmul {:?}", t.elapsed());
+            let t = Instant::now();
+            x.conv2d(&w, 4, 1, 1, 1).unwrap();
+            eprintln!("conv2d {:?}", t.elapsed());
+            let t = Instant::now();
+            let xp = x.pad_with_zeros(2, 4, 4).unwrap();
+            let taps: Vec<Tensor> = (0..9).map(|j| xp.narrow(2, j, 64).unwrap()).collect();
+            let cols = Tensor::cat(&taps, 1).unwrap();
+            eprintln!("  unfold {:?}", t.elapsed());
+            let t = Instant::now();
+            let w2 = w.reshape((64, 576)).unwrap();
+            let cols = cols.reshape((8, 576, 1600)).unwrap();
+            w2.broadcast_left(8).unwrap().matmul(&cols).unwrap();
+            eprintln!("  bmm (broadcast) {:?}", t.elapsed());
+            let t = Instant::now();
+            w2.broadcast_left(8)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .matmul(&cols)
+                .unwrap();
+            eprintln!("  bmm (materialised) {:?}", t.elapsed());
+            let a = Tensor::randn(0f32, 1., (25, 25), &dev).unwrap();
+            let t = Instant::now();
+            aggregate(&x, &a).unwrap();
+            eprintln!("  aggregate {:?}", t.elapsed());
+        }
+    }
+}
