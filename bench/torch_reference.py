@@ -125,24 +125,28 @@ def child(args):
     def timed(f, warmup, iters):
         for _ in range(warmup):
             f()
-        ts = []
+        ts, cs = [], []
         for _ in range(iters):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             f()
             ts.append((time.perf_counter() - t0) * 1e3)
+            cs.append((time.process_time() - c0) * 1e3)
         ts.sort()
-        return ts[len(ts) // 2]
+        cs.sort()
+        return ts[len(ts) // 2], cs[len(cs) // 2]
 
     model.train()
-    train_ms = timed(train_step, args.warmup, args.iters)
+    train_ms, train_cpu_ms = timed(train_step, args.warmup, args.iters)
     model.eval()
 
     def infer():
         with torch.no_grad():
             model(x)
 
-    infer_ms = timed(infer, args.warmup, args.iters)
+    infer_ms, infer_cpu_ms = timed(infer, args.warmup, args.iters)
     out = {"name": args.child, "train_ms": train_ms, "infer_ms": infer_ms,
+           "train_cpu_ms": train_cpu_ms, "infer_cpu_ms": infer_cpu_ms,
            "peak_rss_mb": peak_rss_mb(), "params": params, "torch": torch.__version__,
            "threads": torch.get_num_threads()}
     print(json.dumps(out))
@@ -173,9 +177,10 @@ def main():
             cmd.remove(args.json)
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    print(f"{'variant':<12} {'train ms':>9} {'infer ms':>9} {'peak MB':>8} {'params':>9}")
+    print(f"{'variant':<12} {'train ms':>9} {'cpu ms':>9} {'infer ms':>9} {'cpu ms':>9} {'peak MB':>8} {'params':>9}")
     for r in results:
-        print(f"{r['name']:<12} {r['train_ms']:9.1f} {r['infer_ms']:9.1f} {r['peak_rss_mb']:8.0f} {r['params']:9d}")
+        print(f"{r['name']:<12} {r['train_ms']:9.1f} {r['train_cpu_ms']:9.1f} {r['infer_ms']:9.1f} "
+              f"{r['infer_cpu_ms']:9.1f} {r['peak_rss_mb']:8.0f} {r['params']:9d}")
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:

@@ -97,9 +97,13 @@ impl Default for BenchConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchRow {
     pub name: String,
-    /// Median over `iters` steps.
+    /// Median wall time over `iters` steps.
     pub train_ms: f64,
     pub infer_ms: f64,
+    /// Median process CPU time (user + system, all threads) per step: less sensitive than wall
+    /// time to other processes on a shared machine.
+    pub train_cpu_ms: f64,
+    pub infer_cpu_ms: f64,
     pub train_samples_per_s: f64,
     pub infer_samples_per_s: f64,
     /// VmHWM of the process that ran the variant (MiB); whole-run peak when not isolated.
@@ -119,6 +123,8 @@ pub struct TorchRow {
     pub name: String,
     pub train_ms: f64,
     pub infer_ms: f64,
+    pub train_cpu_ms: f64,
+    pub infer_cpu_ms: f64,
     pub peak_rss_mb: f64,
     pub params: usize,
 }
@@ -135,60 +141,59 @@ impl BenchReport {
     pub fn table(&self) -> String {
         let c = &self.config;
         let mut s = format!(
-            "batch {} x {} persons x 3 x {} frames x {} joints, {} threads\n",
+            "batch {} x {} persons x 3 x {} frames x {} joints, {} threads; times are medians per batch \
+             (wall ms, and process CPU ms over all threads); x = Rust / PyTorch\n",
             c.batch, c.persons, c.frames, c.joints, self.threads
         );
-        s += &format!(
-            "{:<22} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8}\n",
-            "variant",
-            "train ms",
-            "infer ms",
-            "train/s",
-            "infer/s",
-            "peak MB",
-            "params",
-            "GF/sample",
-            "trGF/s",
-            "train x",
-            "infer x",
-            "mem x"
-        );
+        let head = [
+            "train ms", "cpu ms", "infer ms", "cpu ms", "train/s", "infer/s", "peak MB", "params",
+            "GF/smp", "trGF/s", "train x", "cpu x", "infer x", "cpu x", "mem x",
+        ];
+        s += &format!("{:<22}", "variant");
+        for h in head {
+            s += &format!(" {h:>8}");
+        }
+        s += "\n";
+        let ratio = |a: f64, b: Option<f64>| {
+            b.map(|b| format!("{:.2}", a / b))
+                .unwrap_or_else(|| "-".into())
+        };
         for r in &self.rows {
-            let ratio = |a: f64, b: Option<f64>| {
-                b.map(|b| format!("{:.2}", a / b))
-                    .unwrap_or_else(|| "-".into())
-            };
+            let t = r.torch.as_ref();
             s += &format!(
-                "{:<22} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>8.0} {:>8} {:>9.2} {:>7.1} {:>8} {:>8} {:>8}\n",
+                "{:<22} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.0} {:>8} {:>8.2} {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
                 r.name,
                 r.train_ms,
+                r.train_cpu_ms,
                 r.infer_ms,
+                r.infer_cpu_ms,
                 r.train_samples_per_s,
                 r.infer_samples_per_s,
                 r.peak_rss_mb,
                 r.params,
                 r.gflop_fwd_per_sample,
                 r.train_gflops,
-                ratio(r.train_ms, r.torch.as_ref().map(|t| t.train_ms)),
-                ratio(r.infer_ms, r.torch.as_ref().map(|t| t.infer_ms)),
-                ratio(r.peak_rss_mb, r.torch.as_ref().map(|t| t.peak_rss_mb)),
+                ratio(r.train_ms, t.map(|t| t.train_ms)),
+                ratio(r.train_cpu_ms, t.map(|t| t.train_cpu_ms)),
+                ratio(r.infer_ms, t.map(|t| t.infer_ms)),
+                ratio(r.infer_cpu_ms, t.map(|t| t.infer_cpu_ms)),
+                ratio(r.peak_rss_mb, t.map(|t| t.peak_rss_mb)),
             );
         }
-        let torch: Vec<&TorchRow> = {
-            let mut seen = Vec::new();
-            for t in self.rows.iter().filter_map(|r| r.torch.as_ref()) {
-                if !seen.iter().any(|s: &&TorchRow| s.name == t.name) {
-                    seen.push(t);
-                }
+        let mut seen: Vec<&TorchRow> = Vec::new();
+        for t in self.rows.iter().filter_map(|r| r.torch.as_ref()) {
+            if !seen.iter().any(|s| s.name == t.name) {
+                seen.push(t);
             }
-            seen
-        };
-        for t in torch {
+        }
+        for t in seen {
             s += &format!(
-                "{:<22} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>8.0} {:>8}   (PyTorch)\n",
+                "{:<22} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.0} {:>8}  (PyTorch)\n",
                 format!("torch:{}", t.name),
                 t.train_ms,
+                t.train_cpu_ms,
                 t.infer_ms,
+                t.infer_cpu_ms,
                 c.batch as f64 * 1e3 / t.train_ms,
                 c.batch as f64 * 1e3 / t.infer_ms,
                 t.peak_rss_mb,
@@ -339,21 +344,40 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Process CPU time (user + system, all threads) in ms from `/proc/self/stat`; NaN elsewhere.
+/// Resolution is one clock tick (10 ms), fine for steps of 100 ms and more.
+pub fn process_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // fields after the parenthesised command name; utime and stime are fields 14 and 15
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: f64 = f.get(11)?.parse().ok()?;
+            let st: f64 = f.get(12)?.parse().ok()?;
+            Some((ut + st) * 10.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Median (wall ms, CPU ms) over `iters` runs after `warmup` runs.
 pub(crate) fn time_ms(
     warmup: usize,
     iters: usize,
     mut f: impl FnMut() -> Result<(), BenchError>,
-) -> Result<f64, BenchError> {
+) -> Result<(f64, f64), BenchError> {
     for _ in 0..warmup {
         f()?;
     }
-    let mut ts = Vec::new();
+    let (mut ts, mut cs) = (Vec::new(), Vec::new());
     for _ in 0..iters.max(1) {
+        let c0 = process_cpu_ms();
         let t0 = Instant::now();
         f()?;
         ts.push(t0.elapsed().as_secs_f64() * 1e3);
+        cs.push(process_cpu_ms() - c0);
     }
-    Ok(median(ts))
+    Ok((median(ts), median(cs)))
 }
 
 /// SGD with momentum, PyTorch semantics (dampening 0, no Nesterov): `v = μv + g; p -= lr·v`.
@@ -424,7 +448,7 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
             .map(|v| (v.clone(), None))
             .collect(),
     };
-    let train_ms = time_ms(c.warmup, c.iters, || {
+    let (train_ms, train_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let logits = model.forward(&x, path, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let grads = loss.backward()?;
@@ -432,7 +456,7 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
         let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         Ok(())
     })?;
-    let infer_ms = time_ms(c.warmup, c.iters, || {
+    let (infer_ms, infer_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let logits = model.forward(&x.detach(), path, false)?;
         let _ = logits.sum_all()?.to_scalar::<f32>()?;
         Ok(())
@@ -443,6 +467,8 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
         name: name.into(),
         train_ms,
         infer_ms,
+        train_cpu_ms,
+        infer_cpu_ms,
         train_samples_per_s: b * 1e3 / train_ms,
         infer_samples_per_s: b * 1e3 / infer_ms,
         peak_rss_mb: peak_rss_mb(),

@@ -65,7 +65,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         state: vars.into_iter().map(|(_, v)| (v, None)).collect(),
     };
     let guided = guidance != Guidance::None;
-    let train_ms = time_ms(c.warmup, c.iters, || {
+    let (train_ms, train_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let out = model.forward_train(&x, guided.then_some(&text), true)?;
         let loss = model.loss(&out, &y, guided.then_some(&k_gt))?;
         let grads = loss.total.backward()?;
@@ -73,7 +73,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         let _ = loss.total.to_scalar::<f32>()?;
         Ok(())
     })?;
-    let infer_ms = time_ms(c.warmup, c.iters, || {
+    let (infer_ms, infer_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let e = model.embed(&x.detach())?;
         let _ = e.sum_all()?.to_scalar::<f32>()?;
         Ok(())
@@ -83,6 +83,8 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         name: name.into(),
         train_ms,
         infer_ms,
+        train_cpu_ms,
+        infer_cpu_ms,
         train_samples_per_s: b * 1e3 / train_ms,
         infer_samples_per_s: b * 1e3 / infer_ms,
         peak_rss_mb: peak_rss_mb(),
