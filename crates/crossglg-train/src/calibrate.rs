@@ -486,7 +486,7 @@ pub enum Classifier {
 impl Default for Classifier {
     fn default() -> Self {
         Classifier::LogisticRegression {
-            epochs: 300,
+            epochs: 100,
             learning_rate: 0.05,
             l2: 1e-4,
         }
@@ -543,7 +543,11 @@ fn cholesky(a: &[f64], d: usize, jitter: f64) -> Option<Vec<f64>> {
             if i == j {
                 s += jitter;
             }
-            s -= (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
+            s -= l[i * d..i * d + j]
+                .iter()
+                .zip(&l[j * d..j * d + j])
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
             if i == j {
                 if s <= 0.0 || !s.is_finite() {
                     return None;
@@ -756,17 +760,34 @@ fn standardise(x: &[Vec<f32>], mean: &[f32], std: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// Log-likelihood (up to a constant) of `x` under N(mean, L·Lᵀ).
-fn gaussian_loglik(c: &Calibrated, x: &[f32]) -> f64 {
+/// Log-likelihoods (up to a constant) of every query under N(mean, L·Lᵀ): with `M = L⁻¹`,
+/// `-½(|M(x − mean)|² + log det Σ)`. One matrix product per exemplar instead of a triangular
+/// solve per query.
+fn gaussian_logliks(c: &Calibrated, queries: &Tensor) -> Result<Vec<f64>, CalibrateError> {
     let d = c.mean.len();
-    // Forward substitution: solve L·z = x − mean.
-    let mut z = vec![0f64; d];
-    for i in 0..d {
-        let s: f64 = (0..i).map(|k| c.chol[i * d + k] * z[k]).sum();
-        z[i] = (x[i] as f64 - c.mean[i] - s) / c.chol[i * d + i];
+    // Columns of L⁻¹ by forward substitution on the identity.
+    let mut inv = vec![0f64; d * d];
+    for col in 0..d {
+        for i in col..d {
+            let row = &c.chol[i * d..i * d + i + 1];
+            let mut s = if i == col { 1.0 } else { 0.0 };
+            for k in col..i {
+                s -= row[k] * inv[k * d + col];
+            }
+            inv[i * d + col] = s / row[i];
+        }
     }
+    let dev = queries.device();
+    let m = Tensor::from_vec(
+        inv.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        (d, d),
+        dev,
+    )?;
+    let mean = Tensor::from_vec(c.mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), d, dev)?;
+    let z = queries.broadcast_sub(&mean)?.matmul(&m.t()?)?;
+    let maha = z.sqr()?.sum(1)?.to_vec1::<f32>()?;
     let logdet: f64 = (0..d).map(|i| c.chol[i * d + i].ln()).sum::<f64>() * 2.0;
-    -0.5 * (z.iter().map(|v| v * v).sum::<f64>() + logdet)
+    Ok(maha.iter().map(|&q| -0.5 * (q as f64 + logdet)).collect())
 }
 
 /// Predicts query classes with distribution calibration.
@@ -783,19 +804,19 @@ pub fn predict_calibrated(
         .map(|q| base.transform.apply(q))
         .collect();
     match &cfg.classifier {
-        Classifier::Gaussian => Ok(queries
-            .par_iter()
-            .map(|q| {
-                let mut best = (f64::NEG_INFINITY, 0usize);
-                for c in &calibrated {
-                    let ll = gaussian_loglik(c, q);
-                    if ll > best.0 {
-                        best = (ll, c.label);
+        Classifier::Gaussian => {
+            let n = queries.len();
+            let q = Tensor::from_vec(queries.concat(), (n, base.dim), &Device::Cpu)?;
+            let mut best = vec![(f64::NEG_INFINITY, 0usize); n];
+            for c in &calibrated {
+                for (b, ll) in best.iter_mut().zip(gaussian_logliks(c, &q)?) {
+                    if ll > b.0 {
+                        *b = (ll, c.label);
                     }
                 }
-                best.1
-            })
-            .collect()),
+            }
+            Ok(best.into_iter().map(|b| b.1).collect())
+        }
         Classifier::LogisticRegression {
             epochs,
             learning_rate,

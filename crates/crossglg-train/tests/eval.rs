@@ -396,3 +396,68 @@ fn pca_finds_the_dominant_direction() {
         );
     }
 }
+
+/// Timing at the NTU-120 one-shot scale (100 base classes × 100 samples, 20 novel classes,
+/// 256-D, 750 samples per class). Ignored by default: run with
+/// `cargo test -p crossglg-train --test eval -- --ignored --nocapture ntu_scale`.
+#[test]
+#[ignore]
+fn ntu_scale_timing() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let (d, nb, per, k) = (256, 100, 100, 20);
+    let sigma = vec![0.3f32; d];
+    let mean = |rng: &mut StdRng| (0..d).map(|_| normal(rng).abs()).collect::<Vec<f32>>();
+    let mut emb = Vec::new();
+    let mut labels = Vec::new();
+    for b in 0..nb {
+        let m = mean(&mut rng);
+        for _ in 0..per {
+            emb.push(around(&mut rng, &m, &sigma));
+            labels.push(b);
+        }
+    }
+    let t = std::time::Instant::now();
+    let base = BaseStats::from_embeddings(&emb, &labels).unwrap();
+    eprintln!(
+        "base stats ({} samples, {d}-D): {:.2?}",
+        emb.len(),
+        t.elapsed()
+    );
+    let mut set = OneShotSet {
+        classes: names(k),
+        ..Default::default()
+    };
+    for c in 0..k {
+        let m = mean(&mut rng);
+        set.exemplars.push(around(&mut rng, &m, &sigma));
+        set.exemplar_labels.push(c);
+        for _ in 0..250 {
+            set.queries.push(around(&mut rng, &m, &sigma));
+            set.query_labels.push(c);
+        }
+    }
+    let t = std::time::Instant::now();
+    let cos = evaluate_cosine(&set).unwrap();
+    eprintln!(
+        "cosine NN ({} queries): {:.2?}, acc {:.3}",
+        set.queries.len(),
+        t.elapsed(),
+        cos.accuracy
+    );
+    for cfg in [
+        CalibrationConfig::default(),
+        CalibrationConfig {
+            classifier: Classifier::Gaussian,
+            ..Default::default()
+        },
+    ] {
+        let t = std::time::Instant::now();
+        let r = evaluate_calibrated(&set, &base, &cfg).unwrap();
+        eprintln!("{}: {:.2?}, acc {:.3}", r.method, t.elapsed(), r.accuracy);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    base.save(&dir.path().join("b.safetensors")).unwrap();
+    let _ = BaseStats::load(&dir.path().join("b.safetensors")).unwrap();
+    eprintln!("base stats save + load: {:.2?}", t.elapsed());
+}
