@@ -20,7 +20,7 @@ pub use bank::{embed_descriptions, TextBank};
 pub use encoder::{EncoderKind, SentenceEncoder};
 pub use format::{validate, validate_path, ClassDescription, DescriptionFile, Provenance, FORMAT};
 pub use keyjoints::{key_joint_targets, show_class, KeyJointConfig, KeyJointSource, Lexicon};
-pub use llm::{describe, DescribeError, DescribeStats, LlmConfig};
+pub use llm::{describe, describe_to_file, DescribeError, DescribeStats, LlmConfig};
 pub use prompt::{PromptKind, PromptTemplate};
 
 #[derive(Debug, thiserror::Error)]

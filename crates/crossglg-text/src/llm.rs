@@ -547,3 +547,17 @@ pub fn describe(
         },
     ))
 }
+
+/// `describe`, then validate the result and write it to `out` atomically (what
+/// `crossglg describe` runs).
+pub fn describe_to_file(
+    cfg: &LlmConfig,
+    classes: &[String],
+    layout: &Layout,
+    out: &Path,
+) -> Result<DescribeStats, crate::TextError> {
+    let (file, stats) = describe(cfg, classes, layout)?;
+    crate::format::validate(&file, layout, &out.display().to_string())?;
+    file.save(out)?;
+    Ok(stats)
+}

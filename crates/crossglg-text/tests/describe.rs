@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossglg_data::Layout;
-use crossglg_text::llm::{describe, DescribeError, LlmConfig, LlmError};
+use crossglg_text::llm::{describe, describe_to_file, DescribeError, LlmConfig, LlmError};
 use crossglg_text::prompt::AnswerError;
 use crossglg_text::{validate, DescriptionFile};
 use serde_json::{json, Value};
@@ -204,8 +204,17 @@ fn describe_writes_a_valid_file_and_second_run_is_all_cache() {
         .any(|p| p.contains("\"sit down\"") && p.contains("right_thumb")));
 
     let out = dir.path().join("d.json");
-    file.save(&out).unwrap();
-    assert_eq!(DescriptionFile::load(&out).unwrap(), file);
+    let stats = describe_to_file(&cfg, &classes(), &layout, &out).unwrap();
+    assert_eq!(stats.from_cache, 8);
+    let saved = DescriptionFile::load(&out).unwrap();
+    assert_eq!(saved.classes, file.classes);
+    assert_eq!(
+        crossglg_text::validate_path(&out, None)
+            .unwrap()
+            .split(':')
+            .count(),
+        2
+    );
 
     let (again, stats) = describe(&cfg, &classes(), &layout).unwrap();
     assert_eq!(stats.from_cache, 8);
