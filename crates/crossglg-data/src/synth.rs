@@ -424,6 +424,10 @@ fn apply(m: &Mat3, p: [f32; 3]) -> [f32; 3] {
 fn flex(a: f32) -> Mat3 {
     rx(-a)
 }
+/// Upward segment (upper body, head) tipped forward by `a`.
+fn lean(a: f32) -> Mat3 {
+    rx(a)
+}
 /// Limb of side `s` (+1 left, -1 right) raised sideways by `a`.
 fn abd(s: f32, a: f32) -> Mat3 {
     rz(s * a)
@@ -504,7 +508,7 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
                 Segment::Shin(R),
                 rx(1.2 * (pulse * (1.0 - pulse) * 4.0).min(1.0) * 0.8),
             );
-            p.set(Segment::Upper, rx(0.15 * pulse));
+            p.set(Segment::Upper, lean(-0.15 * pulse));
             p.set(Segment::Arm(L), abd(SL, 0.4 * pulse));
             p.set(Segment::Arm(R), abd(SR, 0.4 * pulse));
         }
@@ -515,7 +519,7 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
                 p.set(Segment::Shin(s), rx(2.3 * u));
                 p.set(Segment::Arm(s), flex(1.4 * u));
             }
-            p.set(Segment::Upper, flex(0.45 * u));
+            p.set(Segment::Upper, lean(0.45 * u));
         }
         "jump" => {
             let c = w.sin() * env;
@@ -526,7 +530,7 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
                 p.set(Segment::Shin(s), rx(1.6 * crouch));
                 p.set(Segment::Arm(s), flex(2.6 * air - 0.5 * crouch));
             }
-            p.set(Segment::Upper, flex(0.3 * crouch));
+            p.set(Segment::Upper, lean(0.3 * crouch));
             p.offset[1] = 0.35 * a * air;
             p.grounded = false;
         }
@@ -540,7 +544,7 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
         }
         "bow" => {
             let u = (PI * t).sin().powi(2);
-            p.set(Segment::Upper, flex(1.0 * a.min(1.3) * u));
+            p.set(Segment::Upper, lean(1.0 * a.min(1.3) * u));
             p.set(Segment::Head, rx(0.3 * u));
         }
         "clap" => {
@@ -936,8 +940,13 @@ mod tests {
             p[hand],
             rest[hand]
         );
-        let p = b.pose(&rest, &pose_for("raise_arms", 0.5, &st));
         let head = l.joint_index("head").unwrap();
+        let p = b.pose(&rest, &pose_for("bow", 0.5, &st));
+        assert!(
+            p[head][2] > rest[head][2] + 0.3,
+            "bowing moves the head forward"
+        );
+        let p = b.pose(&rest, &pose_for("raise_arms", 0.5, &st));
         assert!(p[hand][1] > p[head][1], "hands above head");
     }
 }
