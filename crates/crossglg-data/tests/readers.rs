@@ -970,6 +970,14 @@ fn npy_malformed_files_give_errors_naming_file() {
         let text = names_file(r.expect_err(name), &file);
         assert!(text.contains(what), "{name}: {text}");
     }
+    let mut latin = npy_bytes("<f4", "(1,)", &[0; 4]);
+    latin[12] = 0xff;
+    let p = write(dir.path(), "latin.npy", &latin);
+    let t = names_file(
+        crossglg_data::read::npy::read_npy(&p).unwrap_err(),
+        "latin.npy",
+    );
+    assert!(t.contains("not text"), "{t}");
     let fortran = npy_bytes("<f4", "(1,)", &[0; 4]);
     let fortran = String::from_utf8_lossy(&fortran).replace("False", "True ");
     let p = write(dir.path(), "fortran.npy", fortran.as_bytes());
@@ -1059,6 +1067,14 @@ fn pyskl_2d_keypoints_get_the_score_as_third_channel() {
     );
 }
 
+fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let i = hay
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern in fixture");
+    [&hay[..i], to, &hay[i + from.len()..]].concat()
+}
+
 /// A hand-written protocol-2 pickle: `{"annotations": [ann]}` with the given keypoint bytes.
 fn tiny_pickle(shape: &[u8], dtype: &str, data: &[u8], label: u8) -> Vec<u8> {
     let mut p = b"\x80\x02}q\x00(X\x0b\x00\x00\x00annotationsq\x01]q\x02}q\x03(X\x09\x00\x00\x00frame_dirq\x04X\x03\x00\x00\x00abcX\x05\x00\x00\x00labelK".to_vec();
@@ -1098,7 +1114,7 @@ fn pyskl_malformed_pickles_give_errors_naming_file() {
     deep.push(b'.');
     let mut with_nan = f32s(&[0.25; 34]);
     with_nan[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "pickle byte 0"),
         ("truncated", good[..good.len() / 2].to_vec(), "pickle byte"),
         (
@@ -1145,6 +1161,16 @@ fn pyskl_malformed_pickles_give_errors_naming_file() {
             "bytes",
         ),
     ];
+    // A frame count of 10^12 (LONG1 in the shape tuple) and a non-UTF-8 string.
+    let base = tiny_pickle(&[1, 255, 17, 2], "f4", &f32s(&[0.25; 34]), 2);
+    let huge = replace_bytes(
+        &base,
+        b"K\x01K\xffK\x11",
+        b"K\x01\x8a\x06\x00\x10\xa5\xd4\xe8\x00K\x11",
+    );
+    let latin = replace_bytes(&good, b"\x03\x00\x00\x00abc", b"\x03\x00\x00\x00a\xffc");
+    cases.push(("frames_1e12", huge, "outside 1..=1000000"));
+    cases.push(("latin", latin, "UTF-8"));
     for (name, bytes, what) in cases {
         let file = format!("{name}.pkl");
         let err = parse_pyskl(&bytes, Path::new(&file), &layout, None, &opts).expect_err(name);
