@@ -98,23 +98,38 @@ impl Default for BenchConfig {
 pub struct BenchRow {
     pub name: String,
     /// Median wall time over `iters` steps.
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub infer_ms: f64,
     /// Median process CPU time (user + system, all threads) per step: less sensitive than wall
     /// time to other processes on a shared machine.
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_cpu_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub infer_cpu_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_samples_per_s: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub infer_samples_per_s: f64,
     /// VmHWM of the process that ran the variant (MiB); whole-run peak when not isolated.
+    #[serde(deserialize_with = "nan_if_null")]
     pub peak_rss_mb: f64,
     pub params: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub gflop_fwd_per_sample: f64,
     /// Achieved rate, counting a training step as 3× the forward FLOPs.
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_gflops: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub infer_gflops: f64,
     /// PyTorch's numbers for the matching architecture, if given.
     pub torch: Option<TorchRow>,
+}
+
+/// serde_json writes NaN (e.g. FLOPs not counted) as null; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A row of `bench/torch_reference.py --json`.
