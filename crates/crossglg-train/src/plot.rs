@@ -503,9 +503,64 @@ pub fn tree_pose(layout: &Layout) -> Vec<[f32; 2]> {
     pos
 }
 
+/// A front-view standing pose (y up, the person's left on the viewer's right) for joints named
+/// as in the shipped layouts (ntu25, nwucla20, msr20, coco17, mediapipe33). Only a drawing aid.
+const REST_POSE: &[(&str, [f32; 2])] = &[
+    ("spine_base", [0.0, 0.0]),
+    ("hip_center", [0.0, 0.0]),
+    ("spine_mid", [0.0, 0.25]),
+    ("spine", [0.0, 0.25]),
+    ("spine_shoulder", [0.0, 0.5]),
+    ("shoulder_center", [0.0, 0.5]),
+    ("neck", [0.0, 0.58]),
+    ("head", [0.0, 0.74]),
+    ("nose", [0.0, 0.7]),
+    ("left_eye_inner", [0.015, 0.73]),
+    ("left_eye", [0.03, 0.73]),
+    ("left_eye_outer", [0.045, 0.73]),
+    ("left_ear", [0.07, 0.71]),
+    ("mouth_left", [0.02, 0.66]),
+    ("left_shoulder", [0.18, 0.5]),
+    ("left_elbow", [0.25, 0.25]),
+    ("left_wrist", [0.3, 0.02]),
+    ("left_hand", [0.31, -0.04]),
+    ("left_hand_tip", [0.32, -0.12]),
+    ("left_thumb", [0.26, -0.07]),
+    ("left_pinky", [0.34, -0.09]),
+    ("left_index", [0.31, -0.11]),
+    ("left_hip", [0.1, 0.0]),
+    ("left_knee", [0.11, -0.42]),
+    ("left_ankle", [0.12, -0.82]),
+    ("left_foot", [0.16, -0.88]),
+    ("left_heel", [0.11, -0.87]),
+    ("left_foot_index", [0.17, -0.9]),
+];
+
+/// [`REST_POSE`] for `layout` when every joint name is known (`right_*` mirrors `left_*`).
+pub fn rest_pose(layout: &Layout) -> Option<Vec<[f32; 2]>> {
+    layout
+        .joints
+        .iter()
+        .map(|name| {
+            let (key, mirror) = match name.strip_prefix("right_") {
+                Some(rest) => (format!("left_{rest}"), true),
+                None => match name.strip_prefix("mouth_right") {
+                    Some(_) => ("mouth_left".to_string(), true),
+                    None => (name.clone(), false),
+                },
+            };
+            REST_POSE
+                .iter()
+                .find(|(n, _)| *n == key)
+                .map(|(_, p)| if mirror { [-p[0], p[1]] } else { *p })
+        })
+        .collect()
+}
+
 /// Joint weights drawn on a skeleton: bones as grey lines, joints as circles whose size and
-/// colour grow with the weight (scaled to the largest weight); the five heaviest joints are
-/// named. `pose` gives `(x, y)` per joint (y up); without it, [`tree_pose`] is used.
+/// colour grow with the weight (scaled to the largest weight); up to five of the heaviest joints
+/// (at least a quarter of the largest weight) are named. `pose` gives `(x, y)` per joint (y up); without it, [`rest_pose`] is used when it
+/// knows every joint name, else [`tree_pose`].
 pub fn plot_joint_importance(
     path: &Path,
     layout: &Layout,
@@ -537,7 +592,7 @@ pub fn plot_joint_importance(
             )))
         }
         None => {
-            owned = tree_pose(layout);
+            owned = rest_pose(layout).unwrap_or_else(|| tree_pose(layout));
             &owned
         }
     };
@@ -593,7 +648,8 @@ pub fn plot_joint_importance(
             root.draw(&Circle::new(to_px(pose[j]), r, heat(norm[j]).filled()))?;
             root.draw(&Circle::new(to_px(pose[j]), r, BLACK.stroke_width(1)))?;
         }
-        for &j in order.iter().take(5) {
+        // Name the heaviest joints only, so ties among light joints do not clutter the picture.
+        for &j in order.iter().take(5).filter(|&&j| norm[j] >= 0.25) {
             let (x, y) = to_px(pose[j]);
             root.draw(&Text::new(
                 format!("{} {:.2}", layout.joints[j], weights[j]),

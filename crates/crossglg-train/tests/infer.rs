@@ -436,6 +436,25 @@ fn joint_importance_pictures() {
             std::fs::copy(dir.path().join(name), std::path::Path::new(&k).join(name)).unwrap();
         }
     }
+    // Every shipped layout has a rest pose with distinct joint positions; an unknown name
+    // falls back to the tree view.
+    for name in ["ntu25", "nwucla20", "msr20", "coco17", "mediapipe33"] {
+        let l = Layout::load(name).unwrap();
+        let p = plot::rest_pose(&l).unwrap_or_else(|| panic!("{name} has no rest pose"));
+        for a in 0..p.len() {
+            for b in 0..a {
+                assert!(
+                    p[a] != p[b],
+                    "{name}: {} and {} overlap",
+                    l.joints[a],
+                    l.joints[b]
+                );
+            }
+        }
+    }
+    let mut renamed = layout.clone();
+    renamed.joints[0] = "tail".into();
+    assert!(plot::rest_pose(&renamed).is_none());
     let t = plot::tree_pose(&layout);
     for a in 0..25 {
         for b in 0..a {
