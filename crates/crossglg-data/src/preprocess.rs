@@ -345,7 +345,8 @@ impl Preprocessor {
         if let Some(v) = &self.view {
             normalize_view(&mut s, v, self.cfg.view.up_axis);
         }
-        let (begin, len) = crop_window(s.frames, &self.cfg.crop, mode, &mut rng);
+        // Trailing all-zero frames (padding in some sources) are not valid frames.
+        let (begin, len) = crop_window(valid_frames(&s), &self.cfg.crop, mode, &mut rng);
         let mut out = resize(&s, begin, len, self.cfg.frames);
         if mode == Mode::Train && self.cfg.rotate.enabled {
             let a = self.cfg.rotate.max_angle;

@@ -369,6 +369,30 @@ fn batch_is_nctvm_and_independent_of_order() {
 }
 
 #[test]
+fn trailing_zero_padding_is_not_cropped_into_the_sample() {
+    // 30 real frames followed by 70 zero frames: with empty-frame dropping off, only the
+    // 30 valid frames are resized, so no output frame is all zero.
+    let real = person(30, 12, 0.5);
+    let mut padded = Skeleton::zeros(1, 100, 25, 3);
+    padded.data[..real.data.len()].copy_from_slice(&real.data);
+    let mut cfg = PreprocessConfig {
+        drop_empty_frames: false,
+        ..PreprocessConfig::default()
+    };
+    cfg.crop.test_ratio = 1.0;
+    let p = Preprocessor::new(cfg, &ntu()).unwrap();
+    for mode in [Mode::Test, Mode::Train] {
+        let out = p.process("padded", &padded, mode, 0, 0, 0).unwrap();
+        for t in 0..64 {
+            assert!(
+                out.frame(0, t).iter().any(|&x| x != 0.0),
+                "{mode:?}: frame {t} is empty"
+            );
+        }
+    }
+}
+
+#[test]
 fn wrong_joint_count_is_an_error_naming_the_sample() {
     let p = Preprocessor::new(PreprocessConfig::default(), &ntu()).unwrap();
     let e = p
