@@ -201,8 +201,18 @@ fn grad_full_tiny_models() {
 /// A tiny model with both heads fits 8 fixed samples of 4 classes with plain SGD.
 #[test]
 fn tiny_model_overfits_eight_samples() {
+    overfit(EncoderKind::StGcn, 200, 0.05);
+}
+
+/// The same for InfoGCN, whose loss also carries the IB terms and a sampled latent.
+#[test]
+fn tiny_infogcn_overfits_eight_samples() {
+    overfit(EncoderKind::InfoGcn, 200, 0.3);
+}
+
+fn overfit(kind: EncoderKind, steps: usize, target: f32) {
     let graph = common::toy();
-    let mut cfg = CrossGlgConfig::tiny(EncoderKind::StGcn, 4, 8);
+    let mut cfg = CrossGlgConfig::tiny(kind, 4, 8);
     cfg.guidance = Guidance::Both;
     let (vm, model) = build_seeded(&cfg, &graph, 0, DType::F32, &Device::Cpu).unwrap();
     let x = randn(&[8, 3, 8, 6, 2], 21, DType::F32);
@@ -229,8 +239,9 @@ fn tiny_model_overfits_eight_samples() {
     };
     let mut first = None;
     let mut first_cal = 0f32;
+    let mut first_enc: Vec<f32> = Vec::new();
     let mut last = f32::INFINITY;
-    for step in 0..200 {
+    for step in 0..steps {
         let out = model.forward_train(&x, Some(&text), true).unwrap();
         let parts = model
             .loss_with(&out, &labels, Some(&k_gt), &weights)
@@ -239,6 +250,11 @@ fn tiny_model_overfits_eight_samples() {
         if step == 0 {
             first = Some(last);
             first_cal = parts.cal.as_ref().unwrap().to_scalar::<f32>().unwrap();
+            first_enc = parts
+                .encoder
+                .iter()
+                .map(|(_, t)| t.to_scalar::<f32>().unwrap())
+                .collect();
         }
         let grads = parts.total.backward().unwrap();
         for (_, var) in &vars {
@@ -257,9 +273,16 @@ fn tiny_model_overfits_eight_samples() {
     let cal: f32 = parts.cal.as_ref().unwrap().to_scalar().unwrap();
     let cross: f32 = parts.cross.as_ref().unwrap().to_scalar().unwrap();
     eprintln!("overfit: {first} -> {:?}", parts.scalars().unwrap());
-    assert!(total < 0.05, "paper-weighted loss {total}");
+    assert!(total < target, "{kind:?}: paper-weighted loss {total}");
     assert!(cal < 0.25 * first_cal, "L_cal {first_cal} -> {cal}");
     assert!(cross < 0.05, "L_c {cross}");
+    let skel: f32 = parts.skel.to_scalar().unwrap();
+    assert!(skel < 0.05, "L_s {skel}");
+    // InfoGCN's IB terms (weights 0.1, 1e-4) move slowly but must go down
+    for ((name, t), before) in parts.encoder.iter().zip(&first_enc) {
+        let now: f32 = t.to_scalar().unwrap();
+        assert!(now < *before, "{name}: {before} -> {now}");
+    }
     // the skeleton branch alone classifies the training samples (eval mode)
     let out = model.forward_train(&x, None, false).unwrap();
     let pred: Vec<u32> = out.logits_s.argmax(1).unwrap().to_vec1().unwrap();
