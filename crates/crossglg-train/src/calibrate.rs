@@ -630,7 +630,9 @@ pub fn sample_features(
     samples_per_class: usize,
     seed: u64,
 ) -> (Vec<Vec<f32>>, Vec<usize>) {
-    let mut shots = vec![0usize; num_classes];
+    // Labels past `num_classes` count as their own classes rather than panicking.
+    let mut shots =
+        vec![0usize; num_classes.max(calibrated.iter().map(|c| c.label + 1).max().unwrap_or(0))];
     for c in calibrated {
         shots[c.label] += 1;
     }
@@ -683,6 +685,17 @@ impl LogisticRegression {
             return Err(CalibrateError::Invalid(
                 "logistic regression needs a non-empty training set".into(),
             ));
+        }
+        if let Some(i) = x.iter().position(|r| r.len() != d) {
+            return Err(CalibrateError::Invalid(format!(
+                "training row {i} has dimension {}, expected {d}",
+                x[i].len()
+            )));
+        }
+        if let Some(&l) = y.iter().find(|&&l| l >= num_classes) {
+            return Err(CalibrateError::Invalid(format!(
+                "training label {l} outside the {num_classes} classes"
+            )));
         }
         let dev = Device::Cpu;
         let mut mean = vec![0f32; d];

@@ -97,6 +97,25 @@ impl OneShotSet {
         Ok(dim)
     }
 
+    /// A set from `N×D` embedding tensors (any float dtype, any device), validated.
+    pub fn from_tensors(
+        classes: Vec<String>,
+        exemplars: &candle_core::Tensor,
+        exemplar_labels: Vec<usize>,
+        queries: &candle_core::Tensor,
+        query_labels: Vec<usize>,
+    ) -> Result<Self, EvalError> {
+        let set = OneShotSet {
+            classes,
+            exemplars: rows_from_tensor(exemplars)?,
+            exemplar_labels,
+            queries: rows_from_tensor(queries)?,
+            query_labels,
+        };
+        set.validate()?;
+        Ok(set)
+    }
+
     pub fn exemplar_counts(&self) -> Vec<usize> {
         let mut n = vec![0; self.classes.len()];
         for &l in &self.exemplar_labels {
@@ -189,6 +208,18 @@ mod tests {
         assert_eq!(cosine_similarity(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
         let rows = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
         assert_eq!(nearest_cosine(&rows, &[0.1, 0.9]).unwrap().0, 1);
+    }
+
+    #[test]
+    fn from_tensors_reads_rows() {
+        let dev = candle_core::Device::Cpu;
+        let ex = candle_core::Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &dev).unwrap();
+        let q = candle_core::Tensor::new(&[[0.9f32, 0.1]], &dev).unwrap();
+        let set =
+            OneShotSet::from_tensors(vec!["a".into(), "b".into()], &ex, vec![0, 1], &q, vec![0])
+                .unwrap();
+        assert_eq!(set.queries, vec![vec![0.9, 0.1]]);
+        assert_eq!(evaluate_cosine(&set).unwrap().correct, 1);
     }
 
     #[test]

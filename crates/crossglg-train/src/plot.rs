@@ -668,6 +668,11 @@ pub fn plot_joint_importance(
 pub fn pca_2d(rows: &[Vec<f32>]) -> Result<Vec<[f32; 2]>, PlotError> {
     let n = rows.len();
     let d = rows.first().map_or(0, |r| r.len());
+    if rows.iter().flatten().any(|x| !x.is_finite()) {
+        return Err(PlotError::Invalid(
+            "embeddings contain NaN or infinity".into(),
+        ));
+    }
     if n == 0 || d == 0 || rows.iter().any(|r| r.len() != d) {
         return Err(PlotError::Invalid(
             "PCA needs non-empty rows of one dimension".into(),

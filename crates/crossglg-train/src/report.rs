@@ -198,7 +198,8 @@ impl EvalReport {
         s.push_str(&"---:|".repeat(self.classes.len()));
         s.push('\n');
         for (i, row) in self.confusion.iter().enumerate() {
-            s.push_str(&format!("| {i} {} |", md_escape(&self.classes[i])));
+            let name = self.classes.get(i).map_or("?", String::as_str);
+            s.push_str(&format!("| {i} {} |", md_escape(name)));
             for v in row {
                 s.push_str(&format!(" {v} |"));
             }

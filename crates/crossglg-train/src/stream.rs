@@ -411,6 +411,18 @@ where
     }
 
     pub fn push(&mut self, frame: Frame) -> Result<Option<StreamEvent>, StreamError> {
+        if let Some(first) = self.window.frames().front() {
+            if first.joints.len() != frame.joints.len() {
+                return Err(StreamError::Window {
+                    frame: frame.index,
+                    message: format!(
+                        "frame has {} joints but earlier frames have {}",
+                        frame.joints.len(),
+                        first.joints.len()
+                    ),
+                });
+            }
+        }
         if !self.window.push(frame) {
             return Ok(None);
         }

@@ -6,7 +6,9 @@ use crossglg_train::embedder::{EmbedError, Embedder};
 use crossglg_train::gallery::{calibrate_threshold, Gallery};
 use crossglg_train::mapping::{map_skeleton, Mapping, BUILTIN_MAPPINGS};
 use crossglg_train::plot;
-use crossglg_train::stream::{run_stream, FrameReader, PoseFormat, StreamConfig, StreamEvent};
+use crossglg_train::stream::{
+    run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamEvent, StreamRecognizer,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn normal(rng: &mut StdRng) -> f32 {
@@ -281,6 +283,17 @@ fn stream_errors_name_the_line() {
             .to_string();
         assert!(e.contains(line) && e.contains(what), "{e}");
     }
+    // Frames pushed by hand must keep one joint count.
+    let mut rec = StreamRecognizer::new(&emb, &g, None, Ok, 2, 1).unwrap();
+    let frame = |index, n| Frame {
+        index,
+        line: index + 1,
+        t: 0.0,
+        joints: vec![[1.0, 0.0, 0.0]; n],
+    };
+    assert!(rec.push(frame(0, 3)).unwrap().is_none());
+    let e = rec.push(frame(1, 4)).unwrap_err().to_string();
+    assert!(e.contains("4 joints") && e.contains("have 3"), "{e}");
     // A wrong-sized embedding is caught before any frame is read.
     let e = run_stream(
         good.as_bytes(),
