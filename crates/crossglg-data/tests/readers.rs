@@ -1266,6 +1266,46 @@ fn inspect_reports_real_folders_and_files() {
 }
 
 #[test]
+fn read_path_dispatches_on_files_and_folders() {
+    use crossglg_data::read::{read_path, Format};
+    let data = data_dir();
+    let o = DirOptions::default();
+    let (ds, rep, f) =
+        read_path(&data.join("nw-ucla/all_sqe/a01_s01_e00_v01.json"), None, &o).unwrap();
+    assert_eq!(
+        (f, ds.samples.len(), rep.read, ds.layout.as_str()),
+        (Format::NwUcla, 1, 1, "nwucla20")
+    );
+    let (ds, rep, f) = read_path(&data.join("ntu-rgbd-samples"), None, &o).unwrap();
+    assert_eq!((f, ds.samples.len(), rep.files), (Format::Ntu, 5, 5));
+    let (_, rep, f) = read_path(
+        &data.join("msr-action3d/MSRAction3DSkeletonReal3D/a13_s09_e02_skeleton3D.txt"),
+        None,
+        &o,
+    )
+    .unwrap();
+    assert_eq!((f, rep.flagged.len()), (Format::Msr, 1));
+    let (ds, _, f) = read_path(&fixtures().join("npy/walk_1.npy"), None, &o).unwrap();
+    assert_eq!(
+        (f, ds.layout.as_str(), ds.samples[0].meta.name.as_str()),
+        (Format::Npy, "ntu25", "walk_1")
+    );
+    let (ds, _, f) = read_path(&fixtures().join("npy"), Some("ntu25"), &o).unwrap();
+    assert_eq!((f, ds.samples.len()), (Format::Npy, 2));
+    let (ds, _, f) = read_path(&fixtures().join("pyskl/ntu_p4.pkl"), None, &o).unwrap();
+    assert_eq!(
+        (f, ds.layout.as_str(), ds.samples.len()),
+        (Format::Pyskl, "ntu25", 2)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let t = names_file(
+        read_path(empty.path(), None, &o).unwrap_err(),
+        &empty.path().file_name().unwrap().to_string_lossy(),
+    );
+    assert!(t.contains("no .skeleton"), "{t}");
+}
+
+#[test]
 fn inspect_counts_non_finite_values_in_memory() {
     let mut sk = Skeleton::zeros(1, 2, 3, 3);
     sk.data[0] = f32::NAN;

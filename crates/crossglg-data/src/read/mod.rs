@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::sample::{Dataset, Sample};
+use crate::sample::{Dataset, Sample, SampleMeta};
 
 /// Values beyond this magnitude are rejected as corrupt: skeleton coordinates are metres or
 /// pixels, and NTU's largest fields (colour pixels) stay below 2000.
@@ -495,4 +495,190 @@ pub(crate) fn parse_tagged_name(name: &str, keys: &[char]) -> Option<Vec<u32>> {
             rest.parse().ok()
         })
         .collect()
+}
+
+/// The formats [`read_path`] recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Ntu,
+    NwUcla,
+    Msr,
+    Npy,
+    Pyskl,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ntu => "ntu",
+            Format::NwUcla => "nw-ucla",
+            Format::Msr => "msr",
+            Format::Npy => "npy",
+            Format::Pyskl => "pyskl",
+        }
+    }
+}
+
+/// Reads a file or a folder in whichever supported format it is, for callers (the CLI's
+/// `prepare`/`inspect`) that take a path from the user:
+///
+/// - a folder with `manifest.csv` is an `.npy` folder (needs `layout`); otherwise the most
+///   common of `.skeleton` / `.json` / `.txt` decides between NTU, NW-UCLA and MSR;
+/// - a file is read by its extension (`.skeleton`, `.json`, `.txt`, `.npy`, `.pkl`/`.pickle`)
+///   into a one-sample dataset (all samples for a pickle).
+///
+/// `layout` is needed for `.npy` folders and optional for `.npy` files and pickles (guessed
+/// from the joint count: 25 → ntu25, 20 → nwucla20, 17 → coco17, 33 → mediapipe33).
+pub fn read_path(
+    path: &Path,
+    layout: Option<&str>,
+    opts: &DirOptions,
+) -> Result<(Dataset, ReadReport, Format), ReadError> {
+    if path.is_dir() {
+        return read_dir_any(path, layout, opts);
+    }
+    let name = path.to_string_lossy();
+    let one = |sample: Sample, layout: &str, classes: Vec<String>, format| {
+        let quality = Quality::of(&sample.skeleton);
+        let report = ReadReport {
+            files: 1,
+            read: 1,
+            skipped: Vec::new(),
+            flagged: if quality.is_ok() {
+                Vec::new()
+            } else {
+                vec![Flagged {
+                    path: path.to_path_buf(),
+                    quality,
+                    kept: true,
+                }]
+            },
+        };
+        let ds = Dataset {
+            name: stem(path, ""),
+            layout: layout.to_string(),
+            classes,
+            samples: vec![sample],
+        };
+        (ds, report, format)
+    };
+    if name.ends_with(".skeleton") {
+        let s = ntu::read_ntu(path, opts.max_bodies)?;
+        let classes = ntu::NTU120_CLASSES.iter().map(|s| s.to_string()).collect();
+        Ok(one(s, "ntu25", classes, Format::Ntu))
+    } else if name.ends_with(".json") {
+        let s = ucla::read_ucla(path)?;
+        let classes = ucla::UCLA_CLASSES
+            .iter()
+            .map(|(_, n)| n.to_string())
+            .collect();
+        Ok(one(s, "nwucla20", classes, Format::NwUcla))
+    } else if name.ends_with(".txt") {
+        let (s, _) = msr::read_msr(path, false)?;
+        let classes = msr::MSR_CLASSES.iter().map(|s| s.to_string()).collect();
+        Ok(one(s, "msr20", classes, Format::Msr))
+    } else if name.ends_with(".npy") {
+        let sk = npy::read_npy(path)?;
+        let layout = match layout {
+            Some(l) => l.to_string(),
+            None => guess_layout(sk.joints, path)?,
+        };
+        let meta = SampleMeta {
+            name: stem(path, ".npy"),
+            ..Default::default()
+        };
+        Ok(one(
+            Sample { meta, skeleton: sk },
+            &layout,
+            Vec::new(),
+            Format::Npy,
+        ))
+    } else if name.ends_with(".pkl") || name.ends_with(".pickle") {
+        let bytes = read_bytes(path)?;
+        let layout = match layout {
+            Some(l) => l.to_string(),
+            None => {
+                let root = pickle::unpickle(&bytes).map_err(|e| {
+                    ReadError::field(path, format!("pickle byte {}", e.offset), e.message)
+                })?;
+                let joints = root
+                    .get("annotations")
+                    .and_then(|a| a.as_seq())
+                    .and_then(|a| a.first())
+                    .and_then(|a| match a.get("keypoint") {
+                        Some(pickle::Value::Array(k)) => k.shape.get(2).copied(),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        ReadError::invalid(
+                            path,
+                            "cannot guess the layout (no keypoint array); pass one",
+                        )
+                    })?;
+                guess_layout(joints, path)?
+            }
+        };
+        let layout = crate::layout::Layout::load(&layout)
+            .map_err(|e| ReadError::invalid(path, e.to_string()))?;
+        let d = pyskl::parse_pyskl(&bytes, path, &layout, None, opts)?;
+        Ok((d.dataset, d.report, Format::Pyskl))
+    } else {
+        Err(ReadError::invalid(
+            path,
+            "unknown file type (expected .skeleton, .json, .txt, .npy, .pkl or a folder)",
+        ))
+    }
+}
+
+fn read_dir_any(
+    dir: &Path,
+    layout: Option<&str>,
+    opts: &DirOptions,
+) -> Result<(Dataset, ReadReport, Format), ReadError> {
+    if dir.join("manifest.csv").exists() {
+        let layout = layout.ok_or_else(|| {
+            ReadError::invalid(
+                dir,
+                "a .npy folder needs a layout (e.g. ntu25 or a TOML path)",
+            )
+        })?;
+        let (ds, rep) = npy::read_npy_dir(dir, layout, opts)?;
+        return Ok((ds, rep, Format::Npy));
+    }
+    let candidates = [
+        (list_files(dir, ".skeleton")?.len(), Format::Ntu),
+        (list_files(dir, ".json")?.len(), Format::NwUcla),
+        (list_files(dir, ".txt")?.len(), Format::Msr),
+    ];
+    let (n, format) = candidates
+        .iter()
+        .copied()
+        .max_by_key(|(n, _)| *n)
+        .unwrap_or((0, Format::Ntu));
+    if n == 0 {
+        return Err(ReadError::invalid(
+            dir,
+            "has no .skeleton, .json or .txt files and no manifest.csv",
+        ));
+    }
+    let (ds, rep) = match format {
+        Format::Ntu => ntu::read_ntu_dir(dir, opts)?,
+        Format::NwUcla => ucla::read_ucla_dir(dir, opts)?,
+        _ => msr::read_msr_dir(dir, opts)?,
+    };
+    Ok((ds, rep, format))
+}
+
+fn guess_layout(joints: usize, path: &Path) -> Result<String, ReadError> {
+    match joints {
+        25 => Ok("ntu25".into()),
+        20 => Ok("nwucla20".into()),
+        17 => Ok("coco17".into()),
+        33 => Ok("mediapipe33".into()),
+        v => Err(ReadError::invalid(
+            path,
+            format!("no built-in layout has {v} joints; pass a layout name or TOML path"),
+        )),
+    }
 }
