@@ -128,7 +128,8 @@ pub fn read_dataset(
     layout: Option<&str>,
     opts: &DirOptions,
 ) -> Result<(Dataset, ReadReport)> {
-    let need_layout = || layout.context("this format needs --layout (e.g. ntu25, coco17, or a TOML file)");
+    let need_layout =
+        || layout.context("this format needs --layout (e.g. ntu25, coco17, or a TOML file)");
     Ok(match format {
         Format::Ntu => read::ntu::read_ntu_dir(input, opts)?,
         Format::Nwucla => read::ucla::read_ucla_dir(input, opts)?,

@@ -9,9 +9,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use crossglg_data::Layout;
 use crossglg_text::bank::EmbedOptions;
 use crossglg_text::import::{import_gap, import_skeletonagent, GapSet};
+use crossglg_text::llm::describe_to_file;
 use crossglg_text::{
-    describe, embed_descriptions, show_class, validate_path, DescriptionFile, KeyJointConfig,
-    LlmConfig, PromptKind, PromptTemplate, SentenceEncoder,
+    embed_descriptions, show_class, validate_path, DescriptionFile, KeyJointConfig, LlmConfig,
+    PromptKind, PromptTemplate, SentenceEncoder,
 };
 
 #[derive(Subcommand)]
@@ -64,7 +65,7 @@ pub struct DescribeArgs {
     global_prompt: Option<PathBuf>,
     #[arg(long)]
     local_prompt: Option<PathBuf>,
-    /// Answer cache folder (default: <out>.cache).
+    /// Answer cache folder (default: cache/llm/<dataset>).
     #[arg(long)]
     cache: Option<PathBuf>,
     #[arg(long, default_value_t = 4)]
@@ -122,7 +123,10 @@ pub fn run(cmd: TextCommand) -> Result<()> {
         TextCommand::Show { file, class } => {
             let d = DescriptionFile::load(&file)?;
             let layout = Layout::load(&d.layout)?;
-            print!("{}", show_class(&d, &class, &layout, &KeyJointConfig::default())?);
+            print!(
+                "{}",
+                show_class(&d, &class, &layout, &KeyJointConfig::default())?
+            );
             Ok(())
         }
         TextCommand::Embed(a) => run_embed(a),
@@ -143,23 +147,26 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
         bail!("{}: no class names", a.classes.display());
     }
     let layout = Layout::load(&a.layout)?;
-    let cache = a.cache.unwrap_or_else(|| {
-        let mut p = a.out.clone().into_os_string();
-        p.push(".cache");
-        PathBuf::from(p)
-    });
+    let cache = a
+        .cache
+        .unwrap_or_else(|| PathBuf::from("cache/llm").join(&a.dataset));
     let mut cfg = LlmConfig::new(&a.model, &a.dataset, &cache);
     cfg.base_url = a.base_url;
     cfg.api_key_env = Some(a.api_key_env).filter(|s| !s.is_empty());
-    cfg.global_prompt = PromptTemplate::builtin_or_file(PromptKind::Global, a.global_prompt.as_deref())?;
-    cfg.local_prompt = PromptTemplate::builtin_or_file(PromptKind::Local, a.local_prompt.as_deref())?;
+    cfg.global_prompt =
+        PromptTemplate::builtin_or_file(PromptKind::Global, a.global_prompt.as_deref())?;
+    cfg.local_prompt =
+        PromptTemplate::builtin_or_file(PromptKind::Local, a.local_prompt.as_deref())?;
     cfg.concurrency = a.concurrency.max(1);
     cfg.timeout = Duration::from_secs(a.timeout_s);
     cfg.retries = a.retries;
     cfg.progress = true;
-    let (file, stats) = describe(&cfg, &classes, &layout)?;
-    file.save(&a.out)?;
-    println!("wrote {} ({} classes; {:?})", a.out.display(), file.classes.len(), stats);
+    let stats = describe_to_file(&cfg, &classes, &layout, &a.out)?;
+    println!(
+        "wrote {} ({} classes; {stats:?})",
+        a.out.display(),
+        classes.len()
+    );
     Ok(())
 }
 

@@ -95,7 +95,8 @@ fn default_text_encoder() -> String {
 pub fn demo(a: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let desc = a.out.join("synthetic-descriptions.json");
-    std::fs::write(&desc, DEMO_DESCRIPTIONS).with_context(|| format!("writing {}", desc.display()))?;
+    std::fs::write(&desc, DEMO_DESCRIPTIONS)
+        .with_context(|| format!("writing {}", desc.display()))?;
     let mut table: toml::Table = toml::from_str(DEMO_CONFIG).expect("built-in config parses");
     let encoder = a.text_encoder.unwrap_or_else(default_text_encoder);
     let mut overrides = vec![
@@ -107,8 +108,13 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let cfg = TrainConfig::from_toml_str(&toml::to_string(&table)?, "built-in demo config")?;
     println!(
         "crossglg demo: {} synthetic motions on {}, encoder {:?}, guidance {:?}, text encoder {}",
-        crossglg_data::synth::class_names(cfg.data.synthetic.as_ref().expect("demo is synthetic"))?.len(),
-        cfg.data.synthetic.as_ref().map(|s| s.layout.as_str()).unwrap_or("?"),
+        crossglg_data::synth::class_names(cfg.data.synthetic.as_ref().expect("demo is synthetic"))?
+            .len(),
+        cfg.data
+            .synthetic
+            .as_ref()
+            .map(|s| s.layout.as_str())
+            .unwrap_or("?"),
         cfg.model.encoder.kind,
         cfg.model.guidance,
         encoder
@@ -143,9 +149,9 @@ fn run_and_report(cfg: &TrainConfig, out: &Path, resume: bool, quiet: bool) -> R
 
 pub fn train(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig::load(&a.config, &a.overrides)?;
-    let out = a.out.unwrap_or_else(|| {
-        PathBuf::from("runs").join(a.config.file_stem().unwrap_or_default())
-    });
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(a.config.file_stem().unwrap_or_default()));
     run_and_report(&cfg, &out, a.resume, a.quiet)
 }
 
@@ -187,7 +193,12 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             run::train(&cfg, &out, &opts)?;
             let reports: Vec<EvalReport> =
                 serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
-            accs.push(reports.iter().map(|r| (r.method.clone(), r.accuracy)).collect::<Vec<_>>());
+            accs.push(
+                reports
+                    .iter()
+                    .map(|r| (r.method.clone(), r.accuracy))
+                    .collect::<Vec<_>>(),
+            );
         }
         rows.push((k, accs));
     }

@@ -67,7 +67,9 @@ impl Checkpoint {
             .map_err(|e| err(format!("not a safetensors file ({e})")))?;
         let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
         if meta.get("format").map(String::as_str) != Some("crossglg-checkpoint/1") {
-            return Err(err("not a crossglg checkpoint (metadata `format` is missing or unknown)".into()));
+            return Err(err(
+                "not a crossglg checkpoint (metadata `format` is missing or unknown)".into(),
+            ));
         }
         let config_toml = meta
             .get("config")
@@ -95,7 +97,8 @@ pub fn write_atomic(
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -115,7 +118,10 @@ mod tests {
     fn round_trip_and_rejects_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.safetensors");
-        let t = Tensor::arange(0f32, 6., &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
+        let t = Tensor::arange(0f32, 6., &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3))
+            .unwrap();
         let ck = Checkpoint {
             tensors: HashMap::from([("model.w".to_string(), t.clone())]),
             config_toml: "seed = 1\n".into(),
@@ -131,7 +137,10 @@ mod tests {
 
         let junk = dir.path().join("junk.safetensors");
         std::fs::write(&junk, b"hello").unwrap();
-        let e = Checkpoint::load(&junk, &Device::Cpu).err().unwrap().to_string();
+        let e = Checkpoint::load(&junk, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("junk.safetensors"), "{e}");
     }
 }

@@ -248,7 +248,11 @@ guidance = "none"
         let mut t: toml::Table = toml::from_str(MIN).unwrap();
         apply_overrides(
             &mut t,
-            &["optim.lr=0.05".into(), "model.guidance=both".into(), "text.descriptions=x.json".into()],
+            &[
+                "optim.lr=0.05".into(),
+                "model.guidance=both".into(),
+                "text.descriptions=x.json".into(),
+            ],
             "t",
         )
         .unwrap();

@@ -56,10 +56,17 @@ impl Default for OptimConfig {
 impl OptimConfig {
     /// Learning rate for a (fractional) epoch position `epoch + step/steps_per_epoch`,
     /// with linear warm-up as in CTR-GCN.
-    pub fn lr_at(&self, epoch: usize, step_in_epoch: usize, steps_per_epoch: usize, total_epochs: usize) -> f64 {
+    pub fn lr_at(
+        &self,
+        epoch: usize,
+        step_in_epoch: usize,
+        steps_per_epoch: usize,
+        total_epochs: usize,
+    ) -> f64 {
         let pos = epoch as f64 + step_in_epoch as f64 / steps_per_epoch.max(1) as f64;
         if (epoch) < self.warmup_epochs {
-            return self.lr * (pos + 1.0).min(self.warmup_epochs as f64) / self.warmup_epochs as f64;
+            return self.lr * (pos + 1.0).min(self.warmup_epochs as f64)
+                / self.warmup_epochs as f64;
         }
         match self.schedule {
             Schedule::Step => {
@@ -229,7 +236,10 @@ mod tests {
         assert!((c.lr_at(10, 0, 10, 65) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(40, 0, 10, 65) - 0.01).abs() < 1e-12);
         assert!((c.lr_at(60, 0, 10, 65) - 0.001).abs() < 1e-12);
-        let cos = OptimConfig { schedule: Schedule::Cosine, ..Default::default() };
+        let cos = OptimConfig {
+            schedule: Schedule::Cosine,
+            ..Default::default()
+        };
         assert!(cos.lr_at(64, 10, 10, 65) < 1e-6);
     }
 }

@@ -63,7 +63,9 @@ pub fn device_from(name: &str) -> Result<Device, RunError> {
                 .unwrap_or(0);
             Ok(Device::new_cuda(ordinal)?)
         }
-        s => Err(data_err(format!("unknown device `{s}`; use cpu, cuda or cuda:N"))),
+        s => Err(data_err(format!(
+            "unknown device `{s}`; use cpu, cuda or cuda:N"
+        ))),
     }
 }
 
@@ -101,9 +103,11 @@ pub fn synthetic_split(num_classes: usize) -> Split {
 /// The split the config names, restricted to `auxiliary` classes when set.
 pub fn resolve_split(cfg: &TrainConfig) -> Result<Split, RunError> {
     let mut split = match (&cfg.data.synthetic, cfg.data.split.as_str()) {
-        (Some(s), "synthetic") => {
-            synthetic_split(crossglg_data::synth::class_names(s).map_err(data_err)?.len())
-        }
+        (Some(s), "synthetic") => synthetic_split(
+            crossglg_data::synth::class_names(s)
+                .map_err(data_err)?
+                .len(),
+        ),
         (_, name) => Split::load(name).map_err(data_err)?,
     };
     if let Some(p) = &cfg.data.exclude_list {
@@ -134,17 +138,24 @@ fn model_config(
 }
 
 pub fn graph_of(layout: &Layout) -> Result<Graph, RunError> {
-    Ok(Graph::new(layout.num_joints(), layout.edges.clone(), layout.center)?)
+    Ok(Graph::new(
+        layout.num_joints(),
+        layout.edges.clone(),
+        layout.center,
+    )?)
 }
 
 /// Loads `tensors["model.<name>"]` into every variable of `varmap`.
 fn load_weights(varmap: &VarMap, ck: &Checkpoint, origin: &Path) -> Result<(), RunError> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     for (name, var) in data.iter() {
-        let t = ck.tensors.get(&format!("model.{name}")).ok_or_else(|| RunError::RunDir {
-            path: origin.to_path_buf(),
-            message: format!("checkpoint lacks weight `{name}` (different model config?)"),
-        })?;
+        let t = ck
+            .tensors
+            .get(&format!("model.{name}"))
+            .ok_or_else(|| RunError::RunDir {
+                path: origin.to_path_buf(),
+                message: format!("checkpoint lacks weight `{name}` (different model config?)"),
+            })?;
         var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)
             .map_err(|e| RunError::RunDir {
                 path: origin.to_path_buf(),
@@ -155,15 +166,27 @@ fn load_weights(varmap: &VarMap, ck: &Checkpoint, origin: &Path) -> Result<(), R
 }
 
 /// Labels of the training samples, remapped to `0..aux.len()` in the split's auxiliary order.
-fn train_labels(src: &dyn SampleSource, a: &Assignment, aux: &[usize]) -> Result<Vec<u32>, RunError> {
+fn train_labels(
+    src: &dyn SampleSource,
+    a: &Assignment,
+    aux: &[usize],
+) -> Result<Vec<u32>, RunError> {
     a.train
         .iter()
         .map(|&i| {
-            let l = src.meta(i).label.ok_or_else(|| data_err(format!("sample `{}` has no label", src.meta(i).name)))?;
+            let l = src
+                .meta(i)
+                .label
+                .ok_or_else(|| data_err(format!("sample `{}` has no label", src.meta(i).name)))?;
             aux.iter()
                 .position(|&c| c == l)
                 .map(|p| p as u32)
-                .ok_or_else(|| data_err(format!("train sample `{}` is not in an auxiliary class", src.meta(i).name)))
+                .ok_or_else(|| {
+                    data_err(format!(
+                        "train sample `{}` is not in an auxiliary class",
+                        src.meta(i).name
+                    ))
+                })
         })
         .collect()
 }
@@ -179,7 +202,13 @@ fn batch_tensor(
     device: &Device,
 ) -> Result<Tensor, RunError> {
     let b = pre
-        .batch(indices, |i| Ok((src.meta(i).name.clone(), src.skeleton(i)?)), mode, seed, epoch)
+        .batch(
+            indices,
+            |i| Ok((src.meta(i).name.clone(), src.skeleton(i)?)),
+            mode,
+            seed,
+            epoch,
+        )
         .map_err(data_err)?;
     Ok(Tensor::from_vec(b.x, b.shape.to_vec(), device)?)
 }
@@ -215,7 +244,11 @@ impl Default for TrainOptions {
 }
 
 /// Trains per `cfg` into `run_dir`, then writes base statistics and the one-shot report.
-pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<TrainSummary, RunError> {
+pub fn train(
+    cfg: &TrainConfig,
+    run_dir: &Path,
+    opts: &TrainOptions,
+) -> Result<TrainSummary, RunError> {
     let t0 = Instant::now();
     let device = device_from(&cfg.device)?;
     let src = open_source(cfg)?;
@@ -234,7 +267,10 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
     } else {
         None
     };
-    let channels = src.skeleton(assignment.train[0]).map_err(data_err)?.channels;
+    let channels = src
+        .skeleton(assignment.train[0])
+        .map_err(data_err)?
+        .channels;
     let mcfg = model_config(cfg, aux.len(), channels, text.as_ref().map(|t| t.dim));
     let graph = graph_of(&layout)?;
     let (varmap, model) = build_seeded(&mcfg, &graph, cfg.seed, DType::F32, &device)?;
@@ -263,10 +299,12 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
         // A fresh run starts a fresh metrics file.
         let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
     }
-    crate::report::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes()).map_err(|e| RunError::RunDir {
-        path: run_dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    crate::report::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes()).map_err(
+        |e| RunError::RunDir {
+            path: run_dir.to_path_buf(),
+            message: e.to_string(),
+        },
+    )?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -286,9 +324,11 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(((end_epoch - start_epoch) * steps_per_epoch) as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-                .expect("static template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
         b
     } else {
@@ -306,11 +346,22 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
             let t_step = Instant::now();
             let idx: Vec<usize> = chunk.iter().map(|&k| assignment.train[k]).collect();
             let lab: Vec<u32> = chunk.iter().map(|&k| labels[k]).collect();
-            let x = batch_tensor(&pre, src.as_ref(), &idx, Mode::Train, cfg.seed, epoch as u64, &device)?;
+            let x = batch_tensor(
+                &pre,
+                src.as_ref(),
+                &idx,
+                Mode::Train,
+                cfg.seed,
+                epoch as u64,
+                &device,
+            )?;
             let t_data = t_step.elapsed().as_secs_f64();
             let y = Tensor::new(lab.as_slice(), &device)?;
             let (text_local, k_gt) = match &text {
-                Some(t) => (Some(t.local.index_select(&y, 0)?), Some(t.key_joints.index_select(&y, 0)?)),
+                Some(t) => (
+                    Some(t.local.index_select(&y, 0)?),
+                    Some(t.key_joints.index_select(&y, 0)?),
+                ),
                 None => (None, None),
             };
             let out = model.forward_train(&x, text_local.as_ref(), true)?;
@@ -337,7 +388,10 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
                 rec.insert(format!("loss_{k}"), v.into());
             }
             rec.insert("loss".into(), loss.into());
-            rec.insert("batch_accuracy".into(), (ok as f64 / lab.len() as f64).into());
+            rec.insert(
+                "batch_accuracy".into(),
+                (ok as f64 / lab.len() as f64).into(),
+            );
             rec.insert("samples_per_s".into(), sps.into());
             // Where the step's time went (seconds): data, forward + loss, backward, update.
             rec.insert("time_data".into(), t_data.into());
@@ -345,12 +399,18 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
             rec.insert("time_backward".into(), (t_bwd - t_fwd).into());
             rec.insert("time_update".into(), (t_opt - t_bwd).into());
             let _ = writeln!(metrics, "{}", serde_json::Value::Object(rec));
-            bar.set_message(format!("epoch {} loss {loss:.3} {sps:.0} samples/s", epoch + 1));
+            bar.set_message(format!(
+                "epoch {} loss {loss:.3} {sps:.0} samples/s",
+                epoch + 1
+            ));
             bar.inc(1);
         }
         final_loss = loss_sum / count.max(1) as f64;
         train_acc = correct as f64 / count.max(1) as f64;
-        tracing::info!("epoch {}: loss {final_loss:.4}, train accuracy {train_acc:.3}", epoch + 1);
+        tracing::info!(
+            "epoch {}: loss {final_loss:.4}, train accuracy {train_acc:.3}",
+            epoch + 1
+        );
         let mut tensors: std::collections::HashMap<String, Tensor> = varmap
             .data()
             .lock()
@@ -367,7 +427,10 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
                 step: opt.steps_taken(),
             },
             metadata: [
-                ("aux_classes".to_string(), serde_json::to_string(&aux_names).unwrap_or_default()),
+                (
+                    "aux_classes".to_string(),
+                    serde_json::to_string(&aux_names).unwrap_or_default(),
+                ),
                 ("layout".to_string(), layout.to_toml()),
             ]
             .into_iter()
@@ -390,11 +453,19 @@ pub fn train(cfg: &TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<T
         // preprocessing: what the model sees at inference).
         let emb = trained.embed_indices(src.as_ref(), &assignment.train)?;
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-        let stats = BaseStats::from_embeddings(&emb, &base_labels).map_err(|e| RunError::Eval(e.to_string()))?;
+        let stats = BaseStats::from_embeddings(&emb, &base_labels)
+            .map_err(|e| RunError::Eval(e.to_string()))?;
         stats
             .save(&run_dir.join("base_stats.safetensors"))
             .map_err(|e| RunError::Eval(e.to_string()))?;
-        let reports = evaluate_one_shot(&trained, src.as_ref(), &split, &assignment, Some(&stats), cfg)?;
+        let reports = evaluate_one_shot(
+            &trained,
+            src.as_ref(),
+            &split,
+            &assignment,
+            Some(&stats),
+            cfg,
+        )?;
         write_reports(run_dir, &reports)?;
     }
     Ok(TrainSummary {
@@ -420,7 +491,11 @@ pub struct TrainedModel {
 impl TrainedModel {
     /// Loads `last.safetensors` (or the given checkpoint file) of a run directory.
     pub fn load(path: &Path, device: &Device) -> Result<(Self, TrainConfig, Layout), RunError> {
-        let file = if path.is_dir() { path.join("last.safetensors") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("last.safetensors")
+        } else {
+            path.to_path_buf()
+        };
         let ck = Checkpoint::load(&file, device)?;
         let cfg = TrainConfig::from_toml_str(&ck.config_toml, &file.display().to_string())?;
         // The layout travels in the checkpoint, so a model serves without its training data.
@@ -428,7 +503,8 @@ impl TrainedModel {
             path: file.clone(),
             message: "checkpoint metadata has no `layout`".into(),
         })?;
-        let layout = Layout::from_toml_str(layout_toml, &file.display().to_string()).map_err(data_err)?;
+        let layout =
+            Layout::from_toml_str(layout_toml, &file.display().to_string()).map_err(data_err)?;
         let graph = graph_of(&layout)?;
         let (varmap, model) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
         load_weights(&varmap, &ck, &file)?;
@@ -446,11 +522,19 @@ impl TrainedModel {
     }
 
     fn embed_tensor(&self, x: &Tensor) -> Result<Vec<Vec<f32>>, RunError> {
-        Ok(self.model.embed(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        Ok(self
+            .model
+            .embed(x)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?)
     }
 
     /// Embeddings of dataset samples, in batches.
-    pub fn embed_indices(&self, src: &dyn SampleSource, indices: &[usize]) -> Result<Vec<Vec<f32>>, RunError> {
+    pub fn embed_indices(
+        &self,
+        src: &dyn SampleSource,
+        indices: &[usize],
+    ) -> Result<Vec<Vec<f32>>, RunError> {
         let mut out = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(self.batch_size.max(1)) {
             let x = batch_tensor(&self.pre, src, chunk, Mode::Test, 0, 0, &self.device)?;
@@ -464,9 +548,17 @@ impl Embedder for TrainedModel {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(skeletons.len());
         for chunk in skeletons.chunks(self.batch_size.max(1)) {
-            let items: Vec<(usize, &str, &Skeleton)> = chunk.iter().enumerate().map(|(i, s)| (i, "input", s)).collect();
-            let b = self.pre.batch_of(&items, Mode::Test, 0, 0).map_err(EmbedError::new)?;
-            let x = Tensor::from_vec(b.x, b.shape.to_vec(), &self.device).map_err(EmbedError::new)?;
+            let items: Vec<(usize, &str, &Skeleton)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, "input", s))
+                .collect();
+            let b = self
+                .pre
+                .batch_of(&items, Mode::Test, 0, 0)
+                .map_err(EmbedError::new)?;
+            let x =
+                Tensor::from_vec(b.x, b.shape.to_vec(), &self.device).map_err(EmbedError::new)?;
             out.extend(self.embed_tensor(&x).map_err(EmbedError::new)?);
         }
         Ok(out)
@@ -489,15 +581,29 @@ pub fn evaluate_one_shot(
 ) -> Result<Vec<EvalReport>, RunError> {
     let novel = &split.novel_classes;
     let class_of = |i: usize| -> Result<usize, RunError> {
-        let l = src.meta(i).label.ok_or_else(|| data_err("unlabelled sample"))?;
-        novel.iter().position(|&c| c == l).ok_or_else(|| data_err(format!("sample {} is not novel", src.meta(i).name)))
+        let l = src
+            .meta(i)
+            .label
+            .ok_or_else(|| data_err("unlabelled sample"))?;
+        novel
+            .iter()
+            .position(|&c| c == l)
+            .ok_or_else(|| data_err(format!("sample {} is not novel", src.meta(i).name)))
     };
     let set = OneShotSet {
         classes: novel.iter().map(|&c| src.classes()[c].clone()).collect(),
         exemplars: model.embed_indices(src, &a.exemplars)?,
-        exemplar_labels: a.exemplars.iter().map(|&i| class_of(i)).collect::<Result<_, _>>()?,
+        exemplar_labels: a
+            .exemplars
+            .iter()
+            .map(|&i| class_of(i))
+            .collect::<Result<_, _>>()?,
         queries: model.embed_indices(src, &a.queries)?,
-        query_labels: a.queries.iter().map(|&i| class_of(i)).collect::<Result<_, _>>()?,
+        query_labels: a
+            .queries
+            .iter()
+            .map(|&i| class_of(i))
+            .collect::<Result<_, _>>()?,
     };
     let mut reports = vec![evaluate_cosine(&set).map_err(|e| RunError::Eval(e.to_string()))?];
     if let (Some(stats), true) = (base, cfg.eval.calibration) {
@@ -505,7 +611,9 @@ pub fn evaluate_one_shot(
             seed: cfg.seed,
             ..Default::default()
         };
-        reports.push(evaluate_calibrated(&set, stats, &cc).map_err(|e| RunError::Eval(e.to_string()))?);
+        reports.push(
+            evaluate_calibrated(&set, stats, &cc).map_err(|e| RunError::Eval(e.to_string()))?,
+        );
     }
     Ok(reports)
 }
@@ -513,8 +621,14 @@ pub fn evaluate_one_shot(
 /// Writes `report.json` (all methods) and `report.md`.
 pub fn write_reports(run_dir: &Path, reports: &[EvalReport]) -> Result<(), RunError> {
     let json = serde_json::to_string_pretty(reports).expect("reports serialise");
-    let md: String = reports.iter().map(|r| format!("{}\n", r.to_markdown())).collect();
-    for (name, bytes) in [("report.json", json.as_bytes()), ("report.md", md.as_bytes())] {
+    let md: String = reports
+        .iter()
+        .map(|r| format!("{}\n", r.to_markdown()))
+        .collect();
+    for (name, bytes) in [
+        ("report.json", json.as_bytes()),
+        ("report.md", md.as_bytes()),
+    ] {
         crate::report::write_atomic(&run_dir.join(name), bytes).map_err(|e| RunError::RunDir {
             path: run_dir.join(name),
             message: e.to_string(),
