@@ -399,6 +399,15 @@ fn msr_all_567_files_with_zero_files_reported() {
     );
     assert_eq!(flagged.len(), 20, "files with zero frames: {flagged:?}");
     assert_eq!(ds.samples.len(), 566, "the all-zero file is left out");
+    let text = rep.to_string();
+    assert!(
+        text.starts_with("567 files: 566 samples read, 0 skipped, 20 flagged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a13_s09_e02_skeleton3D.txt: all 38 frames zero (left out)"),
+        "{text}"
+    );
     assert!(ds.samples.iter().all(|s| s.skeleton.joints == 20));
     // The single-file reader reports the same, without failing.
     let (s, q) = read_msr(&dir.join("a13_s09_e02_skeleton3D.txt"), true).unwrap();

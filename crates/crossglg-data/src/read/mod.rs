@@ -177,6 +177,36 @@ pub struct ReadReport {
     pub flagged: Vec<Flagged>,
 }
 
+impl std::fmt::Display for ReadReport {
+    /// A summary line, then one line per skipped or flagged file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} files: {} samples read, {} skipped, {} flagged",
+            self.files,
+            self.read,
+            self.skipped.len(),
+            self.flagged.len()
+        )?;
+        for s in &self.skipped {
+            writeln!(f, "  skipped {}: {}", s.path.display(), s.reason)?;
+        }
+        for fl in &self.flagged {
+            let what = match &fl.quality {
+                Quality::Ok => "ok".to_string(),
+                Quality::ZeroFrames {
+                    zero_frames,
+                    frames,
+                } => format!("{zero_frames} of {frames} frames all zero"),
+                Quality::AllZero { frames } => format!("all {frames} frames zero"),
+            };
+            let kept = if fl.kept { "kept" } else { "left out" };
+            writeln!(f, "  flagged {}: {what} ({kept})", fl.path.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// Options shared by the folder readers.
 #[derive(Debug, Clone)]
 pub struct DirOptions {
