@@ -6,6 +6,7 @@
 mod cmd_data;
 mod cmd_text;
 mod cmd_train;
+mod cmd_use;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,17 @@ enum Command {
     Eval(cmd_train::EvalArgs),
     /// Train and evaluate over the auxiliary-class sweep and print the paper-style table.
     Sweep(cmd_train::SweepArgs),
+    /// Embeddings of skeleton sequences from a trained model (JSON or npy).
+    Embed(cmd_use::EmbedArgs),
+    /// Add exemplars of a (new) action to a gallery, from as little as one example.
+    Enroll(cmd_use::EnrollArgs),
+    /// Recognise sequences against a gallery: class, similarity, margin, or unknown.
+    Recognize(cmd_use::RecognizeArgs),
+    /// Recognise actions in a pose stream on stdin (JSON lines or CSV), one event per window.
+    Stream(cmd_use::StreamArgs),
+    /// Pictures: training curves, confusion matrix, joint importance, embedding map.
+    #[command(subcommand)]
+    Plot(cmd_use::PlotCommand),
 }
 
 fn main() {
@@ -61,6 +73,11 @@ fn main() {
         Command::Train(a) => cmd_train::train(a),
         Command::Eval(a) => cmd_train::eval(a),
         Command::Sweep(a) => cmd_train::sweep(a),
+        Command::Embed(a) => cmd_use::embed(a),
+        Command::Enroll(a) => cmd_use::enroll(a),
+        Command::Recognize(a) => cmd_use::recognize(a),
+        Command::Stream(a) => cmd_use::stream(a),
+        Command::Plot(c) => cmd_use::plot(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

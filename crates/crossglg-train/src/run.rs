@@ -22,6 +22,7 @@ use crate::checkpoint::{Checkpoint, Position};
 use crate::config::TrainConfig;
 use crate::embedder::{EmbedError, Embedder};
 use crate::eval::{evaluate_cosine, OneShotSet};
+use crate::gallery::{calibrate_threshold, Gallery, ThresholdCalibration};
 use crate::optim::Optimizer;
 use crate::report::EvalReport;
 use crate::source::{InMemory, SampleSource};
@@ -455,6 +456,24 @@ pub fn train(
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
         let stats = BaseStats::from_embeddings(&emb, &base_labels)
             .map_err(|e| RunError::Eval(e.to_string()))?;
+        let unknown = calibrate_unknown(
+            src.as_ref(),
+            &assignment,
+            &labels,
+            &emb,
+            &aux_names,
+            &run_dir.display().to_string(),
+        )?;
+        crate::report::write_atomic(
+            &run_dir.join("unknown_threshold.json"),
+            serde_json::to_string_pretty(&unknown)
+                .expect("serialises")
+                .as_bytes(),
+        )
+        .map_err(|e| RunError::RunDir {
+            path: run_dir.join("unknown_threshold.json"),
+            message: e.to_string(),
+        })?;
         stats
             .save(&run_dir.join("base_stats.safetensors"))
             .map_err(|e| RunError::Eval(e.to_string()))?;
@@ -544,6 +563,21 @@ impl TrainedModel {
     }
 }
 
+impl TrainedModel {
+    /// JID's joint importance for one sequence (mean over persons), `None` without JID.
+    pub fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, RunError> {
+        let b = self
+            .pre
+            .batch_of(&[(0, "input", skeleton)], Mode::Test, 0, 0)
+            .map_err(data_err)?;
+        let x = Tensor::from_vec(b.x, b.shape.to_vec(), &self.device)?;
+        Ok(match self.model.joint_importance(&x)? {
+            Some(k) => Some(k.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        })
+    }
+}
+
 impl Embedder for TrainedModel {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(skeletons.len());
@@ -569,16 +603,13 @@ impl Embedder for TrainedModel {
     }
 }
 
-/// One-shot evaluation on the split's novel classes: cosine nearest exemplar, and
-/// distribution calibration when base statistics are given and enabled.
-pub fn evaluate_one_shot(
+/// Embeddings of the split's exemplars and queries, labelled by novel-class position.
+pub fn one_shot_set(
     model: &TrainedModel,
     src: &dyn SampleSource,
     split: &Split,
     a: &Assignment,
-    base: Option<&BaseStats>,
-    cfg: &TrainConfig,
-) -> Result<Vec<EvalReport>, RunError> {
+) -> Result<OneShotSet, RunError> {
     let novel = &split.novel_classes;
     let class_of = |i: usize| -> Result<usize, RunError> {
         let l = src
@@ -590,7 +621,7 @@ pub fn evaluate_one_shot(
             .position(|&c| c == l)
             .ok_or_else(|| data_err(format!("sample {} is not novel", src.meta(i).name)))
     };
-    let set = OneShotSet {
+    Ok(OneShotSet {
         classes: novel.iter().map(|&c| src.classes()[c].clone()).collect(),
         exemplars: model.embed_indices(src, &a.exemplars)?,
         exemplar_labels: a
@@ -604,7 +635,20 @@ pub fn evaluate_one_shot(
             .iter()
             .map(|&i| class_of(i))
             .collect::<Result<_, _>>()?,
-    };
+    })
+}
+
+/// One-shot evaluation on the split's novel classes: cosine nearest exemplar, and
+/// distribution calibration when base statistics are given and enabled.
+pub fn evaluate_one_shot(
+    model: &TrainedModel,
+    src: &dyn SampleSource,
+    split: &Split,
+    a: &Assignment,
+    base: Option<&BaseStats>,
+    cfg: &TrainConfig,
+) -> Result<Vec<EvalReport>, RunError> {
+    let set = one_shot_set(model, src, split, a)?;
     let mut reports = vec![evaluate_cosine(&set).map_err(|e| RunError::Eval(e.to_string()))?];
     if let (Some(stats), true) = (base, cfg.eval.calibration) {
         let cc = CalibrationConfig {
@@ -616,6 +660,40 @@ pub fn evaluate_one_shot(
         );
     }
     Ok(reports)
+}
+
+/// The "unknown" threshold for galleries of this model, calibrated on the auxiliary classes:
+/// a one-exemplar-per-class base gallery (each class's first training sample) scored against
+/// the other training samples, at a 5 % false-accept rate.
+fn calibrate_unknown(
+    src: &dyn SampleSource,
+    a: &Assignment,
+    labels: &[u32],
+    emb: &[Vec<f32>],
+    aux_names: &[String],
+    model_id: &str,
+) -> Result<ThresholdCalibration, RunError> {
+    let mut gallery = Gallery::new(emb.first().map_or(0, Vec::len), model_id);
+    let mut first = vec![None; aux_names.len()];
+    for (k, &l) in labels.iter().enumerate() {
+        if first[l as usize].is_none() {
+            first[l as usize] = Some(k);
+            gallery
+                .enroll(
+                    &aux_names[l as usize],
+                    &emb[k..k + 1],
+                    Some(&src.meta(a.train[k]).name),
+                )
+                .map_err(|e| RunError::Eval(e.to_string()))?;
+        }
+    }
+    let (samples, names): (Vec<Vec<f32>>, Vec<String>) = labels
+        .iter()
+        .enumerate()
+        .filter(|(k, &l)| first[l as usize] != Some(*k))
+        .map(|(k, &l)| (emb[k].clone(), aux_names[l as usize].clone()))
+        .unzip();
+    calibrate_threshold(&gallery, &samples, &names, 0.05).map_err(|e| RunError::Eval(e.to_string()))
 }
 
 /// Writes `report.json` (all methods) and `report.md`.
@@ -637,12 +715,41 @@ pub fn write_reports(run_dir: &Path, reports: &[EvalReport]) -> Result<(), RunEr
     Ok(())
 }
 
-/// Re-evaluates a finished run (`crossglg eval`).
-pub fn evaluate_run(run_dir: &Path, device: &Device) -> Result<Vec<EvalReport>, RunError> {
-    let (model, cfg, _) = TrainedModel::load(run_dir, device)?;
+/// A finished run with its data: the model, config, samples, split and assignment.
+pub struct LoadedRun {
+    pub model: TrainedModel,
+    pub cfg: TrainConfig,
+    pub layout: Layout,
+    pub src: Box<dyn SampleSource>,
+    pub split: Split,
+    pub assignment: Assignment,
+}
+
+pub fn load_run(run_dir: &Path, device: &Device) -> Result<LoadedRun, RunError> {
+    let (model, cfg, layout) = TrainedModel::load(run_dir, device)?;
     let src = open_source(&cfg)?;
     let split = resolve_split(&cfg)?;
-    let a = split.apply(&src.metas()).map_err(data_err)?;
+    let assignment = split.apply(&src.metas()).map_err(data_err)?;
+    Ok(LoadedRun {
+        model,
+        cfg,
+        layout,
+        src,
+        split,
+        assignment,
+    })
+}
+
+/// Re-evaluates a finished run (`crossglg eval`).
+pub fn evaluate_run(run_dir: &Path, device: &Device) -> Result<Vec<EvalReport>, RunError> {
+    let LoadedRun {
+        model,
+        cfg,
+        src,
+        split,
+        assignment: a,
+        ..
+    } = load_run(run_dir, device)?;
     let stats_path = run_dir.join("base_stats.safetensors");
     let stats = if stats_path.exists() {
         Some(BaseStats::load(&stats_path).map_err(|e| RunError::Eval(e.to_string()))?)

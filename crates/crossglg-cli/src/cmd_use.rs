@@ -1,0 +1,501 @@
+//! Using a trained model: `embed`, `enroll`, `recognize`, `stream`, `plot`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use crossglg_data::read::{read_path, DirOptions};
+use crossglg_data::{Layout, Skeleton};
+use crossglg_train::embedder::Embedder;
+use crossglg_train::gallery::{Gallery, ThresholdCalibration};
+use crossglg_train::mapping::{map_skeleton, Mapping};
+use crossglg_train::run::{self, TrainedModel};
+use crossglg_train::stream::{run_stream, PoseFormat, StreamConfig};
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A run directory (or checkpoint) from `crossglg train` / `crossglg demo`.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// `cpu` or `cuda[:N]`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Joint mapping from the input's layout to the model's (e.g. coco17_to_ntu25, or a TOML file).
+    #[arg(long)]
+    mapping: Option<String>,
+    /// Layout of `.npy` inputs (default: guessed from the joint count).
+    #[arg(long)]
+    layout: Option<String>,
+}
+
+struct Loaded {
+    model: TrainedModel,
+    layout: Layout,
+    mapping: Option<Mapping>,
+    model_dir: PathBuf,
+}
+
+fn load_model(a: &ModelArgs) -> Result<Loaded> {
+    let device = run::device_from(&a.device)?;
+    let (model, _, layout) = TrainedModel::load(&a.model, &device)?;
+    let mapping = a.mapping.as_deref().map(Mapping::load).transpose()?;
+    let model_dir = if a.model.is_dir() {
+        a.model.clone()
+    } else {
+        a.model.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    Ok(Loaded {
+        model,
+        layout,
+        mapping,
+        model_dir,
+    })
+}
+
+/// Reads every sample in `files` (files or folders), mapped to the model's layout.
+fn read_inputs(
+    l: &Loaded,
+    files: &[PathBuf],
+    layout: Option<&str>,
+) -> Result<Vec<(String, Skeleton)>> {
+    let mut out = Vec::new();
+    for f in files {
+        let (ds, report, _) = read_path(f, layout, &DirOptions::default())?;
+        for s in &report.skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+        for s in ds.samples {
+            let sk = match &l.mapping {
+                Some(m) => map_skeleton(&s.skeleton, m)?,
+                None => s.skeleton,
+            };
+            if sk.joints != l.layout.num_joints() {
+                bail!(
+                    "{}: {} joints, but the model uses layout {} ({} joints); pass --mapping",
+                    f.display(),
+                    sk.joints,
+                    l.layout.name,
+                    l.layout.num_joints()
+                );
+            }
+            let name = if s.meta.name.is_empty() {
+                f.display().to_string()
+            } else {
+                s.meta.name
+            };
+            out.push((name, sk));
+        }
+    }
+    if out.is_empty() {
+        bail!("no samples in the given files");
+    }
+    Ok(out)
+}
+
+fn embed_all(l: &Loaded, inputs: &[(String, Skeleton)]) -> Result<Vec<Vec<f32>>> {
+    let sk: Vec<Skeleton> = inputs.iter().map(|(_, s)| s.clone()).collect();
+    Ok(l.model.embed(&sk)?)
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Skeleton files or folders (any supported format).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output: `.json` (names + vectors) or `.npy` (`[N, D]` f32, rows in input order).
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+pub fn embed(a: EmbedArgs) -> Result<()> {
+    let l = load_model(&a.model)?;
+    let inputs = read_inputs(&l, &a.files, a.model.layout.as_deref())?;
+    let emb = embed_all(&l, &inputs)?;
+    match a.out.extension().and_then(|e| e.to_str()) {
+        Some("npy") => {
+            let flat: Vec<f32> = emb.concat();
+            crossglg_data::read::npy::write_npy_f32(&a.out, &[emb.len(), l.model.dim()], &flat)?;
+        }
+        Some("json") => {
+            let rows: Vec<serde_json::Value> = inputs
+                .iter()
+                .zip(&emb)
+                .map(|((n, _), e)| serde_json::json!({"name": n, "embedding": e}))
+                .collect();
+            crossglg_train::report::write_atomic(
+                &a.out,
+                serde_json::to_string_pretty(&rows)?.as_bytes(),
+            )
+            .with_context(|| format!("writing {}", a.out.display()))?;
+        }
+        _ => bail!("{}: use a .json or .npy output file", a.out.display()),
+    }
+    println!(
+        "wrote {} embeddings of width {} to {}",
+        emb.len(),
+        l.model.dim(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Gallery file (created when missing).
+    #[arg(long, short)]
+    gallery: PathBuf,
+    /// Class name for the new exemplar(s).
+    #[arg(long)]
+    name: String,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn new_gallery(l: &Loaded) -> Result<Gallery> {
+    let mut g = Gallery::new(l.model.dim(), &l.model_dir.display().to_string());
+    let t = l.model_dir.join("unknown_threshold.json");
+    if t.exists() {
+        let c: ThresholdCalibration = serde_json::from_str(
+            &std::fs::read_to_string(&t).with_context(|| format!("reading {}", t.display()))?,
+        )
+        .with_context(|| format!("{}: not a threshold calibration", t.display()))?;
+        g.threshold = Some(c.threshold);
+    }
+    Ok(g)
+}
+
+pub fn enroll(a: EnrollArgs) -> Result<()> {
+    let l = load_model(&a.model)?;
+    let mut g = if a.gallery.exists() {
+        Gallery::load(&a.gallery)?
+    } else {
+        new_gallery(&l)?
+    };
+    if g.dim != l.model.dim() {
+        bail!(
+            "{}: gallery embeddings have width {}, the model {}; was it made with another model?",
+            a.gallery.display(),
+            g.dim,
+            l.model.dim()
+        );
+    }
+    let inputs = read_inputs(&l, &a.files, a.model.layout.as_deref())?;
+    let emb = embed_all(&l, &inputs)?;
+    for ((n, _), e) in inputs.iter().zip(&emb) {
+        g.enroll(&a.name, std::slice::from_ref(e), Some(n))?;
+    }
+    g.save(&a.gallery)?;
+    println!(
+        "enrolled {} exemplar(s) as `{}`; {} now has {} classes, {} exemplars",
+        emb.len(),
+        a.name,
+        a.gallery.display(),
+        g.classes.len(),
+        g.len()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RecognizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, short)]
+    gallery: PathBuf,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Override the gallery's unknown threshold.
+    #[arg(long)]
+    threshold: Option<f32>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn recognize(a: RecognizeArgs) -> Result<()> {
+    let l = load_model(&a.model)?;
+    let mut g = Gallery::load(&a.gallery)?;
+    if a.threshold.is_some() {
+        g.threshold = a.threshold;
+    }
+    let inputs = read_inputs(&l, &a.files, a.model.layout.as_deref())?;
+    let emb = embed_all(&l, &inputs)?;
+    let mut rows = Vec::new();
+    for ((n, _), e) in inputs.iter().zip(&emb) {
+        let r = g.recognize(e)?;
+        if a.json {
+            rows.push(serde_json::json!({"input": n, "recognition": r}));
+        } else {
+            println!(
+                "{n}\t{}\tsimilarity {:.3}\tmargin {:.3}",
+                if r.unknown {
+                    format!("unknown (closest: {})", r.class)
+                } else {
+                    r.class.clone()
+                },
+                r.similarity,
+                r.margin
+            );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StreamFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, short)]
+    gallery: PathBuf,
+    /// Input format on stdin: JSON lines (`{"t": s, "joints": [[x,y,z(,c)], ...]}`) or CSV
+    /// (`t, x1, y1, z1, ...`).
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: StreamFormat,
+    /// Joints per input frame (default: the mapping's source layout, else the model's).
+    #[arg(long)]
+    joints: Option<usize>,
+    /// Coordinates per joint: 2 or 3.
+    #[arg(long, default_value_t = 3)]
+    dims: usize,
+    /// Each joint carries a trailing confidence value.
+    #[arg(long)]
+    confidence: bool,
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    #[arg(long, default_value_t = 16)]
+    hop: usize,
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Negate y (image coordinates).
+    #[arg(long)]
+    flip_y: bool,
+}
+
+/// Passes events through and keeps their latencies for the closing summary.
+struct Tee<W> {
+    inner: W,
+    line: Vec<u8>,
+    latencies: Vec<f64>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.line) {
+                    if let Some(ms) = v["latency_ms"].as_f64() {
+                        self.latencies.push(ms);
+                    }
+                }
+                self.line.clear();
+            } else {
+                self.line.push(b);
+            }
+        }
+        self.inner.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn stream(a: StreamArgs) -> Result<()> {
+    let l = load_model(&a.model)?;
+    let g = Gallery::load(&a.gallery)?;
+    let joints = a.joints.unwrap_or_else(|| match &l.mapping {
+        Some(m) => m.source.num_joints(),
+        None => l.layout.num_joints(),
+    });
+    let cfg = StreamConfig {
+        format: match a.format {
+            StreamFormat::Jsonl => PoseFormat::JsonLines,
+            StreamFormat::Csv => PoseFormat::Csv,
+        },
+        joints,
+        dims: a.dims,
+        confidence: a.confidence,
+        fps: a.fps,
+        flip_y: a.flip_y,
+        window: a.window,
+        hop: a.hop,
+        ..Default::default()
+    };
+    let stdin = std::io::stdin();
+    let mut tee = Tee {
+        inner: std::io::stdout().lock(),
+        line: Vec::new(),
+        latencies: Vec::new(),
+    };
+    let s = run_stream(
+        stdin.lock(),
+        &mut tee,
+        &cfg,
+        &l.model,
+        &g,
+        l.mapping.as_ref(),
+        Ok,
+    )?;
+    let mut lat = tee.latencies.clone();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    eprintln!(
+        "{} frames, {} windows; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
+        s.frames,
+        s.events,
+        lat.iter().sum::<f64>() / lat.len().max(1) as f64,
+        pct(0.5),
+        pct(0.95)
+    );
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum PlotCommand {
+    /// Training curves from a run's metrics.jsonl.
+    Curves {
+        run: PathBuf,
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// The confusion matrix of a run's one-shot report.
+    Confusion {
+        run: PathBuf,
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Which report: 0 = cosine, 1 = calibrated.
+        #[arg(long, default_value_t = 0)]
+        method: usize,
+    },
+    /// JID joint importance of one sequence, drawn on the skeleton.
+    Importance {
+        #[command(flatten)]
+        model: ModelArgs,
+        file: PathBuf,
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// The key-joint target of a class from a description file, drawn on the skeleton.
+    ClassJoints {
+        descriptions: PathBuf,
+        class: String,
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// A 2-D PCA map of a run's exemplar and query embeddings.
+    Embeddings {
+        run: PathBuf,
+        #[arg(long, short)]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+pub fn plot(cmd: PlotCommand) -> Result<()> {
+    use crossglg_train::plot;
+    let out = match cmd {
+        PlotCommand::Curves { run, out } => {
+            plot::plot_training_curves(&out, &run.join("metrics.jsonl"))?;
+            out
+        }
+        PlotCommand::Confusion { run, out, method } => {
+            let p = run.join("report.json");
+            let reports: Vec<crossglg_train::report::EvalReport> = serde_json::from_str(
+                &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: not a report", p.display()))?;
+            let r = reports
+                .get(method)
+                .with_context(|| format!("{} has {} reports", p.display(), reports.len()))?;
+            plot::plot_report_confusion(&out, r)?;
+            out
+        }
+        PlotCommand::Importance { model, file, out } => {
+            let l = load_model(&model)?;
+            let inputs = read_inputs(&l, std::slice::from_ref(&file), model.layout.as_deref())?;
+            let w = l
+                .model
+                .joint_importance(&inputs[0].1)?
+                .context("the model has no JID head (guidance none or l2g)")?;
+            let pose = plot::rest_pose(&l.layout);
+            plot::plot_joint_importance(
+                &out,
+                &l.layout,
+                pose.as_deref(),
+                &w,
+                &format!("JID joint importance: {}", inputs[0].0),
+            )?;
+            out
+        }
+        PlotCommand::ClassJoints {
+            descriptions,
+            class,
+            out,
+        } => {
+            let d = crossglg_text::DescriptionFile::load(&descriptions)?;
+            let layout = Layout::load(&d.layout)?;
+            let c = d
+                .find_class(&class)
+                .with_context(|| format!("{}: no class `{class}`", descriptions.display()))?;
+            let targets = crossglg_text::key_joint_targets(
+                &d,
+                &layout,
+                &crossglg_text::KeyJointConfig::default(),
+            );
+            let mut ids: Vec<usize> = d.classes.iter().map(|c| c.id).collect();
+            ids.sort();
+            let row = ids
+                .iter()
+                .position(|&i| i == c.id)
+                .expect("class is in the file");
+            let pose = plot::rest_pose(&layout);
+            plot::plot_joint_importance(
+                &out,
+                &layout,
+                pose.as_deref(),
+                &targets[row],
+                &format!("key joints: {}", c.name),
+            )?;
+            out
+        }
+        PlotCommand::Embeddings { run, out, device } => {
+            let loaded = run::load_run(&run, &run::device_from(&device)?)?;
+            let set = run::one_shot_set(
+                &loaded.model,
+                loaded.src.as_ref(),
+                &loaded.split,
+                &loaded.assignment,
+            )?;
+            plot::plot_embedding_map(
+                &out,
+                &set.exemplars,
+                &set.exemplar_labels,
+                &set.queries,
+                &set.query_labels,
+                &set.classes,
+                "one-shot embeddings (PCA): exemplars and queries",
+            )?;
+            out
+        }
+    };
+    println!("wrote {}", out.display());
+    Ok(())
+}
