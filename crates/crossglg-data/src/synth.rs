@@ -43,7 +43,7 @@ pub const MOTIONS: &[Motion] = &[
     Motion { name: "jump", description: "crouch, then jump straight up with both arms swinging upward, land and crouch again" },
     Motion { name: "turn", description: "turn the whole body around the vertical axis while stepping in place" },
     Motion { name: "bow", description: "bend the upper body forward from the hips with the head lowered, then straighten" },
-    Motion { name: "clap", description: "hold both arms forward and repeatedly bring the hands together in front of the chest" },
+    Motion { name: "clap", description: "hold both arms forward, repeatedly spread the hands apart and bring them together in front of the chest" },
     Motion { name: "raise_arms", description: "lift both arms sideways until the hands are above the head, hold, then lower them" },
     Motion { name: "side_step", description: "step sideways and back, the legs spreading and closing" },
     Motion { name: "nod", description: "tilt the head forward and back several times" },
@@ -175,7 +175,8 @@ fn template(role: Role, s: f32) -> [f32; 3] {
         Role::Spine => [0.0, 1.2, 0.0],
         Role::Chest => [0.0, 1.42, 0.0],
         Role::Neck => [0.0, 1.5, 0.0],
-        Role::Head => [0.0, 1.65, 0.0],
+        // A little forward of the neck's axis, as a head centre is: a head turn then moves it.
+        Role::Head => [0.0, 1.65, 0.03],
         Role::Nose => [0.0, 1.62, 0.1],
         Role::Eye => [0.035 * s, 1.66, 0.08],
         Role::Ear => [0.075 * s, 1.63, 0.0],
@@ -465,11 +466,51 @@ impl Pose {
     }
 }
 
-/// Per-sample style: amplitude, cycles over the clip, phase.
+/// Per-sample style: amplitude, cycles over the clip, phase, and the subject's arm length and
+/// shoulder width scales (so a clap can bring the hands exactly to the midline).
 struct Style {
     amp: f32,
     cycles: f32,
     phase: f32,
+    arm: f32,
+    width: f32,
+}
+
+/// The yaw (about the vertical through the shoulder) that puts the hand of side `sd` at
+/// `x = sd * gap` (the body's midline plus a gap), for an arm posed by `arm` and `forearm`;
+/// computed on the subject's rest geometry before height scaling, which does not change it.
+fn yaw_to_midline(st: &Style, sd: f32, arm: &Mat3, forearm: &Mat3, gap: f32) -> f32 {
+    let sh = template(Role::Shoulder, sd);
+    let el = template(Role::Elbow, sd);
+    let ha = template(Role::Hand, sd);
+    let scale = |v: [f32; 3]| [v[0] * st.arm * st.width, v[1] * st.arm, v[2] * st.arm];
+    let upper = scale([el[0] - sh[0], el[1] - sh[1], el[2] - sh[2]]);
+    let lower = apply(
+        forearm,
+        scale([ha[0] - el[0], ha[1] - el[1], ha[2] - el[2]]),
+    );
+    let h = apply(
+        arm,
+        [
+            upper[0] + lower[0],
+            upper[1] + lower[1],
+            upper[2] + lower[2],
+        ],
+    );
+    // Solve cos(y) h.x + sin(y) h.z = target for y, taking the smaller turn.
+    let target = sd * gap - sh[0] * st.width;
+    let r = h[0].hypot(h[2]).max(1e-6);
+    let alpha = h[2].atan2(h[0]);
+    let beta = (target / r).clamp(-1.0, 1.0).acos();
+    let wrap = |y: f32| {
+        (y + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU) - std::f32::consts::PI
+    };
+    let (y0, y1) = (wrap(alpha - beta), wrap(alpha + beta));
+    if y0.abs() <= y1.abs() {
+        y0
+    } else {
+        y1
+    }
 }
 
 const L: usize = 0;
@@ -500,7 +541,8 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
             p.set(Segment::Forearm(R), flex(1.9 * (1.0 - pulse)));
             p.set(Segment::Arm(L), flex(0.9));
             p.set(Segment::Forearm(L), flex(1.8));
-            p.set(Segment::Upper, ry(-0.3 * pulse));
+            // The trunk turns left, so the right shoulder goes forward with the fist.
+            p.set(Segment::Upper, ry(0.3 * pulse));
         }
         "kick" => {
             p.set(Segment::Leg(R), flex(1.2 * a * pulse));
@@ -517,12 +559,14 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
             for (s, sd) in [(L, SL), (R, SR)] {
                 p.set(Segment::Leg(s), matmul3(&abd(sd, 0.15 * u), &flex(1.3 * u)));
                 p.set(Segment::Shin(s), rx(2.3 * u));
-                p.set(Segment::Arm(s), flex(1.4 * u));
+                // Relative to the trunk, which leans forward: the arms end about level.
+                p.set(Segment::Arm(s), flex(1.85 * u));
             }
             p.set(Segment::Upper, lean(0.45 * u));
         }
         "jump" => {
-            let c = w.sin() * env;
+            // Crouch first (c < 0), then the jump (c > 0).
+            let c = -w.sin() * env;
             let crouch = (-c).max(0.0);
             let air = c.max(0.0);
             for s in [L, R] {
@@ -531,8 +575,9 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
                 p.set(Segment::Arm(s), flex(2.6 * air - 0.5 * crouch));
             }
             p.set(Segment::Upper, lean(0.3 * crouch));
+            // Feet stay on the ground through the crouch (the hips sink); the flight lifts the
+            // whole body off the ground.
             p.offset[1] = 0.35 * a * air;
-            p.grounded = false;
         }
         "turn" => {
             p.yaw = PI * (0.5 + 0.4 * a.min(1.25)) * smoothstep(0.1, 0.9, t);
@@ -548,19 +593,18 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
             p.set(Segment::Head, rx(0.3 * u));
         }
         "clap" => {
+            // Upper arms forward and down, elbows a little bent: the hands at chest height.
+            // Closed: each arm turned in just far enough for its hand to reach the midline;
+            // open: turned a little outwards, the hands about half a metre apart.
             let open = 0.5 + 0.5 * w.cos();
             for (s, sd) in [(L, SL), (R, SR)] {
-                p.set(
-                    Segment::Arm(s),
-                    matmul3(
-                        &ry(-sd * (0.05 + 0.45 * a.min(1.2) * open) * env),
-                        &flex(1.3 * env),
-                    ),
-                );
-                p.set(
-                    Segment::Forearm(s),
-                    matmul3(&ry(-sd * 0.5 * env), &flex(0.5 * env)),
-                );
+                let arm = flex(1.1 * env);
+                let forearm = flex(0.5 * env);
+                let shut = yaw_to_midline(st, sd, &flex(1.1), &flex(0.5), 0.025);
+                let wide = sd * 0.12 * a.min(1.2);
+                let yaw = (shut + (wide - shut) * open) * env;
+                p.set(Segment::Arm(s), matmul3(&ry(yaw), &arm));
+                p.set(Segment::Forearm(s), forearm);
             }
         }
         "raise_arms" => {
@@ -575,10 +619,13 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
             p.set(Segment::Leg(R), abd(SR, 0.35 * spread));
         }
         "nod" => {
-            p.set(Segment::Head, rx(0.45 * a * pulse));
+            // Down well forward, then a little back past upright.
+            p.set(Segment::Head, lean(a * (0.85 * pulse - 0.15 * env)));
         }
         "shake_head" => {
-            p.set(Segment::Head, ry(0.7 * a * w.sin() * env));
+            // The turn carries a slight roll toward the side the face turns to, as people do.
+            let turn = 0.7 * a * w.sin() * env;
+            p.set(Segment::Head, matmul3(&ry(turn), &rz(-0.35 * turn)));
         }
         "march" => {
             let sw = w.sin() * env;
@@ -592,10 +639,13 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
             p.set(Segment::Forearm(R), flex(0.8 * env));
         }
         "arm_circles" => {
+            // Arms held out sideways; each hand circles on a cone about the arm's line: up/down
+            // by raising/lowering the arm, forward/back by turning it about the vertical.
+            let r = 0.35 * a.min(1.2) * env;
             for (s, sd) in [(L, SL), (R, SR)] {
                 let circle = matmul3(
-                    &rx(-0.4 * a * w.sin() * env),
-                    &abd(sd, (FRAC_PI_2 + 0.4 * a * w.cos()) * env),
+                    &ry(-sd * r * w.cos()),
+                    &abd(sd, FRAC_PI_2 * env + r * w.sin()),
                 );
                 p.set(Segment::Arm(s), circle);
             }
@@ -615,7 +665,8 @@ fn pose_for(motion: &str, t: f32, st: &Style) -> Pose {
             let angle = (2.9 * wind - 1.9 * release) * back;
             p.set(Segment::Arm(R), flex(angle * a.min(1.1)));
             p.set(Segment::Forearm(R), flex(1.2 * wind * (1.0 - release)));
-            p.set(Segment::Upper, ry(0.4 * (wind - 1.4 * release) * back));
+            // Trunk turns right (right shoulder back) in the wind-up, left at the release.
+            p.set(Segment::Upper, ry(-0.4 * (wind - 1.4 * release) * back));
         }
         _ => {}
     }
@@ -832,6 +883,8 @@ fn one_sample(
         amp: sub.amp * uniform(&mut rng, 0.9, 1.1),
         cycles: base_cycles(motion) * sub.speed * uniform(&mut rng, 0.9, 1.1),
         phase: uniform(&mut rng, -0.4, 0.4),
+        arm: sub.arm,
+        width: sub.width,
     };
     let yaw = if cfg.views == 1 {
         0.0
@@ -930,6 +983,8 @@ mod tests {
             amp: 1.0,
             cycles: 1.0,
             phase: 0.0,
+            arm: 1.0,
+            width: 1.0,
         };
         let rest = b.rest.clone();
         let hand = l.joint_index("right_hand").unwrap();
@@ -948,5 +1003,190 @@ mod tests {
         );
         let p = b.pose(&rest, &pose_for("raise_arms", 0.5, &st));
         assert!(p[hand][1] > p[head][1], "hands above head");
+    }
+
+    /// Joint trajectories of one motion over `n` instants, on a subject of the given build.
+    fn track(motion: &str, sub: &Subject, cycles: f32, n: usize) -> (Layout, Vec<Vec<[f32; 3]>>) {
+        let l = Layout::builtin("ntu25").unwrap();
+        let b = Body::new(&l);
+        let st = Style {
+            amp: sub.amp,
+            cycles,
+            phase: 0.0,
+            arm: sub.arm,
+            width: sub.width,
+        };
+        let rest = b.subject_rest(sub);
+        let seq = (0..n)
+            .map(|i| b.pose(&rest, &pose_for(motion, i as f32 / (n - 1) as f32, &st)))
+            .collect();
+        (l, seq)
+    }
+
+    fn plain(amp: f32) -> Subject {
+        Subject {
+            height: 1.0,
+            arm: 1.0,
+            leg: 1.0,
+            width: 1.0,
+            amp,
+            speed: 1.0,
+        }
+    }
+
+    fn dist(a: [f32; 3], b: [f32; 3]) -> f32 {
+        (0..3).map(|c| (a[c] - b[c]).powi(2)).sum::<f32>().sqrt()
+    }
+
+    #[test]
+    fn head_motions_move_the_head_joint() {
+        for amp in [0.72, 1.0] {
+            let (l, seq) = track("shake_head", &plain(amp), 3.5, 97);
+            let h = l.joint_index("head").unwrap();
+            let xs: Vec<f32> = seq.iter().map(|p| p[h][0]).collect();
+            let (lo, hi) = (
+                xs.iter().cloned().fold(9.0, f32::min),
+                xs.iter().cloned().fold(-9.0, f32::max),
+            );
+            assert!(
+                hi - seq[0][h][0] > 0.03 && seq[0][h][0] - lo > 0.03,
+                "shake_head: {lo}..{hi}"
+            );
+            let (_, seq) = track("nod", &plain(amp), 3.0, 97);
+            let far = seq
+                .iter()
+                .map(|p| dist(p[h], seq[0][h]))
+                .fold(0.0, f32::max);
+            assert!(far > 0.1 * amp, "nod moves the head only {far}");
+        }
+    }
+
+    #[test]
+    fn clap_hands_open_wide_and_meet_at_the_midline() {
+        // Extreme builds: narrow shoulders with long arms, wide shoulders with short arms.
+        for (arm, width, amp) in [(1.1, 0.9, 0.72), (0.9, 1.15, 1.27), (1.0, 1.0, 1.0)] {
+            let sub = Subject {
+                arm,
+                width,
+                ..plain(amp)
+            };
+            let (l, seq) = track("clap", &sub, 3.5, 193);
+            let (lh, rh) = (
+                l.joint_index("left_hand").unwrap(),
+                l.joint_index("right_hand").unwrap(),
+            );
+            let chest = l.joint_index("spine_shoulder").unwrap();
+            let mut widest = 0.0f32;
+            let mut closest = (9.0f32, 0);
+            for (t, p) in seq.iter().enumerate() {
+                assert!(
+                    p[lh][0] > -0.02 && p[rh][0] < 0.02,
+                    "hands cross: {:?} {:?}",
+                    p[lh],
+                    p[rh]
+                );
+                widest = widest.max(p[lh][0] - p[rh][0]);
+                if p[lh][2] > 0.3 && dist(p[lh], p[rh]) < closest.0 {
+                    closest = (dist(p[lh], p[rh]), t);
+                }
+            }
+            assert!(
+                widest > 0.3 && closest.0 < 0.08,
+                "open {widest}, closed {closest:?}"
+            );
+            // They meet in front of the chest.
+            let p = &seq[closest.1];
+            assert!(
+                (p[lh][1] - p[chest][1]).abs() < 0.2 && p[lh][2] > 0.4,
+                "{:?}",
+                p[lh]
+            );
+        }
+    }
+
+    #[test]
+    fn punch_and_throw_turn_the_trunk_with_the_arm() {
+        let (l, seq) = track("punch", &plain(1.0), 1.0, 97);
+        let (sh, hand) = (
+            l.joint_index("right_shoulder").unwrap(),
+            l.joint_index("right_hand").unwrap(),
+        );
+        // Mid-clip the fist is fully out (pulse = 1).
+        // From the guard (t = 0) the fist goes well forward.
+        assert!(seq[48][hand][2] > seq[0][hand][2] + 0.2);
+        assert!(
+            seq[48][sh][2] > seq[0][sh][2] + 0.03,
+            "{:?} vs {:?}",
+            seq[48][sh],
+            seq[0][sh]
+        );
+        let (_, seq) = track("throw", &plain(1.0), 1.0, 101);
+        // t = 0.5: full wind-up, right shoulder back; t = 0.72: release, right shoulder forward.
+        assert!(
+            seq[50][sh][2] < seq[0][sh][2] - 0.03,
+            "wind-up {:?}",
+            seq[50][sh]
+        );
+        assert!(
+            seq[72][sh][2] > seq[0][sh][2] + 0.01,
+            "release {:?}",
+            seq[72][sh]
+        );
+    }
+
+    #[test]
+    fn arm_circles_trace_loops() {
+        let (l, seq) = track("arm_circles", &plain(1.0), 3.0, 301);
+        for name in ["left_hand", "right_hand"] {
+            let h = l.joint_index(name).unwrap();
+            // One full cycle in the middle of the clip (envelope at 1): t in [1/3, 2/3].
+            let ring: Vec<[f32; 3]> = seq[100..=200].iter().map(|p| p[h]).collect();
+            let ext = |c: usize| {
+                let v = ring.iter().map(|p| p[c]);
+                v.clone().fold(-9.0, f32::max) - v.fold(9.0, f32::min)
+            };
+            assert!(
+                ext(1) > 0.2 && ext(2) > 0.2,
+                "{name}: y {} z {}",
+                ext(1),
+                ext(2)
+            );
+            // Enclosed area in the sagittal (y, z) plane: an arc up and down encloses ~none.
+            let area: f32 = ring
+                .windows(2)
+                .map(|w| w[0][2] * w[1][1] - w[1][2] * w[0][1])
+                .sum::<f32>()
+                .abs()
+                / 2.0;
+            assert!(area > 0.03, "{name}: area {area}");
+            // Arms out to the side throughout the cycle.
+            assert!(ring.iter().all(|p| p[0].abs() > 0.5), "{name} out sideways");
+        }
+    }
+
+    #[test]
+    fn jump_crouches_on_the_ground_then_leaves_it() {
+        let (l, seq) = track("jump", &plain(1.0), 2.0, 201);
+        let (ank, pel) = (
+            l.joint_index("left_ankle").unwrap(),
+            l.joint_index("spine_base").unwrap(),
+        );
+        let (a0, p0) = (seq[0][ank][1], seq[0][pel][1]);
+        let mut crouched = false;
+        let mut flew = false;
+        for p in &seq {
+            if p[pel][1] < p0 - 0.15 {
+                crouched = true;
+                assert!(
+                    (p[ank][1] - a0).abs() < 0.01,
+                    "feet on the ground in the crouch"
+                );
+            }
+            if p[ank][1] > a0 + 0.2 {
+                flew = true;
+                assert!(p[pel][1] > p0 + 0.2, "whole body lifts");
+            }
+        }
+        assert!(crouched && flew);
     }
 }
