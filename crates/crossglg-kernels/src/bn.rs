@@ -23,6 +23,27 @@ pub struct BatchStats {
     pub count: usize,
 }
 
+impl BatchStats {
+    /// PyTorch-style running-statistics update on candle_nn-style buffers (e.g. the
+    /// `running_mean` / `running_var` `Var`s a `VarMap` holds):
+    /// `r ← (1 − m)·r + m·batch`, with the unbiased variance `var · n / (n − 1)` for `running_var`.
+    pub fn update_running(
+        &self,
+        running_mean: &candle_core::Var,
+        running_var: &candle_core::Var,
+        momentum: f64,
+    ) -> Result<()> {
+        let c = self.mean.len();
+        let unbias = self.count as f64 / (self.count.max(2) - 1) as f64;
+        let dev = running_mean.device();
+        let bm = Tensor::from_slice(&self.mean, c, dev)?.to_dtype(running_mean.dtype())?;
+        let bv = (Tensor::from_slice(&self.var, c, dev)?.to_dtype(running_var.dtype())? * unbias)?;
+        running_mean.set(&((running_mean.as_tensor() * (1.0 - momentum))? + (bm * momentum)?)?)?;
+        running_var.set(&((running_var.as_tensor() * (1.0 - momentum))? + (bv * momentum)?)?)?;
+        Ok(())
+    }
+}
+
 /// Layout `(N, C, S)` of an input of rank ≥ 2, `S` being the product of the trailing dims.
 fn ncs(dims: &[usize], op: &str) -> Result<(usize, usize, usize)> {
     if dims.len() < 2 {

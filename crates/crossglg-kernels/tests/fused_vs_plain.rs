@@ -219,13 +219,20 @@ fn fused_batch_norm_running_stats_match_candle_nn() -> Result<()> {
             .expect("bn param")
             .set(val)?;
     }
-    let fused = FusedBatchNorm::new(g, b, 1e-5, 0.1)?;
+    let fused = FusedBatchNorm::new(g.clone(), b.clone(), 1e-5, 0.1)?;
+    // The same statistics kept in Vars, as a model crate holding candle_nn buffers would.
+    let rm = Var::zeros(c, candle_core::DType::F32, &Device::Cpu)?;
+    let rv = Var::ones(c, candle_core::DType::F32, &Device::Cpu)?;
     for step in 0..3 {
         let x = ((rand_t(&mut rng, &[3, c, 5, 2])? * 2.0)? + step as f64)?;
         let a = fused.forward_t(&x, None, false, true)?;
         let e = reference.forward_t(&x, true)?;
         assert_close("train output", &a, &e)?;
+        let (_, stats) = batch_norm_act(&x, &g, &b, None, 1e-5, false)?;
+        stats.update_running(&rm, &rv, 0.1)?;
     }
+    assert_close("Var running mean", rm.as_tensor(), reference.running_mean())?;
+    assert_close("Var running var", rv.as_tensor(), reference.running_var())?;
     let (rm, rv) = fused.running_stats();
     let erm = reference.running_mean().to_vec1::<f32>()?;
     let erv = reference.running_var().to_vec1::<f32>()?;
