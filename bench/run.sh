@@ -2,7 +2,8 @@
 # Runs the PyTorch reference and the candle benchmark on the same shapes and thread count and
 # prints one table with Rust/PyTorch ratios.
 #
-#   bench/run.sh [extra args for both sides, e.g. --batch 16 --iters 5]
+#   bench/run.sh [shape/timing args for both sides: --batch --persons --frames --joints --classes
+#                 --warmup --iters]
 #
 # Creates bench/.venv (gitignored) and installs PyTorch from PyPI on first use. PyPI only serves
 # the CUDA build of torch for Linux x86_64 (about 540 MB + about 4.5 GB of nvidia-* wheels); it runs

@@ -1,4 +1,5 @@
 //! `cargo run -p crossglg-bench --release --example bench -- [--batch N] [--persons M] [--frames T]
+//!  [--joints V] [--classes K]
 //!  [--iters I] [--warmup W] [--threads P] [--variant NAME]... [--in-process] [--torch-json FILE]
 //!  [--json OUT]`
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ fn main() -> ExitCode {
             "--batch" => num("--batch").map(|v| cfg.batch = v),
             "--persons" => num("--persons").map(|v| cfg.persons = v),
             "--frames" => num("--frames").map(|v| cfg.frames = v),
+            "--joints" => num("--joints").map(|v| cfg.joints = v),
+            "--classes" => num("--classes").map(|v| cfg.classes = v),
             "--iters" => num("--iters").map(|v| cfg.iters = v),
             "--warmup" => num("--warmup").map(|v| cfg.warmup = v),
             "--threads" => num("--threads").map(|v| cfg.threads = v),
