@@ -22,15 +22,18 @@ CENTER = 21 - 1
 
 
 def adjacency(torch, v=25):
-    """Spatial partition (self, inward, outward), column-normalised like ST-GCN."""
+    """Spatial partition (self, inward, outward), column-normalised like ST-GCN. For v != 25 the
+    joints form a chain rooted at 0 (as in crossglg-bench's stgcn.rs)."""
     a = torch.zeros(3, v, v)
     hops = [None] * v  # BFS distance to the centre
     nbr = [[] for _ in range(v)]
-    for i, j in NTU_EDGES:
-        nbr[i - 1].append(j - 1)
-        nbr[j - 1].append(i - 1)
-    hops[CENTER] = 0
-    queue = [CENTER]
+    edges = [(i - 1, j - 1) for i, j in NTU_EDGES] if v == 25 else [(i - 1, i) for i in range(1, v)]
+    center = CENTER if v == 25 else 0
+    for i, j in edges:
+        nbr[i].append(j)
+        nbr[j].append(i)
+    hops[center] = 0
+    queue = [center]
     while queue:
         u = queue.pop(0)
         for w in nbr[u]:
@@ -175,7 +178,9 @@ def main():
         # drop the value that followed --json, if any
         if args.json and args.json in cmd:
             cmd.remove(args.json)
-        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"variant {name} failed:\n{r.stderr}")
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))
     print(f"{'variant':<12} {'train ms':>9} {'cpu ms':>9} {'infer ms':>9} {'cpu ms':>9} {'peak MB':>8} {'params':>9}")
     for r in results:
