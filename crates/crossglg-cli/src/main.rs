@@ -48,12 +48,69 @@ enum Command {
     Recognize(cmd_use::RecognizeArgs),
     /// Recognise actions in a pose stream on stdin (JSON lines or CSV), one event per window.
     Stream(cmd_use::StreamArgs),
+    /// Time training steps and inference of the encoders (and a PyTorch reference, see bench/run.sh).
+    Bench(BenchArgs),
     /// Pictures: training curves, confusion matrix, joint importance, embedding map.
     #[command(subcommand)]
     Plot(cmd_use::PlotCommand),
 }
 
-fn main() {
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 2)]
+    persons: usize,
+    #[arg(long, default_value_t = 64)]
+    frames: usize,
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Variants (default: the reference ST-GCN, plain and fused); also model-stgcn,
+    /// model-ctrgcn, model-infogcn, crossglg-infogcn.
+    #[arg(long, value_delimiter = ',')]
+    variant: Vec<String>,
+    /// PyTorch results from `bench/torch_reference.py --json`, for ratio columns.
+    #[arg(long)]
+    torch_json: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let cfg = crossglg_bench::BenchConfig {
+        batch: a.batch,
+        persons: a.persons,
+        frames: a.frames,
+        iters: a.iters,
+        warmup: a.warmup,
+        threads: a.threads,
+        variants: a.variant,
+        torch_json: a.torch_json,
+        ..Default::default()
+    };
+    // `run` prints the table as it goes.
+    let report = crossglg_bench::run(&cfg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    // `bench` measures each variant in a child process of this same binary.
+    if let Some(code) = crossglg_bench::child_main_if_requested() {
+        return code;
+    }
+    // Keep freed memory in the process: candle allocates and frees large temporaries every
+    // step, and returning them to the kernel each time costs more than the maths (see
+    // docs/performance.md).
+    crossglg_kernels::tune_allocator();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -78,9 +135,13 @@ fn main() {
         Command::Recognize(a) => cmd_use::recognize(a),
         Command::Stream(a) => cmd_use::stream(a),
         Command::Plot(c) => cmd_use::plot(c),
+        Command::Bench(a) => bench(a),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

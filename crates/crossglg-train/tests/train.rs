@@ -70,7 +70,12 @@ fn weights(run: &Path) -> Vec<(String, Vec<f32>)> {
         .tensors
         .iter()
         .filter(|(k, _)| k.starts_with("model."))
-        .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
         .collect();
     w.sort_by(|a, b| a.0.cmp(&b.0));
     w
@@ -89,13 +94,20 @@ fn resume_continues_exactly_and_run_writes_its_artefacts() {
         ..quiet()
     };
     train(&cfg, &split_run, &first).unwrap();
-    assert!(!split_run.join("report.json").exists(), "no report before the last epoch");
+    assert!(
+        !split_run.join("report.json").exists(),
+        "no report before the last epoch"
+    );
     let rest = TrainOptions {
         resume: true,
         ..quiet()
     };
     train(&cfg, &split_run, &rest).unwrap();
-    assert_eq!(weights(&straight), weights(&split_run), "resumed run differs");
+    assert_eq!(
+        weights(&straight),
+        weights(&split_run),
+        "resumed run differs"
+    );
 
     for f in [
         "config.toml",
@@ -115,7 +127,8 @@ fn resume_continues_exactly_and_run_writes_its_artefacts() {
 
     // `crossglg eval` on the finished run reproduces the report written by training.
     let written: Vec<EvalReport> =
-        serde_json::from_str(&std::fs::read_to_string(straight.join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(straight.join("report.json")).unwrap())
+            .unwrap();
     let again = evaluate_run(&straight, &Device::Cpu).unwrap();
     assert_eq!(written.len(), 2);
     assert_eq!(written[0].accuracy, again[0].accuracy);
@@ -133,5 +146,9 @@ fn trained_embedding_beats_chance_on_novel_classes() {
     let cosine = &reports[0];
     // 8 classes, every 4th novel: 2 novel classes, chance 50 %.
     assert_eq!(cosine.classes.len(), 2);
-    assert!(cosine.accuracy > 0.7, "one-shot accuracy {:.3} is near chance", cosine.accuracy);
+    assert!(
+        cosine.accuracy > 0.7,
+        "one-shot accuracy {:.3} is near chance",
+        cosine.accuracy
+    );
 }
