@@ -1,6 +1,7 @@
 //! Skeleton data for crossglg: layouts (joint graphs as data), readers for the field's
 //! dataset formats, preprocessing, packed datasets and one-shot protocols.
 
+pub mod atomic;
 pub mod inspect;
 pub mod layout;
 pub mod pack;

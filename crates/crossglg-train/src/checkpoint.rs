@@ -50,11 +50,11 @@ impl Checkpoint {
             .iter()
             .map(|n| (n.as_str(), &self.tensors[*n]))
             .collect();
-        write_atomic(path, |tmp| {
+        crossglg_data::atomic::write_atomic_with(path, |tmp| {
             safetensors::serialize_to_file(data.iter().map(|(n, t)| (*n, *t)), Some(meta), tmp)
-                .map_err(|e| e.to_string())
+                .map_err(std::io::Error::other)
         })
-        .map_err(err)
+        .map_err(|e| err(e.to_string()))
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Self, CheckpointError> {
@@ -89,25 +89,6 @@ impl Checkpoint {
             metadata: meta,
         })
     }
-}
-
-/// Writes through `write` to `path.tmp` and renames over `path`.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))
 }
 
 #[cfg(test)]

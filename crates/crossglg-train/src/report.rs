@@ -1,7 +1,6 @@
 //! One-shot evaluation reports: counts, accuracy, per-class accuracy and the confusion matrix,
 //! as JSON (serde) and Markdown, plus the atomic file write every output in this crate uses.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,31 +26,7 @@ pub enum ReportError {
     Invalid(String),
 }
 
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`, so
-/// readers never see a half-written file and a crash leaves the old file intact.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crossglg_data::atomic::write_atomic;
 
 /// Accuracy of one class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
