@@ -214,6 +214,20 @@ fn batch_tensor(
     Ok(Tensor::from_vec(b.x, b.shape.to_vec(), device)?)
 }
 
+fn mean_row(rows: &[Vec<f32>]) -> Vec<f32> {
+    let d = rows.first().map_or(0, Vec::len);
+    let mut m = vec![0f32; d];
+    for r in rows {
+        m.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+    }
+    m.iter_mut().for_each(|a| *a /= rows.len().max(1) as f32);
+    m
+}
+
+fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
 /// Summary of a finished `train` call.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainSummary {
@@ -444,15 +458,29 @@ pub fn train(
     let train_secs = t_train.elapsed().as_secs_f64();
 
     if end_epoch == cfg.epochs {
-        let trained = TrainedModel {
+        let mut trained = TrainedModel {
             model,
             pre,
             device: device.clone(),
             batch_size: cfg.eval.batch_size,
+            center: None,
         };
         // Base statistics for distribution calibration, from the training samples (test-mode
-        // preprocessing: what the model sees at inference).
-        let emb = trained.embed_indices(src.as_ref(), &assignment.train)?;
+        // preprocessing: what the model sees at inference), after centring on their mean.
+        let raw = trained.embed_indices(src.as_ref(), &assignment.train)?;
+        let center = mean_row(&raw);
+        crate::report::write_atomic(
+            &run_dir.join(CENTER_FILE),
+            serde_json::to_string(&center)
+                .expect("serialises")
+                .as_bytes(),
+        )
+        .map_err(|e| RunError::RunDir {
+            path: run_dir.join(CENTER_FILE),
+            message: e.to_string(),
+        })?;
+        let emb: Vec<Vec<f32>> = raw.iter().map(|r| sub(r, &center)).collect();
+        trained.center = Some(center);
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
         let stats = BaseStats::from_embeddings(&emb, &base_labels)
             .map_err(|e| RunError::Eval(e.to_string()))?;
@@ -505,7 +533,14 @@ pub struct TrainedModel {
     pub pre: Preprocessor,
     pub device: Device,
     pub batch_size: usize,
+    /// Mean embedding of the training samples, subtracted from every embedding. Pooled
+    /// post-ReLU features are all positive, so raw cosine similarities crowd near 1 for every
+    /// pair; centring spreads them, which the nearest-exemplar rule and, above all, the
+    /// "unknown" threshold need. Saved as `embedding_center.json` in the run directory.
+    pub center: Option<Vec<f32>>,
 }
+
+const CENTER_FILE: &str = "embedding_center.json";
 
 impl TrainedModel {
     /// Loads `last.safetensors` (or the given checkpoint file) of a run directory.
@@ -528,12 +563,41 @@ impl TrainedModel {
         let (varmap, model) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
         load_weights(&varmap, &ck, &file)?;
         let pre = Preprocessor::new(cfg.preprocess.clone(), &layout).map_err(data_err)?;
+        // The run directory holds the centre; a checkpoint may sit one level down.
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let center_path = [dir.join(CENTER_FILE), dir.join("..").join(CENTER_FILE)]
+            .into_iter()
+            .find(|p| p.exists());
+        let center = match center_path {
+            Some(p) => {
+                let c: Vec<f32> = std::fs::read_to_string(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                    .map_err(|message| RunError::RunDir {
+                        path: p.clone(),
+                        message,
+                    })?;
+                if c.len() != model.embedding_dim() {
+                    return Err(RunError::RunDir {
+                        path: p,
+                        message: format!(
+                            "centre has width {}, the model {}",
+                            c.len(),
+                            model.embedding_dim()
+                        ),
+                    });
+                }
+                Some(c)
+            }
+            None => None,
+        };
         Ok((
             TrainedModel {
                 model,
                 pre,
                 device: device.clone(),
                 batch_size: cfg.eval.batch_size,
+                center,
             },
             cfg,
             layout,
@@ -541,11 +605,15 @@ impl TrainedModel {
     }
 
     fn embed_tensor(&self, x: &Tensor) -> Result<Vec<Vec<f32>>, RunError> {
-        Ok(self
+        let rows = self
             .model
             .embed(x)?
             .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?)
+            .to_vec2::<f32>()?;
+        Ok(match &self.center {
+            Some(c) => rows.iter().map(|r| sub(r, c)).collect(),
+            None => rows,
+        })
     }
 
     /// Embeddings of dataset samples, in batches.

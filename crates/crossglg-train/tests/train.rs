@@ -6,8 +6,10 @@ use std::path::Path;
 use candle_core::Device;
 use crossglg_train::checkpoint::Checkpoint;
 use crossglg_train::config::TrainConfig;
+use crossglg_train::embedder::Embedder;
+use crossglg_train::gallery::{Gallery, ThresholdCalibration};
 use crossglg_train::report::EvalReport;
-use crossglg_train::run::{evaluate_run, train, TrainOptions};
+use crossglg_train::run::{evaluate_run, load_run, train, TrainOptions};
 
 fn config(dir: &Path, epochs: usize, guidance: &str) -> TrainConfig {
     let desc = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/synthetic-descriptions.json");
@@ -150,5 +152,48 @@ fn trained_embedding_beats_chance_on_novel_classes() {
         cosine.accuracy > 0.7,
         "one-shot accuracy {:.3} is near chance",
         cosine.accuracy
+    );
+
+    // The user's flow on the same model: enroll one example of a new action into a gallery
+    // and recognise the rest; a second novel action, never enrolled, should come out unknown.
+    let run_data = load_run(&run, &Device::Cpu).unwrap();
+    let (src, a) = (run_data.src.as_ref(), &run_data.assignment);
+    let novel = &run_data.split.novel_classes;
+    let label = |i: usize| src.meta(i).label.unwrap();
+    let enrolled = novel[0];
+    let mut gallery = Gallery::new(run_data.model.dim(), "test");
+    let threshold: ThresholdCalibration =
+        serde_json::from_str(&std::fs::read_to_string(run.join("unknown_threshold.json")).unwrap())
+            .unwrap();
+    gallery.threshold = Some(threshold.threshold);
+    let ex = *a.exemplars.iter().find(|&&i| label(i) == enrolled).unwrap();
+    let emb = run_data.model.embed(&[src.skeleton(ex).unwrap()]).unwrap();
+    gallery
+        .enroll(&src.classes()[enrolled], &emb, None)
+        .unwrap();
+    let (mut known, mut known_ok, mut unknown, mut rejected) = (0, 0, 0, 0);
+    for &q in &a.queries {
+        let e = run_data.model.embed(&[src.skeleton(q).unwrap()]).unwrap();
+        let r = gallery.recognize(&e[0]).unwrap();
+        if label(q) == enrolled {
+            known += 1;
+            known_ok += usize::from(!r.unknown);
+        } else {
+            unknown += 1;
+            rejected += usize::from(r.unknown);
+        }
+    }
+    let (accept, reject) = (
+        known_ok as f64 / known as f64,
+        rejected as f64 / unknown as f64,
+    );
+    eprintln!(
+        "gallery: enrolled class accepted {accept:.3} ({known} queries); never-enrolled class rejected as unknown {reject:.3} ({unknown} queries); threshold {:.3}",
+        threshold.threshold
+    );
+    // Honest bounds: the threshold must separate the two at least better than a coin.
+    assert!(
+        accept + reject > 1.0,
+        "threshold does not separate known from unknown: accept {accept:.3}, reject {reject:.3}"
     );
 }
