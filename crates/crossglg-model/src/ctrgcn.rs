@@ -12,9 +12,9 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, pointwise, ConvBn, MultiScaleTcn, Residual, TemporalConv,
+    add_opt, batch_norm, bn_act, pointwise, ConvBn, MultiScaleTcn, Residual, TemporalConv,
 };
-use candle_core::{ModuleT, Tensor};
+use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
 
 /// CTRGC: one subset of the channel-wise refined graph conv.
@@ -163,12 +163,17 @@ impl CtrGcn {
                 None => z,
             });
         }
-        let y = g.bn.forward_t(&y.expect("at least one subset"), train)?;
         let down = match &g.down {
             Some(d) => d.forward(h, train)?,
             None => h.clone(),
         };
-        let mut y = (y + down)?.relu()?;
+        let mut y = bn_act(
+            &g.bn,
+            &y.expect("at least one subset"),
+            Some(&down),
+            true,
+            train,
+        )?;
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
         }
@@ -187,7 +192,7 @@ pub(crate) fn data_bn_mvc(bn: &BatchNorm, x: &Tensor, train: bool) -> candle_cor
         .permute((0, 4, 3, 1, 2))?
         .contiguous()?
         .reshape((n, m * v * c, t))?;
-    let h = bn.forward_t(&h, train)?;
+    let h = bn_act(bn, &h, None, false, train)?;
     h.reshape((n, m, v, c, t))?
         .permute((0, 1, 3, 4, 2))?
         .contiguous()?

@@ -20,10 +20,10 @@ use crate::encoder::{EncoderConfig, InfoGcnOptions};
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, linear, pointwise, softmax_last, ConvBn, LayerNorm, MultiScaleTcn,
+    add_opt, batch_norm, bn_act, linear, pointwise, softmax_last, ConvBn, LayerNorm, MultiScaleTcn,
     Residual, TemporalConv,
 };
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, Linear, VarBuilder};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -242,12 +242,17 @@ impl InfoGcn {
                 None => z,
             });
         }
-        let y = g.bn.forward_t(&y.expect("at least one head"), train)?;
         let down = match &g.down {
             Some(d) => d.forward(h, train)?,
             None => h.clone(),
         };
-        let mut y = (y + down)?.relu()?;
+        let mut y = bn_act(
+            &g.bn,
+            &y.expect("at least one head"),
+            Some(&down),
+            true,
+            train,
+        )?;
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
         }

@@ -3,8 +3,70 @@
 //! CTR-GCN / InfoGCN, and multi-head attention for the CrossGLG heads.
 
 use crate::init::{CONV_INIT, LINEAR_INIT};
-use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
+use candle_core::{DType, Module, ModuleT, Result, Tensor, Var, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
+use std::cell::Cell;
+
+thread_local! {
+    /// Per thread so tests can compare both paths in parallel; starts from `CROSSGLG_PLAIN`.
+    static FUSED: Cell<bool> = Cell::new(
+        std::env::var("CROSSGLG_PLAIN").map_or(true, |v| v.is_empty() || v == "0"),
+    );
+}
+
+/// Turns the fused CPU kernels (`crossglg-kernels`) on or off for the calling thread. They are
+/// on by default unless the environment variable `CROSSGLG_PLAIN` is set to a non-empty value
+/// other than `0`. Either way they are only used for f32 tensors on the CPU; everything else
+/// takes the plain candle path.
+pub fn set_fused(on: bool) {
+    FUSED.with(|f| f.set(on));
+}
+
+/// Whether the fused CPU kernels are enabled on the calling thread (see [`set_fused`]).
+pub fn fused_enabled() -> bool {
+    FUSED.with(|f| f.get())
+}
+
+/// True when the fused kernels apply: enabled, and every tensor is f32 on the CPU.
+pub fn use_fused(ts: &[&Tensor]) -> bool {
+    fused_enabled()
+        && ts
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+}
+
+/// `act(bn(x) [+ residual])` with `act` = ReLU when `relu`. In training mode on f32 CPU
+/// tensors this is one fused kernel that also updates the layer's running statistics in place
+/// (same buffers, same PyTorch semantics as `BatchNorm::forward_t`); otherwise plain candle.
+pub fn bn_act(
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    relu: bool,
+    train: bool,
+) -> Result<Tensor> {
+    if train {
+        if let Some((w, b)) = bn.weight_and_bias() {
+            let mut all = vec![x, w, b];
+            all.extend(residual);
+            if use_fused(&all) {
+                let (y, stats) =
+                    crossglg_kernels::batch_norm_act(x, w, b, residual, bn.eps(), relu)?;
+                // The running stats are `Var`s of the VarMap; from_tensor shares their storage.
+                let rm = Var::from_tensor(bn.running_mean())?;
+                let rv = Var::from_tensor(bn.running_var())?;
+                stats.update_running(&rm, &rv, bn.momentum())?;
+                return Ok(y);
+            }
+        }
+    }
+    let y = add_opt(bn.forward_t(x, train)?, residual.cloned())?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
 
 /// `nn.BatchNorm` with PyTorch's defaults (eps 1e-5, momentum 0.1), weight initialised to
 /// `gamma` (the GCN references use 1, and 1e-6 for the last norm of a graph conv).
@@ -117,6 +179,19 @@ impl TemporalConv {
         let (n, c_in, t, v) = x.dims4()?;
         let (c_out, _, k, _) = self.weight.dims4()?;
         let pad = self.dilation * (k - 1) / 2;
+        if use_fused(&[x, &self.weight]) {
+            let y = crossglg_kernels::temporal_conv_dilated(
+                x,
+                &self.weight.reshape((c_out, c_in, k))?,
+                self.stride,
+                pad,
+                self.dilation,
+            )?;
+            return match &self.bias {
+                Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1, 1))?),
+                None => Ok(y),
+            };
+        }
         let t_out = (t + 2 * pad - self.dilation * (k - 1) - 1) / self.stride + 1;
         let cols = if k == 1 {
             subsample(x, self.stride)?
@@ -186,7 +261,18 @@ impl ConvBn {
     /// # Shapes
     /// `(N, C_in, T, V)` -> `(N, C_out, ceil(T / stride), V)`
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
+        self.forward_act(x, None, false, train)
+    }
+
+    /// `act(bn(conv(x)) [+ residual])`, fused on the CPU (see [`bn_act`]).
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        train: bool,
+    ) -> Result<Tensor> {
+        bn_act(&self.bn, &self.conv.forward(x)?, residual, relu, train)
     }
 }
 
@@ -276,7 +362,7 @@ impl MultiScaleTcn {
             .iter()
             .map(|b| match b {
                 Branch::Conv { pre, pre_bn, tconv } => {
-                    let h = pre_bn.forward_t(&pre.forward(x)?, train)?.relu()?;
+                    let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
                     tconv.forward(&h, train)
                 }
                 Branch::MaxPool {
@@ -285,10 +371,10 @@ impl MultiScaleTcn {
                     post_bn,
                     stride,
                 } => {
-                    let h = pre_bn.forward_t(&pre.forward(x)?, train)?.relu()?;
-                    post_bn.forward_t(&max_pool_time3(&h, *stride)?, train)
+                    let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
+                    bn_act(post_bn, &max_pool_time3(&h, *stride)?, None, false, train)
                 }
-                Branch::Point { conv, bn } => bn.forward_t(&conv.forward(x)?, train),
+                Branch::Point { conv, bn } => bn_act(bn, &conv.forward(x)?, None, false, train),
             })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outs, 1)

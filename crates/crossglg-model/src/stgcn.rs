@@ -9,8 +9,8 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::init::CONV_INIT;
-use crate::layers::{add_opt, aggregate, batch_norm, conv1x1, Residual, TemporalConv};
-use candle_core::{ModuleT, Tensor};
+use crate::layers::{aggregate, batch_norm, bn_act, conv1x1, use_fused, Residual, TemporalConv};
+use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
 
 struct Block {
@@ -94,7 +94,7 @@ impl StGcn {
             .permute((0, 4, 3, 1, 2))?
             .contiguous()?
             .reshape((n * m, v * c, t))?;
-        let h = self.data_bn.forward_t(&h, train)?;
+        let h = bn_act(&self.data_bn, &h, None, false, train)?;
         h.reshape((n, m, v, c, t))?
             .permute((0, 1, 3, 4, 2))?
             .contiguous()?
@@ -117,22 +117,38 @@ impl StGcn {
             None => self.a.clone(),
         };
         let c = blk.c_out;
-        let mut y: Option<Tensor> = None;
-        for k in 0..a.dim(0)? {
-            let w = blk.gcn_w.narrow(0, k * c, c)?;
-            let b = blk.gcn_b.narrow(0, k * c, c)?;
-            let z = aggregate(&conv1x1(h, &w, Some(&b))?, &a.get(k)?)?;
-            y = Some(match y {
-                Some(y) => (y + z)?,
-                None => z,
-            });
-        }
-        let mut y = y.expect("at least one partition");
+        let k = a.dim(0)?;
+        let mut y = if use_fused(&[h, &blk.gcn_w, &a]) {
+            // One kernel for the 1×1 conv and the K aggregations. The kernel reads
+            // `A[k, v, u]` (source joint first) while `aggregate` uses `A[u][v]`, hence the
+            // transpose. The conv bias passes through the aggregation as
+            // Σ_k b_k[o] · Σ_v A_k[u][v], added here.
+            let v = a.dim(2)?;
+            let bias = blk
+                .gcn_b
+                .reshape((k, c))?
+                .t()?
+                .matmul(&a.sum(2)?)?
+                .reshape((1, c, 1, v))?;
+            let a_t = a.transpose(1, 2)?.contiguous()?;
+            crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?.broadcast_add(&bias)?
+        } else {
+            let mut y: Option<Tensor> = None;
+            for k in 0..k {
+                let w = blk.gcn_w.narrow(0, k * c, c)?;
+                let b = blk.gcn_b.narrow(0, k * c, c)?;
+                let z = aggregate(&conv1x1(h, &w, Some(&b))?, &a.get(k)?)?;
+                y = Some(match y {
+                    Some(y) => (y + z)?,
+                    None => z,
+                });
+            }
+            y.expect("at least one partition")
+        };
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
         }
-        let y = blk.bn0.forward_t(&y, train)?.relu()?;
-        let y = blk.bn1.forward_t(&blk.tconv.forward(&y)?, train)?;
-        add_opt(y, res)?.relu()
+        let y = bn_act(&blk.bn0, &y, None, true, train)?;
+        bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res.as_ref(), true, train)
     }
 }

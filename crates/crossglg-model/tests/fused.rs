@@ -1,0 +1,206 @@
+//! The fused CPU kernels (default for f32 on the CPU) and the plain candle path give the same
+//! logits, losses, parameter gradients and running statistics for whole tiny models.
+mod common;
+use candle_core::{DType, Device, Tensor};
+use crossglg_model::layers::{fused_enabled, set_fused, use_fused};
+use crossglg_model::{
+    build_seeded, trainable_vars, CrossGlg, CrossGlgConfig, EncoderKind, Guidance,
+};
+use std::time::Instant;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let vals: Vec<f32> = (0..n)
+        .map(|i| {
+            let h = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+            ((h >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect();
+    Tensor::from_vec(vals, shape, &Device::Cpu).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    values(t).iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// max |a − b| ≤ tol · max(max |b|, floor): relative to the tensor's scale, since tiny entries
+/// of a large tensor only carry absolute f32 error. `floor` covers tensors that are zero in
+/// exact arithmetic (e.g. gradients of conv biases that feed a training-mode BatchNorm).
+fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32, floor: f32) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let (a, b) = (values(a), values(b));
+    let scale = b.iter().fold(floor.max(1e-6), |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff <= tol * scale,
+        "{what}: max diff {diff} vs scale {scale}"
+    );
+}
+
+struct Step {
+    logits: Vec<Tensor>,
+    loss: Tensor,
+    grads: Vec<(String, Tensor)>,
+    state: Vec<(String, Tensor)>,
+}
+
+fn step(kind: EncoderKind, guidance: Guidance, fused: bool) -> Step {
+    set_fused(fused);
+    let mut cfg = CrossGlgConfig::tiny(kind, 4, 8);
+    cfg.guidance = guidance;
+    let (vm, model): (_, CrossGlg) =
+        build_seeded(&cfg, &common::ntu25(), 3, DType::F32, &Device::Cpu).unwrap();
+    // odd T exercises the stride-2 phases; 25 joints as in NTU
+    let x = randn(&[3, 3, 9, 25, 2], 1);
+    let text = randn(&[3, 25, 8], 2);
+    let labels = Tensor::new(&[0u32, 3, 1], &Device::Cpu).unwrap();
+    let k_gt = (randn(&[3, 25], 4).abs().unwrap() * 0.1).unwrap();
+    let out = model.forward_train(&x, Some(&text), true).unwrap();
+    let loss = model.loss(&out, &labels, Some(&k_gt)).unwrap().total;
+    let gs = loss.backward().unwrap();
+    let mut logits = vec![out.logits_s.clone()];
+    logits.extend(out.logits_c.clone());
+    let grads = trainable_vars(&vm)
+        .into_iter()
+        .map(|(name, v)| {
+            let g = gs
+                .get(v.as_tensor())
+                .cloned()
+                .unwrap_or_else(|| v.zeros_like().unwrap());
+            (name, g)
+        })
+        .collect();
+    let mut state: Vec<(String, Tensor)> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap()))
+        .collect();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    set_fused(true);
+    Step {
+        logits,
+        loss,
+        grads,
+        state,
+    }
+}
+
+#[test]
+fn fused_and_plain_paths_agree_for_whole_tiny_models() {
+    assert!(fused_enabled() || std::env::var_os("CROSSGLG_PLAIN").is_some());
+    for kind in [
+        EncoderKind::StGcn,
+        EncoderKind::CtrGcn,
+        EncoderKind::InfoGcn,
+    ] {
+        for guidance in [Guidance::None, Guidance::Both] {
+            let tag = format!("{kind:?}/{guidance:?}");
+            let f = step(kind, guidance, true);
+            let p = step(kind, guidance, false);
+            assert_eq!(f.logits.len(), p.logits.len(), "{tag}");
+            for (a, b) in f.logits.iter().zip(&p.logits) {
+                assert_close(&format!("{tag} logits"), a, b, 1e-4, 1e-3);
+            }
+            assert_close(&format!("{tag} loss"), &f.loss, &p.loss, 1e-4, 1e-3);
+            assert_eq!(f.grads.len(), p.grads.len());
+            let global = p.grads.iter().fold(0f32, |m, (_, g)| m.max(max_abs(g)));
+            let mut nonzero = 0;
+            for ((name, a), (_, b)) in f.grads.iter().zip(&p.grads) {
+                let what = format!("{tag} grad {name}");
+                if max_abs(b) < 1e-4 * global {
+                    // Zero in exact arithmetic (a bias feeding a training-mode BatchNorm): both
+                    // paths must give rounding noise only.
+                    assert!(
+                        max_abs(a) < 1e-4 * global,
+                        "{what}: {} vs {global}",
+                        max_abs(a)
+                    );
+                    continue;
+                }
+                assert_close(&what, a, b, 1e-4, 1e-2 * global);
+                if values(b).iter().any(|v| *v != 0.0) {
+                    nonzero += 1;
+                }
+            }
+            assert!(nonzero > 20, "{tag}: only {nonzero} non-zero gradients");
+            // running statistics were updated identically (and the parameters untouched)
+            assert_eq!(f.state.len(), p.state.len());
+            for ((name, a), (_, b)) in f.state.iter().zip(&p.state) {
+                assert_close(&format!("{tag} state {name}"), a, b, 1e-4, 1e-3);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_path_is_only_for_f32_on_cpu() {
+    let f32t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    let f64t = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
+    set_fused(true);
+    assert!(use_fused(&[&f32t, &f32t]));
+    assert!(!use_fused(&[&f32t, &f64t]));
+    set_fused(false);
+    assert!(!use_fused(&[&f32t]));
+    set_fused(true);
+}
+
+/// Forward / backward time of one tiny training step (batch 16, T = 32, 25 joints, 2 persons)
+/// and of the standard presets, fused vs plain. Measurement only:
+/// `cargo test -p crossglg-model --release --test fused -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn time_training_step() {
+    let standard = std::env::var_os("CROSSGLG_TIME_STANDARD").is_some();
+    let kinds = [
+        EncoderKind::StGcn,
+        EncoderKind::CtrGcn,
+        EncoderKind::InfoGcn,
+    ];
+    for kind in kinds {
+        for fused in [false, true] {
+            set_fused(fused);
+            let (cfg, t) = if standard {
+                (CrossGlgConfig::standard(kind, 60), 64)
+            } else {
+                let mut c = CrossGlgConfig::tiny(kind, 60, 384);
+                c.guidance = Guidance::None;
+                (c, 32)
+            };
+            let (_vm, m) =
+                build_seeded(&cfg, &common::ntu25(), 0, DType::F32, &Device::Cpu).unwrap();
+            let x = randn(&[16, 3, t, 25, 2], 7);
+            let text = randn(&[16, 25, 384], 8);
+            let labels = Tensor::from_vec((0..16u32).collect(), 16, &Device::Cpu).unwrap();
+            let k_gt = Tensor::full(0.04f32, (16, 25), &Device::Cpu).unwrap();
+            let reps = if standard { 1 } else { 3 };
+            let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+            for _ in 0..reps + 1 {
+                let t0 = Instant::now();
+                let out = m.forward_train(&x, Some(&text), true).unwrap();
+                let loss = m.loss(&out, &labels, Some(&k_gt)).unwrap().total;
+                let t1 = Instant::now();
+                loss.backward().unwrap();
+                let t2 = Instant::now();
+                fwd = fwd.min((t1 - t0).as_secs_f64());
+                bwd = bwd.min((t2 - t1).as_secs_f64());
+            }
+            eprintln!(
+                "{kind:?} {} T={t} fused={fused}: forward {:.3} s, backward {:.3} s",
+                if standard { "standard" } else { "tiny" },
+                fwd,
+                bwd
+            );
+        }
+    }
+    set_fused(true);
+}
