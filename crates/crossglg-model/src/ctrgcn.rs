@@ -12,7 +12,8 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, bn_act, pointwise, ConvBn, MultiScaleTcn, Residual, TemporalConv,
+    add_opt, batch_norm, bn_act, pointwise, use_fused, ConvBn, MultiScaleTcn, Residual,
+    TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -60,9 +61,13 @@ impl Ctrgc {
             .broadcast_add(a)?; // (N, C, U, V)
         let (_, c, t, _) = x3.dims4()?;
         // out[n,c,t,u] = Σ_v topo[n,c,u,v] · x3[n,c,t,v]
-        let y = x3
-            .reshape((n * c, t, v))?
-            .matmul(&topo.reshape((n * c, v, v))?.transpose(1, 2)?.contiguous()?)?;
+        let x3 = x3.reshape((n * c, t, v))?;
+        let topo = topo.reshape((n * c, v, v))?;
+        let y = if use_fused(&[&x3, &topo]) {
+            crate::fastagg::channel_aggregate(&x3, &topo)?
+        } else {
+            x3.matmul(&topo.transpose(1, 2)?.contiguous()?)?
+        };
         y.reshape((n, c, t, v))
     }
 }

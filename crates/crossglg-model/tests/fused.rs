@@ -166,7 +166,14 @@ fn time_training_step() {
         EncoderKind::CtrGcn,
         EncoderKind::InfoGcn,
     ];
+    let only = std::env::var("CROSSGLG_TIME_KIND").ok();
     for kind in kinds {
+        if only
+            .as_ref()
+            .is_some_and(|k| k.parse::<EncoderKind>() != Ok(kind))
+        {
+            continue;
+        }
         for fused in [false, true] {
             set_fused(fused);
             let (cfg, t) = if standard {
