@@ -174,7 +174,12 @@ fn time_training_step() {
         {
             continue;
         }
-        for fused in [false, true] {
+        let paths: &[bool] = match std::env::var("CROSSGLG_TIME_PATH").as_deref() {
+            Ok("fused") => &[true],
+            Ok("plain") => &[false],
+            _ => &[false, true],
+        };
+        for &fused in paths {
             set_fused(fused);
             let (cfg, t) = if standard {
                 (CrossGlgConfig::standard(kind, 60), 64)

@@ -204,8 +204,10 @@ fn embed_is_deterministic_and_batch_independent() {
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
+    // relative: embeddings reach ~40, where one f32 ulp is ~4e-6 and the fused kernels may
+    // sum in a different order for a different batch size
     for (a, b) in all[1].iter().zip(&one[0]) {
-        assert!((a - b).abs() < 1e-5);
+        assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "{a} vs {b}");
     }
     assert_eq!(model.embed(&x).unwrap().to_vec2::<f32>().unwrap(), all);
 }
