@@ -20,8 +20,8 @@ use crate::encoder::{EncoderConfig, InfoGcnOptions};
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, bn_act, linear, pointwise, softmax_last, ConvBn, LayerNorm, MultiScaleTcn,
-    Residual, TemporalConv,
+    add_opt, batch_norm, bn_act, linear, pointwise, softmax_last, use_fused, ConvBn, LayerNorm,
+    MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, Linear, VarBuilder};
@@ -224,18 +224,33 @@ impl InfoGcn {
         let attn = g.attn.forward(h)?; // (N·T, H, V, V)
         let topo = (&self.eye + &g.topo_delta)?;
         let a = attn.broadcast_mul(&topo.unsqueeze(0)?)?;
-        let feat = h
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .reshape((n * t, v, c))?;
+        let fused = use_fused(&[h, &a]);
+        let feat = if fused {
+            // (N·T, C, V): the layout `channel_aggregate` contracts over
+            h.permute((0, 2, 1, 3))?
+                .contiguous()?
+                .reshape((n * t, c, v))?
+        } else {
+            h.permute((0, 2, 3, 1))?
+                .contiguous()?
+                .reshape((n * t, v, c))?
+        };
         let mut y: Option<Tensor> = None;
         for (hd, conv) in g.conv_d.iter().enumerate() {
             let a_h = a.narrow(1, hd, 1)?.squeeze(1)?.contiguous()?;
-            let z = a_h
-                .matmul(&feat)?
-                .reshape((n, t, v, c))?
-                .permute((0, 3, 1, 2))?
-                .contiguous()?;
+            let z = if fused {
+                // out[b, c, u] = Σ_v feat[b, c, v] · a[b, u, v] in one op instead of N·T tiny
+                // batched matmuls
+                crate::fastagg::channel_aggregate(&feat, &a_h)?
+                    .reshape((n, t, c, v))?
+                    .permute((0, 2, 1, 3))?
+                    .contiguous()?
+            } else {
+                a_h.matmul(&feat)?
+                    .reshape((n, t, v, c))?
+                    .permute((0, 3, 1, 2))?
+                    .contiguous()?
+            };
             let z = conv.forward(&z)?;
             y = Some(match y {
                 Some(y) => (y + z)?,
