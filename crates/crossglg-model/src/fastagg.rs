@@ -58,9 +58,19 @@ impl CustomOp2 for ChannelAggregate {
         out.par_chunks_mut(t * u).enumerate().for_each(|(bi, o)| {
             let xb = &x[bi * t * v..(bi + 1) * t * v];
             let mb = &m[bi * u * v..(bi + 1) * u * v];
+            // mᵀ (V, U) so the inner loop is a contiguous axpy (a serial f32 dot product does
+            // not vectorise)
+            let mut mt = vec![0f32; v * u];
+            for (ui, mr) in mb.chunks_exact(v).enumerate() {
+                for (vi, mv) in mr.iter().enumerate() {
+                    mt[vi * u + ui] = *mv;
+                }
+            }
             for (xr, or) in xb.chunks_exact(v).zip(o.chunks_exact_mut(u)) {
-                for (mr, oe) in mb.chunks_exact(v).zip(or.iter_mut()) {
-                    *oe = xr.iter().zip(mr).map(|(p, q)| p * q).sum();
+                for (xv, mtr) in xr.iter().zip(mt.chunks_exact(u)) {
+                    for (oe, mv) in or.iter_mut().zip(mtr) {
+                        *oe += xv * mv;
+                    }
                 }
             }
         });
