@@ -6,8 +6,11 @@ set -euo pipefail
 config=$1; out=$2; seeds=$3; shift 3
 bin=${CROSSGLG_BIN:-target/release/crossglg}
 mkdir -p "$out"
-for g in none g2l l2g both; do
-  for s in $seeds; do
+# Seed-major order, so a run cut short still has every guidance mode for the first seeds.
+# SUMMARY_ONLY=1 prints the table of the runs finished so far.
+for s in $seeds; do
+  [ -n "${SUMMARY_ONLY:-}" ] && break
+  for g in none g2l l2g both; do
     run="$out/$g-seed$s"
     [ -f "$run/report.json" ] && continue
     "$bin" train --config "$config" --out "$run" --quiet --set "model.guidance=\"$g\"" --set "seed=$s" "$@" > "$run.log" 2>&1 \
@@ -19,11 +22,15 @@ import json, statistics, sys
 out, seeds = sys.argv[1], sys.argv[2].split()
 print("| guidance | cosine NN top-1 % | calibrated top-1 % | runs |")
 print("|---|---|---|---|")
+import os
 for g in ["none", "g2l", "l2g", "both"]:
     cols = {}
-    for s in seeds:
+    done = [s for s in seeds if os.path.exists(f"{out}/{g}-seed{s}/report.json")]
+    if not done:
+        continue
+    for s in done:
         for r in json.load(open(f"{out}/{g}-seed{s}/report.json")):
             cols.setdefault(r["method"], []).append(100 * r["accuracy"])
     cell = lambda v: f"{statistics.mean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}"
-    print(f"| {g} | {cell(cols['cosine-nn'])} | {cell(cols['calibrated-logreg'])} | {len(seeds)} |")
+    print(f"| {g} | {cell(cols['cosine-nn'])} | {cell(cols['calibrated-logreg'])} | {len(done)} |")
 PY
