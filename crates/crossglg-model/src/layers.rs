@@ -188,7 +188,7 @@ impl TemporalConv {
                 self.dilation,
             )?;
             return match &self.bias {
-                Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1, 1))?),
+                Some(b) => crate::fastagg::add_channel_bias(&y, b),
                 None => Ok(y),
             };
         }
