@@ -1,6 +1,14 @@
 #!/usr/bin/env python3
-"""PyTorch CPU reference for `crossglg bench`: the same reference ST-GCN as
-crates/crossglg-bench (src/stgcn.rs), same shapes and thread count.
+"""PyTorch CPU reference for `crossglg bench`, same shapes and thread count as the Rust side.
+
+Variants (`--variant`, repeatable; default stgcn-ref):
+  stgcn-ref         the 6-block reference ST-GCN of crates/crossglg-bench (src/stgcn.rs); the
+                    Rust names stgcn-ref-{plain,fused}[-tuned] select it too
+  model-stgcn, model-ctrgcn, model-infogcn, crossglg-infogcn
+                    twins of the crossglg-model encoders (standard 10-block presets) and of the
+                    full CrossGLG training graph, as crates/crossglg-bench/src/models.rs runs them:
+                    training step = forward + that variant's loss + backward + SGD (momentum 0.9,
+                    lr 0.01); inference = CrossGlg::embed in eval mode
 
 Each variant runs in its own child process so its peak RSS (VmHWM) is its own.
 Prints a small table and, with --json, writes one JSON object per variant
@@ -97,6 +105,398 @@ def build(torch, nn, num_class, k, v):
     return Net()
 
 
+# ---------------------------------------------------------------------------------------------
+# Twins of the crossglg-model encoders (crates/crossglg-model), variants model-stgcn,
+# model-ctrgcn, model-infogcn and crossglg-infogcn of crates/crossglg-bench/src/models.rs:
+# `CrossGlgConfig::standard(kind, classes)` with the bench's persons, the NTU 25-joint graph.
+# Written in the style of the public reference code (yysijie/st-gcn, Uason-Chen/CTR-GCN,
+# stnoah1/infogcn); where the Rust crate differs from those, the Rust structure is followed
+# (noted inline). Parameter counts equal the Rust side's.
+# ---------------------------------------------------------------------------------------------
+
+MODEL_VARIANTS = ["model-stgcn", "model-ctrgcn", "model-infogcn", "crossglg-infogcn"]
+STANDARD_BLOCKS = [(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1),
+                   (256, 2), (256, 1), (256, 1)]  # encoder::standard_blocks(64)
+
+
+def ntu_partitions(torch):
+    """crossglg-model's Graph::spatial_partitions for the NTU skeleton (centre = joint 21):
+    (3, V, V) with A[k][u][v] = joint u aggregates from joint v, [I, norm(inward),
+    norm(outward)], every column divided by its sum (CTR-GCN's get_spatial_graph). Also returns
+    InfoGCN's A_outward_binary."""
+    v = 25
+    edges = [(i - 1, j - 1) for i, j in NTU_EDGES]
+    nbr = [[] for _ in range(v)]
+    for i, j in edges:
+        nbr[i].append(j)
+        nbr[j].append(i)
+    hops = [None] * v
+    hops[CENTER] = 0
+    queue = [CENTER]
+    while queue:
+        u = queue.pop(0)
+        for w in nbr[u]:
+            if hops[w] is None:
+                hops[w] = hops[u] + 1
+                queue.append(w)
+    inw = torch.zeros(v, v)
+    outw = torch.zeros(v, v)
+    for a, b in edges:
+        far, near = (a, b) if hops[a] >= hops[b] else (b, a)
+        inw[near, far] = 1.0
+        outw[far, near] = 1.0
+
+    def norm(m):
+        return m / m.sum(0, keepdim=True).clamp(min=1)
+
+    return torch.stack([torch.eye(v), norm(inw), norm(outw)]), inw.clone()
+
+
+def build_model(torch, nn, name, num_class, persons):
+    import math
+
+    import torch.nn.functional as F
+
+    A, A_outward_binary = ntu_partitions(torch)
+    K, V = A.shape[0], A.shape[1]
+
+    def conv_init(conv):  # CTR-GCN's conv_init = the Rust CONV_INIT (Kaiming normal, fan-out)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+        if conv.bias is not None:
+            nn.init.constant_(conv.bias, 0)
+
+    def bn_init(bn, scale):
+        nn.init.constant_(bn.weight, scale)
+        nn.init.constant_(bn.bias, 0)
+
+    def conv(cin, cout, kernel=1, stride=1, dilation=1):
+        pad = (kernel + (kernel - 1) * (dilation - 1) - 1) // 2
+        c = nn.Conv2d(cin, cout, (kernel, 1), (stride, 1), (pad, 0), (dilation, 1))
+        conv_init(c)
+        return c
+
+    class UnitTcn(nn.Module):  # CTR-GCN's unit_tcn: conv (k, 1) + BN
+        def __init__(self, cin, cout, kernel=1, stride=1, dilation=1):
+            super().__init__()
+            self.conv = conv(cin, cout, kernel, stride, dilation)
+            self.bn = nn.BatchNorm2d(cout)
+
+        def forward(self, x):
+            return self.bn(self.conv(x))
+
+    class MultiScaleTemporalConv(nn.Module):
+        """CTR-GCN's MultiScale_TemporalConv(residual=False): one branch per dilation, a max-pool
+        branch and a strided 1x1 branch, concatenated."""
+
+        def __init__(self, cin, cout, kernel, stride, dilations=(1, 2)):
+            super().__init__()
+            bc = cout // (len(dilations) + 2)
+            self.branches = nn.ModuleList([
+                nn.Sequential(conv(cin, bc), nn.BatchNorm2d(bc), nn.ReLU(inplace=True),
+                              UnitTcn(bc, bc, kernel, stride, d)) for d in dilations])
+            self.branches.append(nn.Sequential(
+                conv(cin, bc), nn.BatchNorm2d(bc), nn.ReLU(inplace=True),
+                nn.MaxPool2d((3, 1), (stride, 1), (1, 0)), nn.BatchNorm2d(bc)))
+            self.branches.append(nn.Sequential(conv(cin, bc, 1, stride), nn.BatchNorm2d(bc)))
+
+        def forward(self, x):
+            return torch.cat([b(x) for b in self.branches], dim=1)
+
+    def residual(enabled, cin, cout, stride):
+        if not enabled:
+            return None
+        if cin == cout and stride == 1:
+            return nn.Identity()
+        return UnitTcn(cin, cout, 1, stride)
+
+    # ---- ST-GCN (crossglg-model stgcn.rs, after yysijie/st-gcn net/st_gcn.py) ----
+    class StGcnBlock(nn.Module):
+        def __init__(self, cin, cout, stride, res):
+            super().__init__()
+            self.gcn = nn.Conv2d(cin, K * cout, 1)  # ConvTemporalGraphical.conv
+            conv_init(self.gcn)
+            self.tcn = nn.Sequential(nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                                     conv(cout, cout, 9, stride), nn.BatchNorm2d(cout))
+            self.residual = residual(res, cin, cout, stride)
+            self.edge_importance = nn.Parameter(torch.ones(K, V, V))
+            # st-gcn stores A source-first: einsum('nkctv,kvw->nctw')
+            self.register_buffer("A", A.transpose(1, 2).contiguous())
+
+        def forward(self, x, joint_weight=None):
+            n, _, t, v = x.shape
+            y = self.gcn(x).view(n, K, -1, t, v)
+            y = torch.einsum("nkctv,kvw->nctw", y, self.A * self.edge_importance)
+            if joint_weight is not None:
+                y = y * joint_weight
+            y = self.tcn(y)
+            if self.residual is not None:
+                y = y + self.residual(x)
+            return torch.relu(y)
+
+    class StGcn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.data_bn = nn.BatchNorm1d(3 * V)
+            layers, cin = [], 3
+            for i, (cout, stride) in enumerate(STANDARD_BLOCKS):
+                layers.append(StGcnBlock(cin, cout, stride, i > 0))
+                cin = cout
+            self.blocks = nn.ModuleList(layers)
+
+        def stem(self, x):  # (N, C, T, V, M) -> (N*M, C, T, V)
+            n, c, t, v, m = x.shape
+            x = x.permute(0, 4, 3, 1, 2).contiguous().view(n * m, v * c, t)
+            x = self.data_bn(x)
+            return x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).contiguous().view(n * m, c, t, v)
+
+    # ---- CTR-GCN (crossglg-model ctrgcn.rs, after Uason-Chen/CTR-GCN model/ctrgcn.py) ----
+    class CTRGC(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            rel = 8 if cin in (3, 9) else cin // 8
+            self.conv1 = conv(cin, rel)
+            self.conv2 = conv(cin, rel)
+            self.conv3 = conv(cin, cout)
+            self.conv4 = conv(rel, cout)
+
+        def forward(self, x, A, alpha):
+            x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
+            x1 = torch.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))
+            x1 = self.conv4(x1) * alpha + A.unsqueeze(0).unsqueeze(0)
+            return torch.einsum("ncuv,nctv->nctu", x1, x3)
+
+    class UnitGcn(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.convs = nn.ModuleList([CTRGC(cin, cout) for _ in range(K)])
+            # Rust stores PA as A + pa_delta (delta a parameter initialised to 0): same count.
+            self.PA = nn.Parameter(A.clone())
+            self.alpha = nn.Parameter(torch.zeros(1))
+            self.bn = nn.BatchNorm2d(cout)
+            bn_init(self.bn, 1e-6)
+            self.down = UnitTcn(cin, cout) if cin != cout else nn.Identity()
+
+        def forward(self, x):
+            y = None
+            for i in range(K):
+                z = self.convs[i](x, self.PA[i], self.alpha)
+                y = z + y if y is not None else z
+            return torch.relu(self.bn(y) + self.down(x))
+
+    class TcnGcnUnit(nn.Module):  # CTR-GCN's TCN_GCN_unit, InfoGCN's EncodingBlock
+        def __init__(self, gcn, cin, cout, stride, res):
+            super().__init__()
+            self.gcn1 = gcn
+            self.tcn1 = MultiScaleTemporalConv(cout, cout, 5, stride)
+            self.residual = residual(res, cin, cout, stride)
+
+        def forward(self, x, joint_weight=None):
+            y = self.gcn1(x)
+            if joint_weight is not None:
+                y = y * joint_weight
+            y = self.tcn1(y)
+            if self.residual is not None:
+                y = y + self.residual(x)
+            return torch.relu(y)
+
+    class CtrGcn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.data_bn = nn.BatchNorm1d(persons * V * 3)
+            layers, cin = [], 3
+            for i, (cout, stride) in enumerate(STANDARD_BLOCKS):
+                layers.append(TcnGcnUnit(UnitGcn(cin, cout), cin, cout, stride, i > 0))
+                cin = cout
+            self.blocks = nn.ModuleList(layers)
+
+        def stem(self, x):
+            n, c, t, v, m = x.shape
+            x = x.permute(0, 4, 3, 1, 2).contiguous().view(n, m * v * c, t)
+            x = self.data_bn(x)
+            return x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).contiguous().view(n * m, c, t, v)
+
+    # ---- InfoGCN (crossglg-model infogcn.rs, after stnoah1/infogcn model/infogcn.py, modules.py)
+    heads = 3
+
+    class SelfAttention(nn.Module):
+        def __init__(self, cin, hidden, n_heads):
+            super().__init__()
+            self.scale, self.n_heads = hidden ** -0.5, n_heads
+            self.to_qk = nn.Linear(cin, 2 * hidden * n_heads)
+            self.ln = nn.LayerNorm(cin)
+
+        def forward(self, x):  # (N, C, T, V) -> (N*T, H, V, V)
+            n, c, t, v = x.shape
+            y = self.to_qk(self.ln(x.permute(0, 2, 3, 1).contiguous()))
+            q, k = (z.reshape(n * t, v, self.n_heads, -1).transpose(1, 2) for z in y.chunk(2, -1))
+            return (torch.einsum("bhid,bhjd->bhij", q, k) * self.scale).softmax(dim=-1)
+
+    class SAGC(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.shared_topology = nn.Parameter(torch.eye(V).repeat(heads, 1, 1))
+            self.conv_d = nn.ModuleList([conv(cin, cout) for _ in range(heads)])
+            self.down = UnitTcn(cin, cout) if cin != cout else nn.Identity()
+            self.bn = nn.BatchNorm2d(cout)
+            bn_init(self.bn, 1e-6)
+            self.attn = SelfAttention(cin, cin // 8, heads)
+
+        def forward(self, x):
+            n, c, t, v = x.shape
+            A_ = self.attn(x) * self.shared_topology.unsqueeze(0)
+            feature = x.permute(0, 2, 3, 1).reshape(n * t, v, c)
+            out = None
+            for h in range(heads):
+                z = (A_[:, h] @ feature).view(n, t, v, c).permute(0, 3, 1, 2).contiguous()
+                z = self.conv_d[h](z)
+                out = z + out if out is not None else z
+            return torch.relu(self.bn(out) + self.down(x))
+
+    class InfoGcn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            c0 = STANDARD_BLOCKS[0][0]
+            self.register_buffer("A_vector", torch.eye(V) - A_outward_binary)  # k = 1
+            self.to_joint_embedding = nn.Linear(3, c0)
+            self.pos_embedding = nn.Parameter(torch.randn(1, V, c0))
+            self.data_bn = nn.BatchNorm1d(persons * V * c0)
+            layers, cin = [], c0
+            for cout, stride in STANDARD_BLOCKS:
+                layers.append(TcnGcnUnit(SAGC(cin, cout), cin, cout, stride, True))
+                cin = cout
+            self.blocks = nn.ModuleList(layers)
+
+        def stem(self, x):
+            n, c, t, v, m = x.shape
+            x = x.permute(0, 4, 2, 3, 1).reshape(n * m * t, v, c)
+            x = self.A_vector.expand(n * m * t, -1, -1) @ x
+            x = self.to_joint_embedding(x) + self.pos_embedding
+            c0 = x.shape[-1]
+            x = x.view(n, m, t, v, c0).permute(0, 1, 3, 4, 2).reshape(n, m * v * c0, t)
+            x = self.data_bn(x)
+            return x.view(n, m, v, c0, t).permute(0, 1, 3, 4, 2).reshape(n * m, c0, t, v)
+
+    class InfoBottleneck(nn.Module):  # InfoGCN's fc -> ReLU -> (fc_mu, fc_logvar) readout
+        def __init__(self, dim, noise_ratio=0.1, gain=3.0):
+            super().__init__()
+            self.fc, self.fc_mu, self.fc_logvar = (nn.Linear(dim, dim) for _ in range(3))
+            self.noise_ratio = noise_ratio
+            self.register_buffer("z_prior", nn.init.orthogonal_(torch.empty(num_class, dim), gain))
+
+        def forward(self, g):
+            h = torch.relu(self.fc(g))
+            mu, logvar = self.fc_mu(h), self.fc_logvar(h)
+            if not self.training:
+                return mu
+            std = torch.clamp((logvar * self.noise_ratio).exp(), max=100)
+            return mu + torch.randn_like(std) * std
+
+        def mmd_loss(self, z, y):  # InfoGCN's get_mmd_loss
+            present = torch.unique(y)
+            z_mean = torch.stack([z[y == c].mean(dim=0) for c in present.tolist()])
+            return F.mse_loss(z_mean, self.z_prior[present]), torch.linalg.vector_norm(z.mean(0))
+
+    # ---- CrossGLG heads (crossglg-model heads.rs) ----
+    class Jid(nn.Module):
+        def __init__(self, c, hidden=256):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(c, hidden), nn.Linear(hidden, 1)
+
+        def forward(self, f):  # (N, V, C) -> (N, V)
+            return self.fc2(torch.relu(self.fc1(f))).squeeze(-1).softmax(dim=-1)
+
+    class InteractionBlock(nn.Module):
+        # nn.MultiheadAttention = the Rust q/k/v/o linears (same parameter count and math)
+        def __init__(self, dim, n_heads, mlp_ratio):
+            super().__init__()
+            self.ln_self, self.ln_q, self.ln_kv, self.ln_mlp = (nn.LayerNorm(dim) for _ in range(4))
+            self.self_attn = nn.MultiheadAttention(dim, n_heads, batch_first=True)
+            self.cross_attn = nn.MultiheadAttention(dim, n_heads, batch_first=True)
+            self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(),
+                                     nn.Linear(dim * mlp_ratio, dim))
+
+        def forward(self, t, s):
+            h = self.ln_self(t)
+            t = t + self.self_attn(h, h, h, need_weights=False)[0]
+            kv = self.ln_kv(s)  # text residual kept: InteractionConfig::text_residual = true
+            t = t + self.cross_attn(self.ln_q(t), kv, kv, need_weights=False)[0]
+            return t + self.mlp(self.ln_mlp(t))
+
+    class CrossModal(nn.Module):
+        def __init__(self, text_dim, skel_dim, dim=256, n_heads=4, depth=2, mlp_ratio=2):
+            super().__init__()
+            self.text_proj, self.skel_proj = nn.Linear(text_dim, dim), nn.Linear(skel_dim, dim)
+            self.joint_pos = nn.Parameter(torch.randn(1, V, dim) * 0.02)
+            self.blocks = nn.ModuleList([InteractionBlock(dim, n_heads, mlp_ratio)
+                                         for _ in range(depth)])
+            self.ln_out, self.out_proj = nn.LayerNorm(dim), nn.Linear(dim, skel_dim)
+
+        def forward(self, text, joints):
+            t, s = self.text_proj(text), self.skel_proj(joints) + self.joint_pos
+            for b in self.blocks:
+                t = b(t, s)
+            return self.out_proj(self.ln_out(t.mean(1)))
+
+    # ---- CrossGlg (crossglg-model crossglg.rs) ----
+    class CrossGlg(nn.Module):
+        def __init__(self, encoder, guided, text_dim=384, jid_after=5):
+            super().__init__()
+            self.encoder, self.persons = encoder, persons
+            c_out = STANDARD_BLOCKS[-1][0]
+            self.jid_after = jid_after
+            self.jid = Jid(STANDARD_BLOCKS[jid_after - 1][0]) if guided else None
+            self.ib = InfoBottleneck(c_out) if isinstance(encoder, InfoGcn) else None
+            self.cross = CrossModal(text_dim, c_out) if guided else None
+            self.classifier = nn.Linear(c_out, num_class)
+
+        def joint_features(self, h):  # (N*M, C, T, V) -> (N, V, C)
+            nm, c, _, v = h.shape
+            return h.mean(2).view(nm // self.persons, self.persons, c, v).mean(1).transpose(1, 2)
+
+        def skeleton_path(self, x):
+            h, weight, k_out = self.encoder.stem(x), None, None
+            for i, block in enumerate(self.encoder.blocks):
+                h = block(h, weight)
+                if i + 1 == self.jid_after and self.jid is not None:
+                    k_out = self.jid(self.joint_features(h))  # (N, V)
+                    n, v = k_out.shape  # multiplicative re-weighting: features x V*k_out
+                    weight = (k_out * v).unsqueeze(1).expand(n, self.persons, v) \
+                        .reshape(n * self.persons, 1, 1, v)
+            return h, k_out
+
+        def forward(self, x, text=None):
+            h, k_out = self.skeleton_path(x)
+            f = self.joint_features(h)
+            g = f.mean(1)
+            z = self.ib(g) if self.ib is not None else g
+            logits_c = None
+            if self.cross is not None and text is not None:
+                logits_c = self.classifier(self.cross(text, f))
+            return self.classifier(z), logits_c, k_out, z
+
+        @torch.no_grad()
+        def embed(self, x):
+            h, _ = self.skeleton_path(x)
+            g = self.joint_features(h).mean(1)
+            return self.ib(g) if self.ib is not None else g
+
+        def loss(self, out, y, k_gt):  # crossglg.rs loss_with, default LossWeights
+            logits_s, logits_c, k_out, z = out
+            total = F.cross_entropy(logits_s, y)
+            if k_out is not None:
+                total = total + 0.5 * F.mse_loss(k_out, k_gt)
+            if logits_c is not None:
+                total = total + 0.2 * F.cross_entropy(logits_c, y)
+            if self.ib is not None:
+                mmd, l2 = self.ib.mmd_loss(z, y)
+                total = total + 0.1 * mmd + 1e-4 * l2
+            return total
+
+    encoder = {"model-stgcn": StGcn, "model-ctrgcn": CtrGcn, "model-infogcn": InfoGcn,
+               "crossglg-infogcn": InfoGcn}[name]()
+    return CrossGlg(encoder, guided=name == "crossglg-infogcn")
+
+
 def peak_rss_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -111,25 +511,50 @@ def child(args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build(torch, nn, args.classes, 3, args.joints)
+    name = args.child
+    if name == "stgcn-ref":
+        model = build(torch, nn, args.classes, 3, args.joints)
+        x = torch.randn(args.batch, args.persons, 3, args.frames, args.joints)
+        y = torch.randint(0, args.classes, (args.batch,))
+        loss_fn = nn.CrossEntropyLoss()
+
+        def loss():
+            return loss_fn(model(x), y)
+
+        def infer():
+            with torch.no_grad():
+                model(x)
+    else:
+        if args.joints != 25:
+            sys.exit(f"{name} uses the NTU 25-joint graph; got --joints {args.joints}")
+        model = build_model(torch, nn, name, args.classes, args.persons)
+        # as crates/crossglg-bench/src/models.rs: x (N, C, T, V, M), labels i % K, random text
+        # (N, J, 384), k_gt uniform
+        x = torch.randn(args.batch, 3, args.frames, args.joints, args.persons)
+        y = torch.arange(args.batch) % args.classes
+        text = torch.randn(args.batch, args.joints, 384) if model.cross is not None else None
+        k_gt = torch.full((args.batch, args.joints), 1.0 / args.joints)
+
+        def loss():
+            return model.loss(model(x, text), y, k_gt)
+
+        def infer():
+            model.embed(x)
     params = sum(p.numel() for p in model.parameters())
-    x = torch.randn(args.batch, args.persons, 3, args.frames, args.joints)
-    y = torch.randint(0, args.classes, (args.batch,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
+        l = loss()
+        l.backward()
         opt.step()
-        return loss.item()
+        return l.item()
 
     def timed(f, warmup, iters):
         for _ in range(warmup):
             f()
         ts, cs = [], []
-        for _ in range(iters):
+        for _ in range(max(iters, 1)):
             c0 = time.process_time()
             t0 = time.perf_counter()
             f()
@@ -142,21 +567,27 @@ def child(args):
     model.train()
     train_ms, train_cpu_ms = timed(train_step, args.warmup, args.iters)
     model.eval()
-
-    def infer():
-        with torch.no_grad():
-            model(x)
-
     infer_ms, infer_cpu_ms = timed(infer, args.warmup, args.iters)
-    out = {"name": args.child, "train_ms": train_ms, "infer_ms": infer_ms,
+    out = {"name": name, "train_ms": train_ms, "infer_ms": infer_ms,
            "train_cpu_ms": train_cpu_ms, "infer_cpu_ms": infer_cpu_ms,
            "peak_rss_mb": peak_rss_mb(), "params": params, "torch": torch.__version__,
            "threads": torch.get_num_threads()}
     print(json.dumps(out))
 
 
+def torch_name(variant):
+    """The PyTorch twin of a Rust variant name: stgcn-ref-{plain,fused}[-tuned] -> stgcn-ref."""
+    if variant == "stgcn-ref" or variant.startswith("stgcn-ref-"):
+        return "stgcn-ref"
+    if variant in MODEL_VARIANTS:
+        return variant
+    sys.exit(f"unknown variant {variant!r} (known: stgcn-ref[-plain|-fused][-tuned], "
+             f"{', '.join(MODEL_VARIANTS)})")
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--persons", type=int, default=2)
@@ -165,26 +596,35 @@ def main():
     p.add_argument("--classes", type=int, default=60)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--variant", action="append", default=[],
+                   help="stgcn-ref (default; the Rust names stgcn-ref-* map to it), "
+                        + ", ".join(MODEL_VARIANTS) + "; repeatable")
+    p.add_argument("--in-process", action="store_true",
+                   help="accepted for bench/run.sh (the Rust side's flag); ignored here")
     p.add_argument("--json", help="write results here (JSON list)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
         return
+    names = []
+    for v in args.variant or ["stgcn-ref"]:
+        n = torch_name(v)
+        if n not in names:
+            names.append(n)
     results = []
-    for name in ["stgcn-ref"]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", name] + \
-              [a for a in sys.argv[1:] if not a.startswith("--json")]
-        # drop the value that followed --json, if any
-        if args.json and args.json in cmd:
-            cmd.remove(args.json)
+    for name in names:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", name]
+        for a in ["threads", "batch", "persons", "frames", "joints", "classes", "warmup", "iters"]:
+            cmd += [f"--{a}", str(getattr(args, a))]
+        print(f"torch: running {name} ...", file=sys.stderr, flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"variant {name} failed:\n{r.stderr}")
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    print(f"{'variant':<12} {'train ms':>9} {'cpu ms':>9} {'infer ms':>9} {'cpu ms':>9} {'peak MB':>8} {'params':>9}")
+    print(f"{'variant':<18} {'train ms':>9} {'cpu ms':>9} {'infer ms':>9} {'cpu ms':>9} {'peak MB':>8} {'params':>9}")
     for r in results:
-        print(f"{r['name']:<12} {r['train_ms']:9.1f} {r['train_cpu_ms']:9.1f} {r['infer_ms']:9.1f} "
+        print(f"{r['name']:<18} {r['train_ms']:9.1f} {r['train_cpu_ms']:9.1f} {r['infer_ms']:9.1f} "
               f"{r['infer_cpu_ms']:9.1f} {r['peak_rss_mb']:8.0f} {r['params']:9d}")
     if args.json:
         tmp = args.json + ".tmp"

@@ -422,6 +422,16 @@ impl Sgd {
     }
 }
 
+/// Sizes rayon's global pool to `config.threads` (0 = rayon's default). Fails harmlessly if the
+/// global pool already exists (in-process runs after the first).
+pub(crate) fn set_threads(config: &BenchConfig) {
+    if config.threads > 0 {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build_global();
+    }
+}
+
 /// Runs one variant in this process.
 pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
     if models::MODEL_VARIANTS.contains(&name) {
@@ -433,12 +443,7 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
     if name.ends_with("-tuned") {
         crossglg_kernels::tune_allocator();
     }
-    if config.threads > 0 {
-        // Fails harmlessly if the global pool already exists (in-process runs after the first).
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .build_global();
-    }
+    set_threads(config);
     let path = if name.contains("fused") {
         Path::Fused
     } else {

@@ -1,7 +1,9 @@
-//! Benchmarks of the real encoders from `crossglg-model` (plain candle, as that crate writes
-//! them): standard ST-GCN / CTR-GCN / InfoGCN with a classifier, and the full CrossGLG training
-//! graph (JID + cross-modal branch + all loss terms). FLOPs are not counted for these (the layers
-//! are private to that crate), so the FLOP columns read NaN.
+//! Benchmarks of the real encoders from `crossglg-model` (as that crate runs them, fused CPU
+//! kernels included unless `CROSSGLG_PLAIN` is set): standard ST-GCN / CTR-GCN / InfoGCN with a
+//! classifier, and the full CrossGLG training graph (JID + cross-modal branch + all loss terms).
+//! Their PyTorch twins have the same names in `bench/torch_reference.py`; `run` pairs rows by
+//! name. FLOPs are not counted for these (the layers are private to that crate), so the FLOP
+//! columns read NaN.
 
 use candle_core::{DType, Device, Tensor};
 use crossglg_model::{build_seeded, trainable_vars, CrossGlgConfig, EncoderKind, Graph, Guidance};
@@ -28,6 +30,9 @@ fn ntu_graph() -> Result<Graph, BenchError> {
 pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
     let m = |e: crossglg_model::ModelError| BenchError::Model(e.to_string());
     crossglg_kernels::tune_allocator();
+    // --threads, as for the reference variants and PyTorch (this used to be skipped here, so the
+    // model variants ran on rayon's default of one thread per core)
+    crate::set_threads(config);
     let (kind, guidance) = match name {
         "model-stgcn" => (EncoderKind::StGcn, Guidance::None),
         "model-ctrgcn" => (EncoderKind::CtrGcn, Guidance::None),
