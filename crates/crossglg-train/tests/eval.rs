@@ -260,11 +260,14 @@ fn reports_write_json_and_markdown() {
         "{md}"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // A parent that is a regular file cannot be created as a directory, even by root
+    // (CI runs as root, so a permission-based failure would not fail there).
+    std::fs::write(dir.path().join("blocker"), b"x").unwrap();
     let e = r
-        .write_json(&dir.path().join("no/such/dir/r.json"))
+        .write_json(&dir.path().join("blocker/r.json"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no/such/dir/r.json"), "{e}");
+    assert!(e.contains("blocker/r.json"), "{e}");
 }
 
 fn check_svg(path: &Path, needle: &str) {
