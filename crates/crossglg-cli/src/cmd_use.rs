@@ -158,15 +158,21 @@ pub struct EnrollArgs {
 
 fn new_gallery(l: &Loaded) -> Result<Gallery> {
     let mut g = Gallery::new(l.model.dim(), &l.model_dir.display().to_string());
-    let t = l.model_dir.join("unknown_threshold.json");
-    if t.exists() {
-        let c: ThresholdCalibration = serde_json::from_str(
-            &std::fs::read_to_string(&t).with_context(|| format!("reading {}", t.display()))?,
-        )
-        .with_context(|| format!("{}: not a threshold calibration", t.display()))?;
-        g.threshold = Some(c.threshold);
-    }
+    g.threshold = read_calibration(l)?.map(|c| c.threshold);
     Ok(g)
+}
+
+/// The model's `unknown_threshold.json`, when training wrote one.
+fn read_calibration(l: &Loaded) -> Result<Option<ThresholdCalibration>> {
+    let t = l.model_dir.join("unknown_threshold.json");
+    if !t.exists() {
+        return Ok(None);
+    }
+    let c = serde_json::from_str(
+        &std::fs::read_to_string(&t).with_context(|| format!("reading {}", t.display()))?,
+    )
+    .with_context(|| format!("{}: not a threshold calibration", t.display()))?;
+    Ok(Some(c))
 }
 
 pub fn enroll(a: EnrollArgs) -> Result<()> {
@@ -210,8 +216,13 @@ pub struct RecognizeArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Override the gallery's unknown threshold.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "far")]
     threshold: Option<f32>,
+    /// Use the model's threshold calibrated for this false-accept rate on the base classes
+    /// (0.01, 0.05 (the default), 0.1, 0.2 or 0.3; see `unknown_threshold.json`). Higher
+    /// accepts more of the enrolled actions and rejects fewer unseen ones.
+    #[arg(long)]
+    far: Option<f64>,
     #[arg(long)]
     json: bool,
 }
@@ -221,6 +232,21 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
     let mut g = Gallery::load(&a.gallery)?;
     if a.threshold.is_some() {
         g.threshold = a.threshold;
+    }
+    if let Some(far) = a.far {
+        let c = read_calibration(&l)?.with_context(|| {
+            format!(
+                "--far needs {}, which training writes; it is missing",
+                l.model_dir.join("unknown_threshold.json").display()
+            )
+        })?;
+        g.threshold = Some(c.threshold_for(far).with_context(|| {
+            format!(
+                "no threshold for false-accept rate {far} in {} (calibrated: {:?})",
+                l.model_dir.join("unknown_threshold.json").display(),
+                c.targets()
+            )
+        })?);
     }
     let inputs = read_inputs(&l, &a.files, a.model.layout.as_deref())?;
     let emb = embed_all(&l, &inputs)?;

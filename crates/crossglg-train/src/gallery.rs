@@ -379,6 +379,49 @@ pub struct ThresholdCalibration {
     pub closed_set_accuracy: f64,
     pub impostors: usize,
     pub genuine: usize,
+    /// The same measurement at other false-accept targets ([`OPERATING_POINTS`]), so a user can
+    /// trade rejection of unseen actions against acceptance of enrolled ones (`recognize --far`).
+    #[serde(default)]
+    pub operating_points: Vec<OperatingPoint>,
+}
+
+/// False-accept targets at which [`calibrate_threshold`] also reports a threshold.
+pub const OPERATING_POINTS: [f64; 5] = [0.01, 0.05, 0.1, 0.2, 0.3];
+
+/// One threshold and its rates on the base classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    pub target_false_accept_rate: f64,
+    pub threshold: f32,
+    pub false_accept_rate: f64,
+    pub true_accept_rate: f64,
+}
+
+impl ThresholdCalibration {
+    /// The threshold calibrated for a false-accept target (one of the stored operating points,
+    /// or the main one).
+    pub fn threshold_for(&self, far: f64) -> Option<f32> {
+        if (far - self.target_false_accept_rate).abs() < 1e-9 {
+            return Some(self.threshold);
+        }
+        self.operating_points
+            .iter()
+            .find(|p| (p.target_false_accept_rate - far).abs() < 1e-9)
+            .map(|p| p.threshold)
+    }
+
+    /// Every false-accept target with a stored threshold, for error messages.
+    pub fn targets(&self) -> Vec<f64> {
+        let mut t: Vec<f64> = self
+            .operating_points
+            .iter()
+            .map(|p| p.target_false_accept_rate)
+            .collect();
+        t.push(self.target_false_accept_rate);
+        t.sort_by(f64::total_cmp);
+        t.dedup();
+        t
+    }
 }
 
 /// Chooses the unknown threshold on *base* classes, so no novel class is used to tune it.
@@ -425,6 +468,25 @@ pub fn calibrate_threshold(
         genuine.push((r.class_index == ci, r.similarity));
     }
     impostor.sort_by(|a, b| b.total_cmp(a));
+    let main = operating_point(&impostor, &genuine, target_far);
+    let correct = genuine.iter().filter(|(ok, _)| *ok).count();
+    Ok(ThresholdCalibration {
+        threshold: main.threshold,
+        target_false_accept_rate: target_far,
+        false_accept_rate: main.false_accept_rate,
+        true_accept_rate: main.true_accept_rate,
+        closed_set_accuracy: correct as f64 / genuine.len() as f64,
+        impostors: impostor.len(),
+        genuine: genuine.len(),
+        operating_points: OPERATING_POINTS
+            .iter()
+            .map(|&far| operating_point(&impostor, &genuine, far))
+            .collect(),
+    })
+}
+
+/// The threshold for one false-accept target; `impostor` sorted in descending order.
+fn operating_point(impostor: &[f32], genuine: &[(bool, f32)], target_far: f64) -> OperatingPoint {
     // Allow at most floor(far · n) impostors at or above the threshold: put it just above the
     // next impostor score.
     let n = impostor.len();
@@ -439,16 +501,12 @@ pub fn calibrate_threshold(
         .iter()
         .filter(|(ok, s)| *ok && *s >= threshold)
         .count();
-    let correct = genuine.iter().filter(|(ok, _)| *ok).count();
-    Ok(ThresholdCalibration {
-        threshold,
+    OperatingPoint {
         target_false_accept_rate: target_far,
+        threshold,
         false_accept_rate: fa as f64 / n as f64,
         true_accept_rate: ta as f64 / genuine.len() as f64,
-        closed_set_accuracy: correct as f64 / genuine.len() as f64,
-        impostors: n,
-        genuine: genuine.len(),
-    })
+    }
 }
 
 /// The smallest f32 above `x` (for finite x).

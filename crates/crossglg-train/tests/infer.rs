@@ -116,6 +116,17 @@ fn threshold_calibration_meets_its_false_accept_target() {
     assert!(c05.closed_set_accuracy > 0.95, "{c05:?}");
     assert!(c05.true_accept_rate > 0.8, "{c05:?}");
     assert_eq!(c05.impostors, 360);
+    // The stored operating points agree with separate calibrations and are monotone.
+    assert_eq!(c05.threshold_for(0.20), Some(c20.threshold));
+    assert_eq!(c05.threshold_for(0.05), Some(c05.threshold));
+    assert_eq!(c05.threshold_for(0.5), None);
+    let pts = &c05.operating_points;
+    assert!(pts
+        .windows(2)
+        .all(|w| w[0].threshold >= w[1].threshold && w[0].true_accept_rate <= w[1].true_accept_rate));
+    assert!(pts
+        .iter()
+        .all(|p| p.false_accept_rate <= p.target_false_accept_rate));
 
     // Applied to actions the gallery has never seen (each sample its own random class), roughly
     // the target fraction is accepted.
