@@ -867,6 +867,37 @@ fn npy_fixture_folder_reads_with_manifest() {
 }
 
 #[test]
+fn npy_folder_writer_round_trips_a_synthetic_dataset() {
+    use crossglg_data::read::npy::write_npy_folder;
+    use crossglg_data::synth::{generate, SynthConfig};
+    let ds = generate(&SynthConfig {
+        classes: vec!["wave".into(), "kick".into(), "squat".into()],
+        samples_per_class: 2,
+        frames: [10, 14],
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_npy_folder(&ds, dir.path()).unwrap();
+    let (back, rep) = read_npy_dir(dir.path(), "ntu25", &DirOptions::default()).unwrap();
+    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+    assert_eq!(back.classes, ds.classes);
+    assert_eq!(back.samples.len(), ds.samples.len());
+    for (a, b) in ds.samples.iter().zip(&back.samples) {
+        assert_eq!(a.skeleton, b.skeleton, "{}", a.meta.name);
+        assert_eq!(
+            (a.meta.label, a.meta.subject, a.meta.view),
+            (b.meta.label, b.meta.subject, b.meta.view)
+        );
+    }
+    // A name that cannot be a file in the manifest is refused, naming the folder.
+    let mut bad = ds.clone();
+    bad.samples[0].meta.name = "a/b".into();
+    let e = write_npy_folder(&bad, dir.path()).unwrap_err().to_string();
+    assert!(e.contains("a/b") && e.contains(&*dir.path().to_string_lossy()), "{e}");
+}
+
+#[test]
 fn npy_numeric_labels_and_manifest_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

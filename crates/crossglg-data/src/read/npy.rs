@@ -519,7 +519,61 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), R
     for x in data {
         out.extend_from_slice(&x.to_le_bytes());
     }
-    let tmp = path.with_extension("npy.tmp");
-    std::fs::write(&tmp, &out).map_err(|e| ReadError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ReadError::io(path, e))
+    crate::atomic::write_atomic(path, &out).map_err(|e| ReadError::io(path, e))
+}
+
+/// Writes a dataset as a folder this module reads back: one `[M, T, V, C]` float32 `.npy` per
+/// sample (named after the sample), `manifest.csv` (file, label, subject, view, setup,
+/// replication) and `classes.txt`. Used by `crossglg data synth` to hand users files to try
+/// `enroll` and `recognize` on. The folder is created; existing files of the same names are
+/// replaced.
+pub fn write_npy_folder(dataset: &crate::sample::Dataset, dir: &Path) -> Result<(), ReadError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReadError::io(dir, e))?;
+    let opt = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
+    let mut manifest = String::from("file,label,subject,view,setup,replication\n");
+    for s in &dataset.samples {
+        let name = &s.meta.name;
+        if name.is_empty() || name.contains(['/', '\\', ',', '"', '\n']) {
+            return Err(ReadError::field(
+                dir,
+                "sample name",
+                format!("`{name}` cannot be a file name in a manifest"),
+            ));
+        }
+        let file = format!("{name}.npy");
+        let k = &s.skeleton;
+        write_npy_f32(
+            &dir.join(&file),
+            &[k.persons, k.frames, k.joints, k.channels],
+            &k.data,
+        )?;
+        let label = s
+            .meta
+            .label
+            .and_then(|l| dataset.classes.get(l))
+            .cloned()
+            .unwrap_or_default();
+        manifest += &format!(
+            "{file},{},{},{},{},{}\n",
+            csv_field(&label),
+            opt(s.meta.subject),
+            opt(s.meta.view),
+            opt(s.meta.setup),
+            opt(s.meta.replication)
+        );
+    }
+    let classes: String = dataset.classes.iter().map(|c| format!("{c}\n")).collect();
+    crate::atomic::write_atomic(&dir.join("classes.txt"), classes.as_bytes())
+        .map_err(|e| ReadError::io(&dir.join("classes.txt"), e))?;
+    crate::atomic::write_atomic(&dir.join("manifest.csv"), manifest.as_bytes())
+        .map_err(|e| ReadError::io(&dir.join("manifest.csv"), e))
+}
+
+/// Quotes a CSV field when it needs it.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
