@@ -111,3 +111,224 @@ fn bad_inputs_fail_with_the_file_named() {
     assert!(err.contains("bad.toml"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The whole user flow on a model trained by `crossglg demo` (one short epoch: this checks the
+/// commands work together, not accuracy, which `crossglg-train`'s tests measure): write sample
+/// files with `data synth`, `embed` them, `enroll` one per class, `recognize` the rest (also at
+/// another calibrated operating point), `stream` frames of one file on stdin, and draw every
+/// picture.
+#[test]
+fn demo_model_serves_synth_files_through_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let run = p("run");
+    ok(&[
+        "demo",
+        "--out",
+        &run,
+        "--quiet",
+        "--text-encoder",
+        "hashed",
+        "--set",
+        "epochs=1",
+        "--set",
+        "data.synthetic.samples_per_class=6",
+        "--set",
+        "preprocess.frames=16",
+    ]);
+    let out = ok(&[
+        "data",
+        "synth",
+        "--out",
+        &p("files"),
+        "--classes",
+        "wave,kick,squat",
+        "--samples-per-class",
+        "3",
+    ]);
+    assert!(out.contains("9 samples of 3 motions"), "{out}");
+    // The manifest lists each file with its class.
+    let manifest = std::fs::read_to_string(tmp.path().join("files/manifest.csv")).unwrap();
+    let by_class = |class: &str| -> Vec<String> {
+        manifest
+            .lines()
+            .skip(1)
+            .filter(|l| l.split(',').nth(1) == Some(class))
+            .map(|l| p(&format!("files/{}", l.split(',').next().unwrap())))
+            .collect()
+    };
+    let all: Vec<String> = ["wave", "kick", "squat"]
+        .iter()
+        .flat_map(|c| by_class(c))
+        .collect();
+    assert_eq!(all.len(), 9, "{manifest}");
+    assert!(all.iter().all(|f| Path::new(f).is_file()), "{all:?}");
+
+    // embed: npy rows in input order, and JSON with names.
+    let mut args = vec!["embed", "--model", &run, "--out"];
+    let npy = p("emb.npy");
+    args.push(&npy);
+    args.extend(all.iter().map(String::as_str));
+    ok(&args);
+    let header = std::fs::read(&npy).unwrap();
+    assert!(header.starts_with(b"\x93NUMPY"));
+    assert!(String::from_utf8_lossy(&header[..128]).contains("(9, "));
+
+    // enroll the first sample of each class, recognise the others.
+    let gallery = p("gallery.safetensors");
+    for name in ["wave", "kick", "squat"] {
+        ok(&[
+            "enroll",
+            "--model",
+            &run,
+            "--gallery",
+            &gallery,
+            "--name",
+            name,
+            &by_class(name)[0],
+        ]);
+    }
+    let queries: Vec<String> = ["wave", "kick", "squat"]
+        .iter()
+        .flat_map(|c| by_class(c)[1..].to_vec())
+        .collect();
+    let mut args = vec![
+        "recognize",
+        "--model",
+        &run,
+        "--gallery",
+        &gallery,
+        "--json",
+    ];
+    args.extend(queries.iter().map(String::as_str));
+    let rows: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    for r in rows {
+        let c = r["recognition"]["class"].as_str().unwrap();
+        assert!(["wave", "kick", "squat"].contains(&c), "{r}");
+        assert!(r["recognition"]["similarity"].as_f64().unwrap().abs() <= 1.0 + 1e-5);
+    }
+    // Operating points: a looser false-accept rate never accepts fewer queries.
+    let accepted = |far: &str| {
+        let mut args = vec![
+            "recognize",
+            "--model",
+            &run,
+            "--gallery",
+            &gallery,
+            "--json",
+            "--far",
+            far,
+        ];
+        args.extend(queries.iter().map(String::as_str));
+        let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["recognition"]["unknown"].as_bool().unwrap())
+            .count()
+    };
+    assert!(accepted("0.3") >= accepted("0.01"));
+    let o = crossglg(&[
+        "recognize",
+        "--model",
+        &run,
+        "--gallery",
+        &gallery,
+        "--far",
+        "0.5",
+        &queries[0],
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("unknown_threshold.json") && e.contains("0.5"),
+        "{e}"
+    );
+
+    // stream: the frames of one file as JSON lines on stdin, one event per full window.
+    let sk = crossglg_data::read::npy::read_npy(Path::new(&by_class("kick")[1])).unwrap();
+    let mut input = String::new();
+    for t in 0..sk.frames {
+        let joints: Vec<[f32; 3]> = (0..sk.joints)
+            .map(|v| {
+                let i = (t * sk.joints + v) * 3;
+                [sk.data[i], sk.data[i + 1], sk.data[i + 2]]
+            })
+            .collect();
+        input += &serde_json::json!({ "joints": joints }).to_string();
+        input.push('\n');
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args([
+            "stream",
+            "--model",
+            &run,
+            "--gallery",
+            &gallery,
+            "--window",
+            "32",
+            "--hop",
+            "8",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let events: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events.len(),
+        (sk.frames - 32) / 8 + 1,
+        "{} frames",
+        sk.frames
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["latency_ms"].as_f64().unwrap() > 0.0));
+    assert!(err.contains("latency per window"), "{err}");
+
+    // pictures, SVG and PNG.
+    let file = &by_class("wave")[1];
+    let pics: [(&str, Vec<&str>); 4] = [
+        ("curves", vec![&run]),
+        ("confusion", vec![&run]),
+        ("importance", vec!["--model", &run, file]),
+        ("embeddings", vec![&run]),
+    ];
+    for (kind, args) in pics {
+        for ext in ["svg", "png"] {
+            let out = p(&format!("{kind}.{ext}"));
+            let mut a = vec!["plot", kind, "--out", &out];
+            a.extend(args.iter().copied());
+            ok(&a);
+            let bytes = std::fs::read(&out).unwrap();
+            if ext == "svg" {
+                let s = String::from_utf8(bytes).unwrap();
+                assert!(
+                    s.contains("<svg") && s.trim_end().ends_with("</svg>"),
+                    "{out}"
+                );
+            } else {
+                assert!(
+                    bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+                    "{out}"
+                );
+            }
+        }
+    }
+}

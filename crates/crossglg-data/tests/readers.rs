@@ -894,7 +894,10 @@ fn npy_folder_writer_round_trips_a_synthetic_dataset() {
     let mut bad = ds.clone();
     bad.samples[0].meta.name = "a/b".into();
     let e = write_npy_folder(&bad, dir.path()).unwrap_err().to_string();
-    assert!(e.contains("a/b") && e.contains(&*dir.path().to_string_lossy()), "{e}");
+    assert!(
+        e.contains("a/b") && e.contains(&*dir.path().to_string_lossy()),
+        "{e}"
+    );
 }
 
 #[test]

@@ -121,9 +121,9 @@ fn threshold_calibration_meets_its_false_accept_target() {
     assert_eq!(c05.threshold_for(0.05), Some(c05.threshold));
     assert_eq!(c05.threshold_for(0.5), None);
     let pts = &c05.operating_points;
-    assert!(pts
-        .windows(2)
-        .all(|w| w[0].threshold >= w[1].threshold && w[0].true_accept_rate <= w[1].true_accept_rate));
+    assert!(pts.windows(2).all(
+        |w| w[0].threshold >= w[1].threshold && w[0].true_accept_rate <= w[1].true_accept_rate
+    ));
     assert!(pts
         .iter()
         .all(|p| p.false_accept_rate <= p.target_false_accept_rate));
