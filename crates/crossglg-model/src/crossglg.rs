@@ -101,6 +101,12 @@ pub struct InteractionConfig {
     /// Number of interaction blocks `M`.
     pub depth: usize,
     pub mlp_ratio: usize,
+    /// [R] Keep the text stream's residual across the cross-attention fusion
+    /// (`t + CrossAttn(t, s)`, the default). The branch is fed the text of the sample's own
+    /// class, so with the residual its classifier can read the label off the text; `false`
+    /// keeps only the text-queried skeleton context (`CrossAttn(t, s)`), so `L_c` can only be
+    /// lowered through the skeleton features. See docs/results.md for the measured effect.
+    pub text_residual: bool,
 }
 
 impl Default for InteractionConfig {
@@ -111,6 +117,7 @@ impl Default for InteractionConfig {
             heads: 4,
             depth: 2,
             mlp_ratio: 2,
+            text_residual: true,
         }
     }
 }
@@ -169,6 +176,7 @@ impl CrossGlgConfig {
                 heads: 2,
                 depth: 1,
                 mlp_ratio: 2,
+                text_residual: true,
             },
             loss: LossWeights::default(),
         }
@@ -274,6 +282,7 @@ impl CrossGlg {
                 ic.heads,
                 ic.depth,
                 ic.mlp_ratio,
+                ic.text_residual,
                 c_out,
                 vb.pp("cross"),
             )?)

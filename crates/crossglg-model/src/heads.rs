@@ -41,7 +41,9 @@ impl Jid {
 
 /// One interaction block (pre-norm residuals):
 /// `t ← t + SelfAttn(LN(t))`, `t ← t + CrossAttn(LN(t), LN(s))`, `t ← t + MLP(LN(t))`.
+/// Without the text residual the middle step is `t ← CrossAttn(LN(t), LN(s))`.
 pub struct InteractionBlock {
+    text_residual: bool,
     ln_self: LayerNorm,
     self_attn: MultiHeadAttention,
     ln_q: LayerNorm,
@@ -53,8 +55,15 @@ pub struct InteractionBlock {
 }
 
 impl InteractionBlock {
-    pub fn new(dim: usize, heads: usize, mlp_ratio: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        mlp_ratio: usize,
+        text_residual: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
+            text_residual,
             ln_self: LayerNorm::new(dim, vb.pp("ln_self"))?,
             self_attn: MultiHeadAttention::new(dim, heads, vb.pp("self_attn"))?,
             ln_q: LayerNorm::new(dim, vb.pp("ln_q"))?,
@@ -74,7 +83,8 @@ impl InteractionBlock {
         let q = self.ln_q.forward(&t)?;
         let kv = self.ln_kv.forward(skel)?;
         // fusion: add the text-queried skeleton context to the text stream, then the MLP
-        let t = (&t + self.cross_attn.forward(&q, &kv)?)?;
+        let ctx = self.cross_attn.forward(&q, &kv)?;
+        let t = if self.text_residual { (&t + ctx)? } else { ctx };
         let m = self
             .mlp2
             .forward(&self.mlp1.forward(&self.ln_mlp.forward(&t)?)?.gelu_erf()?)?;
@@ -105,6 +115,7 @@ impl CrossModal {
         heads: usize,
         depth: usize,
         mlp_ratio: usize,
+        text_residual: bool,
         out_dim: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
@@ -121,7 +132,15 @@ impl CrossModal {
                 },
             )?,
             blocks: (0..depth)
-                .map(|i| InteractionBlock::new(dim, heads, mlp_ratio, vb.pp(format!("blocks.{i}"))))
+                .map(|i| {
+                    InteractionBlock::new(
+                        dim,
+                        heads,
+                        mlp_ratio,
+                        text_residual,
+                        vb.pp(format!("blocks.{i}")),
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?,
             ln_out: LayerNorm::new(dim, vb.pp("ln_out"))?,
             out_proj: linear(dim, out_dim, vb.pp("out_proj"))?,

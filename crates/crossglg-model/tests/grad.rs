@@ -93,22 +93,28 @@ fn grad_jid() {
 fn grad_interaction_block_and_branch() {
     let vm = VarMap::new();
     let vb = SeededVarMap::var_builder(&vm, 4, DType::F64, &Device::Cpu);
-    let block = InteractionBlock::new(8, 2, 2, vb.pp("block")).unwrap();
-    let text = Var::from_tensor(&randn(&[2, 4, 8], 5, DType::F64)).unwrap();
-    let skel = Var::from_tensor(&randn(&[2, 5, 8], 6, DType::F64)).unwrap();
-    let w = randn(&[2, 4, 8], 7, DType::F64);
-    let mut vars = vars_of(&vm);
-    vars.push(("text".into(), text.clone()));
-    vars.push(("skel".into(), skel.clone()));
-    let f = || {
-        let y = block.forward(text.as_tensor(), skel.as_tensor()).unwrap();
-        (y * &w).unwrap().sum_all().unwrap()
-    };
-    assert!(grad_check(&vars, 4, &f) > 50);
+    for residual in [true, false] {
+        let block =
+            InteractionBlock::new(8, 2, 2, residual, vb.pp(format!("block{residual}"))).unwrap();
+        let text = Var::from_tensor(&randn(&[2, 4, 8], 5, DType::F64)).unwrap();
+        let skel = Var::from_tensor(&randn(&[2, 5, 8], 6, DType::F64)).unwrap();
+        let w = randn(&[2, 4, 8], 7, DType::F64);
+        let mut vars: Vec<_> = vars_of(&vm)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(&format!("block{residual}")))
+            .collect();
+        vars.push(("text".into(), text.clone()));
+        vars.push(("skel".into(), skel.clone()));
+        let f = || {
+            let y = block.forward(text.as_tensor(), skel.as_tensor()).unwrap();
+            (y * &w).unwrap().sum_all().unwrap()
+        };
+        assert!(grad_check(&vars, 4, &f) > 50);
+    }
 
     let vm = VarMap::new();
     let vb = SeededVarMap::var_builder(&vm, 8, DType::F64, &Device::Cpu);
-    let branch = CrossModal::new(6, 5, 4, 8, 2, 1, 2, 3, vb.pp("cross")).unwrap();
+    let branch = CrossModal::new(6, 5, 4, 8, 2, 1, 2, true, 3, vb.pp("cross")).unwrap();
     let text = randn(&[2, 3, 6], 9, DType::F64);
     let joints = Var::from_tensor(&randn(&[2, 4, 5], 10, DType::F64)).unwrap();
     let w = randn(&[2, 3], 11, DType::F64);
@@ -119,6 +125,43 @@ fn grad_interaction_block_and_branch() {
         (g * &w).unwrap().sum_all().unwrap()
     };
     assert!(grad_check(&vars, 3, &f) > 50);
+}
+
+/// Without the text residual the branch cannot read the class off its text: when every
+/// skeleton token is the same (nothing to attend to), its output no longer depends on the text.
+/// With the residual it does.
+#[test]
+fn branch_without_text_residual_needs_the_skeleton() {
+    let spread = |residual: bool| {
+        let vm = VarMap::new();
+        let vb = SeededVarMap::var_builder(&vm, 8, DType::F64, &Device::Cpu);
+        let branch = CrossModal::new(6, 5, 4, 8, 2, 2, 2, residual, 3, vb.pp("cross")).unwrap();
+        // One skeleton feature repeated over joints, and the joint embedding zeroed.
+        let one = randn(&[1, 1, 5], 10, DType::F64);
+        let joints = one.broadcast_as((1, 4, 5)).unwrap().contiguous().unwrap();
+        vm.data()
+            .lock()
+            .unwrap()
+            .get("cross.joint_pos")
+            .unwrap()
+            .set(&Tensor::zeros((1, 4, 8), DType::F64, &Device::Cpu).unwrap())
+            .unwrap();
+        // Two different texts (this file's `randn` only varies with large seed changes).
+        let t1 = randn(&[1, 3, 6], 1, DType::F64);
+        let t2 = t1.flip(&[2]).unwrap().affine(-0.7, 0.2).unwrap();
+        let a = branch.forward(&t1, &joints).unwrap();
+        let b = branch.forward(&t2, &joints).unwrap();
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    assert!(spread(true) > 1e-3, "{}", spread(true));
+    assert!(spread(false) < 1e-9, "{}", spread(false));
 }
 
 #[test]
