@@ -400,6 +400,9 @@ pub enum PlotCommand {
         run: PathBuf,
         #[arg(long, short)]
         out: PathBuf,
+        /// Only these metrics (e.g. `loss_skel,loss_cross,loss_cal,batch_accuracy`); default all.
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
     },
     /// The confusion matrix of a run's one-shot report.
     Confusion {
@@ -438,8 +441,8 @@ pub enum PlotCommand {
 pub fn plot(cmd: PlotCommand) -> Result<()> {
     use crossglg_train::plot;
     let out = match cmd {
-        PlotCommand::Curves { run, out } => {
-            plot::plot_training_curves(&out, &run.join("metrics.jsonl"))?;
+        PlotCommand::Curves { run, out, metrics } => {
+            plot::plot_training_curves(&out, &run.join("metrics.jsonl"), &metrics)?;
             out
         }
         PlotCommand::Confusion { run, out, method } => {

@@ -414,8 +414,23 @@ pub fn plot_metrics(path: &Path, metrics: &MetricSeries, title: &str) -> Result<
 }
 
 /// Training curves from a metrics JSON-lines file ([`read_metrics_jsonl`] + [`plot_metrics`]).
-pub fn plot_training_curves(path: &Path, metrics_jsonl: &Path) -> Result<(), PlotError> {
-    let m = read_metrics_jsonl(metrics_jsonl)?;
+/// `only`: the series to draw (empty: all); an unknown name is an error listing the known ones.
+pub fn plot_training_curves(
+    path: &Path,
+    metrics_jsonl: &Path,
+    only: &[String],
+) -> Result<(), PlotError> {
+    let mut m = read_metrics_jsonl(metrics_jsonl)?;
+    if !only.is_empty() {
+        if let Some(missing) = only.iter().find(|k| !m.series.contains_key(*k)) {
+            return Err(PlotError::Invalid(format!(
+                "{} has no metric `{missing}` (it has: {})",
+                metrics_jsonl.display(),
+                m.series.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        m.series.retain(|k, _| only.contains(k));
+    }
     let title = format!(
         "{}",
         metrics_jsonl

@@ -348,11 +348,19 @@ fn plots_confusion_curves_and_pca_as_svg_and_png() {
         series.series.keys().collect::<Vec<_>>(),
         vec!["acc", "loss", "lr"]
     );
-    plot::plot_training_curves(&dir.path().join("curves.svg"), &metrics).unwrap();
+    plot::plot_training_curves(&dir.path().join("curves.svg"), &metrics, &[]).unwrap();
     check_svg(&dir.path().join("curves.svg"), "loss");
-    plot::plot_training_curves(&dir.path().join("curves.png"), &metrics).unwrap();
+    let only = ["loss".to_string()];
+    plot::plot_training_curves(&dir.path().join("curves.png"), &metrics, &only).unwrap();
     check_png(&dir.path().join("curves.png"));
 
+    let e = plot::plot_training_curves(&dir.path().join("x.svg"), &metrics, &["los".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no metric `los`") && e.contains("acc, loss, lr"),
+        "{e}"
+    );
     std::fs::write(&metrics, "{\"step\": 1, \"loss\": 1}\n{oops\n").unwrap();
     let e = plot::read_metrics_jsonl(&metrics).unwrap_err().to_string();
     assert!(e.contains("metrics.jsonl line 2"), "{e}");
