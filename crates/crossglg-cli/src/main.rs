@@ -80,9 +80,27 @@ struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Instead of the training/inference variants: the per-window latency of `crossglg stream`
+    /// with this trained run (batch 1), against batched embedding of the same windows.
+    #[arg(long, value_name = "RUN")]
+    stream: Option<std::path::PathBuf>,
+    /// Frames per stream window (with --stream).
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Frames between stream windows (with --stream).
+    #[arg(long, default_value_t = 16)]
+    hop: usize,
+    /// Stream windows to time (with --stream).
+    #[arg(long, default_value_t = 50)]
+    windows: usize,
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(run) = &a.stream {
+        // Threads: as for every command (RAYON_NUM_THREADS / CANDLE_NUM_THREADS); --threads
+        // only applies to the variant children.
+        return cmd_use::bench_stream(run, a.window, a.hop, a.windows);
+    }
     let cfg = crossglg_bench::BenchConfig {
         batch: a.batch,
         persons: a.persons,

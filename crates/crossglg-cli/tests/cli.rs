@@ -302,6 +302,25 @@ fn demo_model_serves_synth_files_through_every_command() {
         .all(|e| e["latency_ms"].as_f64().unwrap() > 0.0));
     assert!(err.contains("latency per window"), "{err}");
 
+    // the stream latency benchmark on this model.
+    let out = ok(&[
+        "bench",
+        "--stream",
+        &run,
+        "--window",
+        "16",
+        "--hop",
+        "4",
+        "--windows",
+        "3",
+    ]);
+    assert!(
+        out.contains("| stream (batch 1) |") && out.contains("| embed, batch 16"),
+        "{out}"
+    );
+    let o = crossglg(&["bench", "--stream", &run, "--windows", "0"]);
+    assert!(!o.status.success());
+
     // pictures, SVG and PNG.
     let file = &by_class("wave")[1];
     let pics: [(&str, Vec<&str>); 4] = [
