@@ -171,29 +171,58 @@ fn trained_embedding_beats_chance_on_novel_classes() {
     gallery
         .enroll(&src.classes()[enrolled], &emb, None)
         .unwrap();
-    let (mut known, mut known_ok, mut unknown, mut rejected) = (0, 0, 0, 0);
+    // Similarity to the enrolled exemplar of queries of the enrolled class and of the other one.
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
     for &q in &a.queries {
         let e = run_data.model.embed(&[src.skeleton(q).unwrap()]).unwrap();
         let r = gallery.recognize(&e[0]).unwrap();
         if label(q) == enrolled {
-            known += 1;
-            known_ok += usize::from(!r.unknown);
+            known.push(r.similarity);
         } else {
-            unknown += 1;
-            rejected += usize::from(r.unknown);
+            unknown.push(r.similarity);
         }
     }
-    let (accept, reject) = (
-        known_ok as f64 / known as f64,
-        rejected as f64 / unknown as f64,
-    );
-    eprintln!(
-        "gallery: enrolled class accepted {accept:.3} ({known} queries); never-enrolled class rejected as unknown {reject:.3} ({unknown} queries); threshold {:.3}",
-        threshold.threshold
-    );
-    // Honest bounds: the threshold must separate the two at least better than a coin.
+    // Threshold-free separation: the chance that a known query scores above an unknown one.
+    let auc = known
+        .iter()
+        .map(|k| {
+            unknown
+                .iter()
+                .map(|u| {
+                    if k > u {
+                        1.0
+                    } else if k == u {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / (known.len() * unknown.len()) as f64;
+    let rates = |t: f32| {
+        (
+            known.iter().filter(|&&s| s >= t).count() as f64 / known.len() as f64,
+            unknown.iter().filter(|&&s| s < t).count() as f64 / unknown.len() as f64,
+        )
+    };
+    for p in &threshold.operating_points {
+        let (accept, reject) = rates(p.threshold);
+        eprintln!(
+            "gallery at base-class false-accept target {:.2} (threshold {:.3}): enrolled class accepted {accept:.3} ({} queries), never-enrolled class rejected {reject:.3} ({} queries)",
+            p.target_false_accept_rate,
+            p.threshold,
+            known.len(),
+            unknown.len()
+        );
+    }
+    eprintln!("known-vs-unknown similarity AUC {auc:.3}");
+    // Honest bound: similarity to the enrolled exemplar separates the enrolled action from a
+    // never-enrolled one clearly better than a coin. Where to cut is the operating point's
+    // business (measured above and in docs/results.md), not this test's.
     assert!(
-        accept + reject > 1.0,
-        "threshold does not separate known from unknown: accept {accept:.3}, reject {reject:.3}"
+        auc > 0.7,
+        "similarity does not separate known from unknown: AUC {auc:.3}"
     );
 }
