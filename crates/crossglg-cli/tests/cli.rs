@@ -192,25 +192,7 @@ fn demo_model_serves_synth_files_through_every_command() {
         .iter()
         .flat_map(|c| by_class(c)[1..].to_vec())
         .collect();
-    let mut args = vec![
-        "recognize",
-        "--model",
-        &run,
-        "--gallery",
-        &gallery,
-        "--json",
-    ];
-    args.extend(queries.iter().map(String::as_str));
-    let rows: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
-    let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 6);
-    for r in rows {
-        let c = r["recognition"]["class"].as_str().unwrap();
-        assert!(["wave", "kick", "squat"].contains(&c), "{r}");
-        assert!(r["recognition"]["similarity"].as_f64().unwrap().abs() <= 1.0 + 1e-5);
-    }
-    // Operating points: a looser false-accept rate never accepts fewer queries.
-    let accepted = |far: &str| {
+    let recognize = |extra: &[&str]| -> Vec<serde_json::Value> {
         let mut args = vec![
             "recognize",
             "--model",
@@ -218,13 +200,22 @@ fn demo_model_serves_synth_files_through_every_command() {
             "--gallery",
             &gallery,
             "--json",
-            "--far",
-            far,
         ];
+        args.extend(extra);
         args.extend(queries.iter().map(String::as_str));
         let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
-        v.as_array()
-            .unwrap()
+        v.as_array().unwrap().clone()
+    };
+    let rows = recognize(&[]);
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        let c = r["recognition"]["class"].as_str().unwrap();
+        assert!(["wave", "kick", "squat"].contains(&c), "{r}");
+        assert!(r["recognition"]["similarity"].as_f64().unwrap().abs() <= 1.0 + 1e-5);
+    }
+    // Operating points: a looser false-accept rate never accepts fewer queries.
+    let accepted = |far: &str| {
+        recognize(&["--far", far])
             .iter()
             .filter(|r| !r["recognition"]["unknown"].as_bool().unwrap())
             .count()
