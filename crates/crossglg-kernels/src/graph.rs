@@ -10,7 +10,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, slice, tensor, with_data};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data};
 
 const OP: &str = "graph_conv";
 
@@ -114,83 +114,93 @@ fn backward(g: Geo, x: &[f32], w: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>;
     let out_n = g.co * g.t * g.vo;
     let (nw, na) = (g.k * g.co * g.c, g.k * g.v * g.vo);
     let mut dx = vec![0f32; g.n * g.c * tv];
-    let (dw, da) = dx
-        .par_chunks_mut((g.c * tv).max(1))
-        .enumerate()
-        .fold(
-            || {
-                (
-                    vec![0f32; nw],
-                    vec![0f32; na],
-                    vec![0f32; g.k * g.co * tv],
-                    vec![0f32; g.k * g.co * tv],
-                )
-            },
-            |(mut dw, mut da, mut scratch, mut dscratch), (n, dxn)| {
-                conv1x1(g, x, w, n, &mut scratch);
-                for k in 0..g.k {
-                    let blk = k * g.co * tv;
-                    // dscratch_k (C_out·T × V) = dout[n] (C_out·T × V_out) · A_k^T
-                    gemm(
-                        g.co * g.t,
-                        g.v,
-                        g.vo,
-                        &mut dscratch,
-                        View::new(blk, g.v, 1),
-                        false,
-                        dout,
-                        View::new(n * out_n, g.vo, 1),
-                        a,
-                        View::new(k * g.v * g.vo, 1, g.vo),
-                    );
-                    // dA_k (V × V_out) += scratch_k^T · dout[n]
-                    gemm(
-                        g.v,
-                        g.vo,
-                        g.co * g.t,
-                        &mut da,
-                        View::new(k * g.v * g.vo, g.vo, 1),
-                        true,
-                        &scratch,
-                        View::new(blk, 1, g.v),
-                        dout,
-                        View::new(n * out_n, g.vo, 1),
-                    );
-                }
-                // dW (K·C_out × C) += dscratch · x[n]^T
-                gemm(
-                    g.k * g.co,
-                    g.c,
-                    tv,
-                    &mut dw,
-                    View::new(0, g.c, 1),
-                    true,
-                    &dscratch,
-                    View::new(0, tv, 1),
-                    x,
-                    View::new(n * g.c * tv, 1, tv),
-                );
-                // dx[n] (C × T·V) = W^T · dscratch
-                gemm(
-                    g.c,
-                    tv,
-                    g.k * g.co,
-                    dxn,
-                    View::new(0, tv, 1),
-                    false,
-                    w,
-                    View::new(0, 1, g.c),
-                    &dscratch,
-                    View::new(0, tv, 1),
-                );
-                (dw, da, scratch, dscratch)
-            },
+    type Acc = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+    let init = || {
+        (
+            vec![0f32; nw],
+            vec![0f32; na],
+            vec![0f32; g.k * g.co * tv],
+            vec![0f32; g.k * g.co * tv],
         )
-        .map(|(dw, da, _, _)| (dw, da))
-        .reduce(
-            || (vec![0f32; nw], vec![0f32; na]),
-            |(w1, a1), (w2, a2)| (add_into(w1, w2), add_into(a1, a2)),
+    };
+    let step = |(mut dw, mut da, mut scratch, mut dscratch): Acc, (n, dxn): (usize, &mut [f32])| {
+        conv1x1(g, x, w, n, &mut scratch);
+        for k in 0..g.k {
+            let blk = k * g.co * tv;
+            // dscratch_k (C_out·T × V) = dout[n] (C_out·T × V_out) · A_k^T
+            gemm(
+                g.co * g.t,
+                g.v,
+                g.vo,
+                &mut dscratch,
+                View::new(blk, g.v, 1),
+                false,
+                dout,
+                View::new(n * out_n, g.vo, 1),
+                a,
+                View::new(k * g.v * g.vo, 1, g.vo),
+            );
+            // dA_k (V × V_out) += scratch_k^T · dout[n]
+            gemm(
+                g.v,
+                g.vo,
+                g.co * g.t,
+                &mut da,
+                View::new(k * g.v * g.vo, g.vo, 1),
+                true,
+                &scratch,
+                View::new(blk, 1, g.v),
+                dout,
+                View::new(n * out_n, g.vo, 1),
+            );
+        }
+        // dW (K·C_out × C) += dscratch · x[n]^T
+        gemm(
+            g.k * g.co,
+            g.c,
+            tv,
+            &mut dw,
+            View::new(0, g.c, 1),
+            true,
+            &dscratch,
+            View::new(0, tv, 1),
+            x,
+            View::new(n * g.c * tv, 1, tv),
         );
+        // dx[n] (C × T·V) = W^T · dscratch
+        gemm(
+            g.c,
+            tv,
+            g.k * g.co,
+            dxn,
+            View::new(0, tv, 1),
+            false,
+            w,
+            View::new(0, 1, g.c),
+            &dscratch,
+            View::new(0, tv, 1),
+        );
+        (dw, da, scratch, dscratch)
+    };
+    // Fixed sample groups, summed in order: bit-identical gradients whatever the scheduling.
+    let chunk = (g.c * tv).max(1);
+    let gs = group_size(g.n);
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(gs * chunk)
+        .enumerate()
+        .map(|(gi, dxg)| {
+            let (dw, da, _, _) = dxg
+                .chunks_mut(chunk)
+                .enumerate()
+                .fold(init(), |acc, (j, dxn)| step(acc, (gi * gs + j, dxn)));
+            (dw, da)
+        })
+        .collect();
+    let (dw, da) = parts
+        .into_iter()
+        .fold((vec![0f32; nw], vec![0f32; na]), |(w1, a1), (w2, a2)| {
+            (add_into(w1, w2), add_into(a1, a2))
+        });
     [dx, dw, da]
 }
 

@@ -9,7 +9,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, slice, tensor, with_data};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data};
 
 const OP: &str = "temporal_conv";
 
@@ -191,11 +191,13 @@ fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) 
     let in_n = g.c * g.t * g.v;
 
     // dW[:, :, k] += dout[n][:, t0..t1] · phase_q[n][:, t0+e..]^T, accumulated per rayon task.
-    let dw = (0..g.n)
+    // Fixed sample groups, summed in order: bit-identical gradients whatever the scheduling.
+    let gs = group_size(g.n);
+    let dw = (0..g.n.div_ceil(gs))
         .into_par_iter()
-        .fold(
-            || vec![0f32; g.co * g.c * g.kt],
-            |mut dw, n| {
+        .map(|gi| {
+            let mut dw = vec![0f32; g.co * g.c * g.kt];
+            for n in gi * gs..((gi + 1) * gs).min(g.n) {
                 for tap in &taps {
                     let tq = g.tq(tap.q);
                     let src = (tap.t0 as isize + tap.e) as usize;
@@ -212,10 +214,12 @@ fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) 
                         View::new(n * g.c * tq * g.v + src * g.v, 1, tq * g.v),
                     );
                 }
-                dw
-            },
-        )
-        .reduce(|| vec![0f32; g.co * g.c * g.kt], add_into);
+            }
+            dw
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0f32; g.co * g.c * g.kt], add_into);
 
     // dphase_q[n][:, t0+e..] += w[:, :, k]^T · dout[n][:, t0..t1], then re-interleave.
     let mut dx = vec![0f32; g.n * in_n];

@@ -45,7 +45,16 @@ pub(crate) fn check_cpu_f32(t: &Tensor, op: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sums per-task accumulators produced by a rayon fold.
+/// Samples per group when a batch gradient is accumulated in parallel. The groups depend on
+/// the batch size alone (at most 16 of them), each is accumulated in sample order and the group
+/// sums are added in group order, so the result is bit-identical whatever the thread count and
+/// scheduling (rayon's `fold`/`reduce` groups by work stealing, which made training runs with
+/// the same seed differ in the last bits, then in their accuracy).
+pub(crate) fn group_size(n: usize) -> usize {
+    n.div_ceil(16).max(1)
+}
+
+/// Sums per-group accumulators.
 pub(crate) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     for (x, y) in a.iter_mut().zip(b) {
         *x += y;

@@ -305,3 +305,48 @@ fn tune_allocator_is_accepted_by_glibc() {
     let applied = crossglg_kernels::tune_allocator();
     assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
 }
+
+/// Weight gradients are sums over the batch computed in parallel; they must come out
+/// bit-identical whatever the number of threads, so a seeded training run is reproducible.
+#[test]
+fn weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(9);
+    let (n, c, t, v, k, co) = (37, 6, 12, 5, 3, 8);
+    let x = rand_var(&mut rng, &[n, c, t, v])?;
+    let wg = rand_var(&mut rng, &[k * co, c])?;
+    let a = rand_var(&mut rng, &[k, v, v])?;
+    let wt = rand_var(&mut rng, &[co, c, 5])?;
+    let rg = rand_t(&mut rng, &[n, co, t, v])?;
+    let rt = rand_t(&mut rng, &[n, co, t / 2, v])?;
+    let grads = |threads: usize| -> Result<Vec<Vec<f32>>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            let g = (graph_conv(x.as_tensor(), wg.as_tensor(), a.as_tensor())? * &rg)?
+                .sum_all()?
+                .backward()?;
+            let h = (temporal_conv(x.as_tensor(), wt.as_tensor(), 2, 2)? * &rt)?
+                .sum_all()?
+                .backward()?;
+            [
+                g.get(wg.as_tensor()),
+                g.get(a.as_tensor()),
+                h.get(wt.as_tensor()),
+            ]
+            .into_iter()
+            .map(|t| t.expect("a gradient").flatten_all()?.to_vec1::<f32>())
+            .collect()
+        })
+    };
+    let one = grads(1)?;
+    for threads in [2, 3, 5] {
+        let other = grads(threads)?;
+        for (i, (p, q)) in one.iter().zip(&other).enumerate() {
+            let same = p.iter().zip(q).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "gradient {i} differs between 1 and {threads} threads");
+        }
+    }
+    Ok(())
+}
