@@ -37,7 +37,8 @@ pub fn use_fused(ts: &[&Tensor]) -> bool {
 
 /// `act(bn(x) [+ residual])` with `act` = ReLU when `relu`. In training mode on f32 CPU
 /// tensors this is one fused kernel that also updates the layer's running statistics in place
-/// (same buffers, same PyTorch semantics as `BatchNorm::forward_t`); otherwise plain candle.
+/// (same buffers, same PyTorch semantics as `BatchNorm::forward_t`); in eval mode one fused
+/// affine pass; otherwise plain candle.
 pub fn bn_act(
     bn: &BatchNorm,
     x: &Tensor,
@@ -57,6 +58,19 @@ pub fn bn_act(
                 let rv = Var::from_tensor(bn.running_var())?;
                 stats.update_running(&rm, &rv, bn.momentum())?;
                 return Ok(y);
+            }
+        }
+    }
+    if !train {
+        if let Some((w, b)) = bn.weight_and_bias() {
+            let mut all = vec![x, w, b];
+            all.extend(residual);
+            if use_fused(&all) {
+                // Inference: BN folded into one per-channel affine map, fused with the residual
+                // add and the ReLU (one pass instead of four).
+                let scale = (w / bn.running_var().affine(1.0, bn.eps())?.sqrt()?)?;
+                let shift = (b - (bn.running_mean() * &scale)?)?;
+                return crossglg_kernels::channel_affine_act(x, &scale, &shift, residual, relu);
             }
         }
     }

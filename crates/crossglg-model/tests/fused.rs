@@ -46,6 +46,8 @@ fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32, floor: f32) {
 }
 
 struct Step {
+    /// Eval-mode embedding after the step (BN with the updated running statistics).
+    embedding: Tensor,
     logits: Vec<Tensor>,
     loss: Tensor,
     grads: Vec<(String, Tensor)>,
@@ -86,8 +88,10 @@ fn step(kind: EncoderKind, guidance: Guidance, fused: bool) -> Step {
         .map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap()))
         .collect();
     state.sort_by(|a, b| a.0.cmp(&b.0));
+    let embedding = model.embed(&x).unwrap();
     set_fused(true);
     Step {
+        embedding,
         logits,
         loss,
         grads,
@@ -112,6 +116,13 @@ fn fused_and_plain_paths_agree_for_whole_tiny_models() {
                 assert_close(&format!("{tag} logits"), a, b, 1e-4, 1e-3);
             }
             assert_close(&format!("{tag} loss"), &f.loss, &p.loss, 1e-4, 1e-3);
+            assert_close(
+                &format!("{tag} eval embedding"),
+                &f.embedding,
+                &p.embedding,
+                1e-4,
+                1e-3,
+            );
             assert_eq!(f.grads.len(), p.grads.len());
             let global = p.grads.iter().fold(0f32, |m, (_, g)| m.max(max_abs(g)));
             let mut nonzero = 0;
