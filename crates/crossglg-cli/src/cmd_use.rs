@@ -377,11 +377,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
     )?;
     let mut lat = tee.latencies.clone();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let pct = |p: f64| percentile(&lat, p);
     eprintln!(
         "{} frames, {} windows; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
         s.frames,
@@ -391,6 +387,14 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         pct(0.95)
     );
     Ok(())
+}
+
+/// The `p` quantile (0..=1, nearest rank) of sorted values; 0 when there are none.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 #[derive(Subcommand)]
@@ -553,14 +557,13 @@ pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> 
         },
         &l.layout,
     )?;
-    // One person's first `frames` frames of a sample, as a skeleton.
+    // `frames` frames of a sample's first person from `start` on (wrapping), as a skeleton.
     let clip = |sk: &Skeleton, start: usize, frames: usize| {
         let mut out = Skeleton::zeros(1, frames, sk.joints, 3);
         for t in 0..frames {
             for v in 0..sk.joints {
                 for c in 0..3.min(sk.channels) {
-                    let i = (t * sk.joints + v) * 3 + c;
-                    out.data[i] = sk.get(0, (start + t) % sk.frames, v, c);
+                    out.set(0, t, v, c, sk.get(0, (start + t) % sk.frames, v, c));
                 }
             }
         }
@@ -632,16 +635,9 @@ pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> 
         }
     }
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+    let pct = |p: f64| percentile(&lat, p);
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0);
+    let rss = crossglg_bench::peak_rss_mb();
     println!(
         "stream latency, model {} ({} layout), window {window}, hop {hop}, {} windows:",
         model.display(),
