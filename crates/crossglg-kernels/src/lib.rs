@@ -9,13 +9,16 @@
 //! All ops are f32 and CPU-only; other dtypes/devices return an error naming the op.
 //! Every op is tested against the plain candle composition (values and gradients) in `tests/`.
 
+mod agg;
 mod alloc;
 mod bn;
 mod graph;
 mod mm;
+mod small;
 mod tconv;
 mod util;
 
+pub use agg::{head_aggregate, subset_aggregate};
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
 pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};
 pub use graph::graph_conv;

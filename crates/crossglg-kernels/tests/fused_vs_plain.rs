@@ -3,8 +3,8 @@
 
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
-    batch_norm_act, channel_affine_act, graph_conv, temporal_conv, temporal_conv_dilated,
-    FusedBatchNorm,
+    batch_norm_act, channel_affine_act, graph_conv, head_aggregate, subset_aggregate,
+    temporal_conv, temporal_conv_dilated, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -271,6 +271,129 @@ fn channel_affine_act_matches_plain() -> Result<()> {
     assert_close("affine", &got, &want)
 }
 
+/// Values and gradients of `fused` against `plain` for the listed variables.
+fn check_grads(
+    rng: &mut StdRng,
+    case: &str,
+    fused: Tensor,
+    plain: Tensor,
+    vars: &[(&str, &Var)],
+) -> Result<()> {
+    assert_close(&format!("{case} value"), &fused, &plain)?;
+    let r = rand_t(rng, plain.dims())?;
+    let gf = (fused * &r)?.sum_all()?.backward()?;
+    let gp = (plain * &r)?.sum_all()?.backward()?;
+    for (name, var) in vars {
+        let ga = gf.get(var.as_tensor()).expect("fused grad");
+        let gb = gp.get(var.as_tensor()).expect("plain grad");
+        assert_close(&format!("{case} {name}"), ga, gb)?;
+    }
+    Ok(())
+}
+
+/// CTR-GCN's aggregation as candle writes it: per subset `x · (m + a)ᵀ` batched over (N, C),
+/// summed over subsets.
+fn plain_subset(x: &Tensor, m: &Tensor, a: &Tensor) -> Result<Tensor> {
+    let (n, s, c, t, v) = x.dims5()?;
+    let u = m.dim(3)?;
+    let mut y: Option<Tensor> = None;
+    for si in 0..s {
+        let ms = m.i((.., si))?.broadcast_add(&a.i(si)?)?; // (N, C, U, V)
+        let z = x
+            .i((.., si))?
+            .contiguous()?
+            .reshape((n * c, t, v))?
+            .matmul(&ms.reshape((n * c, u, v))?.transpose(1, 2)?.contiguous()?)?;
+        y = Some(match y {
+            Some(y) => (y + z)?,
+            None => z,
+        });
+    }
+    y.expect("a subset").reshape((n, c, t, u))
+}
+
+#[test]
+fn subset_aggregate_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(10);
+    // (n, s, c, t, v, u): U = V as in the encoders, plus non-square, tiny, and wider than one
+    // 32-lane block
+    let cases = [
+        (2, 3, 4, 6, 25, 25),
+        (3, 1, 2, 5, 7, 4),
+        (1, 2, 3, 1, 1, 1),
+        (2, 2, 2, 3, 40, 35),
+    ];
+    for (n, s, c, t, v, u) in cases {
+        let x = rand_var(&mut rng, &[n, s, c, t, v])?;
+        let m = rand_var(&mut rng, &[n, s, c, u, v])?;
+        let a = rand_var(&mut rng, &[s, u, v])?;
+        let (xt, mt, at) = (x.as_tensor(), m.as_tensor(), a.as_tensor());
+        let case = format!("subset n{n} s{s} c{c} t{t} v{v} u{u}");
+        let fused = subset_aggregate(xt, mt, at)?;
+        let plain = plain_subset(xt, mt, at)?;
+        check_grads(
+            &mut rng,
+            &case,
+            fused,
+            plain,
+            &[("dx", &x), ("dm", &m), ("da", &a)],
+        )?;
+    }
+    Ok(())
+}
+
+/// InfoGCN's SA-GC aggregation as candle writes it: per head `(p ⊙ a) · x` per frame,
+/// permuted back to `(N, C, T, U)`, heads concatenated as channel groups.
+fn plain_head(x: &Tensor, p: &Tensor, a: &Tensor) -> Result<Tensor> {
+    let (n, c, t, v) = x.dims4()?;
+    let (_, _, h, u, _) = p.dims5()?;
+    let pa = p.broadcast_mul(&a.unsqueeze(0)?.unsqueeze(0)?)?; // (N, T, H, U, V)
+    let feat = x
+        .permute((0, 2, 3, 1))?
+        .contiguous()?
+        .reshape((n * t, v, c))?;
+    let heads = (0..h)
+        .map(|hi| {
+            pa.i((.., .., hi))?
+                .contiguous()?
+                .reshape((n * t, u, v))?
+                .matmul(&feat)? // (N·T, U, C)
+                .reshape((n, t, u, c))?
+                .permute((0, 3, 1, 2))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&heads, 1)
+}
+
+#[test]
+fn head_aggregate_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(11);
+    // (n, c, t, v, h, u)
+    let cases = [
+        (2, 5, 4, 25, 3, 25),
+        (3, 2, 3, 7, 1, 5),
+        (1, 1, 1, 1, 2, 1),
+        (2, 3, 2, 36, 2, 40),
+    ];
+    for (n, c, t, v, h, u) in cases {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let p = rand_var(&mut rng, &[n, t, h, u, v])?;
+        let a = rand_var(&mut rng, &[h, u, v])?;
+        let (xt, pt, at) = (x.as_tensor(), p.as_tensor(), a.as_tensor());
+        let case = format!("head n{n} c{c} t{t} v{v} h{h} u{u}");
+        let fused = head_aggregate(xt, pt, at)?;
+        let plain = plain_head(xt, pt, at)?;
+        check_grads(
+            &mut rng,
+            &case,
+            fused,
+            plain,
+            &[("dx", &x), ("dp", &p), ("da", &a)],
+        )?;
+    }
+    Ok(())
+}
+
 #[test]
 fn bad_inputs_are_errors_not_panics() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(6);
@@ -293,6 +416,11 @@ fn bad_inputs_are_errors_not_panics() -> Result<()> {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("gamma"), "{e}");
+    let m = rand_t(&mut rng, &[2, 1, 3, 4, 4])?;
+    let xs = x.reshape((2, 1, 3, 5, 4))?;
+    assert!(msg(subset_aggregate(&xs, &m, &rand_t(&mut rng, &[2, 4, 4])?)).contains("match"));
+    let p = rand_t(&mut rng, &[2, 4, 2, 4, 4])?;
+    assert!(msg(head_aggregate(&x, &p, &rand_t(&mut rng, &[2, 4, 4])?)).contains("match"));
     let xi = x.to_dtype(candle_core::DType::F64)?;
     assert!(msg(temporal_conv(&xi, &rand_t(&mut rng, &[4, 3, 3])?, 1, 1)).contains("f32"));
     let _ = x.i(0)?;
@@ -318,6 +446,11 @@ fn weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
     let wt = rand_var(&mut rng, &[co, c, 5])?;
     let rg = rand_t(&mut rng, &[n, co, t, v])?;
     let rt = rand_t(&mut rng, &[n, co, t / 2, v])?;
+    let xs = rand_t(&mut rng, &[n, 3, 2, t, v])?;
+    let ms = rand_t(&mut rng, &[n, 3, 2, v, v])?;
+    let rs = rand_t(&mut rng, &[n, 2, t, v])?;
+    let p = rand_t(&mut rng, &[n, t, 3, v, v])?;
+    let rh = rand_t(&mut rng, &[n, 3 * c, t, v])?;
     let grads = |threads: usize| -> Result<Vec<Vec<f32>>> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -330,10 +463,18 @@ fn weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
             let h = (temporal_conv(x.as_tensor(), wt.as_tensor(), 2, 2)? * &rt)?
                 .sum_all()?
                 .backward()?;
+            let s = (subset_aggregate(&xs, &ms, a.as_tensor())? * &rs)?
+                .sum_all()?
+                .backward()?;
+            let hd = (head_aggregate(x.as_tensor(), &p, a.as_tensor())? * &rh)?
+                .sum_all()?
+                .backward()?;
             [
                 g.get(wg.as_tensor()),
                 g.get(a.as_tensor()),
                 h.get(wt.as_tensor()),
+                s.get(a.as_tensor()),
+                hd.get(a.as_tensor()),
             ]
             .into_iter()
             .map(|t| t.expect("a gradient").flatten_all()?.to_vec1::<f32>())

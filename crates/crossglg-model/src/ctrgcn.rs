@@ -12,8 +12,8 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, bn_act, pointwise, use_fused, ConvBn, MultiScaleTcn, Residual,
-    TemporalConv,
+    add_opt, batch_norm, bn_act, pointwise, pointwise_stacked, use_fused, ConvBn, MultiScaleTcn,
+    Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -63,12 +63,8 @@ impl Ctrgc {
         // out[n,c,t,u] = Σ_v topo[n,c,u,v] · x3[n,c,t,v]
         let x3 = x3.reshape((n * c, t, v))?;
         let topo = topo.reshape((n * c, v, v))?;
-        let y = if use_fused(&[&x3, &topo]) {
-            crate::fastagg::channel_aggregate(&x3, &topo)?
-        } else {
-            x3.matmul(&topo.transpose(1, 2)?.contiguous()?)?
-        };
-        y.reshape((n, c, t, v))
+        x3.matmul(&topo.transpose(1, 2)?.contiguous()?)?
+            .reshape((n, c, t, v))
     }
 }
 
@@ -78,6 +74,66 @@ struct UnitGcn {
     alpha: Tensor,
     bn: BatchNorm,
     down: Option<ConvBn>,
+}
+
+impl UnitGcn {
+    /// `Σ_s CTRGC_s(x, pa_s)`, the subsets one at a time with plain candle ops.
+    fn aggregate_plain(&self, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
+        let mut y: Option<Tensor> = None;
+        for (s, conv) in self.convs.iter().enumerate() {
+            let z = conv.forward(x, &pa.get(s)?, &self.alpha)?;
+            y = Some(match y {
+                Some(y) => (y + z)?,
+                None => z,
+            });
+        }
+        y.ok_or_else(|| candle_core::Error::Msg("CTR-GCN unit without subsets".into()))
+    }
+
+    /// The same sum, rearranged for the CPU (equal up to rounding; tested against
+    /// [`Self::aggregate_plain`]): `conv1`/`conv2` act on the time mean of `x` (a 1×1
+    /// convolution commutes with the mean), all subsets' `conv1`/`conv2` and `conv3` run as one
+    /// convolution each, `α` scales `conv4`'s weights instead of its output, and the
+    /// per-channel aggregation, the shared topology and the sum over subsets are one fused op.
+    fn aggregate_fused(&self, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, _, t, v) = x.dims4()?;
+        let s = self.convs.len();
+        let r = self.convs[0].conv1.weight_1x1()?.dim(0)?;
+        let c = self.convs[0].conv3.weight_1x1()?.dim(0)?;
+        let xm = x.mean_keepdim(2)?; // (N, C_in, 1, V)
+        let mut qk: Vec<&TemporalConv> = self.convs.iter().map(|g| &g.conv1).collect();
+        qk.extend(self.convs.iter().map(|g| &g.conv2));
+        let q = pointwise_stacked(&xm, &qk)?.reshape((n, 2 * s * r, v))?;
+        let x1 = q.narrow(1, 0, s * r)?.unsqueeze(3)?;
+        let x2 = q.narrow(1, s * r, s * r)?.unsqueeze(2)?;
+        let rel = x1.broadcast_sub(&x2)?.tanh()?.reshape((n, s, r, v * v))?;
+        // conv4 of every subset as one batched product: (S, C, R) · (N, S, R, V·V)
+        let w4 = Tensor::stack(
+            &self
+                .convs
+                .iter()
+                .map(|g| g.conv4.weight_1x1())
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            0,
+        )?
+        .broadcast_mul(&self.alpha)?;
+        let mut topo = w4.unsqueeze(0)?.broadcast_matmul(&rel)?; // (N, S, C, V·V)
+        let b4 = self
+            .convs
+            .iter()
+            .map(|g| g.conv4.bias().cloned())
+            .collect::<Option<Vec<_>>>();
+        if let Some(b4) = b4 {
+            let b4 = Tensor::stack(&b4, 0)?.broadcast_mul(&self.alpha)?; // (S, C)
+            topo = topo.broadcast_add(&b4.unsqueeze(2)?)?;
+        }
+        let x3 = pointwise_stacked(x, &self.convs.iter().map(|g| &g.conv3).collect::<Vec<_>>())?;
+        crossglg_kernels::subset_aggregate(
+            &x3.reshape((n, s, c, t, v))?,
+            &topo.reshape((n, s, c, v, v))?,
+            pa,
+        )
+    }
 }
 
 struct Block {
@@ -160,25 +216,16 @@ impl CtrGcn {
         let blk = &self.blocks[i];
         let g = &blk.gcn;
         let pa = (&self.a + &g.pa_delta)?;
-        let mut y: Option<Tensor> = None;
-        for (s, conv) in g.convs.iter().enumerate() {
-            let z = conv.forward(h, &pa.get(s)?, &g.alpha)?;
-            y = Some(match y {
-                Some(y) => (y + z)?,
-                None => z,
-            });
-        }
+        let y = if use_fused(&[h, &pa]) {
+            g.aggregate_fused(h, &pa)?
+        } else {
+            g.aggregate_plain(h, &pa)?
+        };
         let down = match &g.down {
             Some(d) => d.forward(h, train)?,
             None => h.clone(),
         };
-        let mut y = bn_act(
-            &g.bn,
-            &y.expect("at least one subset"),
-            Some(&down),
-            true,
-            train,
-        )?;
+        let mut y = bn_act(&g.bn, &y, Some(&down), true, train)?;
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
         }

@@ -20,8 +20,8 @@ use crate::encoder::{EncoderConfig, InfoGcnOptions};
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, bn_act, linear, pointwise, softmax_last, use_fused, ConvBn, LayerNorm,
-    MultiScaleTcn, Residual, TemporalConv,
+    add_opt, batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, use_fused,
+    ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, Linear, VarBuilder};
@@ -67,6 +67,74 @@ struct SaGc {
     down: Option<ConvBn>,
     bn: BatchNorm,
     attn: SelfAttention,
+}
+
+impl SaGc {
+    /// `Σ_h conv_d_h((attn_h ⊙ topo_h) · x)` with plain candle ops, one head at a time.
+    ///
+    /// # Shapes
+    /// `x: (N, C, T, V)`, `attn: (N·T, H, V, V)`, `topo: (H, V, V)` -> `(N, C_out, T, V)`
+    fn aggregate_plain(
+        &self,
+        x: &Tensor,
+        attn: &Tensor,
+        topo: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (n, c, t, v) = x.dims4()?;
+        let a = attn.broadcast_mul(&topo.unsqueeze(0)?)?;
+        let feat = x
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .reshape((n * t, v, c))?;
+        let mut y: Option<Tensor> = None;
+        for (hd, conv) in self.conv_d.iter().enumerate() {
+            let z = a
+                .narrow(1, hd, 1)?
+                .squeeze(1)?
+                .contiguous()?
+                .matmul(&feat)?
+                .reshape((n, t, v, c))?
+                .permute((0, 3, 1, 2))?
+                .contiguous()?;
+            let z = conv.forward(&z)?;
+            y = Some(match y {
+                Some(y) => (y + z)?,
+                None => z,
+            });
+        }
+        y.ok_or_else(|| candle_core::Error::Msg("SA-GC without heads".into()))
+    }
+
+    /// The same sum for the CPU (equal up to rounding; tested against
+    /// [`Self::aggregate_plain`]): one fused op aggregates every head straight from the
+    /// `(N, C, T, V)` layout into head-major channel groups, and the per-head `conv_d`s become
+    /// one 1×1 convolution over `H·C` input channels (weights side by side, biases summed).
+    fn aggregate_fused(
+        &self,
+        x: &Tensor,
+        attn: &Tensor,
+        topo: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (n, _, t, v) = x.dims4()?;
+        let h = self.conv_d.len();
+        let z = crossglg_kernels::head_aggregate(x, &attn.reshape((n, t, h, v, v))?, topo)?;
+        let w = Tensor::cat(
+            &self
+                .conv_d
+                .iter()
+                .map(|c| c.weight_1x1())
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            1,
+        )?;
+        let b = self
+            .conv_d
+            .iter()
+            .map(|c| c.bias().cloned())
+            .collect::<Option<Vec<_>>>()
+            .map(|b| Tensor::stack(&b, 0)?.sum(0))
+            .transpose()?;
+        pointwise_with(&z, &w, b.as_ref())
+    }
 }
 
 struct Block {
@@ -220,54 +288,18 @@ impl InfoGcn {
     ) -> candle_core::Result<Tensor> {
         let blk = &self.blocks[i];
         let g = &blk.gcn;
-        let (n, c, t, v) = h.dims4()?;
         let attn = g.attn.forward(h)?; // (N·T, H, V, V)
         let topo = (&self.eye + &g.topo_delta)?;
-        let a = attn.broadcast_mul(&topo.unsqueeze(0)?)?;
-        let fused = use_fused(&[h, &a]);
-        let feat = if fused {
-            // (N·T, C, V): the layout `channel_aggregate` contracts over
-            h.permute((0, 2, 1, 3))?
-                .contiguous()?
-                .reshape((n * t, c, v))?
+        let y = if use_fused(&[h, &attn]) {
+            g.aggregate_fused(h, &attn, &topo)?
         } else {
-            h.permute((0, 2, 3, 1))?
-                .contiguous()?
-                .reshape((n * t, v, c))?
+            g.aggregate_plain(h, &attn, &topo)?
         };
-        let mut y: Option<Tensor> = None;
-        for (hd, conv) in g.conv_d.iter().enumerate() {
-            let a_h = a.narrow(1, hd, 1)?.squeeze(1)?.contiguous()?;
-            let z = if fused {
-                // out[b, c, u] = Σ_v feat[b, c, v] · a[b, u, v] in one op instead of N·T tiny
-                // batched matmuls
-                crate::fastagg::channel_aggregate(&feat, &a_h)?
-                    .reshape((n, t, c, v))?
-                    .permute((0, 2, 1, 3))?
-                    .contiguous()?
-            } else {
-                a_h.matmul(&feat)?
-                    .reshape((n, t, v, c))?
-                    .permute((0, 3, 1, 2))?
-                    .contiguous()?
-            };
-            let z = conv.forward(&z)?;
-            y = Some(match y {
-                Some(y) => (y + z)?,
-                None => z,
-            });
-        }
         let down = match &g.down {
             Some(d) => d.forward(h, train)?,
             None => h.clone(),
         };
-        let mut y = bn_act(
-            &g.bn,
-            &y.expect("at least one head"),
-            Some(&down),
-            true,
-            train,
-        )?;
+        let mut y = bn_act(&g.bn, &y, Some(&down), true, train)?;
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
         }

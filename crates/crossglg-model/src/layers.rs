@@ -243,6 +243,58 @@ impl TemporalConv {
     pub fn kernel(&self) -> usize {
         self.kernel
     }
+
+    /// The weight of a 1×1 convolution as a `(C_out, C_in)` matrix.
+    pub fn weight_1x1(&self) -> Result<Tensor> {
+        let (c_out, c_in, k, _) = self.weight.dims4()?;
+        if k != 1 {
+            candle_core::bail!("weight_1x1 called on a convolution with kernel {k}")
+        }
+        self.weight.reshape((c_out, c_in))
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+/// Several 1×1 convolutions of the same input as one: weights and biases concatenated along
+/// the output channels (one matrix product instead of one per convolution).
+///
+/// # Shapes
+/// `x: (N, C_in, T, V)` -> `(N, Σ C_out, T, V)`
+pub fn pointwise_stacked(x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> {
+    let w = Tensor::cat(
+        &convs
+            .iter()
+            .map(|c| c.weight_1x1())
+            .collect::<Result<Vec<_>>>()?,
+        0,
+    )?;
+    let b = convs
+        .iter()
+        .map(|c| c.bias().cloned())
+        .collect::<Option<Vec<_>>>()
+        .map(|b| Tensor::cat(&b, 0))
+        .transpose()?;
+    pointwise_with(x, &w, b.as_ref())
+}
+
+/// 1×1 convolution with a given `(C_out, C_in)` weight: the fused kernel on f32 CPU tensors,
+/// else [`conv1x1`].
+///
+/// # Shapes
+/// `x: (N, C_in, T, V)`, `w: (C_out, C_in)`, `b: (C_out)` -> `(N, C_out, T, V)`
+pub fn pointwise_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    if use_fused(&[x, w]) {
+        let (c_out, c_in) = w.dims2()?;
+        let y = crossglg_kernels::temporal_conv(x, &w.reshape((c_out, c_in, 1))?, 1, 0)?;
+        return match b {
+            Some(b) => crate::fastagg::add_channel_bias(&y, b),
+            None => Ok(y),
+        };
+    }
+    conv1x1(x, w, b)
 }
 
 /// `nn.Conv2d(c_in, c_out, 1)` (optionally with temporal stride) over `(N, C, T, V)`.

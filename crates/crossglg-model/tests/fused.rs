@@ -60,6 +60,19 @@ fn step(kind: EncoderKind, guidance: Guidance, fused: bool) -> Step {
     cfg.guidance = guidance;
     let (vm, model): (_, CrossGlg) =
         build_seeded(&cfg, &common::ntu25(), 3, DType::F32, &Device::Cpu).unwrap();
+    // CTR-GCN's α and the learned topology offsets start at zero, which would leave the
+    // topology-refinement path without gradient: give them values.
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        // seeded by the name: the map's iteration order differs between the two models
+        let seed = name
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+        if name.ends_with("alpha") {
+            var.set(&(var.ones_like().unwrap() * 0.7).unwrap()).unwrap();
+        } else if name.ends_with("_delta") {
+            var.set(&(randn(var.dims(), seed) * 0.2).unwrap()).unwrap();
+        }
+    }
     // odd T exercises the stride-2 phases; 25 joints as in NTU
     let x = randn(&[3, 3, 9, 25, 2], 1);
     let text = randn(&[3, 25, 8], 2);

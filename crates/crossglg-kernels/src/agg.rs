@@ -1,0 +1,383 @@
+//! Graph aggregation with sample-dependent adjacencies, the inner step of CTR-GCN and InfoGCN.
+//!
+//! * [`subset_aggregate`] (CTR-GCN's `unit_gcn`): every channel of every sample has its own
+//!   refined topology per subset, `out[n,c,t,u] = Σ_s Σ_v x[n,s,c,t,v] · (m[n,s,c,u,v] + a[s,u,v])`.
+//!   One op replaces, per subset, a broadcast add of the shared topology, `N·C` batched 25×25
+//!   matmuls and the sum over subsets.
+//! * [`head_aggregate`] (InfoGCN's SA-GC): every frame has its own attention map per head,
+//!   masked by a learned topology, `out[n,h,c,t,u] = Σ_v p[n,t,h,u,v] · a[h,u,v] · x[n,c,t,v]`.
+//!   It reads `x` in its `(N, C, T, V)` layout and writes the heads as channel groups, so the
+//!   per-head 1×1 convolutions become one convolution and no permuted copies are made.
+//!
+//! Each output element is summed in a fixed order by one task, and the gradients of the shared
+//! parameters are reduced serially in sample order afterwards: results do not depend on the
+//! thread count.
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::small::{pack, small_mm, Lhs};
+use crate::util::{check_cpu_f32, slice, tensor, with_data};
+
+const SUBSET_OP: &str = "subset_aggregate";
+const HEAD_OP: &str = "head_aggregate";
+
+/// `x: (N, S, C, T, V)`, `m: (N, S, C, U, V)`, `a: (S, U, V)` → `(N, C, T, U)`,
+/// `out[n,c,t,u] = Σ_s Σ_v x[n,s,c,t,v] · (m[n,s,c,u,v] + a[s,u,v])`. Differentiable in all
+/// three; f32 on the CPU.
+pub fn subset_aggregate(x: &Tensor, m: &Tensor, a: &Tensor) -> Result<Tensor> {
+    for (t, what) in [(x, "input"), (m, "topology"), (a, "shared topology")] {
+        check_cpu_f32(t, SUBSET_OP, what)?;
+    }
+    let (n, s, c, _, v) = x.dims5()?;
+    let (nm, sm, cm, u, vm) = m.dims5()?;
+    let (sa, ua, va) = a.dims3()?;
+    if (nm, sm, cm, vm) != (n, s, c, v) || (sa, ua, va) != (s, u, v) {
+        bail!(
+            "{SUBSET_OP}: shapes {:?}, {:?} and {:?} do not match (N, S, C, T, V), \
+             (N, S, C, U, V), (S, U, V)",
+            x.dims(),
+            m.dims(),
+            a.dims()
+        )
+    }
+    x.contiguous()?
+        .apply_op3(&m.contiguous()?, &a.contiguous()?, SubsetAggregate)
+}
+
+/// `x: (N, C, T, V)`, `p: (N, T, H, U, V)`, `a: (H, U, V)` → `(N, H·C, T, U)`,
+/// `out[n, h·C + c, t, u] = Σ_v p[n,t,h,u,v] · a[h,u,v] · x[n,c,t,v]`. Differentiable in all
+/// three; f32 on the CPU.
+pub fn head_aggregate(x: &Tensor, p: &Tensor, a: &Tensor) -> Result<Tensor> {
+    for (t, what) in [(x, "input"), (p, "attention"), (a, "topology")] {
+        check_cpu_f32(t, HEAD_OP, what)?;
+    }
+    let (n, _, t, v) = x.dims4()?;
+    let (np, tp, h, u, vp) = p.dims5()?;
+    let (ha, ua, va) = a.dims3()?;
+    if (np, tp, vp) != (n, t, v) || (ha, ua, va) != (h, u, v) {
+        bail!(
+            "{HEAD_OP}: shapes {:?}, {:?} and {:?} do not match (N, C, T, V), (N, T, H, U, V), \
+             (H, U, V)",
+            x.dims(),
+            p.dims(),
+            a.dims()
+        )
+    }
+    x.contiguous()?
+        .apply_op3(&p.contiguous()?, &a.contiguous()?, HeadAggregate)
+}
+
+struct SubsetAggregate;
+
+#[derive(Clone, Copy)]
+struct SubsetGeo {
+    n: usize,
+    s: usize,
+    c: usize,
+    t: usize,
+    v: usize,
+    u: usize,
+}
+
+impl SubsetGeo {
+    fn new(xs: &[usize], ms: &[usize]) -> Self {
+        Self {
+            n: xs[0],
+            s: xs[1],
+            c: xs[2],
+            t: xs[3],
+            v: xs[4],
+            u: ms[3],
+        }
+    }
+}
+
+fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
+    let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
+    let mut out = vec![0f32; g.n * g.c * tu];
+    out.par_chunks_mut(tu.max(1))
+        .enumerate()
+        .for_each_init(Vec::new, |mt, (nc, o)| {
+            let (n, c) = (nc / g.c, nc % g.c);
+            for s in 0..g.s {
+                let blk = (n * g.s + s) * g.c + c;
+                // (m + a)ᵀ: V × U, padded
+                pack(mt, g.v, g.u, m, blk * uv, 1, g.v, |vi, ui, val| {
+                    val + a[s * uv + ui * g.v + vi]
+                });
+                let l = Lhs {
+                    off: blk * tv,
+                    rs: g.v,
+                    cs: 1,
+                };
+                small_mm(g.t, g.v, g.u, x, l, mt, o, 0, g.u);
+            }
+        });
+    out
+}
+
+/// Returns (dx, dm, da).
+fn subset_backward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>; 3] {
+    let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
+    let blocks = g.n * g.s * g.c;
+    let mut dx = vec![0f32; blocks * tv];
+    let mut dm = vec![0f32; blocks * uv];
+    dx.par_chunks_mut(tv.max(1))
+        .zip(dm.par_chunks_mut(uv.max(1)))
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(meff, xp), (blk, (dxb, dmb))| {
+                let n = blk / (g.s * g.c);
+                let (s, c) = ((blk / g.c) % g.s, blk % g.c);
+                let gout = (n * g.c + c) * tu;
+                // dx (T × V) = dout (T × U) · (m + a) (U × V)
+                pack(meff, g.u, g.v, m, blk * uv, g.v, 1, |ui, vi, val| {
+                    val + a[s * uv + ui * g.v + vi]
+                });
+                let l = Lhs {
+                    off: gout,
+                    rs: g.u,
+                    cs: 1,
+                };
+                small_mm(g.t, g.u, g.v, dout, l, meff, dxb, 0, g.v);
+                // dm (U × V) = doutᵀ (U × T) · x (T × V)
+                pack(xp, g.t, g.v, x, blk * tv, g.v, 1, |_, _, val| val);
+                let l = Lhs {
+                    off: gout,
+                    rs: 1,
+                    cs: g.u,
+                };
+                small_mm(g.u, g.t, g.v, dout, l, xp, dmb, 0, g.v);
+            },
+        );
+    // da[s] = Σ_{n,c} dm[n,s,c], in sample order
+    let mut da = vec![0f32; g.s * uv];
+    for n in 0..g.n {
+        for s in 0..g.s {
+            for c in 0..g.c {
+                let src = &dm[((n * g.s + s) * g.c + c) * uv..][..uv];
+                for (d, v) in da[s * uv..(s + 1) * uv].iter_mut().zip(src) {
+                    *d += v;
+                }
+            }
+        }
+    }
+    [dx, dm, da]
+}
+
+impl CustomOp3 for SubsetAggregate {
+    fn name(&self) -> &'static str {
+        SUBSET_OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = SubsetGeo::new(l1.dims(), l2.dims());
+        let out = subset_forward(
+            g,
+            slice(s1, l1, SUBSET_OP)?,
+            slice(s2, l2, SUBSET_OP)?,
+            slice(s3, l3, SUBSET_OP)?,
+        );
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.c, g.t, g.u))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        m: &Tensor,
+        a: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = SubsetGeo::new(x.dims(), m.dims());
+        let [dx, dm, da] = with_data(x, SUBSET_OP, |xd| {
+            with_data(m, SUBSET_OP, |md| {
+                with_data(a, SUBSET_OP, |ad| {
+                    with_data(grad, SUBSET_OP, |gd| Ok(subset_backward(g, xd, md, ad, gd)))
+                })
+            })
+        })?;
+        Ok((
+            Some(tensor(dx, x.shape())?),
+            Some(tensor(dm, m.shape())?),
+            Some(tensor(da, a.shape())?),
+        ))
+    }
+}
+
+struct HeadAggregate;
+
+#[derive(Clone, Copy)]
+struct HeadGeo {
+    n: usize,
+    c: usize,
+    t: usize,
+    v: usize,
+    h: usize,
+    u: usize,
+}
+
+impl HeadGeo {
+    fn new(xs: &[usize], ps: &[usize]) -> Self {
+        Self {
+            n: xs[0],
+            c: xs[1],
+            t: xs[2],
+            v: xs[3],
+            h: ps[2],
+            u: ps[3],
+        }
+    }
+}
+
+fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
+    let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
+    let mut out = vec![0f32; g.n * g.h * g.c * tu];
+    out.par_chunks_mut((g.c * tu).max(1))
+        .enumerate()
+        .for_each_init(Vec::new, |mt, (nh, o)| {
+            let (n, h) = (nh / g.h, nh % g.h);
+            for t in 0..g.t {
+                // (p ⊙ a)ᵀ: V × U, padded
+                let pb = ((n * g.t + t) * g.h + h) * uv;
+                pack(mt, g.v, g.u, p, pb, 1, g.v, |vi, ui, val| {
+                    val * a[h * uv + ui * g.v + vi]
+                });
+                // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
+                let l = Lhs {
+                    off: n * g.c * tv + t * g.v,
+                    rs: tv,
+                    cs: 1,
+                };
+                small_mm(g.c, g.v, g.u, x, l, mt, o, t * g.u, tu);
+            }
+        });
+    out
+}
+
+/// Returns (dx, dp, da).
+fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>; 3] {
+    let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
+    let mut dx = vec![0f32; g.n * g.c * tv];
+    // gradient with respect to the masked map p ⊙ a first; split below
+    let mut dpa = vec![0f32; g.n * g.t * g.h * uv];
+    dx.par_chunks_mut((g.c * tv).max(1))
+        .zip(dpa.par_chunks_mut((g.t * g.h * uv).max(1)))
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(pa, xp), (n, (dxn, dpn))| {
+                for t in 0..g.t {
+                    pack(
+                        xp,
+                        g.c,
+                        g.v,
+                        x,
+                        n * g.c * tv + t * g.v,
+                        tv,
+                        1,
+                        |_, _, val| val,
+                    );
+                    for h in 0..g.h {
+                        let pb = ((n * g.t + t) * g.h + h) * uv;
+                        let gb = (n * g.h + h) * g.c * tu + t * g.u;
+                        // dx[n, :, t, :] (C × V) += dout[n, h, :, t, :] (C × U) · (p ⊙ a) (U × V)
+                        pack(pa, g.u, g.v, p, pb, g.v, 1, |ui, vi, val| {
+                            val * a[h * uv + ui * g.v + vi]
+                        });
+                        let l = Lhs {
+                            off: gb,
+                            rs: tu,
+                            cs: 1,
+                        };
+                        small_mm(g.c, g.u, g.v, dout, l, pa, dxn, t * g.v, tv);
+                        // d(p ⊙ a) (U × V) = dout[n, h, :, t, :]ᵀ (U × C) · x[n, :, t, :] (C × V)
+                        let l = Lhs {
+                            off: gb,
+                            rs: 1,
+                            cs: tu,
+                        };
+                        small_mm(g.u, g.c, g.v, dout, l, xp, dpn, (t * g.h + h) * uv, g.v);
+                    }
+                }
+            },
+        );
+    // dp = d(p ⊙ a) ⊙ a;  da = Σ_{n,t} d(p ⊙ a) ⊙ p, in sample order
+    let mut da = vec![0f32; g.h * uv];
+    for (blk, (dq, pq)) in dpa.chunks_exact(uv).zip(p.chunks_exact(uv)).enumerate() {
+        let h = blk % g.h;
+        for ((d, dv), pv) in da[h * uv..(h + 1) * uv].iter_mut().zip(dq).zip(pq) {
+            *d += dv * pv;
+        }
+    }
+    dpa.par_chunks_mut(uv.max(1))
+        .enumerate()
+        .for_each(|(blk, dq)| {
+            let h = blk % g.h;
+            for (d, av) in dq.iter_mut().zip(&a[h * uv..(h + 1) * uv]) {
+                *d *= av;
+            }
+        });
+    [dx, dpa, da]
+}
+
+impl CustomOp3 for HeadAggregate {
+    fn name(&self) -> &'static str {
+        HEAD_OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = HeadGeo::new(l1.dims(), l2.dims());
+        let out = head_forward(
+            g,
+            slice(s1, l1, HEAD_OP)?,
+            slice(s2, l2, HEAD_OP)?,
+            slice(s3, l3, HEAD_OP)?,
+        );
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.n, g.h * g.c, g.t, g.u)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        a: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = HeadGeo::new(x.dims(), p.dims());
+        let [dx, dp, da] = with_data(x, HEAD_OP, |xd| {
+            with_data(p, HEAD_OP, |pd| {
+                with_data(a, HEAD_OP, |ad| {
+                    with_data(grad, HEAD_OP, |gd| Ok(head_backward(g, xd, pd, ad, gd)))
+                })
+            })
+        })?;
+        Ok((
+            Some(tensor(dx, x.shape())?),
+            Some(tensor(dp, p.shape())?),
+            Some(tensor(da, a.shape())?),
+        ))
+    }
+}
