@@ -16,7 +16,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::small::{pack, small_mm, Lhs};
+use crate::small::{pack, padded, small_mm, Lhs};
 use crate::util::{check_cpu_f32, slice, tensor, with_data};
 
 const SUBSET_OP: &str = "subset_aggregate";
@@ -111,7 +111,7 @@ fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
                     rs: g.v,
                     cs: 1,
                 };
-                small_mm(g.t, g.v, g.u, x, l, mt, o, 0, g.u);
+                small_mm(g.t, g.v, g.u, x, l, mt, padded(g.u), o, 0, g.u);
             }
         });
     out
@@ -126,32 +126,29 @@ fn subset_backward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32], dout: &[f32]) 
     dx.par_chunks_mut(tv.max(1))
         .zip(dm.par_chunks_mut(uv.max(1)))
         .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(meff, xp), (blk, (dxb, dmb))| {
-                let n = blk / (g.s * g.c);
-                let (s, c) = ((blk / g.c) % g.s, blk % g.c);
-                let gout = (n * g.c + c) * tu;
-                // dx (T × V) = dout (T × U) · (m + a) (U × V)
-                pack(meff, g.u, g.v, m, blk * uv, g.v, 1, |ui, vi, val| {
-                    val + a[s * uv + ui * g.v + vi]
-                });
-                let l = Lhs {
-                    off: gout,
-                    rs: g.u,
-                    cs: 1,
-                };
-                small_mm(g.t, g.u, g.v, dout, l, meff, dxb, 0, g.v);
-                // dm (U × V) = doutᵀ (U × T) · x (T × V)
-                pack(xp, g.t, g.v, x, blk * tv, g.v, 1, |_, _, val| val);
-                let l = Lhs {
-                    off: gout,
-                    rs: 1,
-                    cs: g.u,
-                };
-                small_mm(g.u, g.t, g.v, dout, l, xp, dmb, 0, g.v);
-            },
-        );
+        .for_each_init(Vec::new, |meff, (blk, (dxb, dmb))| {
+            let n = blk / (g.s * g.c);
+            let (s, c) = ((blk / g.c) % g.s, blk % g.c);
+            let gout = (n * g.c + c) * tu;
+            // dx (T × V) = dout (T × U) · (m + a) (U × V)
+            pack(meff, g.u, g.v, m, blk * uv, g.v, 1, |ui, vi, val| {
+                val + a[s * uv + ui * g.v + vi]
+            });
+            let l = Lhs {
+                off: gout,
+                rs: g.u,
+                cs: 1,
+            };
+            small_mm(g.t, g.u, g.v, dout, l, meff, padded(g.v), dxb, 0, g.v);
+            // dm (U × V) = doutᵀ (U × T) · x (T × V)
+            let l = Lhs {
+                off: gout,
+                rs: 1,
+                cs: g.u,
+            };
+            let xb = &x[blk * tv..];
+            small_mm(g.u, g.t, g.v, dout, l, xb, g.v, dmb, 0, g.v);
+        });
     // da[s] = Σ_{n,c} dm[n,s,c], in sample order
     let mut da = vec![0f32; g.s * uv];
     for n in 0..g.n {
@@ -259,7 +256,7 @@ fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
                     rs: tv,
                     cs: 1,
                 };
-                small_mm(g.c, g.v, g.u, x, l, mt, o, t * g.u, tu);
+                small_mm(g.c, g.v, g.u, x, l, mt, padded(g.u), o, t * g.u, tu);
             }
         });
     out
@@ -274,44 +271,32 @@ fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [
     dx.par_chunks_mut((g.c * tv).max(1))
         .zip(dpa.par_chunks_mut((g.t * g.h * uv).max(1)))
         .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(pa, xp), (n, (dxn, dpn))| {
-                for t in 0..g.t {
-                    pack(
-                        xp,
-                        g.c,
-                        g.v,
-                        x,
-                        n * g.c * tv + t * g.v,
-                        tv,
-                        1,
-                        |_, _, val| val,
-                    );
-                    for h in 0..g.h {
-                        let pb = ((n * g.t + t) * g.h + h) * uv;
-                        let gb = (n * g.h + h) * g.c * tu + t * g.u;
-                        // dx[n, :, t, :] (C × V) += dout[n, h, :, t, :] (C × U) · (p ⊙ a) (U × V)
-                        pack(pa, g.u, g.v, p, pb, g.v, 1, |ui, vi, val| {
-                            val * a[h * uv + ui * g.v + vi]
-                        });
-                        let l = Lhs {
-                            off: gb,
-                            rs: tu,
-                            cs: 1,
-                        };
-                        small_mm(g.c, g.u, g.v, dout, l, pa, dxn, t * g.v, tv);
-                        // d(p ⊙ a) (U × V) = dout[n, h, :, t, :]ᵀ (U × C) · x[n, :, t, :] (C × V)
-                        let l = Lhs {
-                            off: gb,
-                            rs: 1,
-                            cs: tu,
-                        };
-                        small_mm(g.u, g.c, g.v, dout, l, xp, dpn, (t * g.h + h) * uv, g.v);
-                    }
+        .for_each_init(Vec::new, |pa, (n, (dxn, dpn))| {
+            for t in 0..g.t {
+                let xt = &x[n * g.c * tv + t * g.v..];
+                for h in 0..g.h {
+                    let pb = ((n * g.t + t) * g.h + h) * uv;
+                    let gb = (n * g.h + h) * g.c * tu + t * g.u;
+                    // dx[n, :, t, :] (C × V) += dout[n, h, :, t, :] (C × U) · (p ⊙ a) (U × V)
+                    pack(pa, g.u, g.v, p, pb, g.v, 1, |ui, vi, val| {
+                        val * a[h * uv + ui * g.v + vi]
+                    });
+                    let l = Lhs {
+                        off: gb,
+                        rs: tu,
+                        cs: 1,
+                    };
+                    small_mm(g.c, g.u, g.v, dout, l, pa, padded(g.v), dxn, t * g.v, tv);
+                    // d(p ⊙ a) (U × V) = dout[n, h, :, t, :]ᵀ (U × C) · x[n, :, t, :] (C × V)
+                    let l = Lhs {
+                        off: gb,
+                        rs: 1,
+                        cs: tu,
+                    };
+                    small_mm(g.u, g.c, g.v, dout, l, xt, tv, dpn, (t * g.h + h) * uv, g.v);
                 }
-            },
-        );
+            }
+        });
     // dp = d(p ⊙ a) ⊙ a;  da = Σ_{n,t} d(p ⊙ a) ⊙ p, in sample order
     let mut da = vec![0f32; g.h * uv];
     for (blk, (dq, pq)) in dpa.chunks_exact(uv).zip(p.chunks_exact(uv)).enumerate() {

@@ -21,8 +21,10 @@ pub(crate) struct Lhs {
     pub cs: usize,
 }
 
-/// `out[off + r·os + l] += Σ_j lhs(r, j) · rhs[j·padded(cols) + l]` for `r < rows`,
-/// `l < cols`, `j < k`. `rhs` is `k × padded(cols)`, zero beyond `cols` in each row.
+/// `out[off + r·os + l] += Σ_j lhs(r, j) · rhs[j·rsb + l]` for `r < rows`, `l < cols`,
+/// `j < k`. The kernel reads whole blocks of `LANES` values from each row of `rhs` and drops
+/// the lanes past `cols`, so a row stride `rsb ≥ cols` works without copying (lanes past the
+/// end of the slice read as zero); [`pack`] makes a transposed or modified copy when needed.
 ///
 /// Panics on an index outside a slice (an internal bug: callers size everything from
 /// validated shapes).
@@ -34,6 +36,7 @@ pub(crate) fn small_mm(
     lhs: &[f32],
     l: Lhs,
     rhs: &[f32],
+    rsb: usize,
     out: &mut [f32],
     off: usize,
     os: usize,
@@ -44,11 +47,11 @@ pub(crate) fn small_mm(
         // does bounds-checked slice accesses.
         #[allow(unsafe_code)]
         unsafe {
-            small_mm_avx2(rows, k, cols, lhs, l, rhs, out, off, os)
+            small_mm_avx2(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
         };
         return;
     }
-    small_mm_impl::<false>(rows, k, cols, lhs, l, rhs, out, off, os)
+    small_mm_impl::<false>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -61,11 +64,12 @@ unsafe fn small_mm_avx2(
     lhs: &[f32],
     l: Lhs,
     rhs: &[f32],
+    rsb: usize,
     out: &mut [f32],
     off: usize,
     os: usize,
 ) {
-    small_mm_impl::<true>(rows, k, cols, lhs, l, rhs, out, off, os)
+    small_mm_impl::<true>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
 }
 
 #[inline(always)]
@@ -88,11 +92,11 @@ fn small_mm_impl<const FMA: bool>(
     lhs: &[f32],
     l: Lhs,
     rhs: &[f32],
+    rsb: usize,
     out: &mut [f32],
     off: usize,
     os: usize,
 ) {
-    let w = padded(cols);
     for lb in (0..cols).step_by(LANES) {
         let nl = (cols - lb).min(LANES);
         let mut r = 0;
@@ -101,9 +105,16 @@ fn small_mm_impl<const FMA: bool>(
             let mut c0 = [0f32; LANES];
             let mut c1 = [0f32; LANES];
             for j in 0..k {
-                let b: &[f32; LANES] = rhs[j * w + lb..j * w + lb + LANES]
-                    .try_into()
-                    .expect("block of LANES");
+                let start = j * rsb + lb;
+                let tail;
+                let b: &[f32; LANES] = if start + LANES <= rhs.len() {
+                    rhs[start..start + LANES]
+                        .try_into()
+                        .expect("block of LANES")
+                } else {
+                    tail = tail_block(rhs, start);
+                    &tail
+                };
                 let a0 = lhs[l.off + r * l.rs + j * l.cs];
                 let a1 = if two {
                     lhs[l.off + (r + 1) * l.rs + j * l.cs]
@@ -128,6 +139,15 @@ fn small_mm_impl<const FMA: bool>(
             r += 2;
         }
     }
+}
+
+/// The values of `rhs` from `start` on, zero-filled to one block.
+#[cold]
+fn tail_block(rhs: &[f32], start: usize) -> [f32; LANES] {
+    let mut b = [0f32; LANES];
+    let have = rhs.len().saturating_sub(start).min(LANES);
+    b[..have].copy_from_slice(&rhs[start..start + have]);
+    b
 }
 
 /// Copies the `rows × cols` matrix `src[off + r·rs + c·cs]` into `dst` as `rows × padded(cols)`
@@ -192,14 +212,17 @@ mod tests {
                 .collect();
             let mut b = Vec::new();
             pack(&mut b, k, cols, &src, 0, cols, 1, |_, _, v| v);
-            let mut out = vec![1f32; rows * cols];
-            small_mm(rows, k, cols, &a, l, &b, &mut out, 0, cols);
             let want = naive(rows, k, cols, &a, l, &b);
-            for (o, w) in out.iter().zip(&want) {
-                assert!(
-                    (o - 1.0 - w).abs() < 1e-4,
-                    "{rows}x{k}x{cols}: {o} vs {w} + 1"
-                );
+            // packed, and read in place with the unpadded row stride
+            for (rhs, rsb) in [(&b, padded(cols)), (&src, cols)] {
+                let mut out = vec![1f32; rows * cols];
+                small_mm(rows, k, cols, &a, l, rhs, rsb, &mut out, 0, cols);
+                for (o, w) in out.iter().zip(&want) {
+                    assert!(
+                        (o - 1.0 - w).abs() < 1e-4,
+                        "{rows}x{k}x{cols}: {o} vs {w} + 1"
+                    );
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, head_aggregate, subset_aggregate,
-    temporal_conv, temporal_conv_dilated, FusedBatchNorm,
+    temporal_conv, temporal_conv_dilated, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -389,6 +389,24 @@ fn head_aggregate_matches_plain() -> Result<()> {
             fused,
             plain,
             &[("dx", &x), ("dp", &p), ("da", &a)],
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn time_mean_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(12);
+    for shape in [[2, 3, 7, 5], [1, 1, 1, 1], [3, 2, 64, 25]] {
+        let x = rand_var(&mut rng, &shape)?;
+        let fused = time_mean(x.as_tensor())?;
+        let plain = x.as_tensor().mean_keepdim(2)?;
+        check_grads(
+            &mut rng,
+            &format!("time mean {shape:?}"),
+            fused,
+            plain,
+            &[("dx", &x)],
         )?;
     }
     Ok(())

@@ -12,8 +12,8 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, bn_act, pointwise, pointwise_stacked, use_fused, ConvBn, MultiScaleTcn,
-    Residual, TemporalConv,
+    batch_norm, bn_act, pointwise, pointwise_stacked, use_fused, ConvBn, MultiScaleTcn, Residual,
+    TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -100,33 +100,28 @@ impl UnitGcn {
         let s = self.convs.len();
         let r = self.convs[0].conv1.weight_1x1()?.dim(0)?;
         let c = self.convs[0].conv3.weight_1x1()?.dim(0)?;
-        let xm = x.mean_keepdim(2)?; // (N, C_in, 1, V)
+        let xm = crossglg_kernels::time_mean(x)?; // (N, C_in, 1, V)
         let mut qk: Vec<&TemporalConv> = self.convs.iter().map(|g| &g.conv1).collect();
         qk.extend(self.convs.iter().map(|g| &g.conv2));
         let q = pointwise_stacked(&xm, &qk)?.reshape((n, 2 * s * r, v))?;
         let x1 = q.narrow(1, 0, s * r)?.unsqueeze(3)?;
         let x2 = q.narrow(1, s * r, s * r)?.unsqueeze(2)?;
         let rel = x1.broadcast_sub(&x2)?.tanh()?.reshape((n, s, r, v * v))?;
-        // conv4 of every subset as one batched product: (S, C, R) · (N, S, R, V·V)
-        let w4 = Tensor::stack(
-            &self
-                .convs
-                .iter()
-                .map(|g| g.conv4.weight_1x1())
-                .collect::<candle_core::Result<Vec<_>>>()?,
-            0,
-        )?
-        .broadcast_mul(&self.alpha)?;
-        let mut topo = w4.unsqueeze(0)?.broadcast_matmul(&rel)?; // (N, S, C, V·V)
-        let b4 = self
-            .convs
-            .iter()
-            .map(|g| g.conv4.bias().cloned())
-            .collect::<Option<Vec<_>>>();
-        if let Some(b4) = b4 {
-            let b4 = Tensor::stack(&b4, 0)?.broadcast_mul(&self.alpha)?; // (S, C)
-            topo = topo.broadcast_add(&b4.unsqueeze(2)?)?;
+        // conv4 of every subset as one batched product (S, C, R + 1) · (N, S, R + 1, V·V): the
+        // bias is a column of the weight against a row of ones (a broadcast add would cost a
+        // strided reduction over (N, V·V) in the backward pass)
+        let mut w4 = Vec::with_capacity(s);
+        for g in &self.convs {
+            let w = g.conv4.weight_1x1()?;
+            w4.push(match g.conv4.bias() {
+                Some(b) => Tensor::cat(&[&w, &b.unsqueeze(1)?], 1)?,
+                None => w.pad_with_zeros(1, 0, 1)?,
+            });
         }
+        let w4 = Tensor::stack(&w4, 0)?.broadcast_mul(&self.alpha)?;
+        let ones = Tensor::ones((n, s, 1, v * v), rel.dtype(), rel.device())?;
+        let rel = Tensor::cat(&[&rel, &ones], 2)?;
+        let topo = w4.unsqueeze(0)?.broadcast_matmul(&rel)?; // (N, S, C, V·V)
         let x3 = pointwise_stacked(x, &self.convs.iter().map(|g| &g.conv3).collect::<Vec<_>>())?;
         crossglg_kernels::subset_aggregate(
             &x3.reshape((n, s, c, t, v))?,
@@ -230,7 +225,7 @@ impl CtrGcn {
             y = y.broadcast_mul(w)?;
         }
         let res = blk.residual.forward(h, train)?;
-        add_opt(blk.tcn.forward(&y, train)?, res)?.relu()
+        blk.tcn.forward_act(&y, res.as_ref(), true, train)
     }
 }
 

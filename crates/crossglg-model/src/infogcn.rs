@@ -20,8 +20,8 @@ use crate::encoder::{EncoderConfig, InfoGcnOptions};
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    add_opt, batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, use_fused,
-    ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
+    batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, use_fused, ConvBn,
+    LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, Linear, VarBuilder};
@@ -304,7 +304,7 @@ impl InfoGcn {
             y = y.broadcast_mul(w)?;
         }
         let res = blk.residual.forward(h, train)?;
-        add_opt(blk.tcn.forward(&y, train)?, res)?.relu()
+        blk.tcn.forward_act(&y, res.as_ref(), true, train)
     }
 }
 

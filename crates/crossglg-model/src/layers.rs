@@ -423,24 +423,51 @@ impl MultiScaleTcn {
     /// # Shapes
     /// `(N, C_in, T, V)` -> `(N, C_out, ceil(T / stride), V)`
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, None, false, train)
+    }
+
+    /// `act(forward(x) [+ residual])`. The residual add and the ReLU happen inside each
+    /// branch's last batch norm, on that branch's channels (one fused pass instead of two
+    /// more passes over the concatenated output, and their copies in the backward pass).
+    ///
+    /// # Shapes
+    /// `x: (N, C_in, T, V)`, `residual: (N, C_out, T', V)` -> `(N, C_out, T', V)`
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        train: bool,
+    ) -> Result<Tensor> {
+        let nb = self.branches.len();
         let outs = self
             .branches
             .iter()
-            .map(|b| match b {
-                Branch::Conv { pre, pre_bn, tconv } => {
-                    let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
-                    tconv.forward(&h, train)
+            .enumerate()
+            .map(|(i, b)| {
+                let res = residual
+                    .map(|r| {
+                        let bc = r.dim(1)? / nb;
+                        r.narrow(1, i * bc, bc)
+                    })
+                    .transpose()?;
+                let res = res.as_ref();
+                match b {
+                    Branch::Conv { pre, pre_bn, tconv } => {
+                        let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
+                        tconv.forward_act(&h, res, relu, train)
+                    }
+                    Branch::MaxPool {
+                        pre,
+                        pre_bn,
+                        post_bn,
+                        stride,
+                    } => {
+                        let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
+                        bn_act(post_bn, &max_pool_time3(&h, *stride)?, res, relu, train)
+                    }
+                    Branch::Point { conv, bn } => bn_act(bn, &conv.forward(x)?, res, relu, train),
                 }
-                Branch::MaxPool {
-                    pre,
-                    pre_bn,
-                    post_bn,
-                    stride,
-                } => {
-                    let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
-                    bn_act(post_bn, &max_pool_time3(&h, *stride)?, None, false, train)
-                }
-                Branch::Point { conv, bn } => bn_act(bn, &conv.forward(x)?, None, false, train),
             })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outs, 1)
