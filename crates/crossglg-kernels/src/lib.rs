@@ -11,6 +11,7 @@
 
 mod agg;
 mod alloc;
+mod attn;
 mod bn;
 mod graph;
 mod mm;
@@ -21,6 +22,7 @@ mod util;
 
 pub use agg::{head_aggregate, subset_aggregate};
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
+pub use attn::joint_attention;
 pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};
 pub use graph::graph_conv;
 pub use reduce::time_mean;

@@ -3,8 +3,8 @@
 
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
-    batch_norm_act, channel_affine_act, graph_conv, head_aggregate, subset_aggregate,
-    temporal_conv, temporal_conv_dilated, time_mean, FusedBatchNorm,
+    batch_norm_act, channel_affine_act, graph_conv, head_aggregate, joint_attention,
+    subset_aggregate, temporal_conv, temporal_conv_dilated, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -394,6 +394,68 @@ fn head_aggregate_matches_plain() -> Result<()> {
     Ok(())
 }
 
+/// InfoGCN's `SelfAttention` as candle ops: permute, LayerNorm over C, projection, split into
+/// heads, scaled scores, softmax.
+fn plain_attention(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    heads: usize,
+) -> Result<Tensor> {
+    let (n, c, t, v) = x.dims4()?;
+    let d = w.dim(0)? / (2 * heads);
+    let y = x
+        .permute((0, 2, 3, 1))?
+        .contiguous()?
+        .reshape((n * t, v, c))?;
+    let mean = y.mean_keepdim(D::Minus1)?;
+    let yc = y.broadcast_sub(&mean)?;
+    let var = yc.sqr()?.mean_keepdim(D::Minus1)?;
+    let y = yc
+        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+        .broadcast_mul(gamma)?
+        .broadcast_add(beta)?;
+    let qk = y.broadcast_matmul(&w.t()?)?.broadcast_add(b)?;
+    let split = |off: usize| -> Result<Tensor> {
+        qk.narrow(2, off, heads * d)?
+            .reshape((n * t, v, heads, d))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let (q, k) = (split(0)?, split(heads * d)?);
+    let s = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (d as f64).sqrt())?;
+    candle_nn::ops::softmax(&s, D::Minus1)?.reshape((n, t, heads, v, v))
+}
+
+#[test]
+fn joint_attention_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(13);
+    // (n, c, t, v, heads, d)
+    let cases = [(2, 16, 3, 25, 3, 2), (3, 5, 2, 7, 1, 3), (1, 8, 1, 1, 2, 4)];
+    for (n, c, t, v, heads, d) in cases {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let gamma = rand_var(&mut rng, &[c])?;
+        let beta = rand_var(&mut rng, &[c])?;
+        let w = rand_var(&mut rng, &[2 * heads * d, c])?;
+        let b = rand_var(&mut rng, &[2 * heads * d])?;
+        let ts = [&x, &gamma, &beta, &w, &b].map(|v| v.as_tensor().clone());
+        let fused = joint_attention(&ts[0], &ts[1], &ts[2], &ts[3], &ts[4], heads, 1e-5)?;
+        let plain = plain_attention(&ts[0], &ts[1], &ts[2], &ts[3], &ts[4], heads)?;
+        let case = format!("attention n{n} c{c} t{t} v{v} heads{heads} d{d}");
+        let vars = [
+            ("dx", &x),
+            ("dgamma", &gamma),
+            ("dbeta", &beta),
+            ("dw", &w),
+            ("db", &b),
+        ];
+        check_grads(&mut rng, &case, fused, plain, &vars)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn time_mean_matches_plain() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(12);
@@ -439,6 +501,17 @@ fn bad_inputs_are_errors_not_panics() -> Result<()> {
     assert!(msg(subset_aggregate(&xs, &m, &rand_t(&mut rng, &[2, 4, 4])?)).contains("match"));
     let p = rand_t(&mut rng, &[2, 4, 2, 4, 4])?;
     assert!(msg(head_aggregate(&x, &p, &rand_t(&mut rng, &[2, 4, 4])?)).contains("match"));
+    let (g3, w6) = (rand_t(&mut rng, &[3])?, rand_t(&mut rng, &[6, 3])?);
+    let e = msg(joint_attention(
+        &x,
+        &g3,
+        &g3,
+        &w6,
+        &rand_t(&mut rng, &[6])?,
+        2,
+        1e-5,
+    ));
+    assert!(e.contains("heads"), "{e}");
     let xi = x.to_dtype(candle_core::DType::F64)?;
     assert!(msg(temporal_conv(&xi, &rand_t(&mut rng, &[4, 3, 3])?, 1, 1)).contains("f32"));
     let _ = x.i(0)?;

@@ -14,10 +14,11 @@ use crate::graph::Graph;
 use crate::heads::{CrossModal, Jid};
 use crate::infogcn::{InfoBottleneck, Latent};
 use crate::init::SeededVarMap;
+use crate::layers::Linear;
 use crate::layers::{joint_features, linear};
 use crate::loss::{calibration, cross_entropy, LossParts, LossWeights};
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 /// Which guidance is on (the paper's ablation).

@@ -2,9 +2,10 @@
 //! interaction blocks (local-to-global). See METHOD.md §2; widths, heads, norms and residuals
 //! are reconstructions ([R]).
 
+use crate::layers::Linear;
 use crate::layers::{joint_features, linear, softmax_last, LayerNorm, MultiHeadAttention};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// Joint Importance Determination: `f_pre` pooled over time and persons, then
 /// `Linear(C, hidden) → ReLU → Linear(hidden, 1)` per joint and a softmax over joints.

@@ -19,12 +19,13 @@ use crate::ctrgcn::data_bn_mvc;
 use crate::encoder::{EncoderConfig, InfoGcnOptions};
 use crate::error::Result;
 use crate::graph::Graph;
+use crate::layers::Linear;
 use crate::layers::{
     batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, use_fused, ConvBn,
     LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{BatchNorm, Init, Linear, VarBuilder};
+use candle_nn::{BatchNorm, Init, VarBuilder};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::sync::Mutex;
@@ -42,6 +43,14 @@ impl SelfAttention {
     /// `x: (N, C, T, V)` -> `(N·T, H, V, V)`
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (n, c, t, v) = x.dims4()?;
+        let (lw, lb) = (self.ln.weight(), self.ln.bias());
+        let (pw, pb) = (self.to_qk.weight(), self.to_qk.bias());
+        if let Some(pb) = pb.filter(|pb| use_fused(&[x, lw, lb, pw, pb])) {
+            // one fused op (LayerNorm, projection, scores, softmax), same result
+            let eps = self.ln.eps();
+            return crossglg_kernels::joint_attention(x, lw, lb, pw, pb, self.heads, eps)?
+                .reshape((n * t, self.heads, v, v));
+        }
         let y = x
             .permute((0, 2, 3, 1))?
             .contiguous()?
