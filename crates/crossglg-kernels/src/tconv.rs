@@ -5,7 +5,7 @@
 //! tap `k` is one gemm of `w[:, :, k]` with a time-shifted view of one phase. The backward pass
 //! uses the same views, so no unfolded copy of the input is ever made.
 
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
@@ -28,6 +28,49 @@ pub fn temporal_conv_dilated(
     pad: usize,
     dilation: usize,
 ) -> Result<Tensor> {
+    check(x, w, stride, pad, dilation)?;
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        TemporalConv {
+            stride,
+            pad,
+            dilation,
+        },
+    )
+}
+
+/// [`temporal_conv_dilated`] plus a per-output-channel bias `b: (C_out)`, added in the same
+/// pass (the output starts from the bias instead of zeros; its gradient is summed alongside
+/// the weight gradient).
+pub fn temporal_conv_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    check_cpu_f32(b, OP, "bias")?;
+    let co = w.dims3()?.0;
+    if b.dims() != [co] {
+        bail!(
+            "{OP}: bias {:?} does not match {co} output channels",
+            b.dims()
+        )
+    }
+    check(x, w, stride, pad, dilation)?;
+    x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        TemporalConv {
+            stride,
+            pad,
+            dilation,
+        },
+    )
+}
+
+fn check(x: &Tensor, w: &Tensor, stride: usize, pad: usize, dilation: usize) -> Result<()> {
     check_cpu_f32(x, OP, "input")?;
     check_cpu_f32(w, OP, "weight")?;
     let (_, c, t, _) = x.dims4()?;
@@ -42,14 +85,7 @@ pub fn temporal_conv_dilated(
     if t + 2 * pad < span {
         bail!("{OP}: kernel span {span} is longer than the padded input ({t} + 2·{pad})")
     }
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        TemporalConv {
-            stride,
-            pad,
-            dilation,
-        },
-    )
+    Ok(())
 }
 
 struct TemporalConv {
@@ -156,7 +192,7 @@ impl Geo {
     }
 }
 
-fn forward(g: Geo, x: &[f32], w: &[f32]) -> Vec<f32> {
+fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();
     let out_n = g.co * g.t_out * g.v;
@@ -164,6 +200,11 @@ fn forward(g: Geo, x: &[f32], w: &[f32]) -> Vec<f32> {
     out.par_chunks_mut(out_n.max(1))
         .enumerate()
         .for_each(|(n, dst)| {
+            if let Some(b) = bias {
+                for (plane, bv) in dst.chunks_exact_mut((g.t_out * g.v).max(1)).zip(b) {
+                    plane.fill(*bv);
+                }
+            }
             for tap in &taps {
                 let tq = g.tq(tap.q);
                 let src = (tap.t0 as isize + tap.e) as usize;
@@ -184,7 +225,14 @@ fn forward(g: Geo, x: &[f32], w: &[f32]) -> Vec<f32> {
     out
 }
 
-fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// Returns (dx, dw, db); db is all zeros when there is no bias.
+fn backward(
+    g: Geo,
+    x: &[f32],
+    w: &[f32],
+    dout: &[f32],
+    bias: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let phases = g.phases(x);
     let taps = g.taps();
     let out_n = g.co * g.t_out * g.v;
@@ -193,11 +241,17 @@ fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) 
     // dW[:, :, k] += dout[n][:, t0..t1] · phase_q[n][:, t0+e..]^T, accumulated per rayon task.
     // Fixed sample groups, summed in order: bit-identical gradients whatever the scheduling.
     let gs = group_size(g.n);
-    let dw = (0..g.n.div_ceil(gs))
+    let nw = g.co * g.c * g.kt;
+    let plane = g.t_out * g.v;
+    let dwb = (0..g.n.div_ceil(gs))
         .into_par_iter()
         .map(|gi| {
-            let mut dw = vec![0f32; g.co * g.c * g.kt];
+            // weight gradient, then the bias gradient in the last `co` entries
+            let mut dw = vec![0f32; nw + g.co];
             for n in gi * gs..((gi + 1) * gs).min(g.n) {
+                for (o, db) in dw[nw..].iter_mut().enumerate().filter(|_| bias) {
+                    *db += dout[n * out_n + o * plane..][..plane].iter().sum::<f32>();
+                }
                 for tap in &taps {
                     let tq = g.tq(tap.q);
                     let src = (tap.t0 as isize + tap.e) as usize;
@@ -205,7 +259,7 @@ fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) 
                         g.co,
                         g.c,
                         (tap.t1 - tap.t0) * g.v,
-                        &mut dw,
+                        &mut dw[..nw],
                         View::new(tap.k, g.c * g.kt, g.kt),
                         true,
                         dout,
@@ -219,7 +273,9 @@ fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) 
         })
         .collect::<Vec<_>>()
         .into_iter()
-        .fold(vec![0f32; g.co * g.c * g.kt], add_into);
+        .fold(vec![0f32; nw + g.co], add_into);
+    let (dw, db) = dwb.split_at(nw);
+    let (dw, db) = (dw.to_vec(), db.to_vec());
 
     // dphase_q[n][:, t0+e..] += w[:, :, k]^T · dout[n][:, t0..t1], then re-interleave.
     let mut dx = vec![0f32; g.n * in_n];
@@ -266,7 +322,34 @@ fn backward(g: Geo, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) 
                 }
             }
         });
-    (dx, dw)
+    (dx, dw, db)
+}
+
+impl TemporalConv {
+    fn fwd(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geo::new(x.1.dims(), w.1.dims(), self.stride, self.pad, self.dilation);
+        let out = forward(g, slice(x.0, x.1, OP)?, slice(w.0, w.1, OP)?, b);
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.co, g.t_out, g.v))))
+    }
+
+    fn grads(&self, x: &Tensor, w: &Tensor, grad: &Tensor, bias: bool) -> Result<[Tensor; 3]> {
+        let g = Geo::new(x.dims(), w.dims(), self.stride, self.pad, self.dilation);
+        let (dx, dw, db) = with_data(x, OP, |xd| {
+            with_data(w, OP, |wd| {
+                with_data(grad, OP, |gd| Ok(backward(g, xd, wd, gd, bias)))
+            })
+        })?;
+        Ok([
+            tensor(dx, x.shape())?,
+            tensor(dw, w.shape())?,
+            tensor(db, g.co)?,
+        ])
+    }
 }
 
 impl CustomOp2 for TemporalConv {
@@ -281,9 +364,7 @@ impl CustomOp2 for TemporalConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geo::new(l1.dims(), l2.dims(), self.stride, self.pad, self.dilation);
-        let out = forward(g, slice(s1, l1, OP)?, slice(s2, l2, OP)?);
-        Ok((CpuStorage::F32(out), Shape::from((g.n, g.co, g.t_out, g.v))))
+        self.fwd((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -293,12 +374,37 @@ impl CustomOp2 for TemporalConv {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = Geo::new(x.dims(), w.dims(), self.stride, self.pad, self.dilation);
-        let (dx, dw) = with_data(x, OP, |xd| {
-            with_data(w, OP, |wd| {
-                with_data(grad, OP, |gd| Ok(backward(g, xd, wd, gd)))
-            })
-        })?;
-        Ok((Some(tensor(dx, x.shape())?), Some(tensor(dw, w.shape())?)))
+        let [dx, dw, _] = self.grads(x, w, grad, false)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for TemporalConv {
+    fn name(&self) -> &'static str {
+        OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.fwd((s1, l1), (s2, l2), Some(slice(s3, l3, OP)?))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, db] = self.grads(x, w, grad, true)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }

@@ -4,7 +4,8 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, head_aggregate, joint_attention,
-    subset_aggregate, temporal_conv, temporal_conv_dilated, time_mean, FusedBatchNorm,
+    max_pool_time3, subset_aggregate, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
+    time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -457,6 +458,59 @@ fn joint_attention_matches_plain() -> Result<()> {
 }
 
 #[test]
+fn temporal_conv_bias_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(14);
+    // (n, c, t, v, co, kt, stride, pad, dilation)
+    for (n, c, t, v, co, kt, s, p, d) in
+        [(2, 3, 10, 5, 4, 9, 1, 4, 1), (3, 2, 13, 4, 3, 5, 2, 4, 2)]
+    {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let w = rand_var(&mut rng, &[co, c, kt])?;
+        let b = rand_var(&mut rng, &[co])?;
+        let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
+        let fused = temporal_conv_bias(xt, wt, bt, s, p, d)?;
+        let plain = plain_tconv(xt, wt, s, p, d)?.broadcast_add(&bt.reshape((co, 1, 1))?)?;
+        let case = format!("tconv+bias n{n} c{c} t{t} k{kt} s{s} d{d}");
+        check_grads(
+            &mut rng,
+            &case,
+            fused,
+            plain,
+            &[("dx", &x), ("dw", &w), ("db", &b)],
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn max_pool_time3_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(15);
+    for (shape, stride) in [
+        ([2, 3, 9, 5], 1),
+        ([2, 2, 9, 4], 2),
+        ([1, 2, 10, 3], 3),
+        ([1, 1, 1, 2], 2),
+    ] {
+        let x = rand_var(&mut rng, &shape)?;
+        let xt = x.as_tensor();
+        let fused = max_pool_time3(xt, stride)?;
+        // replicate padding gives the same maxima as -inf padding
+        let t = shape[2];
+        let xp = xt.pad_with_same(2, 1, 1)?;
+        let m = xp
+            .narrow(2, 0, t)?
+            .maximum(&xp.narrow(2, 1, t)?)?
+            .maximum(&xp.narrow(2, 2, t)?)?;
+        let idx: Vec<u32> = (0..t).step_by(stride).map(|i| i as u32).collect();
+        let k = idx.len();
+        let plain = m.index_select(&Tensor::from_vec(idx, k, &Device::Cpu)?, 2)?;
+        let case = format!("max pool {shape:?} stride {stride}");
+        check_grads(&mut rng, &case, fused, plain, &[("dx", &x)])?;
+    }
+    Ok(())
+}
+
+#[test]
 fn time_mean_matches_plain() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(12);
     for shape in [[2, 3, 7, 5], [1, 1, 1, 1], [3, 2, 64, 25]] {
@@ -501,6 +555,16 @@ fn bad_inputs_are_errors_not_panics() -> Result<()> {
     assert!(msg(subset_aggregate(&xs, &m, &rand_t(&mut rng, &[2, 4, 4])?)).contains("match"));
     let p = rand_t(&mut rng, &[2, 4, 2, 4, 4])?;
     assert!(msg(head_aggregate(&x, &p, &rand_t(&mut rng, &[2, 4, 4])?)).contains("match"));
+    let w3 = rand_t(&mut rng, &[4, 3, 3])?;
+    assert!(msg(temporal_conv_bias(
+        &x,
+        &w3,
+        &rand_t(&mut rng, &[3])?,
+        1,
+        1,
+        1
+    ))
+    .contains("bias"));
     let (g3, w6) = (rand_t(&mut rng, &[3])?, rand_t(&mut rng, &[6, 3])?);
     let e = msg(joint_attention(
         &x,

@@ -243,16 +243,11 @@ impl TemporalConv {
         let (c_out, _, k, _) = self.weight.dims4()?;
         let pad = self.dilation * (k - 1) / 2;
         if use_fused(&[x, &self.weight]) {
-            let y = crossglg_kernels::temporal_conv_dilated(
-                x,
-                &self.weight.reshape((c_out, c_in, k))?,
-                self.stride,
-                pad,
-                self.dilation,
-            )?;
+            let w = self.weight.reshape((c_out, c_in, k))?;
+            let (s, d) = (self.stride, self.dilation);
             return match &self.bias {
-                Some(b) => crate::fastagg::add_channel_bias(&y, b),
-                None => Ok(y),
+                Some(b) => crossglg_kernels::temporal_conv_bias(x, &w, b, s, pad, d),
+                None => crossglg_kernels::temporal_conv_dilated(x, &w, s, pad, d),
             };
         }
         let t_out = (t + 2 * pad - self.dilation * (k - 1) - 1) / self.stride + 1;
@@ -337,10 +332,10 @@ pub fn pointwise_stacked(x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> 
 pub fn pointwise_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     if use_fused(&[x, w]) {
         let (c_out, c_in) = w.dims2()?;
-        let y = crossglg_kernels::temporal_conv(x, &w.reshape((c_out, c_in, 1))?, 1, 0)?;
+        let w = w.reshape((c_out, c_in, 1))?;
         return match b {
-            Some(b) => crate::fastagg::add_channel_bias(&y, b),
-            None => Ok(y),
+            Some(b) => crossglg_kernels::temporal_conv_bias(x, &w, b, 1, 0, 1),
+            None => crossglg_kernels::temporal_conv(x, &w, 1, 0),
         };
     }
     conv1x1(x, w, b)
@@ -394,6 +389,9 @@ impl ConvBn {
 /// Max pooling with kernel (3, 1), padding (1, 0) and stride (s, 1). Edge frames are
 /// replicated instead of padded with -inf, which gives the same maximum.
 pub fn max_pool_time3(x: &Tensor, stride: usize) -> Result<Tensor> {
+    if use_fused(&[x]) {
+        return crossglg_kernels::max_pool_time3(x, stride);
+    }
     let t = x.dim(2)?;
     let xp = x.pad_with_same(2, 1, 1)?;
     let m = xp

@@ -27,7 +27,6 @@ pub mod crossglg;
 pub mod ctrgcn;
 pub mod encoder;
 pub mod error;
-mod fastagg;
 pub mod graph;
 pub mod heads;
 pub mod infogcn;
