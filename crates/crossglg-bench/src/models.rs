@@ -6,7 +6,9 @@
 //! columns read NaN.
 
 use candle_core::{DType, Device, Tensor};
-use crossglg_model::{build_seeded, trainable_vars, CrossGlgConfig, EncoderKind, Graph, Guidance};
+use crossglg_model::{
+    build_seeded, frozen, trainable_vars, CrossGlgConfig, EncoderKind, Graph, Guidance,
+};
 
 use crate::{peak_rss_mb, time_ms, BenchConfig, BenchError, BenchRow, Sgd};
 
@@ -78,6 +80,8 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         let _ = loss.total.to_scalar::<f32>()?;
         Ok(())
     })?;
+    // inference without an autograd graph, like PyTorch's no_grad
+    let model = frozen(&cfg, &ntu_graph()?, &varmap).map_err(m)?;
     let (infer_ms, infer_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let e = model.embed(&x.detach())?;
         let _ = e.sum_all()?.to_scalar::<f32>()?;

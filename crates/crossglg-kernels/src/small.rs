@@ -82,7 +82,9 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// Two rows at a time: 2 × 4 vector accumulators stay in registers over the `k` loop.
+/// Column blocks of 32, 16 or 8 lanes (the narrowest that covers what is left, so an 8-wide
+/// right-hand side wastes no lanes), each with eight vector accumulators (2 rows × 4 vectors,
+/// 4 × 2 or 8 × 1) that stay in registers over the `k` loop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn small_mm_impl<const FMA: bool>(
@@ -97,55 +99,87 @@ fn small_mm_impl<const FMA: bool>(
     off: usize,
     os: usize,
 ) {
-    for lb in (0..cols).step_by(LANES) {
-        let nl = (cols - lb).min(LANES);
-        let mut r = 0;
-        while r < rows {
-            let two = r + 1 < rows;
-            let mut c0 = [0f32; LANES];
-            let mut c1 = [0f32; LANES];
-            for j in 0..k {
-                let start = j * rsb + lb;
-                let tail;
-                let b: &[f32; LANES] = if start + LANES <= rhs.len() {
-                    rhs[start..start + LANES]
-                        .try_into()
-                        .expect("block of LANES")
-                } else {
-                    tail = tail_block(rhs, start);
-                    &tail
-                };
-                let a0 = lhs[l.off + r * l.rs + j * l.cs];
-                let a1 = if two {
-                    lhs[l.off + (r + 1) * l.rs + j * l.cs]
-                } else {
-                    0.0
-                };
-                for i in 0..LANES {
-                    c0[i] = madd::<FMA>(a0, b[i], c0[i]);
-                    c1[i] = madd::<FMA>(a1, b[i], c1[i]);
-                }
-            }
-            let o0 = off + r * os + lb;
-            for (o, c) in out[o0..o0 + nl].iter_mut().zip(&c0) {
-                *o += c;
-            }
-            if two {
-                let o1 = o0 + os;
-                for (o, c) in out[o1..o1 + nl].iter_mut().zip(&c1) {
-                    *o += c;
-                }
-            }
-            r += 2;
-        }
+    let mut lb = 0;
+    while lb < cols {
+        let rest = cols - lb;
+        let b = Block {
+            rows,
+            k,
+            lb,
+            nl: rest.min(LANES),
+        };
+        lb += if rest > 16 {
+            block::<FMA, 32, 2>(b, lhs, l, rhs, rsb, out, off, os)
+        } else if rest > 8 {
+            block::<FMA, 16, 4>(b, lhs, l, rhs, rsb, out, off, os)
+        } else {
+            block::<FMA, 8, 8>(b, lhs, l, rhs, rsb, out, off, os)
+        };
     }
+}
+
+#[derive(Clone, Copy)]
+struct Block {
+    rows: usize,
+    k: usize,
+    /// first column
+    lb: usize,
+    /// columns to write (at most the block width)
+    nl: usize,
+}
+
+/// One column block of width `W`, `R` rows at a time; returns `W`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block<const FMA: bool, const W: usize, const R: usize>(
+    b: Block,
+    lhs: &[f32],
+    l: Lhs,
+    rhs: &[f32],
+    rsb: usize,
+    out: &mut [f32],
+    off: usize,
+    os: usize,
+) -> usize {
+    let nl = b.nl.min(W);
+    let mut r = 0;
+    while r < b.rows {
+        let live = (b.rows - r).min(R);
+        // rows past the end repeat the last row; their sums are not written
+        let roff: [usize; R] = std::array::from_fn(|i| l.off + (r + i).min(b.rows - 1) * l.rs);
+        let mut acc = [[0f32; W]; R];
+        for j in 0..b.k {
+            let start = j * rsb + b.lb;
+            let tail;
+            let bv: &[f32; W] = if start + W <= rhs.len() {
+                rhs[start..start + W].try_into().expect("block of W")
+            } else {
+                tail = tail_block::<W>(rhs, start);
+                &tail
+            };
+            for (accr, ro) in acc.iter_mut().zip(&roff) {
+                let a = lhs[ro + j * l.cs];
+                for q in 0..W {
+                    accr[q] = madd::<FMA>(a, bv[q], accr[q]);
+                }
+            }
+        }
+        for (i, accr) in acc.iter().enumerate().take(live) {
+            let o = off + (r + i) * os + b.lb;
+            for (dst, c) in out[o..o + nl].iter_mut().zip(accr) {
+                *dst += c;
+            }
+        }
+        r += R;
+    }
+    W
 }
 
 /// The values of `rhs` from `start` on, zero-filled to one block.
 #[cold]
-fn tail_block(rhs: &[f32], start: usize) -> [f32; LANES] {
-    let mut b = [0f32; LANES];
-    let have = rhs.len().saturating_sub(start).min(LANES);
+fn tail_block<const W: usize>(rhs: &[f32], start: usize) -> [f32; W] {
+    let mut b = [0f32; W];
+    let have = rhs.len().saturating_sub(start).min(W);
     b[..have].copy_from_slice(&rhs[start..start + have]);
     b
 }
@@ -198,6 +232,9 @@ mod tests {
             (64, 25, 20),
             (5, 3, 33),
             (2, 40, 70),
+            (9, 25, 8),
+            (11, 4, 12),
+            (3, 7, 41),
         ] {
             let l = Lhs {
                 off: 3,

@@ -524,6 +524,30 @@ pub fn build_seeded(
     Ok((varmap, model))
 }
 
+/// The model of `varmap` for inference: the same structure over detached views of its tensors.
+/// Operations on it record no autograd graph, which is candle's counterpart of PyTorch's
+/// `no_grad`: each intermediate is freed as soon as the next layer has used it, instead of
+/// living until the output is dropped. The weights share storage with `varmap`, but candle_nn's
+/// `BatchNorm` copies running statistics that are not variables, so make the copy after
+/// training.
+pub fn frozen(cfg: &CrossGlgConfig, graph: &Graph, varmap: &VarMap) -> Result<CrossGlg> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let Some(first) = data.values().next() else {
+        return Err(candle_core::Error::Msg("frozen: the VarMap is empty".into()).into());
+    };
+    let (dtype, device) = (first.dtype(), first.device().clone());
+    let tensors = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    drop(data);
+    CrossGlg::new(
+        cfg,
+        graph,
+        VarBuilder::from_tensors(tensors, dtype, &device),
+    )
+}
+
 /// True for BatchNorm running statistics (stored as vars, never trained).
 pub fn is_buffer(name: &str) -> bool {
     name.ends_with("running_mean") || name.ends_with("running_var")

@@ -36,8 +36,8 @@ pub mod loss;
 pub mod stgcn;
 
 pub use crossglg::{
-    build_seeded, is_buffer, param_count, trainable_vars, CrossGlg, CrossGlgConfig, Guidance,
-    InteractionConfig, JidConfig, Outputs, Reweight,
+    build_seeded, frozen, is_buffer, param_count, trainable_vars, CrossGlg, CrossGlgConfig,
+    Guidance, InteractionConfig, JidConfig, Outputs, Reweight,
 };
 pub use encoder::{BlockSpec, Encoder, EncoderConfig, EncoderKind, InfoGcnOptions};
 pub use error::{ModelError, Result};

@@ -166,6 +166,24 @@ fn fused_and_plain_paths_agree_for_whole_tiny_models() {
     }
 }
 
+/// The inference copy (no autograd graph) computes the same embeddings as the trained model,
+/// with the running statistics as they were when it was made.
+#[test]
+fn frozen_model_embeds_like_the_trained_one() {
+    let graph = common::ntu25();
+    for kind in [EncoderKind::StGcn, EncoderKind::CtrGcn, EncoderKind::InfoGcn] {
+        let cfg = CrossGlgConfig::tiny(kind, 4, 8);
+        let (vm, model) = build_seeded(&cfg, &graph, 5, DType::F32, &Device::Cpu).unwrap();
+        let x = randn(&[2, 3, 8, 25, 2], 6);
+        // move the running statistics away from their initial values first
+        model.forward_train(&x, None, true).unwrap();
+        let frozen = crossglg_model::frozen(&cfg, &graph, &vm).unwrap();
+        let a = values(&model.embed(&x).unwrap());
+        let b = values(&frozen.embed(&x).unwrap());
+        assert_eq!(a, b, "{kind:?}");
+    }
+}
+
 #[test]
 fn fused_path_is_only_for_f32_on_cpu() {
     let f32t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();

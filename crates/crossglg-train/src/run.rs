@@ -14,7 +14,9 @@ use crossglg_data::preprocess::{Mode, Preprocessor};
 use crossglg_data::protocol::{Assignment, Split};
 use crossglg_data::rng::keyed_rng;
 use crossglg_data::{Layout, Skeleton};
-use crossglg_model::{build_seeded, trainable_vars, CrossGlg, CrossGlgConfig, Graph, Guidance};
+use crossglg_model::{
+    build_seeded, frozen, trainable_vars, CrossGlg, CrossGlgConfig, Graph, Guidance,
+};
 use rand::seq::SliceRandom;
 
 use crate::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
@@ -459,7 +461,7 @@ pub fn train(
 
     if end_epoch == cfg.epochs {
         let mut trained = TrainedModel {
-            model,
+            model: frozen(&mcfg, &graph, &varmap)?,
             pre,
             device: device.clone(),
             batch_size: cfg.eval.batch_size,
@@ -560,8 +562,10 @@ impl TrainedModel {
         let layout =
             Layout::from_toml_str(layout_toml, &file.display().to_string()).map_err(data_err)?;
         let graph = graph_of(&layout)?;
-        let (varmap, model) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
+        let (varmap, _) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
         load_weights(&varmap, &ck, &file)?;
+        // serving only: no autograd graph
+        let model = frozen(&cfg.model, &graph, &varmap)?;
         let pre = Preprocessor::new(cfg.preprocess.clone(), &layout).map_err(data_err)?;
         // The run directory holds the centre; a checkpoint may sit one level down.
         let dir = file.parent().unwrap_or(Path::new("."));
