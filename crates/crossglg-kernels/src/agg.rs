@@ -16,7 +16,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::small::{pack, padded, small_mm, Lhs};
+use crate::small::{pack_pair, padded, small_mm, Combine, Lhs};
 use crate::util::{check_cpu_f32, slice, tensor, with_data};
 
 const SUBSET_OP: &str = "subset_aggregate";
@@ -103,9 +103,8 @@ fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
             for s in 0..g.s {
                 let blk = (n * g.s + s) * g.c + c;
                 // (m + a)ᵀ: V × U, padded
-                pack(mt, g.v, g.u, m, blk * uv, 1, g.v, |vi, ui, val| {
-                    val + a[s * uv + ui * g.v + vi]
-                });
+                let (mb, ab) = (&m[blk * uv..], &a[s * uv..]);
+                pack_pair(mt, g.u, g.v, mb, ab, Combine::Add, true);
                 let l = Lhs {
                     off: blk * tv,
                     rs: g.v,
@@ -131,9 +130,8 @@ fn subset_backward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32], dout: &[f32]) 
             let (s, c) = ((blk / g.c) % g.s, blk % g.c);
             let gout = (n * g.c + c) * tu;
             // dx (T × V) = dout (T × U) · (m + a) (U × V)
-            pack(meff, g.u, g.v, m, blk * uv, g.v, 1, |ui, vi, val| {
-                val + a[s * uv + ui * g.v + vi]
-            });
+            let (mb, ab) = (&m[blk * uv..], &a[s * uv..]);
+            pack_pair(meff, g.u, g.v, mb, ab, Combine::Add, false);
             let l = Lhs {
                 off: gout,
                 rs: g.u,
@@ -247,9 +245,8 @@ fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
             for t in 0..g.t {
                 // (p ⊙ a)ᵀ: V × U, padded
                 let pb = ((n * g.t + t) * g.h + h) * uv;
-                pack(mt, g.v, g.u, p, pb, 1, g.v, |vi, ui, val| {
-                    val * a[h * uv + ui * g.v + vi]
-                });
+                let (pm, am) = (&p[pb..], &a[h * uv..]);
+                pack_pair(mt, g.u, g.v, pm, am, Combine::Mul, true);
                 // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
                 let l = Lhs {
                     off: n * g.c * tv + t * g.v,
@@ -278,9 +275,8 @@ fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [
                     let pb = ((n * g.t + t) * g.h + h) * uv;
                     let gb = (n * g.h + h) * g.c * tu + t * g.u;
                     // dx[n, :, t, :] (C × V) += dout[n, h, :, t, :] (C × U) · (p ⊙ a) (U × V)
-                    pack(pa, g.u, g.v, p, pb, g.v, 1, |ui, vi, val| {
-                        val * a[h * uv + ui * g.v + vi]
-                    });
+                    let (pm, am) = (&p[pb..], &a[h * uv..]);
+                    pack_pair(pa, g.u, g.v, pm, am, Combine::Mul, false);
                     let l = Lhs {
                         off: gb,
                         rs: tu,

@@ -207,6 +207,58 @@ pub(crate) fn pack(
     }
 }
 
+/// How [`pack_pair`] combines its two matrices.
+#[derive(Clone, Copy)]
+pub(crate) enum Combine {
+    Add,
+    Mul,
+}
+
+/// `dst = a ∘ b` (element-wise, both contiguous `r × c`), or its transpose when `transpose`,
+/// with rows zero-padded to whole blocks. Written with row iterators so the bounds checks
+/// disappear and the non-transposed case vectorises: this runs once per small product.
+pub(crate) fn pack_pair(
+    dst: &mut Vec<f32>,
+    r: usize,
+    c: usize,
+    a: &[f32],
+    b: &[f32],
+    op: Combine,
+    transpose: bool,
+) {
+    let f = |x: f32, y: f32| match op {
+        Combine::Add => x + y,
+        Combine::Mul => x * y,
+    };
+    let (a, b) = (&a[..r * c], &b[..r * c]);
+    let (rows, w) = if transpose {
+        (c, padded(r))
+    } else {
+        (r, padded(c))
+    };
+    dst.clear();
+    dst.resize(rows * w, 0.0);
+    if c == 0 {
+        return;
+    }
+    if transpose {
+        for (i, (ar, br)) in a.chunks_exact(c).zip(b.chunks_exact(c)).enumerate() {
+            for (dcol, (x, y)) in dst[i..].iter_mut().step_by(w).zip(ar.iter().zip(br)) {
+                *dcol = f(*x, *y);
+            }
+        }
+    } else {
+        for (drow, (ar, br)) in dst
+            .chunks_exact_mut(w)
+            .zip(a.chunks_exact(c).zip(b.chunks_exact(c)))
+        {
+            for (d, (x, y)) in drow.iter_mut().zip(ar.iter().zip(br)) {
+                *d = f(*x, *y);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +274,21 @@ mod tests {
             }
         }
         o
+    }
+
+    #[test]
+    fn pack_pair_combines_and_transposes() {
+        let (r, c) = (3, 5);
+        let a: Vec<f32> = (0..r * c).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..r * c).map(|i| 0.5 + i as f32).collect();
+        let mut d = Vec::new();
+        pack_pair(&mut d, r, c, &a, &b, Combine::Add, false);
+        let mut want = Vec::new();
+        pack(&mut want, r, c, &a, 0, c, 1, |i, j, v| v + b[i * c + j]);
+        assert_eq!(d, want);
+        pack_pair(&mut d, r, c, &a, &b, Combine::Mul, true);
+        pack(&mut want, c, r, &a, 0, 1, c, |j, i, v| v * b[i * c + j]);
+        assert_eq!(d, want);
     }
 
     #[test]

@@ -171,7 +171,11 @@ fn fused_and_plain_paths_agree_for_whole_tiny_models() {
 #[test]
 fn frozen_model_embeds_like_the_trained_one() {
     let graph = common::ntu25();
-    for kind in [EncoderKind::StGcn, EncoderKind::CtrGcn, EncoderKind::InfoGcn] {
+    for kind in [
+        EncoderKind::StGcn,
+        EncoderKind::CtrGcn,
+        EncoderKind::InfoGcn,
+    ] {
         let cfg = CrossGlgConfig::tiny(kind, 4, 8);
         let (vm, model) = build_seeded(&cfg, &graph, 5, DType::F32, &Device::Cpu).unwrap();
         let x = randn(&[2, 3, 8, 25, 2], 6);
