@@ -17,7 +17,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::small::{pack_pair, padded, small_mm, Combine, Lhs};
-use crate::util::{check_cpu_f32, slice, tensor, with_data};
+use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
 
 const SUBSET_OP: &str = "subset_aggregate";
 const HEAD_OP: &str = "head_aggregate";
@@ -95,7 +95,7 @@ impl SubsetGeo {
 
 fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
-    let mut out = vec![0f32; g.n * g.c * tu];
+    let mut out = zeros(g.n * g.c * tu);
     out.par_chunks_mut(tu.max(1))
         .enumerate()
         .for_each_init(Vec::new, |mt, (nc, o)| {
@@ -120,8 +120,8 @@ fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
 fn subset_backward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>; 3] {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
     let blocks = g.n * g.s * g.c;
-    let mut dx = vec![0f32; blocks * tv];
-    let mut dm = vec![0f32; blocks * uv];
+    let mut dx = zeros(blocks * tv);
+    let mut dm = zeros(blocks * uv);
     dx.par_chunks_mut(tv.max(1))
         .zip(dm.par_chunks_mut(uv.max(1)))
         .enumerate()
@@ -237,7 +237,7 @@ impl HeadGeo {
 
 fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
-    let mut out = vec![0f32; g.n * g.h * g.c * tu];
+    let mut out = zeros(g.n * g.h * g.c * tu);
     out.par_chunks_mut((g.c * tu).max(1))
         .enumerate()
         .for_each_init(Vec::new, |mt, (nh, o)| {
@@ -262,9 +262,9 @@ fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
 /// Returns (dx, dp, da).
 fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>; 3] {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
-    let mut dx = vec![0f32; g.n * g.c * tv];
+    let mut dx = zeros(g.n * g.c * tv);
     // gradient with respect to the masked map p ⊙ a first; split below
-    let mut dpa = vec![0f32; g.n * g.t * g.h * uv];
+    let mut dpa = zeros(g.n * g.t * g.h * uv);
     dx.par_chunks_mut((g.c * tv).max(1))
         .zip(dpa.par_chunks_mut((g.t * g.h * uv).max(1)))
         .enumerate()

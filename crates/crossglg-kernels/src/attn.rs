@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::small::{pack, padded, small_mm, Lhs};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
 
 const OP: &str = "joint_attention";
 
@@ -198,7 +198,7 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
     let p = Params::split(g, params);
     let (v, d, o, hd) = (g.v, g.d, g.o(), g.h * g.d);
     let scale = 1.0 / (d as f32).sqrt();
-    let mut out = vec![0f32; g.n * g.maps()];
+    let mut out = zeros(g.n * g.maps());
     out.par_chunks_mut(g.maps().max(1))
         .enumerate()
         .for_each_init(Scratch::default, |s, (n, on)| {
@@ -237,7 +237,7 @@ fn backward(
     let (tv, c, v, d, o, hd) = (g.t * g.v, g.c, g.v, g.d, g.o(), g.h * g.d);
     let scale = 1.0 / (d as f32).sqrt();
     let np = params.len();
-    let mut dx = vec![0f32; g.n * c * tv];
+    let mut dx = zeros(g.n * c * tv);
     // one sample's contribution to the parameter gradient, added to `acc`
     let sample =
         |n: usize, dxn: &mut [f32], acc: &mut Vec<f32>, s: &mut Scratch, ds: &mut Vec<f32>| {

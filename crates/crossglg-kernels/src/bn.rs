@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_data};
+use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
 
 const OP: &str = "batch_norm_act";
 const OP_EVAL: &str = "channel_affine_act";
@@ -193,7 +193,7 @@ impl BnAct {
             })
             .collect();
         let cnt = (n * s).max(1) as f32;
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = zeros(x.len());
         dx.par_chunks_mut(s.max(1))
             .enumerate()
             .for_each(|(i, dst)| {
@@ -224,7 +224,7 @@ fn affine_act(
     s: usize,
 ) -> Vec<f32> {
     let c = scale.len();
-    let mut out = vec![0f32; x.len()];
+    let mut out = zeros(x.len());
     out.par_chunks_mut(s.max(1))
         .enumerate()
         .for_each(|(i, dst)| {

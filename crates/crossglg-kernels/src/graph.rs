@@ -10,7 +10,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
 
 const OP: &str = "graph_conv";
 
@@ -83,7 +83,7 @@ fn conv1x1(g: Geo, x: &[f32], w: &[f32], n: usize, scratch: &mut [f32]) {
 
 fn forward(g: Geo, x: &[f32], w: &[f32], a: &[f32]) -> Vec<f32> {
     let out_n = g.co * g.t * g.vo;
-    let mut out = vec![0f32; g.n * out_n];
+    let mut out = zeros(g.n * out_n);
     out.par_chunks_mut(out_n.max(1)).enumerate().for_each_init(
         || vec![0f32; g.k * g.co * g.t * g.v],
         |scratch, (n, dst)| {
@@ -113,7 +113,7 @@ fn backward(g: Geo, x: &[f32], w: &[f32], a: &[f32], dout: &[f32]) -> [Vec<f32>;
     let tv = g.t * g.v;
     let out_n = g.co * g.t * g.vo;
     let (nw, na) = (g.k * g.co * g.c, g.k * g.v * g.vo);
-    let mut dx = vec![0f32; g.n * g.c * tv];
+    let mut dx = zeros(g.n * g.c * tv);
     type Acc = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
     let init = || {
         (

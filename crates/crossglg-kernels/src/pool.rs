@@ -6,7 +6,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_data};
+use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
 
 const OP: &str = "max_pool_time3";
 
@@ -48,7 +48,7 @@ impl CustomOp1 for MaxPool {
         let (n, c, t, v) = l.shape().dims4()?;
         let x = slice(s, l, OP)?;
         let to = t.div_ceil(self.stride);
-        let mut out = vec![0f32; n * c * to * v];
+        let mut out = zeros(n * c * to * v);
         if t > 0 {
             out.par_chunks_mut((to * v).max(1))
                 .zip(x.par_chunks(t * v))
@@ -69,7 +69,7 @@ impl CustomOp1 for MaxPool {
         let to = t.div_ceil(self.stride);
         let dx = with_data(x, OP, |xd| {
             with_data(grad, OP, |gd| {
-                let mut dx = vec![0f32; xd.len()];
+                let mut dx = zeros(xd.len());
                 if t > 0 {
                     dx.par_chunks_mut(t * v)
                         .zip(xd.par_chunks(t * v))

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_data};
+use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
 
 const OP: &str = "time_mean";
 
@@ -45,7 +45,7 @@ impl CustomOp1 for TimeMean {
         let (n, c, t, v) = x.dims4()?;
         let scale = 1.0 / t.max(1) as f32;
         let dx = with_data(grad, OP, |g| {
-            let mut dx = vec![0f32; n * c * t * v];
+            let mut dx = zeros(n * c * t * v);
             dx.par_chunks_mut((t * v).max(1))
                 .zip(g.par_chunks(v.max(1)))
                 .for_each(|(d, gb)| {

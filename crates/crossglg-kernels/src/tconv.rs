@@ -9,7 +9,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
 
 const OP: &str = "temporal_conv";
 
@@ -175,7 +175,7 @@ impl Geo {
         (0..self.s)
             .map(|q| {
                 let tq = self.tq(q);
-                let mut buf = vec![0f32; self.n * self.c * tq * self.v];
+                let mut buf = zeros(self.n * self.c * tq * self.v);
                 buf.par_chunks_mut((tq * self.v).max(1))
                     .enumerate()
                     .for_each(|(nc, dst)| {
@@ -196,7 +196,7 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();
     let out_n = g.co * g.t_out * g.v;
-    let mut out = vec![0f32; g.n * out_n];
+    let mut out = zeros(g.n * out_n);
     out.par_chunks_mut(out_n.max(1))
         .enumerate()
         .for_each(|(n, dst)| {
@@ -278,7 +278,7 @@ fn backward(
     let (dw, db) = (dw.to_vec(), db.to_vec());
 
     // dphase_q[n][:, t0+e..] += w[:, :, k]^T · dout[n][:, t0..t1], then re-interleave.
-    let mut dx = vec![0f32; g.n * in_n];
+    let mut dx = zeros(g.n * in_n);
     dx.par_chunks_mut(in_n.max(1))
         .enumerate()
         .for_each(|(n, dxn)| {

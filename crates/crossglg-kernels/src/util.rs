@@ -3,6 +3,7 @@
 use candle_core::{
     backend::BackendStorage, bail, CpuStorage, DType, Layout, Result, Shape, Storage, Tensor,
 };
+use rayon::prelude::*;
 
 /// The contiguous f32 slice behind a CPU storage + layout, or an error naming `op`.
 pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -60,4 +61,37 @@ pub(crate) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
         *x += y;
     }
     a
+}
+
+/// A zeroed buffer of `n` floats, zero-filled by the rayon pool for large `n`. `vec![0.0; n]`
+/// is a `calloc`, which must `memset` memory the tuned allocator hands back for reuse; that
+/// serial pass on the calling thread was about 5 % of an InfoGCN inference step.
+pub(crate) fn zeros(n: usize) -> Vec<f32> {
+    const CHUNK: usize = 1 << 16;
+    if n < 4 * CHUNK {
+        return vec![0f32; n];
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|e| _ = e.write(0.0)));
+    // SAFETY: the first `n` elements (within the capacity reserved above) were all initialised
+    // by the loop just above.
+    #[allow(unsafe_code)]
+    unsafe {
+        v.set_len(n)
+    };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zeros_is_zero_filled_at_every_size() {
+        for n in [0, 5, (1 << 18) - 1, 1 << 18, (1 << 20) + 3] {
+            let v = super::zeros(n);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|x| *x == 0.0));
+        }
+    }
 }
