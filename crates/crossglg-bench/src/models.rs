@@ -7,7 +7,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use crossglg_model::{
-    build_seeded, frozen, trainable_vars, CrossGlgConfig, EncoderKind, Graph, Guidance,
+    build_seeded, forward_flops_per_sample, frozen, trainable_vars, CrossGlgConfig, EncoderKind,
+    Graph, Guidance,
 };
 
 use crate::{peak_rss_mb, time_ms, BenchConfig, BenchError, BenchRow, Sgd};
@@ -88,6 +89,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         Ok(())
     })?;
     let b = c.batch as f64;
+    let gf = forward_flops_per_sample(&cfg, c.frames, c.joints) / 1e9;
     Ok(BenchRow {
         name: name.into(),
         train_ms,
@@ -98,9 +100,9 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         infer_samples_per_s: b * 1e3 / infer_ms,
         peak_rss_mb: peak_rss_mb(),
         params,
-        gflop_fwd_per_sample: f64::NAN,
-        train_gflops: f64::NAN,
-        infer_gflops: f64::NAN,
+        gflop_fwd_per_sample: gf,
+        train_gflops: 3.0 * gf * b / (train_ms / 1e3),
+        infer_gflops: gf * b / (infer_ms / 1e3),
         torch: None,
     })
 }

@@ -27,6 +27,7 @@ pub mod crossglg;
 pub mod ctrgcn;
 pub mod encoder;
 pub mod error;
+pub mod flops;
 pub mod graph;
 pub mod heads;
 pub mod infogcn;
@@ -41,6 +42,7 @@ pub use crossglg::{
 };
 pub use encoder::{BlockSpec, Encoder, EncoderConfig, EncoderKind, InfoGcnOptions};
 pub use error::{ModelError, Result};
+pub use flops::{encoder_macs, forward_flops_per_sample};
 pub use graph::Graph;
 pub use infogcn::Latent;
 pub use init::SeededVarMap;
