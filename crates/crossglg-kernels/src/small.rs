@@ -62,7 +62,7 @@ pub(crate) fn small_mm(
 mod avx2 {
     use super::{tail_block, Block, Lhs, LANES};
     use std::arch::x86_64::{
-        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
 
@@ -142,14 +142,24 @@ mod avx2 {
                 }
             }
             for (i, acc_r) in acc.iter().enumerate().take(live) {
-                let mut tmp = [0f32; LANES];
-                for (q, c) in acc_r.iter().enumerate() {
-                    // SAFETY: `tmp` holds LANES = 32 ≥ 8·NV floats.
-                    unsafe { _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * q), *c) };
-                }
                 let o = off + (r + i) * os + b.lb;
-                for (dst, c) in out[o..o + nl].iter_mut().zip(&tmp) {
-                    *dst += c;
+                let dst = &mut out[o..o + nl];
+                // whole vectors straight into `out`, the last partial one through a buffer
+                let full = nl / 8;
+                for (q, c) in acc_r.iter().enumerate().take(full) {
+                    // SAFETY: `dst` holds `nl ≥ 8·full` floats, so lanes 8q..8q+8 are in it.
+                    unsafe {
+                        let p = dst.as_mut_ptr().add(8 * q);
+                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *c));
+                    }
+                }
+                if full < NV && nl % 8 != 0 {
+                    let mut tmp = [0f32; 8];
+                    // SAFETY: `tmp` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(tmp.as_mut_ptr(), acc_r[full]) };
+                    for (d, c) in dst[8 * full..].iter_mut().zip(&tmp) {
+                        *d += c;
+                    }
                 }
             }
             r += R;
