@@ -13,7 +13,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::small::{pack, padded, small_mm, Lhs};
+use crate::small::{pack, padded, small_mm, with_avx2, Lhs};
 use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
 
 const OP: &str = "joint_attention";
@@ -136,6 +136,7 @@ struct Scratch {
 }
 
 /// LayerNorm of every (t, v) row of sample `n` and the projection `qk = y · Wᵀ + b`.
+#[inline(always)]
 fn project(g: Geo, eps: f32, x: &[f32], p: &Params, n: usize, s: &mut Scratch) {
     let (tv, c, o) = (g.t * g.v, g.c, g.o());
     s.xhat.resize(tv * c, 0.0);
@@ -202,7 +203,7 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
     out.par_chunks_mut(g.maps().max(1))
         .enumerate()
         .for_each_init(Scratch::default, |s, (n, on)| {
-            project(g, eps, x, &p, n, s);
+            with_avx2(|| project(g, eps, x, &p, n, s));
             for t in 0..g.t {
                 for h in 0..g.h {
                     // kᵀ (D × V) of this frame and head
@@ -241,7 +242,7 @@ fn backward(
     // one sample's contribution to the parameter gradient, added to `acc`
     let sample =
         |n: usize, dxn: &mut [f32], acc: &mut Vec<f32>, s: &mut Scratch, ds: &mut Vec<f32>| {
-            project(g, eps, x, &p, n, s);
+            with_avx2(|| project(g, eps, x, &p, n, s));
             let mut dqk = vec![0f32; tv * o];
             ds.resize(v * v, 0.0);
             for t in 0..g.t {
