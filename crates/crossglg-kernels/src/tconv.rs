@@ -9,7 +9,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
+use crate::util::{add_into, check_cpu_f32, group_size, planes, slice, tensor, with_data, zeros};
 
 const OP: &str = "temporal_conv";
 
@@ -196,15 +196,14 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();
     let out_n = g.co * g.t_out * g.v;
-    let mut out = zeros(g.n * out_n);
+    // the output starts from the bias (one write per element), or from zeros
+    let mut out = match bias {
+        Some(b) => planes(g.n * out_n, g.t_out * g.v, |i| b[i % g.co]),
+        None => zeros(g.n * out_n),
+    };
     out.par_chunks_mut(out_n.max(1))
         .enumerate()
         .for_each(|(n, dst)| {
-            if let Some(b) = bias {
-                for (plane, bv) in dst.chunks_exact_mut((g.t_out * g.v).max(1)).zip(b) {
-                    plane.fill(*bv);
-                }
-            }
             for tap in &taps {
                 let tq = g.tq(tap.q);
                 let src = (tap.t0 as isize + tap.e) as usize;

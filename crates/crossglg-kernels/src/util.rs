@@ -71,10 +71,20 @@ pub(crate) fn zeros(n: usize) -> Vec<f32> {
     if n < 4 * CHUNK {
         return vec![0f32; n];
     }
+    planes(n, CHUNK, |_| 0.0)
+}
+
+/// `n` floats in planes of `plane` values, plane `i` filled with `value(i)`, written once by
+/// the rayon pool (no zero-fill first). The last plane may be shorter.
+pub(crate) fn planes(n: usize, plane: usize, value: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(n);
     v.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .for_each(|c| c.iter_mut().for_each(|e| _ = e.write(0.0)));
+        .par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(i, c)| {
+            let x = value(i);
+            c.iter_mut().for_each(|e| _ = e.write(x));
+        });
     // SAFETY: the first `n` elements (within the capacity reserved above) were all initialised
     // by the loop just above.
     #[allow(unsafe_code)]
@@ -86,6 +96,13 @@ pub(crate) fn zeros(n: usize) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn planes_fills_each_plane_with_its_value() {
+        let v = super::planes(10, 4, |i| i as f32 + 0.5);
+        assert_eq!(v, [0.5, 0.5, 0.5, 0.5, 1.5, 1.5, 1.5, 1.5, 2.5, 2.5]);
+        assert!(super::planes(0, 3, |_| 1.0).is_empty());
+    }
+
     #[test]
     fn zeros_is_zero_filled_at_every_size() {
         for n in [0, 5, (1 << 18) - 1, 1 << 18, (1 << 20) + 3] {
