@@ -17,7 +17,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::small::{pack_pair, padded, small_mm, Combine, Lhs};
-use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, zeros};
 
 const SUBSET_OP: &str = "subset_aggregate";
 const HEAD_OP: &str = "head_aggregate";
@@ -195,12 +195,8 @@ impl CustomOp3 for SubsetAggregate {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = SubsetGeo::new(x.dims(), m.dims());
-        let [dx, dm, da] = with_data(x, SUBSET_OP, |xd| {
-            with_data(m, SUBSET_OP, |md| {
-                with_data(a, SUBSET_OP, |ad| {
-                    with_data(grad, SUBSET_OP, |gd| Ok(subset_backward(g, xd, md, ad, gd)))
-                })
-            })
+        let [dx, dm, da] = with_all([x, m, a, grad], SUBSET_OP, |[xd, md, ad, gd]| {
+            Ok(subset_backward(g, xd, md, ad, gd))
         })?;
         Ok((
             Some(tensor(dx, x.shape())?),
@@ -348,12 +344,8 @@ impl CustomOp3 for HeadAggregate {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = HeadGeo::new(x.dims(), p.dims());
-        let [dx, dp, da] = with_data(x, HEAD_OP, |xd| {
-            with_data(p, HEAD_OP, |pd| {
-                with_data(a, HEAD_OP, |ad| {
-                    with_data(grad, HEAD_OP, |gd| Ok(head_backward(g, xd, pd, ad, gd)))
-                })
-            })
+        let [dx, dp, da] = with_all([x, p, a, grad], HEAD_OP, |[xd, pd, ad, gd]| {
+            Ok(head_backward(g, xd, pd, ad, gd))
         })?;
         Ok((
             Some(tensor(dx, x.shape())?),

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::small::{pack, padded, small_mm, with_avx2, Lhs};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
 
 const OP: &str = "joint_attention";
 
@@ -378,12 +378,8 @@ impl CustomOp2 for JointAttention {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geo::new(x.dims(), self.heads, params.dims()[0]);
-        let (dx, dp) = with_data(x, OP, |xd| {
-            with_data(params, OP, |pd| {
-                with_data(res, OP, |md| {
-                    with_data(grad, OP, |gd| Ok(backward(g, self.eps, xd, pd, md, gd)))
-                })
-            })
+        let (dx, dp) = with_all([x, params, res, grad], OP, |[xd, pd, md, gd]| {
+            Ok(backward(g, self.eps, xd, pd, md, gd))
         })?;
         Ok((
             Some(tensor(dx, x.shape())?),

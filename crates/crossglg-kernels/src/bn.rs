@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, with_data, zeros};
 
 const OP: &str = "batch_norm_act";
 const OP_EVAL: &str = "channel_affine_act";
@@ -329,12 +329,8 @@ impl BnAct {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<[Vec<f32>; 3]> {
-        with_data(x, OP, |xd| {
-            with_data(gb, OP, |gbd| {
-                with_data(res, OP, |rd| {
-                    with_data(grad, OP, |gd| Ok(self.backward(x.dims(), xd, gbd, rd, gd)))
-                })
-            })
+        with_all([x, gb, res, grad], OP, |[xd, gbd, rd, gd]| {
+            Ok(self.backward(x.dims(), xd, gbd, rd, gd))
         })
     }
 }

@@ -10,7 +10,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_data, zeros};
+use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
 
 const OP: &str = "graph_conv";
 
@@ -237,12 +237,8 @@ impl CustomOp3 for GraphConv {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geo::new(x.dims(), w.dims(), a.dims());
-        let [dx, dw, da] = with_data(x, OP, |xd| {
-            with_data(w, OP, |wd| {
-                with_data(a, OP, |ad| {
-                    with_data(grad, OP, |gd| Ok(backward(g, xd, wd, ad, gd)))
-                })
-            })
+        let [dx, dw, da] = with_all([x, w, a, grad], OP, |[xd, wd, ad, gd]| {
+            Ok(backward(g, xd, wd, ad, gd))
         })?;
         Ok((
             Some(tensor(dx, x.shape())?),

@@ -6,7 +6,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_data, zeros};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, zeros};
 
 const OP: &str = "max_pool_time3";
 
@@ -67,24 +67,22 @@ impl CustomOp1 for MaxPool {
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (_, _, t, v) = x.dims4()?;
         let to = t.div_ceil(self.stride);
-        let dx = with_data(x, OP, |xd| {
-            with_data(grad, OP, |gd| {
-                let mut dx = zeros(xd.len());
-                if t > 0 {
-                    dx.par_chunks_mut(t * v)
-                        .zip(xd.par_chunks(t * v))
-                        .zip(gd.par_chunks((to * v).max(1)))
-                        .for_each(|((d, plane), g)| {
-                            for (j, grow) in g.chunks_exact(v).enumerate() {
-                                let tc = j * self.stride;
-                                for (vi, gv) in grow.iter().enumerate() {
-                                    d[argmax(plane, t, v, tc, vi) * v + vi] += gv;
-                                }
+        let dx = with_all([x, grad], OP, |[xd, gd]| {
+            let mut dx = zeros(xd.len());
+            if t > 0 {
+                dx.par_chunks_mut(t * v)
+                    .zip(xd.par_chunks(t * v))
+                    .zip(gd.par_chunks((to * v).max(1)))
+                    .for_each(|((d, plane), g)| {
+                        for (j, grow) in g.chunks_exact(v).enumerate() {
+                            let tc = j * self.stride;
+                            for (vi, gv) in grow.iter().enumerate() {
+                                d[argmax(plane, t, v, tc, vi) * v + vi] += gv;
                             }
-                        });
-                }
-                Ok(dx)
-            })
+                        }
+                    });
+            }
+            Ok(dx)
         })?;
         Ok(Some(tensor(dx, x.shape())?))
     }

@@ -79,7 +79,7 @@ pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
-    use super::{tail_block, Block, Lhs, LANES};
+    use super::{column_blocks, tail_block, Block, Lhs, LANES};
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -101,22 +101,12 @@ mod avx2 {
         off: usize,
         os: usize,
     ) {
-        let mut lb = 0;
-        while lb < cols {
-            let rest = cols - lb;
-            let b = Block {
-                rows,
-                k,
-                lb,
-                nl: rest.min(LANES),
-            };
-            lb += if rest > 16 {
-                block::<4, 2>(b, lhs, l, rhs, rsb, out, off, os)
-            } else if rest > 8 {
-                block::<2, 4>(b, lhs, l, rhs, rsb, out, off, os)
-            } else {
-                block::<1, 8>(b, lhs, l, rhs, rsb, out, off, os)
-            };
+        for b in column_blocks(rows, k, cols) {
+            match b.width {
+                32 => block::<4, 2>(b, lhs, l, rhs, rsb, out, off, os),
+                16 => block::<2, 4>(b, lhs, l, rhs, rsb, out, off, os),
+                _ => block::<1, 8>(b, lhs, l, rhs, rsb, out, off, os),
+            }
         }
     }
 
@@ -130,7 +120,7 @@ mod avx2 {
         }
     }
 
-    /// One column block of `8·NV` lanes, `R` rows at a time; returns the block width.
+    /// One column block of `8·NV` lanes, `R` rows at a time.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     fn block<const NV: usize, const R: usize>(
@@ -142,7 +132,7 @@ mod avx2 {
         out: &mut [f32],
         off: usize,
         os: usize,
-    ) -> usize {
+    ) {
         let w = 8 * NV;
         let nl = b.nl.min(w);
         let mut r = 0;
@@ -191,7 +181,6 @@ mod avx2 {
             }
             r += R;
         }
-        w
     }
 }
 
@@ -212,22 +201,12 @@ fn small_mm_impl(
     off: usize,
     os: usize,
 ) {
-    let mut lb = 0;
-    while lb < cols {
-        let rest = cols - lb;
-        let b = Block {
-            rows,
-            k,
-            lb,
-            nl: rest.min(LANES),
-        };
-        lb += if rest > 16 {
-            block::<32, 2>(b, lhs, l, rhs, rsb, out, off, os)
-        } else if rest > 8 {
-            block::<16, 4>(b, lhs, l, rhs, rsb, out, off, os)
-        } else {
-            block::<8, 8>(b, lhs, l, rhs, rsb, out, off, os)
-        };
+    for b in column_blocks(rows, k, cols) {
+        match b.width {
+            32 => block::<32, 2>(b, lhs, l, rhs, rsb, out, off, os),
+            16 => block::<16, 4>(b, lhs, l, rhs, rsb, out, off, os),
+            _ => block::<8, 8>(b, lhs, l, rhs, rsb, out, off, os),
+        }
     }
 }
 
@@ -237,11 +216,38 @@ struct Block {
     k: usize,
     /// first column
     lb: usize,
-    /// columns to write (at most the block width)
+    /// lanes: 32, 16 or 8
+    width: usize,
+    /// columns to write (at most the width)
     nl: usize,
 }
 
-/// One column block of width `W`, `R` rows at a time; returns `W`.
+/// The column blocks covering `cols` columns, each the narrowest of 32, 16 or 8 lanes that
+/// covers what is left.
+fn column_blocks(rows: usize, k: usize, cols: usize) -> impl Iterator<Item = Block> {
+    let mut lb = 0;
+    std::iter::from_fn(move || {
+        (lb < cols).then(|| {
+            let rest = cols - lb;
+            let width = match rest {
+                17.. => 32,
+                9..=16 => 16,
+                _ => 8,
+            };
+            let b = Block {
+                rows,
+                k,
+                lb,
+                width,
+                nl: rest.min(width),
+            };
+            lb += width;
+            b
+        })
+    })
+}
+
+/// One column block of width `W`, `R` rows at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block<const W: usize, const R: usize>(
@@ -253,7 +259,7 @@ fn block<const W: usize, const R: usize>(
     out: &mut [f32],
     off: usize,
     os: usize,
-) -> usize {
+) {
     let nl = b.nl.min(W);
     let mut r = 0;
     while r < b.rows {
@@ -285,7 +291,6 @@ fn block<const W: usize, const R: usize>(
         }
         r += R;
     }
-    W
 }
 
 /// The values of `rhs` from `start` on, zero-filled to one block.

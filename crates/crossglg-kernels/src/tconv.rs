@@ -9,7 +9,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, planes, slice, tensor, with_data, zeros};
+use crate::util::{add_into, check_cpu_f32, group_size, planes, slice, tensor, with_all, zeros};
 
 const OP: &str = "temporal_conv";
 
@@ -338,10 +338,8 @@ impl TemporalConv {
 
     fn grads(&self, x: &Tensor, w: &Tensor, grad: &Tensor, bias: bool) -> Result<[Tensor; 3]> {
         let g = Geo::new(x.dims(), w.dims(), self.stride, self.pad, self.dilation);
-        let (dx, dw, db) = with_data(x, OP, |xd| {
-            with_data(w, OP, |wd| {
-                with_data(grad, OP, |gd| Ok(backward(g, xd, wd, gd, bias)))
-            })
+        let (dx, dw, db) = with_all([x, w, grad], OP, |[xd, wd, gd]| {
+            Ok(backward(g, xd, wd, gd, bias))
         })?;
         Ok([
             tensor(dx, x.shape())?,

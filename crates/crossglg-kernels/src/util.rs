@@ -30,6 +30,36 @@ pub(crate) fn with_data<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Resul
     }
 }
 
+/// Runs `f` on the contiguous f32 data of every tensor of `ts` (made contiguous first when
+/// needed): the backward passes read four or five tensors at once.
+pub(crate) fn with_all<const K: usize, R>(
+    ts: [&Tensor; K],
+    op: &str,
+    f: impl FnOnce([&[f32]; K]) -> Result<R>,
+) -> Result<R> {
+    let cs = ts
+        .iter()
+        .map(|t| {
+            if t.dtype() != DType::F32 {
+                bail!("{op}: only f32 is supported, got {:?}", t.dtype())
+            }
+            t.contiguous()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = cs.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(K);
+    for (storage, layout) in &guards {
+        match &**storage {
+            Storage::Cpu(cpu) => slices.push(slice(cpu, layout, op)?),
+            _ => bail!("{op}: only the CPU device is supported"),
+        }
+    }
+    match slices.try_into() {
+        Ok(all) => f(all),
+        Err(_) => bail!("{op}: internal error, lost a tensor"),
+    }
+}
+
 /// Wraps an owned f32 buffer as a tensor on the CPU.
 pub(crate) fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
     Tensor::from_vec(v, shape, &candle_core::Device::Cpu)
