@@ -172,7 +172,7 @@ mod avx2 {
                         _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *c));
                     }
                 }
-                if full < NV && nl % 8 != 0 {
+                if full < NV && !nl.is_multiple_of(8) {
                     let mut tmp = [0f32; 8];
                     // SAFETY: `tmp` holds 8 floats.
                     unsafe { _mm256_storeu_ps(tmp.as_mut_ptr(), acc_r[full]) };

@@ -109,15 +109,16 @@ mod tests {
     use crate::encoder::BlockSpec;
 
     fn one_block(kind: EncoderKind, c_in: usize, c_out: usize, stride: usize) -> EncoderConfig {
-        let mut cfg = EncoderConfig::default();
-        cfg.kind = kind;
-        cfg.in_channels = c_in;
-        cfg.blocks = vec![BlockSpec {
-            channels: c_out,
-            stride,
-        }];
-        cfg.temporal_kernel = 3;
-        cfg
+        EncoderConfig {
+            kind,
+            in_channels: c_in,
+            blocks: vec![BlockSpec {
+                channels: c_out,
+                stride,
+            }],
+            temporal_kernel: 3,
+            ..EncoderConfig::default()
+        }
     }
 
     #[test]
