@@ -16,7 +16,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::small::{pack_pair, padded, small_mm, Combine, Lhs};
+use crate::small::{pack_pair, pack_pair_into, padded, small_mm, Combine, Lhs};
 use crate::util::{check_cpu_f32, slice, tensor, with_all, zeros};
 
 const SUBSET_OP: &str = "subset_aggregate";
@@ -231,25 +231,40 @@ impl HeadGeo {
     }
 }
 
+/// Channels per block in the forward pass: each task packs its maps for every frame once, then
+/// runs over the frames for one block of channels at a time, so the block's output rows stay in
+/// cache while they are written (frame by frame, the rows of all channels fell out of it).
+const HEAD_CHANNEL_BLOCK: usize = 16;
+
 fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
+    let wu = padded(g.u);
+    let map = g.v * wu;
     let mut out = zeros(g.n * g.h * g.c * tu);
     out.par_chunks_mut((g.c * tu).max(1))
         .enumerate()
-        .for_each_init(Vec::new, |mt, (nh, o)| {
+        .for_each_init(Vec::new, |maps, (nh, o)| {
             let (n, h) = (nh / g.h, nh % g.h);
-            for t in 0..g.t {
+            maps.clear();
+            maps.resize(g.t * map, 0.0);
+            for (t, mt) in maps.chunks_exact_mut(map.max(1)).enumerate() {
                 // (p ⊙ a)ᵀ: V × U, padded
                 let pb = ((n * g.t + t) * g.h + h) * uv;
                 let (pm, am) = (&p[pb..], &a[h * uv..]);
-                pack_pair(mt, g.u, g.v, pm, am, Combine::Mul, true);
-                // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
-                let l = Lhs {
-                    off: n * g.c * tv + t * g.v,
-                    rs: tv,
-                    cs: 1,
-                };
-                small_mm(g.c, g.v, g.u, x, l, mt, padded(g.u), o, t * g.u, tu);
+                pack_pair_into(mt, g.u, g.v, pm, am, Combine::Mul, true);
+            }
+            for c0 in (0..g.c).step_by(HEAD_CHANNEL_BLOCK) {
+                let rows = HEAD_CHANNEL_BLOCK.min(g.c - c0);
+                for t in 0..g.t {
+                    // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
+                    let l = Lhs {
+                        off: (n * g.c + c0) * tv + t * g.v,
+                        rs: tv,
+                        cs: 1,
+                    };
+                    let mt = &maps[t * map..(t + 1) * map];
+                    small_mm(rows, g.v, g.u, x, l, mt, wu, o, c0 * tu + t * g.u, tu);
+                }
             }
         });
     out

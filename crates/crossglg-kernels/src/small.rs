@@ -344,18 +344,29 @@ pub(crate) fn pack_pair(
     op: Combine,
     transpose: bool,
 ) {
+    let rows = if transpose { c } else { r };
+    let w = padded(if transpose { r } else { c });
+    dst.clear();
+    dst.resize(rows * w, 0.0);
+    pack_pair_into(dst, r, c, a, b, op, transpose);
+}
+
+/// [`pack_pair`] into a slice of exactly the packed size, already zero in the padding.
+pub(crate) fn pack_pair_into(
+    dst: &mut [f32],
+    r: usize,
+    c: usize,
+    a: &[f32],
+    b: &[f32],
+    op: Combine,
+    transpose: bool,
+) {
     let f = |x: f32, y: f32| match op {
         Combine::Add => x + y,
         Combine::Mul => x * y,
     };
     let (a, b) = (&a[..r * c], &b[..r * c]);
-    let (rows, w) = if transpose {
-        (c, padded(r))
-    } else {
-        (r, padded(c))
-    };
-    dst.clear();
-    dst.resize(rows * w, 0.0);
+    let w = padded(if transpose { r } else { c });
     if c == 0 {
         return;
     }

@@ -375,6 +375,8 @@ fn head_aggregate_matches_plain() -> Result<()> {
         (3, 2, 3, 7, 1, 5),
         (1, 1, 1, 1, 2, 1),
         (2, 3, 2, 36, 2, 40),
+        // more channels than one forward block (16), the last block partial
+        (1, 37, 3, 6, 2, 5),
     ];
     for (n, c, t, v, h, u) in cases {
         let x = rand_var(&mut rng, &[n, c, t, v])?;
