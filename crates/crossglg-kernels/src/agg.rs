@@ -231,9 +231,9 @@ impl HeadGeo {
     }
 }
 
-/// Channels per block in the forward pass: each task packs its maps for every frame once, then
-/// runs over the frames for one block of channels at a time, so the block's output rows stay in
-/// cache while they are written (frame by frame, the rows of all channels fell out of it).
+/// Channels per block: each task packs its maps for every frame once, then runs over the frames
+/// for one block of channels at a time, so the block's output rows stay in cache while they are
+/// written (frame by frame, the rows of all channels fell out of it).
 const HEAD_CHANNEL_BLOCK: usize = 16;
 
 fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
@@ -279,28 +279,40 @@ fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [
     dx.par_chunks_mut((g.c * tv).max(1))
         .zip(dpa.par_chunks_mut((g.t * g.h * uv).max(1)))
         .enumerate()
-        .for_each_init(Vec::new, |pa, (n, (dxn, dpn))| {
-            for t in 0..g.t {
-                let xt = &x[n * g.c * tv + t * g.v..];
-                for h in 0..g.h {
-                    let pb = ((n * g.t + t) * g.h + h) * uv;
-                    let gb = (n * g.h + h) * g.c * tu + t * g.u;
-                    // dx[n, :, t, :] (C × V) += dout[n, h, :, t, :] (C × U) · (p ⊙ a) (U × V)
-                    let (pm, am) = (&p[pb..], &a[h * uv..]);
-                    pack_pair(pa, g.u, g.v, pm, am, Combine::Mul, false);
-                    let l = Lhs {
-                        off: gb,
-                        rs: tu,
-                        cs: 1,
-                    };
-                    small_mm(g.c, g.u, g.v, dout, l, pa, padded(g.v), dxn, t * g.v, tv);
-                    // d(p ⊙ a) (U × V) = dout[n, h, :, t, :]ᵀ (U × C) · x[n, :, t, :] (C × V)
-                    let l = Lhs {
-                        off: gb,
-                        rs: 1,
-                        cs: tu,
-                    };
-                    small_mm(g.u, g.c, g.v, dout, l, xt, tv, dpn, (t * g.h + h) * uv, g.v);
+        .for_each_init(Vec::new, |pas, (n, (dxn, dpn))| {
+            // every (frame, head) map p ⊙ a once, then blocks of channels over the frames (as
+            // in the forward pass)
+            let wv = padded(g.v);
+            let map = g.u * wv;
+            pas.clear();
+            pas.resize(g.t * g.h * map, 0.0);
+            for (th, pa) in pas.chunks_exact_mut(map.max(1)).enumerate() {
+                let (pm, am) = (&p[(n * g.t * g.h + th) * uv..], &a[(th % g.h) * uv..]);
+                pack_pair_into(pa, g.u, g.v, pm, am, Combine::Mul, false);
+            }
+            for c0 in (0..g.c).step_by(HEAD_CHANNEL_BLOCK) {
+                let rows = HEAD_CHANNEL_BLOCK.min(g.c - c0);
+                for t in 0..g.t {
+                    let xt = &x[(n * g.c + c0) * tv + t * g.v..];
+                    for h in 0..g.h {
+                        let gb = ((n * g.h + h) * g.c + c0) * tu + t * g.u;
+                        let pa = &pas[(t * g.h + h) * map..(t * g.h + h + 1) * map];
+                        // dx[n, c, t, :] (rows × V) += dout[n, h, c, t, :] (rows × U) · (p ⊙ a)
+                        let l = Lhs {
+                            off: gb,
+                            rs: tu,
+                            cs: 1,
+                        };
+                        small_mm(rows, g.u, g.v, dout, l, pa, wv, dxn, c0 * tv + t * g.v, tv);
+                        // d(p ⊙ a) (U × V) += dout[n, h, c, t, :]ᵀ (U × rows) · x[n, c, t, :]
+                        let l = Lhs {
+                            off: gb,
+                            rs: 1,
+                            cs: tu,
+                        };
+                        let dst = (t * g.h + h) * uv;
+                        small_mm(g.u, rows, g.v, dout, l, xt, tv, dpn, dst, g.v);
+                    }
                 }
             }
         });
