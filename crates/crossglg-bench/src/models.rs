@@ -2,8 +2,8 @@
 //! kernels included unless `CROSSGLG_PLAIN` is set): standard ST-GCN / CTR-GCN / InfoGCN with a
 //! classifier, and the full CrossGLG training graph (JID + cross-modal branch + all loss terms).
 //! Their PyTorch twins have the same names in `bench/torch_reference.py`; `run` pairs rows by
-//! name. FLOPs are not counted for these (the layers are private to that crate), so the FLOP
-//! columns read NaN.
+//! name. FLOPs come from `crossglg_model::forward_flops_per_sample`, an analytic count of the
+//! reference formulation.
 
 use candle_core::{DType, Device, Tensor};
 use crossglg_model::{
@@ -54,7 +54,8 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
     cfg.guidance = guidance;
     cfg.encoder.num_persons = c.persons;
     let dev = Device::Cpu;
-    let (varmap, model) = build_seeded(&cfg, &ntu_graph()?, 0, DType::F32, &dev).map_err(m)?;
+    let graph = ntu_graph()?;
+    let (varmap, model) = build_seeded(&cfg, &graph, 0, DType::F32, &dev).map_err(m)?;
     let x = Tensor::randn(0f32, 1.0, (c.batch, 3, c.frames, c.joints, c.persons), &dev)?;
     let labels: Vec<u32> = (0..c.batch).map(|i| (i % c.classes) as u32).collect();
     let y = Tensor::from_vec(labels, c.batch, &dev)?;
@@ -82,7 +83,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         Ok(())
     })?;
     // inference without an autograd graph, like PyTorch's no_grad
-    let model = frozen(&cfg, &ntu_graph()?, &varmap).map_err(m)?;
+    let model = frozen(&cfg, &graph, &varmap).map_err(m)?;
     let (infer_ms, infer_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let e = model.embed(&x.detach())?;
         let _ = e.sum_all()?.to_scalar::<f32>()?;

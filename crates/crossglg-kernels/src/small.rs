@@ -42,7 +42,7 @@ pub(crate) fn small_mm(
     os: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         #[allow(unsafe_code)]
         unsafe {
@@ -53,13 +53,19 @@ pub(crate) fn small_mm(
     small_mm_impl(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
 }
 
+/// Whether this CPU has AVX2 and FMA (the standard library caches the answer).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
 /// Runs `f` inside a function compiled with AVX2 + FMA when the CPU has them, so that loops
 /// inlined into it (mark their functions `#[inline(always)]`) use 256-bit vectors; the release
 /// build otherwise targets baseline x86-64 (SSE2).
 #[inline(always)]
 pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         #[allow(unsafe_code)]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
@@ -133,8 +139,7 @@ mod avx2 {
         off: usize,
         os: usize,
     ) {
-        let w = 8 * NV;
-        let nl = b.nl.min(w);
+        let (w, nl) = (8 * NV, b.nl);
         let mut r = 0;
         while r < b.rows {
             let live = (b.rows - r).min(R);
@@ -260,7 +265,7 @@ fn block<const W: usize, const R: usize>(
     off: usize,
     os: usize,
 ) {
-    let nl = b.nl.min(W);
+    let nl = b.nl;
     let mut r = 0;
     while r < b.rows {
         let live = (b.rows - r).min(R);

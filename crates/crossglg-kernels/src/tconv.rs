@@ -39,17 +39,20 @@ pub fn temporal_conv_dilated(
     )
 }
 
-/// [`temporal_conv_dilated`] plus a per-output-channel bias `b: (C_out)`, added in the same
-/// pass (the output starts from the bias instead of zeros; its gradient is summed alongside
-/// the weight gradient).
+/// [`temporal_conv_dilated`] plus an optional per-output-channel bias `b: (C_out)`, added in
+/// the same pass (the output starts from the bias instead of zeros; its gradient is summed
+/// alongside the weight gradient). Without a bias this is [`temporal_conv_dilated`].
 pub fn temporal_conv_bias(
     x: &Tensor,
     w: &Tensor,
-    b: &Tensor,
+    b: Option<&Tensor>,
     stride: usize,
     pad: usize,
     dilation: usize,
 ) -> Result<Tensor> {
+    let Some(b) = b else {
+        return temporal_conv_dilated(x, w, stride, pad, dilation);
+    };
     check_cpu_f32(b, OP, "bias")?;
     let co = w.dims3()?.0;
     if b.dims() != [co] {

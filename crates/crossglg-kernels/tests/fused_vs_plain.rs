@@ -470,7 +470,13 @@ fn temporal_conv_bias_matches_plain() -> Result<()> {
         let w = rand_var(&mut rng, &[co, c, kt])?;
         let b = rand_var(&mut rng, &[co])?;
         let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
-        let fused = temporal_conv_bias(xt, wt, bt, s, p, d)?;
+        let no_bias = temporal_conv_bias(xt, wt, None, s, p, d)?;
+        assert_close(
+            "tconv without bias",
+            &no_bias,
+            &plain_tconv(xt, wt, s, p, d)?,
+        )?;
+        let fused = temporal_conv_bias(xt, wt, Some(bt), s, p, d)?;
         let plain = plain_tconv(xt, wt, s, p, d)?.broadcast_add(&bt.reshape((co, 1, 1))?)?;
         let case = format!("tconv+bias n{n} c{c} t{t} k{kt} s{s} d{d}");
         check_grads(
@@ -561,7 +567,7 @@ fn bad_inputs_are_errors_not_panics() -> Result<()> {
     assert!(msg(temporal_conv_bias(
         &x,
         &w3,
-        &rand_t(&mut rng, &[3])?,
+        Some(&rand_t(&mut rng, &[3])?),
         1,
         1,
         1

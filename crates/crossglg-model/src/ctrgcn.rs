@@ -12,8 +12,8 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    batch_norm, bn_act, pointwise, pointwise_stacked, use_fused, ConvBn, MultiScaleTcn, Residual,
-    TemporalConv,
+    batch_norm, bn_act, pointwise, pointwise_stacked, sum_each, use_fused, ConvBn, MultiScaleTcn,
+    Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -79,15 +79,12 @@ struct UnitGcn {
 impl UnitGcn {
     /// `Σ_s CTRGC_s(x, pa_s)`, the subsets one at a time with plain candle ops.
     fn aggregate_plain(&self, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y: Option<Tensor> = None;
-        for (s, conv) in self.convs.iter().enumerate() {
-            let z = conv.forward(x, &pa.get(s)?, &self.alpha)?;
-            y = Some(match y {
-                Some(y) => (y + z)?,
-                None => z,
-            });
-        }
-        y.ok_or_else(|| candle_core::Error::Msg("CTR-GCN unit without subsets".into()))
+        sum_each(
+            self.convs
+                .iter()
+                .enumerate()
+                .map(|(s, conv)| conv.forward(x, &pa.get(s)?, &self.alpha)),
+        )
     }
 
     /// The same sum, rearranged for the CPU (equal up to rounding; tested against

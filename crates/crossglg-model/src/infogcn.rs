@@ -21,8 +21,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::Linear;
 use crate::layers::{
-    batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, use_fused, ConvBn,
-    LayerNorm, MultiScaleTcn, Residual, TemporalConv,
+    batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, sum_each, use_fused,
+    ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -95,8 +95,7 @@ impl SaGc {
             .permute((0, 2, 3, 1))?
             .contiguous()?
             .reshape((n * t, v, c))?;
-        let mut y: Option<Tensor> = None;
-        for (hd, conv) in self.conv_d.iter().enumerate() {
+        sum_each(self.conv_d.iter().enumerate().map(|(hd, conv)| {
             let z = a
                 .narrow(1, hd, 1)?
                 .squeeze(1)?
@@ -105,13 +104,8 @@ impl SaGc {
                 .reshape((n, t, v, c))?
                 .permute((0, 3, 1, 2))?
                 .contiguous()?;
-            let z = conv.forward(&z)?;
-            y = Some(match y {
-                Some(y) => (y + z)?,
-                None => z,
-            });
-        }
-        y.ok_or_else(|| candle_core::Error::Msg("SA-GC without heads".into()))
+            conv.forward(&z)
+        }))
     }
 
     /// The same sum for the CPU (equal up to rounding; tested against

@@ -245,10 +245,7 @@ impl TemporalConv {
         if use_fused(&[x, &self.weight]) {
             let w = self.weight.reshape((c_out, c_in, k))?;
             let (s, d) = (self.stride, self.dilation);
-            return match &self.bias {
-                Some(b) => crossglg_kernels::temporal_conv_bias(x, &w, b, s, pad, d),
-                None => crossglg_kernels::temporal_conv_dilated(x, &w, s, pad, d),
-            };
+            return crossglg_kernels::temporal_conv_bias(x, &w, self.bias.as_ref(), s, pad, d);
         }
         let t_out = (t + 2 * pad - self.dilation * (k - 1) - 1) / self.stride + 1;
         let cols = if k == 1 {
@@ -332,11 +329,7 @@ pub fn pointwise_stacked(x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> 
 pub fn pointwise_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     if use_fused(&[x, w]) {
         let (c_out, c_in) = w.dims2()?;
-        let w = w.reshape((c_out, c_in, 1))?;
-        return match b {
-            Some(b) => crossglg_kernels::temporal_conv_bias(x, &w, b, 1, 0, 1),
-            None => crossglg_kernels::temporal_conv(x, &w, 1, 0),
-        };
+        return crossglg_kernels::temporal_conv_bias(x, &w.reshape((c_out, c_in, 1))?, b, 1, 0, 1);
     }
     conv1x1(x, w, b)
 }
@@ -658,6 +651,20 @@ impl Residual {
             Self::Proj(p) => Some(p.forward(x, train)?),
         })
     }
+}
+
+/// The sum of tensors produced one at a time (per partition, subset or head on the plain
+/// paths); an error when there are none.
+pub fn sum_each(ts: impl IntoIterator<Item = Result<Tensor>>) -> Result<Tensor> {
+    let mut sum: Option<Tensor> = None;
+    for t in ts {
+        let t = t?;
+        sum = Some(match sum {
+            Some(s) => (s + t)?,
+            None => t,
+        });
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("sum of no tensors".into()))
 }
 
 /// `y + r` when a residual exists.

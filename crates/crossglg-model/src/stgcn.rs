@@ -9,7 +9,9 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::init::CONV_INIT;
-use crate::layers::{aggregate, batch_norm, bn_act, conv1x1, use_fused, Residual, TemporalConv};
+use crate::layers::{
+    aggregate, batch_norm, bn_act, conv1x1, sum_each, use_fused, Residual, TemporalConv,
+};
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
 
@@ -133,17 +135,11 @@ impl StGcn {
             let a_t = a.transpose(1, 2)?.contiguous()?;
             crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?.broadcast_add(&bias)?
         } else {
-            let mut y: Option<Tensor> = None;
-            for k in 0..k {
+            sum_each((0..k).map(|k| {
                 let w = blk.gcn_w.narrow(0, k * c, c)?;
                 let b = blk.gcn_b.narrow(0, k * c, c)?;
-                let z = aggregate(&conv1x1(h, &w, Some(&b))?, &a.get(k)?)?;
-                y = Some(match y {
-                    Some(y) => (y + z)?,
-                    None => z,
-                });
-            }
-            y.expect("at least one partition")
+                aggregate(&conv1x1(h, &w, Some(&b))?, &a.get(k)?)
+            }))?
         };
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
