@@ -74,14 +74,20 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         state: vars.into_iter().map(|(_, v)| (v, None)).collect(),
     };
     let guided = guidance != Guidance::None;
-    let (train_ms, train_cpu_ms) = time_ms(c.warmup, c.iters, || {
-        let out = model.forward_train(&x, guided.then_some(&text), true)?;
-        let loss = model.loss(&out, &y, guided.then_some(&k_gt))?;
-        let grads = loss.total.backward()?;
-        opt.step(&grads)?;
-        let _ = loss.total.to_scalar::<f32>()?;
-        Ok(())
-    })?;
+    // CROSSGLG_BENCH_SKIP_TRAIN=1 (for profiling inference alone) reports the training columns as 0
+    let skip_train = std::env::var("CROSSGLG_BENCH_SKIP_TRAIN").is_ok_and(|v| v == "1");
+    let (train_ms, train_cpu_ms) = if skip_train {
+        Ok((0.0, 0.0))
+    } else {
+        time_ms(c.warmup, c.iters, || {
+            let out = model.forward_train(&x, guided.then_some(&text), true)?;
+            let loss = model.loss(&out, &y, guided.then_some(&k_gt))?;
+            let grads = loss.total.backward()?;
+            opt.step(&grads)?;
+            let _ = loss.total.to_scalar::<f32>()?;
+            Ok(())
+        })
+    }?;
     // inference without an autograd graph, like PyTorch's no_grad
     let model = frozen(&cfg, &graph, &varmap).map_err(m)?;
     let (infer_ms, infer_cpu_ms) = time_ms(c.warmup, c.iters, || {

@@ -20,6 +20,7 @@ mod reduce;
 mod small;
 mod tconv;
 mod util;
+mod winograd;
 
 pub use agg::{head_aggregate, subset_aggregate};
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
@@ -29,3 +30,4 @@ pub use graph::graph_conv;
 pub use pool::max_pool_time3;
 pub use reduce::time_mean;
 pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated};
+pub use winograd::temporal_conv9;

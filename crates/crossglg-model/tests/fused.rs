@@ -167,7 +167,8 @@ fn fused_and_plain_paths_agree_for_whole_tiny_models() {
 }
 
 /// The inference copy (no autograd graph) computes the same embeddings as the trained model,
-/// with the running statistics as they were when it was made.
+/// with the running statistics as they were when it was made (up to rounding where it takes
+/// inference-only kernels).
 #[test]
 fn frozen_model_embeds_like_the_trained_one() {
     let graph = common::ntu25();
@@ -182,9 +183,14 @@ fn frozen_model_embeds_like_the_trained_one() {
         // move the running statistics away from their initial values first
         model.forward_train(&x, None, true).unwrap();
         let frozen = crossglg_model::frozen(&cfg, &graph, &vm).unwrap();
-        let a = values(&model.embed(&x).unwrap());
-        let b = values(&frozen.embed(&x).unwrap());
-        assert_eq!(a, b, "{kind:?}");
+        let (a, b) = (model.embed(&x).unwrap(), frozen.embed(&x).unwrap());
+        if kind == EncoderKind::StGcn {
+            // the frozen model runs its 9-tap temporal convs through Winograd (other rounding)
+            assert_close(&format!("{kind:?}"), &b, &a, 1e-4, 1e-3);
+            assert_ne!(values(&a), values(&b), "the Winograd path was not taken");
+        } else {
+            assert_eq!(values(&a), values(&b), "{kind:?}");
+        }
     }
 }
 
