@@ -30,4 +30,4 @@ pub use graph::graph_conv;
 pub use pool::max_pool_time3;
 pub use reduce::time_mean;
 pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated};
-pub use winograd::temporal_conv9;
+pub use winograd::temporal_conv_winograd;

@@ -4,8 +4,8 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, head_aggregate, joint_attention,
-    max_pool_time3, subset_aggregate, temporal_conv, temporal_conv9, temporal_conv_bias,
-    temporal_conv_dilated, time_mean, FusedBatchNorm,
+    max_pool_time3, subset_aggregate, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
+    temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -655,35 +655,45 @@ fn weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
     Ok(())
 }
 
-/// The Winograd 9-tap convolution against the direct one: tile counts that do and do not
-/// divide the output length, every padding that keeps an output, one joint and many, with and
-/// without bias; and it refuses inputs that track gradients.
+/// The Winograd convolution against the direct one: tile counts that do and do not divide the
+/// output length, paddings from none to "same", strides 1 to 3 (odd and even lengths), kernels
+/// shorter than 9 taps per phase, one joint and many, with and without bias; and it refuses
+/// inputs that track gradients.
 #[test]
-fn temporal_conv9_matches_direct() -> Result<()> {
+fn temporal_conv_winograd_matches_direct() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(9);
-    // (n, c, t, v, co, pad)
+    // (n, c, t, v, co, kt, stride, pad)
     let cases = [
-        (2, 3, 10, 5, 4, 4),
-        (3, 5, 9, 1, 6, 0),
-        (1, 4, 64, 25, 7, 4),
-        (5, 6, 16, 3, 2, 4),
-        (2, 2, 7, 4, 3, 1),
-        (2, 3, 20, 5, 4, 2),
-        (4, 8, 31, 2, 5, 3),
+        (2, 3, 10, 5, 4, 9, 1, 4),
+        (3, 5, 9, 1, 6, 9, 1, 0),
+        (1, 4, 64, 25, 7, 9, 1, 4),
+        (5, 6, 16, 3, 2, 9, 1, 4),
+        (2, 2, 7, 4, 3, 9, 1, 1),
+        (2, 3, 20, 5, 4, 9, 1, 2),
+        (4, 8, 31, 2, 5, 9, 1, 3),
+        (2, 3, 64, 5, 4, 9, 2, 4),
+        (3, 4, 33, 3, 5, 9, 2, 4),
+        (2, 3, 17, 2, 3, 9, 3, 4),
+        (2, 5, 12, 3, 4, 5, 1, 2),
+        (2, 3, 11, 4, 2, 3, 2, 1),
+        (1, 2, 40, 3, 3, 18, 2, 8),
     ];
-    for (i, &(n, c, t, v, co, pad)) in cases.iter().enumerate() {
+    for (i, &(n, c, t, v, co, kt, s, pad)) in cases.iter().enumerate() {
         let x = (rand_t(&mut rng, &[n, c, t, v])? * 3.0)?;
-        let w = rand_t(&mut rng, &[co, c, 9])?;
+        let w = rand_t(&mut rng, &[co, c, kt])?;
         let b = rand_t(&mut rng, &[co])?;
         for bias in [None, Some(&b)] {
-            let want = temporal_conv_bias(&x, &w, bias, 1, pad, 1)?;
-            let got = temporal_conv9(&x, &w, bias, pad)?;
+            let want = temporal_conv_bias(&x, &w, bias, s, pad, 1)?;
+            let got = temporal_conv_winograd(&x, &w, bias, s, pad)?;
             assert_close(&format!("case {i} bias {}", bias.is_some()), &got, &want)?;
         }
     }
     let xv = rand_var(&mut rng, &[1, 2, 9, 3])?;
     let w = rand_t(&mut rng, &[2, 2, 9])?;
-    assert!(temporal_conv9(xv.as_tensor(), &w, None, 0).is_err());
+    assert!(temporal_conv_winograd(xv.as_tensor(), &w, None, 1, 0).is_err());
+    let x = rand_t(&mut rng, &[1, 2, 30, 3])?;
+    let w10 = rand_t(&mut rng, &[2, 2, 10])?;
+    assert!(temporal_conv_winograd(&x, &w10, None, 1, 4).is_err());
     Ok(())
 }
 
@@ -695,21 +705,27 @@ fn temporal_conv9_matches_direct() -> Result<()> {
 fn time_temporal_conv9() -> Result<()> {
     use std::time::Instant;
     let mut rng = StdRng::seed_from_u64(3);
-    for (c, t) in [(64, 64), (128, 32), (256, 16)] {
+    for (c, t, s) in [
+        (64, 64, 1),
+        (128, 32, 1),
+        (256, 16, 1),
+        (128, 64, 2),
+        (256, 32, 2),
+    ] {
         let x = rand_t(&mut rng, &[32, c, t, 25])?;
         let w = (rand_t(&mut rng, &[c, c, 9])? * 0.1)?;
         let b = rand_t(&mut rng, &[c])?;
         let (mut direct, mut wino) = (f64::MAX, f64::MAX);
         for _ in 0..10 {
             let t0 = Instant::now();
-            temporal_conv_bias(&x, &w, Some(&b), 1, 4, 1)?;
+            temporal_conv_bias(&x, &w, Some(&b), s, 4, 1)?;
             direct = direct.min(t0.elapsed().as_secs_f64());
             let t0 = Instant::now();
-            temporal_conv9(&x, &w, Some(&b), 4)?;
+            temporal_conv_winograd(&x, &w, Some(&b), s, 4)?;
             wino = wino.min(t0.elapsed().as_secs_f64());
         }
         eprintln!(
-            "C={c} T={t}: direct {:.1} ms, Winograd {:.1} ms, ratio {:.2}",
+            "C={c} T={t} stride {s}: direct {:.1} ms, Winograd {:.1} ms, ratio {:.2}",
             direct * 1e3,
             wino * 1e3,
             wino / direct
