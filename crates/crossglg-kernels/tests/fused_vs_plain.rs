@@ -4,8 +4,8 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, head_aggregate, joint_attention,
-    max_pool_time3, subset_aggregate, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
-    temporal_conv_winograd, time_mean, FusedBatchNorm,
+    max_pool_time3, pairwise_tanh, subset_aggregate, subset_weight_mm, temporal_conv,
+    temporal_conv_bias, temporal_conv_dilated, temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -731,5 +731,50 @@ fn time_temporal_conv9() -> Result<()> {
             wino / direct
         );
     }
+    Ok(())
+}
+
+/// The relation op against broadcast-subtract + tanh + a concatenated row of ones, values and
+/// gradient (the ones row gets no gradient through).
+#[test]
+fn pairwise_tanh_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(21);
+    for &(n, s, r, v) in &[(2, 3, 4, 5), (1, 1, 1, 3), (3, 2, 8, 25)] {
+        let q = Var::from_tensor(&(rand_t(&mut rng, &[n, 2 * s * r, v])? * 2.0)?)?;
+        let x1 = q.narrow(1, 0, s * r)?.reshape((n, s, r, v, 1))?;
+        let x2 = q.narrow(1, s * r, s * r)?.reshape((n, s, r, 1, v))?;
+        let plain = x1.broadcast_sub(&x2)?.tanh()?.reshape((n, s, r, v * v))?;
+        let ones = Tensor::ones((n, s, 1, v * v), candle_core::DType::F32, &Device::Cpu)?;
+        let plain = Tensor::cat(&[&plain, &ones], 2)?;
+        let fused = pairwise_tanh(&q, s)?;
+        assert_close("pairwise_tanh", &fused, &plain)?;
+        let up = rand_t(&mut rng, plain.dims())?;
+        let gp = (&plain * &up)?.sum_all()?.backward()?;
+        let gf = (&fused * &up)?.sum_all()?.backward()?;
+        assert_close("pairwise_tanh dq", gf.get(&q).unwrap(), gp.get(&q).unwrap())?;
+    }
+    assert!(pairwise_tanh(&rand_t(&mut rng, &[1, 5, 3])?, 2).is_err());
+    Ok(())
+}
+
+/// The per-subset weight product against candle's broadcast batched matmul, values and both
+/// gradients, including a batch larger than one gradient group.
+#[test]
+fn subset_weight_mm_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(22);
+    for &(n, s, c, k, l) in &[(2, 3, 4, 5, 7), (1, 1, 1, 1, 1), (33, 3, 6, 9, 25)] {
+        let w = rand_var(&mut rng, &[s, c, k])?;
+        let x = rand_var(&mut rng, &[n, s, k, l])?;
+        let plain = w.unsqueeze(0)?.broadcast_matmul(&x)?;
+        let fused = subset_weight_mm(&w, &x)?;
+        assert_close("subset_weight_mm", &fused, &plain)?;
+        let up = rand_t(&mut rng, plain.dims())?;
+        let gp = (&plain * &up)?.sum_all()?.backward()?;
+        let gf = (&fused * &up)?.sum_all()?.backward()?;
+        assert_close("dw", gf.get(&w).unwrap(), gp.get(&w).unwrap())?;
+        assert_close("dx", gf.get(&x).unwrap(), gp.get(&x).unwrap())?;
+    }
+    let w = rand_t(&mut rng, &[2, 3, 4])?;
+    assert!(subset_weight_mm(&w, &rand_t(&mut rng, &[1, 2, 5, 3])?).is_err());
     Ok(())
 }

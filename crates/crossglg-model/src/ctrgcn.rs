@@ -90,7 +90,8 @@ impl UnitGcn {
     /// The same sum, rearranged for the CPU (equal up to rounding; tested against
     /// [`Self::aggregate_plain`]): `conv1`/`conv2` act on the time mean of `x` (a 1×1
     /// convolution commutes with the mean), all subsets' `conv1`/`conv2` and `conv3` run as one
-    /// convolution each, `α` scales `conv4`'s weights instead of its output, and the
+    /// convolution each, the relations `tanh(φᵤ − ψᵥ)` are one fused op, `α` scales `conv4`'s
+    /// weights instead of its output and `conv4` is one gemm per (sample, subset), and the
     /// per-channel aggregation, the shared topology and the sum over subsets are one fused op.
     fn aggregate_fused(&self, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
         let (n, _, t, v) = x.dims4()?;
@@ -101,12 +102,8 @@ impl UnitGcn {
         let mut qk: Vec<&TemporalConv> = self.convs.iter().map(|g| &g.conv1).collect();
         qk.extend(self.convs.iter().map(|g| &g.conv2));
         let q = pointwise_stacked(&xm, &qk)?.reshape((n, 2 * s * r, v))?;
-        let x1 = q.narrow(1, 0, s * r)?.unsqueeze(3)?;
-        let x2 = q.narrow(1, s * r, s * r)?.unsqueeze(2)?;
-        let rel = x1.broadcast_sub(&x2)?.tanh()?.reshape((n, s, r, v * v))?;
-        // conv4 of every subset as one batched product (S, C, R + 1) · (N, S, R + 1, V·V): the
-        // bias is a column of the weight against a row of ones (a broadcast add would cost a
-        // strided reduction over (N, V·V) in the backward pass)
+        // tanh(φᵤ − ψᵥ) per subset, plus a row of ones so conv4's bias is a weight column
+        let rel = crossglg_kernels::pairwise_tanh(&q, s)?; // (N, S, R + 1, V·V)
         let mut w4 = Vec::with_capacity(s);
         for g in &self.convs {
             let w = g.conv4.weight_1x1()?;
@@ -115,10 +112,8 @@ impl UnitGcn {
                 None => w.pad_with_zeros(1, 0, 1)?,
             });
         }
-        let w4 = Tensor::stack(&w4, 0)?.broadcast_mul(&self.alpha)?;
-        let ones = Tensor::ones((n, s, 1, v * v), rel.dtype(), rel.device())?;
-        let rel = Tensor::cat(&[&rel, &ones], 2)?;
-        let topo = w4.unsqueeze(0)?.broadcast_matmul(&rel)?; // (N, S, C, V·V)
+        let w4 = Tensor::stack(&w4, 0)?.broadcast_mul(&self.alpha)?; // (S, C, R + 1)
+        let topo = crossglg_kernels::subset_weight_mm(&w4, &rel)?; // (N, S, C, V·V)
         let x3 = pointwise_stacked(x, &self.convs.iter().map(|g| &g.conv3).collect::<Vec<_>>())?;
         crossglg_kernels::subset_aggregate(
             &x3.reshape((n, s, c, t, v))?,
