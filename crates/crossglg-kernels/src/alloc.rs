@@ -3,8 +3,8 @@
 //! candle allocates a fresh buffer for every intermediate tensor. With glibc's defaults, buffers
 //! above the (dynamic) mmap threshold are mmap'ed and munmap'ed on every use, and the top of the
 //! heap is trimmed eagerly, so each training step pays for page faults on memory it just gave
-//! back. Raising the mmap threshold and the trim threshold keeps freed memory in the process for
-//! reuse. Measured effect: see `docs/performance.md`.
+//! back. Raising the mmap threshold and the trim threshold (or turning mmap off) keeps freed
+//! memory in the process for reuse. Measured effect: see `docs/performance.md`.
 
 /// The settings applied by [`tune_allocator`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,11 @@ pub struct AllocatorTuning {
     pub trim_threshold: i32,
     /// Extra memory requested on every heap growth (`M_TOP_PAD`).
     pub top_pad: i32,
+    /// Most allocations served by mmap at once (`M_MMAP_MAX`); 0 serves everything from the
+    /// heap. The mmap threshold cannot go above 32 MiB, and the bench shapes have many larger
+    /// tensors (a `(32, 192, 64, 25)` f32 activation is 39 MB): mmap'ed, each was page-faulted
+    /// in afresh on every use (a 1×1 convolution producing one ran at half speed).
+    pub mmap_max: i32,
 }
 
 impl Default for AllocatorTuning {
@@ -25,6 +30,7 @@ impl Default for AllocatorTuning {
             // mallopt takes a C int, so "never trim" is approximated by the largest one (2 GiB).
             trim_threshold: i32::MAX,
             top_pad: 256 << 20,
+            mmap_max: 0,
         }
     }
 }
@@ -44,6 +50,7 @@ pub fn tune_allocator_with(t: AllocatorTuning) -> bool {
             (libc::M_MMAP_THRESHOLD, t.mmap_threshold),
             (libc::M_TRIM_THRESHOLD, t.trim_threshold),
             (libc::M_TOP_PAD, t.top_pad),
+            (libc::M_MMAP_MAX, t.mmap_max),
         ];
         let mut ok = true;
         for (param, value) in settings {

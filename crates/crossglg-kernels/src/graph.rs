@@ -10,7 +10,9 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
+use crate::util::{
+    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, with_scratch, zeros,
+};
 
 const OP: &str = "graph_conv";
 
@@ -83,29 +85,32 @@ fn conv1x1(g: Geo, x: &[f32], w: &[f32], n: usize, scratch: &mut [f32]) {
 
 fn forward(g: Geo, x: &[f32], w: &[f32], a: &[f32]) -> Vec<f32> {
     let out_n = g.co * g.t * g.vo;
-    let mut out = zeros(g.n * out_n);
-    out.par_chunks_mut(out_n.max(1)).enumerate().for_each_init(
-        || vec![0f32; g.k * g.co * g.t * g.v],
-        |scratch, (n, dst)| {
-            conv1x1(g, x, w, n, scratch);
-            for k in 0..g.k {
-                // (C_out·T × V) · (V × V_out), the k-th block of the scratch is contiguous.
-                gemm(
-                    g.co * g.t,
-                    g.vo,
-                    g.v,
-                    dst,
-                    View::new(0, g.vo, 1),
-                    k > 0,
-                    scratch,
-                    View::new(k * g.co * g.t * g.v, g.v, 1),
-                    a,
-                    View::new(k * g.v * g.vo, g.vo, 1),
-                );
-            }
+    build_chunks(
+        g.n * out_n,
+        out_n,
+        out_n,
+        |_| 0.0,
+        |n, dst| {
+            with_scratch([g.k * g.co * g.t * g.v], |[scratch]| {
+                conv1x1(g, x, w, n, scratch);
+                for k in 0..g.k {
+                    // (C_out·T × V) · (V × V_out), the k-th block of the scratch is contiguous.
+                    gemm(
+                        g.co * g.t,
+                        g.vo,
+                        g.v,
+                        dst,
+                        View::new(0, g.vo, 1),
+                        k > 0,
+                        scratch,
+                        View::new(k * g.co * g.t * g.v, g.v, 1),
+                        a,
+                        View::new(k * g.v * g.vo, g.vo, 1),
+                    );
+                }
+            })
         },
-    );
-    out
+    )
 }
 
 /// Returns (dx, dw, da).

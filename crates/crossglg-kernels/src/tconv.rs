@@ -9,7 +9,9 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
-use crate::util::{add_into, check_cpu_f32, group_size, planes, slice, tensor, with_all, zeros};
+use crate::util::{
+    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, zeros,
+};
 
 const OP: &str = "temporal_conv";
 
@@ -199,32 +201,32 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();
     let out_n = g.co * g.t_out * g.v;
-    // the output starts from the bias (one write per element), or from zeros
-    let mut out = match bias {
-        Some(b) => planes(g.n * out_n, g.t_out * g.v, |i| b[i % g.co]),
-        None => zeros(g.n * out_n),
-    };
-    out.par_chunks_mut(out_n.max(1))
-        .enumerate()
-        .for_each(|(n, dst)| {
-            for tap in &taps {
+    // each sample's output starts from the bias (or zeros), written just before its gemms
+    build_chunks(
+        g.n * out_n,
+        out_n,
+        g.t_out * g.v,
+        |o| bias.map_or(0.0, |b| b[o]),
+        |n, dst| {
+            for (i, tap) in taps.iter().enumerate() {
                 let tq = g.tq(tap.q);
                 let src = (tap.t0 as isize + tap.e) as usize;
+                let overwrite = i == 0 && bias.is_none() && tap.t0 == 0 && tap.t1 == g.t_out;
                 gemm(
                     g.co,
                     (tap.t1 - tap.t0) * g.v,
                     g.c,
                     dst,
                     View::new(tap.t0 * g.v, g.t_out * g.v, 1),
-                    true,
+                    !overwrite,
                     w,
                     View::new(tap.k, g.c * g.kt, g.kt),
                     &phases[tap.q],
                     View::new(n * g.c * tq * g.v + src * g.v, tq * g.v, 1),
                 );
             }
-        });
-    out
+        },
+    )
 }
 
 /// Returns (dx, dw, db); db is all zeros when there is no bias.

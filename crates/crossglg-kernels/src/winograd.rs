@@ -20,12 +20,10 @@
 //! No backward pass: this returns an untracked tensor and refuses inputs that track gradients.
 
 use candle_core::{bail, Result, Tensor};
-use rayon::prelude::*;
-use std::cell::RefCell;
 
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
-use crate::util::{check_cpu_f32, tensor, with_all, zeros};
+use crate::util::{build_chunks, check_cpu_f32, tensor, with_all, with_scratch};
 
 const OP: &str = "temporal_conv_winograd";
 
@@ -178,37 +176,22 @@ fn samples_per_task(g: Geo) -> usize {
     200usize.div_ceil(g.tiles * g.v).clamp(1, g.n.max(1))
 }
 
-thread_local! {
-    /// Per-thread buffers (transformed input, gemm results, row scratch), reused across calls:
-    /// fresh ones per task were zero-filled each time.
-    static SCRATCH: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
-}
-
-/// `&mut v[..n]`, growing `v` when needed (contents are overwritten by the caller).
-fn take(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
-    &mut v[..n]
-}
-
 fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
     let u = transform_kernel(g, w);
     let tv = g.tiles * g.v;
     let spt = samples_per_task(g);
     let (in_n, out_n) = (g.c * g.t * g.v, g.co * g.t_out * g.v);
-    let mut out = zeros(g.n * out_n);
-    out.par_chunks_mut((spt * out_n).max(1))
-        .enumerate()
-        .for_each(|(task, dst)| {
-            SCRATCH.with(|s| {
-                let [vb, mb, sc] = &mut *s.borrow_mut();
-                let ns = dst.len() / out_n.max(1);
-                let cols = ns * tv;
-                let cs = g.cs();
-                let vb = take(vb, P * cs * cols);
-                let mb = take(mb, P * g.co * cols);
-                let sc = take(sc, 42 * tv);
+    let cs = g.cs();
+    build_chunks(
+        g.n * out_n,
+        spt * out_n,
+        out_n,
+        |_| 0.0,
+        |task, dst| {
+            let ns = dst.len() / out_n.max(1);
+            let cols = ns * tv;
+            let sizes = [P * cs * cols, P * g.co * cols, 42 * tv];
+            with_scratch(sizes, |[vb, mb, sc]| {
                 with_avx2(|| {
                     for nl in 0..ns {
                         let xn = &x[(task * spt + nl) * in_n..][..in_n];
@@ -243,8 +226,8 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
                     }
                 });
             })
-        });
-    out
+        },
+    )
 }
 
 /// `out = Bᵀ[row] · d` on rows of the same length.
