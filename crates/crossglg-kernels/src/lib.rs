@@ -31,5 +31,5 @@ pub use graph::graph_conv;
 pub use pool::max_pool_time3;
 pub use reduce::time_mean;
 pub use rel::{pairwise_tanh, subset_weight_mm};
-pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated};
+pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer};
 pub use winograd::temporal_conv_winograd;

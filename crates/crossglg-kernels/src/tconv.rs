@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::util::{
-    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, zeros,
+    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, with_opt, zeros,
+    Epilogue,
 };
 
 const OP: &str = "temporal_conv";
@@ -198,6 +199,11 @@ impl Geo {
 }
 
 fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    forward_with(g, x, w, bias, &Epilogue::NONE)
+}
+
+/// [`forward`] with `ep` applied to each sample's output right after its gemms.
+fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();
     let out_n = g.co * g.t_out * g.v;
@@ -225,8 +231,83 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
                     View::new(n * g.c * tq * g.v + src * g.v, tq * g.v, 1),
                 );
             }
+            ep.apply_sample(n, dst);
         },
     )
+}
+
+/// Inference-only temporal convolution with a fused epilogue:
+/// `act(conv(x) + b [+ residual[:, offset..offset + C_out]])`, `act` = ReLU when `relu`, in the
+/// same pass as the convolution (a batch norm in front of the epilogue folds into `w` and `b`).
+/// 9-tap, stride-1, undilated kernels go through Winograd (see
+/// [`temporal_conv_winograd`](crate::temporal_conv_winograd)), others through the direct
+/// kernel. `residual` is `(N, C_res, T_out, V)` with `offset + C_out ≤ C_res`, so a branch can
+/// read its channels of a shared residual without a copy. Fails when any input tracks gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn temporal_conv_infer(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    residual: Option<(&Tensor, usize)>,
+    relu: bool,
+) -> Result<Tensor> {
+    const INF: &str = "temporal_conv_infer";
+    check(x, w, stride, pad, dilation)?;
+    let tracked = [Some(x), Some(w), b, residual.map(|r| r.0)]
+        .into_iter()
+        .flatten()
+        .any(|t| t.track_op());
+    if tracked {
+        bail!("{INF}: inference only (no backward pass), but an input tracks gradients")
+    }
+    let (_, _, kt) = w.dims3()?;
+    let g = Geo::new(x.dims(), w.dims(), stride, pad, dilation);
+    if let Some(b) = b {
+        check_cpu_f32(b, INF, "bias")?;
+        if b.dims() != [g.co] {
+            bail!(
+                "{INF}: bias {:?} does not match {} output channels",
+                b.dims(),
+                g.co
+            )
+        }
+    }
+    let res = match residual {
+        Some((r, off)) => {
+            check_cpu_f32(r, INF, "residual")?;
+            let (rn, rc, rt, rv) = r.dims4()?;
+            if (rn, rt, rv) != (g.n, g.t_out, g.v) || off + g.co > rc {
+                bail!(
+                    "{INF}: residual {:?} at channel {off} does not fit the output {:?}",
+                    r.dims(),
+                    [g.n, g.co, g.t_out, g.v]
+                )
+            }
+            Some((r.contiguous()?, rc, off))
+        }
+        None => None,
+    };
+    let winograd = kt == 9 && stride == 1 && dilation == 1;
+    let out = with_all([x, w], INF, |[xd, wd]| {
+        with_opt(b, INF, |bd| {
+            with_opt(res.as_ref().map(|r| &r.0), INF, |rd| {
+                let ep = Epilogue {
+                    residual: rd.zip(res.as_ref()).map(|(d, r)| (d, r.1, r.2)),
+                    relu,
+                    plane: g.t_out * g.v,
+                };
+                Ok(if winograd {
+                    crate::winograd::forward_infer(x.dims(), w.dims(), pad, xd, wd, bd, &ep)
+                } else {
+                    forward_with(g, xd, wd, bd, &ep)
+                })
+            })
+        })
+    })?;
+    tensor(out, (g.n, g.co, g.t_out, g.v))
 }
 
 /// Returns (dx, dw, db); db is all zeros when there is no bias.

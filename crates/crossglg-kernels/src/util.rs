@@ -125,6 +125,58 @@ pub(crate) fn planes(n: usize, plane: usize, value: impl Fn(usize) -> f32 + Sync
     v
 }
 
+/// What an inference kernel does to each output row before it is done: add a residual read
+/// from channels `offset..` of a `(N, C_res, T, V)` buffer, then ReLU.
+pub(crate) struct Epilogue<'a> {
+    /// `(data, C_res, offset)`
+    pub residual: Option<(&'a [f32], usize, usize)>,
+    pub relu: bool,
+    /// Values per output channel (`T·V`).
+    pub plane: usize,
+}
+
+impl Epilogue<'_> {
+    pub const NONE: Epilogue<'static> = Epilogue {
+        residual: None,
+        relu: false,
+        plane: 0,
+    };
+
+    /// Applies the epilogue to output channel `o` of sample `n` (`row` has `plane` values).
+    #[inline]
+    pub fn apply_row(&self, n: usize, o: usize, row: &mut [f32]) {
+        if let Some((r, cr, off)) = self.residual {
+            let rr = &r[((n * cr) + off + o) * self.plane..][..self.plane];
+            row.iter_mut().zip(rr).for_each(|(y, r)| *y += r);
+        }
+        if self.relu {
+            row.iter_mut().for_each(|y| *y = y.max(0.0));
+        }
+    }
+
+    /// Applies the epilogue to every channel of sample `n`'s output.
+    pub fn apply_sample(&self, n: usize, out: &mut [f32]) {
+        if self.residual.is_none() && !self.relu {
+            return;
+        }
+        for (o, row) in out.chunks_exact_mut(self.plane.max(1)).enumerate() {
+            self.apply_row(n, o, row);
+        }
+    }
+}
+
+/// [`with_data`] for an optional tensor.
+pub(crate) fn with_opt<R>(
+    t: Option<&Tensor>,
+    op: &str,
+    f: impl FnOnce(Option<&[f32]>) -> Result<R>,
+) -> Result<R> {
+    match t {
+        Some(t) => with_data(t, op, |d| f(Some(d))),
+        None => f(None),
+    }
+}
+
 thread_local! {
     /// Per-thread scratch buffers for [`with_scratch`].
     static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };

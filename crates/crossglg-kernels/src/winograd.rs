@@ -23,7 +23,7 @@ use candle_core::{bail, Result, Tensor};
 
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
-use crate::util::{build_chunks, check_cpu_f32, tensor, with_all, with_scratch};
+use crate::util::{build_chunks, check_cpu_f32, tensor, with_all, with_scratch, Epilogue};
 
 const OP: &str = "temporal_conv_winograd";
 
@@ -115,7 +115,9 @@ pub fn temporal_conv_winograd(
         t_out,
         tiles: t_out.div_ceil(9),
     };
-    let out = with_all([x, w, &b], OP, |[xd, wd, bd]| Ok(forward(g, xd, wd, bd)))?;
+    let out = with_all([x, w, &b], OP, |[xd, wd, bd]| {
+        Ok(forward(g, xd, wd, bd, &Epilogue::NONE))
+    })?;
     tensor(out, (n, co, t_out, v))
 }
 
@@ -176,7 +178,36 @@ fn samples_per_task(g: Geo) -> usize {
     200usize.div_ceil(g.tiles * g.v).clamp(1, g.n.max(1))
 }
 
-fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+/// The Winograd forward pass on raw data for [`crate::temporal_conv_infer`] (shapes already
+/// checked there): stride 1, `w` of 9 taps, optional bias, epilogue per output row.
+pub(crate) fn forward_infer(
+    xs: &[usize],
+    ws: &[usize],
+    pad: usize,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    ep: &Epilogue,
+) -> Vec<f32> {
+    let (n, c, t, v) = (xs[0], xs[1], xs[2], xs[3]);
+    let t_out = t + 2 * pad - 8;
+    let g = Geo {
+        n,
+        c,
+        t,
+        v,
+        co: ws[0],
+        kt: 9,
+        s: 1,
+        pad,
+        t_out,
+        tiles: t_out.div_ceil(9),
+    };
+    let zero = vec![0f32; g.co];
+    forward(g, x, w, b.unwrap_or(&zero), ep)
+}
+
+fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32], ep: &Epilogue) -> Vec<f32> {
     let u = transform_kernel(g, w);
     let tv = g.tiles * g.v;
     let spt = samples_per_task(g);
@@ -222,6 +253,7 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
                             let oc = &mut dst[nl * out_n + o * g.t_out * g.v..][..g.t_out * g.v];
                             let at = o * cols + nl * tv;
                             output_channel(g, mb, at, g.co * cols, bias[o], sc, oc);
+                            ep.apply_row(task * spt + nl, o, oc);
                         }
                     }
                 });

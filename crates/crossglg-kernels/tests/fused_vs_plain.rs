@@ -5,7 +5,8 @@ use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, head_aggregate, joint_attention,
     max_pool_time3, pairwise_tanh, subset_aggregate, subset_weight_mm, temporal_conv,
-    temporal_conv_bias, temporal_conv_dilated, temporal_conv_winograd, time_mean, FusedBatchNorm,
+    temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer, temporal_conv_winograd,
+    time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -776,5 +777,55 @@ fn subset_weight_mm_matches_plain() -> Result<()> {
     }
     let w = rand_t(&mut rng, &[2, 3, 4])?;
     assert!(subset_weight_mm(&w, &rand_t(&mut rng, &[1, 2, 5, 3])?).is_err());
+    Ok(())
+}
+
+/// The inference convolution with its epilogue against convolution, then residual channels
+/// sliced out of a wider buffer, then ReLU: through Winograd (9 taps, stride 1) and the direct
+/// kernel (strides, dilation, other kernel sizes).
+#[test]
+fn temporal_conv_infer_matches_conv_then_epilogue() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(31);
+    // (n, c, t, v, co, kt, stride, pad, dilation)
+    let cases = [
+        (2, 3, 20, 5, 4, 9, 1, 4, 1),
+        (3, 4, 16, 3, 5, 9, 2, 4, 1),
+        (2, 5, 12, 4, 3, 5, 1, 4, 2),
+        (2, 6, 9, 2, 4, 1, 2, 0, 1),
+    ];
+    for (i, &(n, c, t, v, co, kt, s, pad, d)) in cases.iter().enumerate() {
+        let x = rand_t(&mut rng, &[n, c, t, v])?;
+        let w = rand_t(&mut rng, &[co, c, kt])?;
+        let b = rand_t(&mut rng, &[co])?;
+        let conv = temporal_conv_bias(&x, &w, Some(&b), s, pad, d)?;
+        let t_out = conv.dim(2)?;
+        let wide = rand_t(&mut rng, &[n, co + 3, t_out, v])?;
+        for (res, relu) in [
+            (None, false),
+            (None, true),
+            (Some(2), false),
+            (Some(3), true),
+        ] {
+            let want = match res {
+                Some(off) => (&conv + wide.narrow(1, off, co)?)?,
+                None => conv.clone(),
+            };
+            let want = if relu { want.relu()? } else { want };
+            let got =
+                temporal_conv_infer(&x, &w, Some(&b), s, pad, d, res.map(|o| (&wide, o)), relu)?;
+            assert_close(&format!("case {i} res {res:?} relu {relu}"), &got, &want)?;
+        }
+        let no_bias = temporal_conv_infer(&x, &w, None, s, pad, d, None, false)?;
+        assert_close(
+            &format!("case {i} no bias"),
+            &no_bias,
+            &temporal_conv_bias(&x, &w, None, s, pad, d)?,
+        )?;
+        // a residual that does not fit is an error, not a panic
+        assert!(temporal_conv_infer(&x, &w, None, s, pad, d, Some((&wide, 4)), false).is_err());
+    }
+    let xv = rand_var(&mut rng, &[1, 2, 9, 3])?;
+    let w = rand_t(&mut rng, &[2, 2, 9])?;
+    assert!(temporal_conv_infer(xv.as_tensor(), &w, None, 1, 4, 1, None, false).is_err());
     Ok(())
 }

@@ -68,8 +68,7 @@ pub fn bn_act(
             if use_fused(&all) {
                 // Inference: BN folded into one per-channel affine map, fused with the residual
                 // add and the ReLU (one pass instead of four).
-                let scale = (w / bn.running_var().affine(1.0, bn.eps())?.sqrt()?)?;
-                let shift = (b - (bn.running_mean() * &scale)?)?;
+                let (scale, shift) = bn_affine(bn, w, b)?;
                 return crossglg_kernels::channel_affine_act(x, &scale, &shift, residual, relu);
             }
         }
@@ -80,6 +79,21 @@ pub fn bn_act(
     } else {
         Ok(y)
     }
+}
+
+/// Batch norm's inference map as per-channel `(scale, shift)`: `bn(x) = scale·x + shift`.
+/// candle_nn keeps the running statistics as `Var`s, which always "track" gradients; they are
+/// constants here, hence the detach.
+fn bn_affine(bn: &BatchNorm, w: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
+    let var = bn.running_var().detach();
+    let scale = (w / var.affine(1.0, bn.eps())?.sqrt()?)?;
+    let shift = (b - (bn.running_mean().detach() * &scale)?)?;
+    Ok((scale, shift))
+}
+
+/// True when no tensor records an autograd graph: inference-only kernels apply.
+pub fn untracked(ts: &[&Tensor]) -> bool {
+    ts.iter().all(|t| !t.track_op())
 }
 
 /// `nn.BatchNorm` with PyTorch's defaults (eps 1e-5, momentum 0.1), weight initialised to
@@ -245,13 +259,11 @@ impl TemporalConv {
         if use_fused(&[x, &self.weight]) {
             let w = self.weight.reshape((c_out, c_in, k))?;
             let (s, d) = (self.stride, self.dilation);
-            // Inference (nothing tracks gradients): 9-tap stride-1 convolutions through
-            // Winograd, 25/81 of the multiplications (~0.7x the direct kernel's time; at
-            // stride 2 it does 50/81 but measured no faster, so those stay direct).
-            let tracked =
-                x.track_op() || w.track_op() || self.bias.as_ref().is_some_and(|b| b.track_op());
-            if k == 9 && s == 1 && d == 1 && !tracked {
-                return crossglg_kernels::temporal_conv_winograd(x, &w, self.bias.as_ref(), s, pad);
+            // Inference (nothing tracks gradients): the inference kernel, which takes 9-tap
+            // stride-1 convolutions through Winograd (25/81 of the multiplications).
+            if untracked(&[x, &w]) && self.bias.as_ref().is_none_or(|b| !b.track_op()) {
+                let b = self.bias.as_ref();
+                return crossglg_kernels::temporal_conv_infer(x, &w, b, s, pad, d, None, false);
             }
             return crossglg_kernels::temporal_conv_bias(x, &w, self.bias.as_ref(), s, pad, d);
         }
@@ -287,6 +299,48 @@ impl TemporalConv {
             None => y,
         };
         y.reshape((n, c_out, t_out, v))
+    }
+
+    /// Inference: `act(bn(conv(x)) [+ residual[:, offset..offset + C_out]])` as one kernel,
+    /// the batch norm folded into the weights and bias, the residual read in place. `None`
+    /// when that does not apply (fused kernels off, not f32 on the CPU, or a tensor that
+    /// tracks gradients); the caller then takes the unfused path.
+    ///
+    /// # Shapes
+    /// `x: (N, C_in, T, V)`, `residual: (N, C_res, T', V)` -> `(N, C_out, T', V)`
+    pub fn forward_folded(
+        &self,
+        x: &Tensor,
+        bn: Option<&BatchNorm>,
+        residual: Option<(&Tensor, usize)>,
+        relu: bool,
+    ) -> Result<Option<Tensor>> {
+        let mut all = vec![x, &self.weight];
+        all.extend(&self.bias);
+        all.extend(residual.map(|r| r.0));
+        let bn_wb = bn.map(|bn| bn.weight_and_bias());
+        if let Some(Some((w, b))) = bn_wb {
+            all.extend([w, b]);
+        }
+        let bn = bn.map(|bn| (bn, bn_wb.flatten()));
+        if !use_fused(&all) || !untracked(&all) || bn.is_some_and(|(_, wb)| wb.is_none()) {
+            return Ok(None);
+        }
+        let (c_out, c_in, k, _) = self.weight.dims4()?;
+        let mut w = self.weight.reshape((c_out, c_in, k))?;
+        let mut b = self.bias.clone();
+        if let Some((bn, Some((g, beta)))) = bn {
+            let (scale, shift) = bn_affine(bn, g, beta)?;
+            w = w.broadcast_mul(&scale.reshape((c_out, 1, 1))?)?;
+            b = Some(match b {
+                Some(b) => ((b * &scale)? + shift)?,
+                None => shift,
+            });
+        }
+        let (s, d) = (self.stride, self.dilation);
+        let pad = d * (k - 1) / 2;
+        crossglg_kernels::temporal_conv_infer(x, &w, b.as_ref(), s, pad, d, residual, relu)
+            .map(Some)
     }
 
     pub fn kernel(&self) -> usize {
@@ -375,7 +429,8 @@ impl ConvBn {
         self.forward_act(x, None, false, train)
     }
 
-    /// `act(bn(conv(x)) [+ residual])`, fused on the CPU (see [`bn_act`]).
+    /// `act(bn(conv(x)) [+ residual])`, fused on the CPU (see [`bn_act`]; in inference one
+    /// kernel with the batch norm folded in, see [`TemporalConv::forward_folded`]).
     pub fn forward_act(
         &self,
         x: &Tensor,
@@ -383,8 +438,40 @@ impl ConvBn {
         relu: bool,
         train: bool,
     ) -> Result<Tensor> {
-        bn_act(&self.bn, &self.conv.forward(x)?, residual, relu, train)
+        self.forward_act_at(x, residual.map(|r| (r, 0)), relu, train)
     }
+
+    /// [`Self::forward_act`] with the residual taken from channels `offset..offset + C_out` of
+    /// a wider tensor.
+    pub fn forward_act_at(
+        &self,
+        x: &Tensor,
+        residual: Option<(&Tensor, usize)>,
+        relu: bool,
+        train: bool,
+    ) -> Result<Tensor> {
+        conv_bn_act(&self.conv, &self.bn, x, residual, relu, train)
+    }
+}
+
+/// `act(bn(conv(x)) [+ residual[:, offset..]])`: one folded kernel in inference
+/// ([`TemporalConv::forward_folded`]), else the convolution then [`bn_act`].
+fn conv_bn_act(
+    conv: &TemporalConv,
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<(&Tensor, usize)>,
+    relu: bool,
+    train: bool,
+) -> Result<Tensor> {
+    if !train {
+        if let Some(y) = conv.forward_folded(x, Some(bn), residual, relu)? {
+            return Ok(y);
+        }
+    }
+    let c = bn.running_mean().dim(0)?;
+    let res = residual.map(|(r, off)| r.narrow(1, off, c)).transpose()?;
+    bn_act(bn, &conv.forward(x)?, res.as_ref(), relu, train)
 }
 
 /// Max pooling with kernel (3, 1), padding (1, 0) and stride (s, 1). Edge frames are
@@ -493,17 +580,11 @@ impl MultiScaleTcn {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let res = residual
-                    .map(|r| {
-                        let bc = r.dim(1)? / nb;
-                        r.narrow(1, i * bc, bc)
-                    })
-                    .transpose()?;
-                let res = res.as_ref();
+                let res = residual.map(|r| (r, i * (r.dims()[1] / nb)));
                 match b {
                     Branch::Conv { pre, pre_bn, tconv } => {
-                        let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
-                        tconv.forward_act(&h, res, relu, train)
+                        let h = conv_bn_act(pre, pre_bn, x, None, true, train)?;
+                        tconv.forward_act_at(&h, res, relu, train)
                     }
                     Branch::MaxPool {
                         pre,
@@ -511,10 +592,13 @@ impl MultiScaleTcn {
                         post_bn,
                         stride,
                     } => {
-                        let h = bn_act(pre_bn, &pre.forward(x)?, None, true, train)?;
-                        bn_act(post_bn, &max_pool_time3(&h, *stride)?, res, relu, train)
+                        let h = conv_bn_act(pre, pre_bn, x, None, true, train)?;
+                        let c = post_bn.running_mean().dim(0)?;
+                        let res = res.map(|(r, off)| r.narrow(1, off, c)).transpose()?;
+                        let p = max_pool_time3(&h, *stride)?;
+                        bn_act(post_bn, &p, res.as_ref(), relu, train)
                     }
-                    Branch::Point { conv, bn } => bn_act(bn, &conv.forward(x)?, res, relu, train),
+                    Branch::Point { conv, bn } => conv_bn_act(conv, bn, x, res, relu, train),
                 }
             })
             .collect::<Result<Vec<_>>>()?;

@@ -145,6 +145,12 @@ impl StGcn {
             y = y.broadcast_mul(w)?;
         }
         let y = bn_act(&blk.bn0, &y, None, true, train)?;
+        if !train {
+            let r = res.as_ref().map(|r| (r, 0));
+            if let Some(out) = blk.tconv.forward_folded(&y, Some(&blk.bn1), r, true)? {
+                return Ok(out);
+            }
+        }
         bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res.as_ref(), true, train)
     }
 }
