@@ -84,6 +84,17 @@ fn conv1x1(g: Geo, x: &[f32], w: &[f32], n: usize, scratch: &mut [f32]) {
 }
 
 fn forward(g: Geo, x: &[f32], w: &[f32], a: &[f32]) -> Vec<f32> {
+    forward_with(g, x, w, a, |_| {})
+}
+
+/// [`forward`] with `ep` applied to each sample's `(C_out, T, V_out)` output after its gemms.
+fn forward_with(
+    g: Geo,
+    x: &[f32],
+    w: &[f32],
+    a: &[f32],
+    ep: impl Fn(&mut [f32]) + Sync,
+) -> Vec<f32> {
     let out_n = g.co * g.t * g.vo;
     build_chunks(
         g.n * out_n,
@@ -108,9 +119,67 @@ fn forward(g: Geo, x: &[f32], w: &[f32], a: &[f32]) -> Vec<f32> {
                         View::new(k * g.v * g.vo, g.vo, 1),
                     );
                 }
-            })
+            });
+            ep(dst);
         },
     )
+}
+
+/// Inference-only [`graph_conv`] with a fused epilogue: `act(graph_conv(x, w, a) + offset)`,
+/// `offset: (C_out, V_out)` added to every frame, `act` = ReLU when `relu`. A batch norm after
+/// the graph convolution folds into `w` (scale) and `offset` (shift, plus the convolution's
+/// bias carried through the aggregation). Fails when any input tracks gradients.
+pub fn graph_conv_infer(
+    x: &Tensor,
+    w: &Tensor,
+    a: &Tensor,
+    offset: &Tensor,
+    relu: bool,
+) -> Result<Tensor> {
+    const INF: &str = "graph_conv_infer";
+    for (t, what) in [
+        (x, "input"),
+        (w, "weight"),
+        (a, "adjacency"),
+        (offset, "offset"),
+    ] {
+        check_cpu_f32(t, INF, what)?;
+        if t.track_op() {
+            bail!("{INF}: inference only (no backward pass), but the {what} tracks gradients")
+        }
+    }
+    let (n, c, t, v) = x.dims4()?;
+    let (kco, cw) = w.dims2()?;
+    let (k, va, vo) = a.dims3()?;
+    if cw != c || va != v || k == 0 || kco % k != 0 {
+        bail!(
+            "{INF}: weight {:?} and adjacency {:?} do not fit input {:?}",
+            w.dims(),
+            a.dims(),
+            x.dims()
+        )
+    }
+    let co = kco / k;
+    if offset.dims() != [co, vo] {
+        bail!("{INF}: offset {:?} is not ({co}, {vo})", offset.dims())
+    }
+    let g = Geo::new(x.dims(), w.dims(), a.dims());
+    let out = with_all([x, w, a, offset], INF, |[xd, wd, ad, od]| {
+        Ok(forward_with(g, xd, wd, ad, |dst| {
+            for (frame, off) in dst.chunks_exact_mut(vo.max(1)).zip(
+                od.chunks_exact(vo.max(1))
+                    .flat_map(|o| std::iter::repeat_n(o, t)),
+            ) {
+                for (y, b) in frame.iter_mut().zip(off) {
+                    *y += b;
+                    if relu {
+                        *y = y.max(0.0);
+                    }
+                }
+            }
+        }))
+    })?;
+    tensor(out, (n, co, t, vo))
 }
 
 /// Returns (dx, dw, da).

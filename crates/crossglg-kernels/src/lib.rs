@@ -27,7 +27,7 @@ pub use agg::{head_aggregate, subset_aggregate};
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
 pub use attn::joint_attention;
 pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};
-pub use graph::graph_conv;
+pub use graph::{graph_conv, graph_conv_infer};
 pub use pool::max_pool_time3;
 pub use reduce::time_mean;
 pub use rel::{pairwise_tanh, subset_weight_mm};

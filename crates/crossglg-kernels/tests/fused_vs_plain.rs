@@ -3,10 +3,10 @@
 
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
-    batch_norm_act, channel_affine_act, graph_conv, head_aggregate, joint_attention,
-    max_pool_time3, pairwise_tanh, subset_aggregate, subset_weight_mm, temporal_conv,
-    temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer, temporal_conv_winograd,
-    time_mean, FusedBatchNorm,
+    batch_norm_act, channel_affine_act, graph_conv, graph_conv_infer, head_aggregate,
+    joint_attention, max_pool_time3, pairwise_tanh, subset_aggregate, subset_weight_mm,
+    temporal_conv, temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer,
+    temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -827,5 +827,27 @@ fn temporal_conv_infer_matches_conv_then_epilogue() -> Result<()> {
     let xv = rand_var(&mut rng, &[1, 2, 9, 3])?;
     let w = rand_t(&mut rng, &[2, 2, 9])?;
     assert!(temporal_conv_infer(xv.as_tensor(), &w, None, 1, 4, 1, None, false).is_err());
+    Ok(())
+}
+
+/// The inference graph conv with its epilogue against graph conv, then a per-(channel, joint)
+/// offset broadcast over frames, then ReLU.
+#[test]
+fn graph_conv_infer_matches_graph_conv_then_epilogue() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(41);
+    let (n, c, t, v, k, co, vo) = (3, 4, 5, 6, 3, 5, 6);
+    let x = rand_t(&mut rng, &[n, c, t, v])?;
+    let w = rand_t(&mut rng, &[k * co, c])?;
+    let a = rand_t(&mut rng, &[k, v, vo])?;
+    let off = rand_t(&mut rng, &[co, vo])?;
+    let base = graph_conv(&x, &w, &a)?.broadcast_add(&off.reshape((1, co, 1, vo))?)?;
+    for relu in [false, true] {
+        let want = if relu { base.relu()? } else { base.clone() };
+        let got = graph_conv_infer(&x, &w, &a, &off, relu)?;
+        assert_close(&format!("relu {relu}"), &got, &want)?;
+    }
+    assert!(graph_conv_infer(&x, &w, &a, &rand_t(&mut rng, &[co, vo + 1])?, false).is_err());
+    let xv = rand_var(&mut rng, &[n, c, t, v])?;
+    assert!(graph_conv_infer(xv.as_tensor(), &w, &a, &off, false).is_err());
     Ok(())
 }

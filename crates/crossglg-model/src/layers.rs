@@ -84,7 +84,7 @@ pub fn bn_act(
 /// Batch norm's inference map as per-channel `(scale, shift)`: `bn(x) = scale·x + shift`.
 /// candle_nn keeps the running statistics as `Var`s, which always "track" gradients; they are
 /// constants here, hence the detach.
-fn bn_affine(bn: &BatchNorm, w: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
+pub(crate) fn bn_affine(bn: &BatchNorm, w: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
     let var = bn.running_var().detach();
     let scale = (w / var.affine(1.0, bn.eps())?.sqrt()?)?;
     let shift = (b - (bn.running_mean().detach() * &scale)?)?;

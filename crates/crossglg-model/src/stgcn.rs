@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::init::CONV_INIT;
 use crate::layers::{
-    aggregate, batch_norm, bn_act, conv1x1, sum_each, use_fused, Residual, TemporalConv,
+    aggregate, batch_norm, bn_act, bn_affine, conv1x1, sum_each, untracked, use_fused, Residual,
+    TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -120,6 +121,12 @@ impl StGcn {
         };
         let c = blk.c_out;
         let k = a.dim(0)?;
+        if let (false, None, Some((g0, b0))) = (train, joint_weight, blk.bn0.weight_and_bias()) {
+            let all = [h, &blk.gcn_w, &blk.gcn_b, &a, g0, b0];
+            if use_fused(&all) && untracked(&all) {
+                return self.block_infer(blk, h, &a, res.as_ref(), (g0, b0));
+            }
+        }
         let mut y = if use_fused(&[h, &blk.gcn_w, &a]) {
             // One kernel for the 1×1 conv and the K aggregations. The kernel reads
             // `A[k, v, u]` (source joint first) while `aggregate` uses `A[u][v]`, hence the
@@ -145,12 +152,39 @@ impl StGcn {
             y = y.broadcast_mul(w)?;
         }
         let y = bn_act(&blk.bn0, &y, None, true, train)?;
-        if !train {
-            let r = res.as_ref().map(|r| (r, 0));
-            if let Some(out) = blk.tconv.forward_folded(&y, Some(&blk.bn1), r, true)? {
-                return Ok(out);
-            }
-        }
         bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res.as_ref(), true, train)
+    }
+
+    /// Inference on f32 CPU tensors that track no gradients: two kernels per block. The graph
+    /// conv takes `bn0` folded in (its scale in the weights; its shift plus the conv bias
+    /// carried through the aggregation as a per-(channel, joint) offset) and the ReLU; the
+    /// temporal conv takes `bn1`, the residual and the ReLU.
+    fn block_infer(
+        &self,
+        blk: &Block,
+        h: &Tensor,
+        a: &Tensor,
+        res: Option<&Tensor>,
+        (g0, b0): (&Tensor, &Tensor),
+    ) -> candle_core::Result<Tensor> {
+        let (k, c, c_in) = (a.dim(0)?, blk.c_out, h.dim(1)?);
+        let (scale, shift) = bn_affine(&blk.bn0, g0, b0)?;
+        let w = blk
+            .gcn_w
+            .reshape((k, c, c_in))?
+            .broadcast_mul(&scale.reshape((1, c, 1))?)?
+            .reshape((k * c, c_in))?;
+        // Σ_k b_k[o] · Σ_v A_k[u][v] (see `block`), then the batch norm
+        let bias = blk.gcn_b.reshape((k, c))?.t()?.matmul(&a.sum(2)?)?;
+        let offset = bias
+            .broadcast_mul(&scale.unsqueeze(1)?)?
+            .broadcast_add(&shift.unsqueeze(1)?)?;
+        let a_t = a.transpose(1, 2)?.contiguous()?;
+        let y = crossglg_kernels::graph_conv_infer(h, &w, &a_t, &offset, true)?;
+        let r = res.map(|r| (r, 0));
+        match blk.tconv.forward_folded(&y, Some(&blk.bn1), r, true)? {
+            Some(out) => Ok(out),
+            None => bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res, true, false),
+        }
     }
 }
