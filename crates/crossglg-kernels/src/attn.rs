@@ -13,6 +13,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
+use crate::rel::fast_exp;
 use crate::small::{pack, padded, small_mm, with_avx2, Lhs};
 use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
 
@@ -184,11 +185,12 @@ fn project(g: Geo, eps: f32, x: &[f32], p: &Params, n: usize, s: &mut Scratch) {
 }
 
 /// In-place softmax of `row · scale`.
+#[inline(always)]
 fn softmax_scaled(row: &mut [f32], scale: f32) {
     let m = row.iter().fold(f32::NEG_INFINITY, |m, a| m.max(*a)) * scale;
     let mut sum = 0.0;
     for a in row.iter_mut() {
-        *a = (*a * scale - m).exp();
+        *a = fast_exp(*a * scale - m);
         sum += *a;
     }
     let inv = 1.0 / sum;
@@ -216,9 +218,11 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
                     };
                     let moff = (t * g.h + h) * v * v;
                     small_mm(v, d, v, &s.qk, l, &s.kt, padded(v), on, moff, v);
-                    for row in on[moff..moff + v * v].chunks_exact_mut(v) {
-                        softmax_scaled(row, scale);
-                    }
+                    with_avx2(|| {
+                        for row in on[moff..moff + v * v].chunks_exact_mut(v) {
+                            softmax_scaled(row, scale);
+                        }
+                    });
                 }
             }
         });

@@ -17,20 +17,29 @@ use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, 
 const REL: &str = "pairwise_tanh";
 const MM: &str = "subset_weight_mm";
 
-/// `tanh(x)` to about 2e-7 absolute, as straight-line arithmetic the compiler vectorises (the
-/// libm call is not). `tanh(x) = (e − 1) / (e + 1)` with `e = exp(2x)`, where `exp` is
-/// `2^k · p(r)` for `2x = k·ln 2 + r`, `|r| ≤ ln 2 / 2`, `p` the degree-6 Taylor polynomial.
-/// Beyond |x| = 9 tanh is ±1 in f32.
+/// `exp(x)` to about 2e-7 relative, as straight-line arithmetic the compiler vectorises (the
+/// libm call is not): `2^k · p(r)` for `x = k·ln 2 + r`, `|r| ≤ ln 2 / 2`, `p` the degree-6
+/// Taylor polynomial, `ln 2` split in two so the reduction stays exact. Inputs are clamped to [-87, 88] (the normal f32 range).
 #[inline(always)]
-pub(crate) fn fast_tanh(x: f32) -> f32 {
-    let y = 2.0 * x.clamp(-9.0, 9.0);
+pub(crate) fn fast_exp(x: f32) -> f32 {
+    let y = x.clamp(-87.0, 88.0);
     let k = (y * std::f32::consts::LOG2_E).round();
-    let r = y - k * std::f32::consts::LN_2;
+    // ln 2 in two parts (Cody-Waite): k·LN2_HI is exact, so r keeps its precision for large k
+    const LN2_HI: f32 = 0.693_145_751_953_125;
+    const LN2_LO: f32 = 1.428_606_765_330_187e-6;
+    let r = (y - k * LN2_HI) - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
-    // 2^k through the exponent bits; k is in [-26, 26]
-    let e = p * f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // 2^k through the exponent bits; k is in [-126, 127]
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+}
+
+/// `tanh(x)` to about 2e-7 absolute, vectorisable: `(e − 1) / (e + 1)` with `e = exp(2x)`.
+/// Beyond |x| = 9 tanh is ±1 in f32.
+#[inline(always)]
+pub(crate) fn fast_tanh(x: f32) -> f32 {
+    let e = fast_exp(2.0 * x.clamp(-9.0, 9.0));
     (e - 1.0) / (e + 1.0)
 }
 
@@ -266,7 +275,19 @@ impl CustomOp2 for SubsetWeightMm {
 
 #[cfg(test)]
 mod tests {
-    use super::fast_tanh;
+    use super::{fast_exp, fast_tanh};
+
+    #[test]
+    fn fast_exp_is_within_3e_7_relative_of_exp() {
+        let mut worst = 0f32;
+        for i in -870_000..=880_000 {
+            let x = i as f32 * 1e-4;
+            worst = worst.max((fast_exp(x) - x.exp()).abs() / x.exp());
+        }
+        assert!(worst < 3e-7, "max relative error {worst}");
+        let low = (-87f32).exp();
+        assert!((fast_exp(-1e4) - low).abs() / low < 3e-7, "clamped below");
+    }
 
     #[test]
     fn fast_tanh_is_within_3e_7_of_tanh() {
