@@ -25,8 +25,8 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     let y = x.clamp(-87.0, 88.0);
     let k = (y * std::f32::consts::LOG2_E).round();
     // ln 2 in two parts (Cody-Waite): k·LN2_HI is exact, so r keeps its precision for large k
-    const LN2_HI: f32 = 0.693_145_751_953_125;
-    const LN2_LO: f32 = 1.428_606_765_330_187e-6;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
     let r = (y - k * LN2_HI) - k * LN2_LO;
     let p = 1.0
         + r * (1.0
