@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::util::{
-    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, with_opt, zeros,
-    Epilogue,
+    add_into, build_chunks, check_bias, check_cpu_f32, group_size, slice, tensor, with_all,
+    with_opt, zeros, Epilogue,
 };
 
 const OP: &str = "temporal_conv";
@@ -56,14 +56,7 @@ pub fn temporal_conv_bias(
     let Some(b) = b else {
         return temporal_conv_dilated(x, w, stride, pad, dilation);
     };
-    check_cpu_f32(b, OP, "bias")?;
-    let co = w.dims3()?.0;
-    if b.dims() != [co] {
-        bail!(
-            "{OP}: bias {:?} does not match {co} output channels",
-            b.dims()
-        )
-    }
+    check_bias(b, w.dims3()?.0, OP)?;
     check(x, w, stride, pad, dilation)?;
     x.contiguous()?.apply_op3(
         &w.contiguous()?,
@@ -266,14 +259,7 @@ pub fn temporal_conv_infer(
     let (_, _, kt) = w.dims3()?;
     let g = Geo::new(x.dims(), w.dims(), stride, pad, dilation);
     if let Some(b) = b {
-        check_cpu_f32(b, INF, "bias")?;
-        if b.dims() != [g.co] {
-            bail!(
-                "{INF}: bias {:?} does not match {} output channels",
-                b.dims(),
-                g.co
-            )
-        }
+        check_bias(b, g.co, INF)?;
     }
     let res = match residual {
         Some((r, off)) => {

@@ -77,6 +77,18 @@ pub(crate) fn check_cpu_f32(t: &Tensor, op: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Fails unless `b` is an f32 CPU vector of `co` values (a per-output-channel bias).
+pub(crate) fn check_bias(b: &Tensor, co: usize, op: &str) -> Result<()> {
+    check_cpu_f32(b, op, "bias")?;
+    if b.dims() != [co] {
+        bail!(
+            "{op}: bias {:?} does not match {co} output channels",
+            b.dims()
+        )
+    }
+    Ok(())
+}
+
 /// Samples per group when a batch gradient is accumulated in parallel. The groups depend on
 /// the batch size alone (at most 16 of them), each is accumulated in sample order and the group
 /// sums are added in group order, so the result is bit-identical whatever the thread count and

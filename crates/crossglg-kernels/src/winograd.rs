@@ -23,7 +23,9 @@ use candle_core::{bail, Result, Tensor};
 
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
-use crate::util::{build_chunks, check_cpu_f32, tensor, with_all, with_scratch, Epilogue};
+use crate::util::{
+    build_chunks, check_bias, check_cpu_f32, tensor, with_all, with_scratch, Epilogue,
+};
 
 const OP: &str = "temporal_conv_winograd";
 
@@ -89,13 +91,7 @@ pub fn temporal_conv_winograd(
     let zero_bias;
     let b = match b {
         Some(b) => {
-            check_cpu_f32(b, OP, "bias")?;
-            if b.dims() != [co] {
-                bail!(
-                    "{OP}: bias {:?} does not match {co} output channels",
-                    b.dims()
-                )
-            }
+            check_bias(b, co, OP)?;
             b.clone()
         }
         None => {

@@ -21,8 +21,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::Linear;
 use crate::layers::{
-    batch_norm, bn_act, linear, pointwise, pointwise_with, softmax_last, sum_each, use_fused,
-    ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
+    batch_norm, bn_act, bn_affine, linear, pointwise, pointwise_with, softmax_last, sum_each,
+    untracked, use_fused, ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -118,6 +118,17 @@ impl SaGc {
         attn: &Tensor,
         topo: &Tensor,
     ) -> candle_core::Result<Tensor> {
+        let (z, w, b) = self.heads_and_conv(x, attn, topo)?;
+        pointwise_with(&z, &w, b.as_ref())
+    }
+
+    /// `head_aggregate` of `x`, and the `conv_d`s as one `(C_out, H·C)` weight and bias.
+    fn heads_and_conv(
+        &self,
+        x: &Tensor,
+        attn: &Tensor,
+        topo: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Option<Tensor>)> {
         let (n, _, t, v) = x.dims4()?;
         let h = self.conv_d.len();
         let z = crossglg_kernels::head_aggregate(x, &attn.reshape((n, t, h, v, v))?, topo)?;
@@ -136,7 +147,38 @@ impl SaGc {
             .collect::<Option<Vec<_>>>()
             .map(|b| Tensor::stack(&b, 0)?.sum(0))
             .transpose()?;
-        pointwise_with(&z, &w, b.as_ref())
+        Ok((z, w, b))
+    }
+
+    /// Inference: `relu(bn(Σ_h conv_d_h(…)) + down)` with the batch norm folded into the
+    /// stacked `conv_d` and the residual add + ReLU inside the conv kernel. `None` when the
+    /// inference kernels do not apply.
+    fn aggregate_bn_act_infer(
+        &self,
+        x: &Tensor,
+        attn: &Tensor,
+        topo: &Tensor,
+        down: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let Some((g, beta)) = self.bn.weight_and_bias() else {
+            return Ok(None);
+        };
+        let all = [x, attn, topo, down, g, beta];
+        if !use_fused(&all) || !untracked(&all) {
+            return Ok(None);
+        }
+        let (z, w, b) = self.heads_and_conv(x, attn, topo)?;
+        let (scale, shift) = bn_affine(&self.bn, g, beta)?;
+        let (c_out, c_in) = w.dims2()?;
+        let w = w
+            .broadcast_mul(&scale.unsqueeze(1)?)?
+            .reshape((c_out, c_in, 1))?;
+        let b = match b {
+            Some(b) => ((b * &scale)? + shift)?,
+            None => shift,
+        };
+        crossglg_kernels::temporal_conv_infer(&z, &w, Some(&b), 1, 0, 1, Some((down, 0)), true)
+            .map(Some)
     }
 }
 
@@ -293,16 +335,26 @@ impl InfoGcn {
         let g = &blk.gcn;
         let attn = g.attn.forward(h)?; // (N·T, H, V, V)
         let topo = (&self.eye + &g.topo_delta)?;
-        let y = if use_fused(&[h, &attn]) {
-            g.aggregate_fused(h, &attn, &topo)?
-        } else {
-            g.aggregate_plain(h, &attn, &topo)?
-        };
         let down = match &g.down {
             Some(d) => d.forward(h, train)?,
             None => h.clone(),
         };
-        let mut y = bn_act(&g.bn, &y, Some(&down), true, train)?;
+        let folded = if train {
+            None
+        } else {
+            g.aggregate_bn_act_infer(h, &attn, &topo, &down)?
+        };
+        let mut y = match folded {
+            Some(y) => y,
+            None => {
+                let y = if use_fused(&[h, &attn]) {
+                    g.aggregate_fused(h, &attn, &topo)?
+                } else {
+                    g.aggregate_plain(h, &attn, &topo)?
+                };
+                bn_act(&g.bn, &y, Some(&down), true, train)?
+            }
+        };
         if let Some(w) = joint_weight {
             y = y.broadcast_mul(w)?;
         }
