@@ -100,7 +100,7 @@ fn forward_with(
         g.n * out_n,
         out_n,
         out_n,
-        |_| 0.0,
+        |_, _| 0.0,
         |n, dst| {
             with_scratch([g.k * g.co * g.t * g.v], |[scratch]| {
                 conv1x1(g, x, w, n, scratch);

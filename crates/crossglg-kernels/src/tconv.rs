@@ -199,32 +199,43 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
 fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();
-    let out_n = g.co * g.t_out * g.v;
-    // each sample's output starts from the bias (or zeros), written just before its gemms
+    let plane = g.t_out * g.v;
+    // A task per sample, or per block of output channels when the batch is smaller than the
+    // thread pool (batch 1 when streaming): `nb` blocks of `cb` channels, `nb` dividing C_out.
+    let want = (2 * rayon::current_num_threads()).div_ceil(g.n.max(1));
+    let nb = (want.min(g.co)..=g.co)
+        .find(|d| g.co.is_multiple_of(*d))
+        .unwrap_or(1)
+        .max(1);
+    let cb = g.co / nb;
+    // each block starts from the bias (or zeros), written just before its gemms
     build_chunks(
-        g.n * out_n,
-        out_n,
-        g.t_out * g.v,
-        |o| bias.map_or(0.0, |b| b[o]),
-        |n, dst| {
-            for (i, tap) in taps.iter().enumerate() {
+        g.n * g.co * plane,
+        cb * plane,
+        plane,
+        |i, p| bias.map_or(0.0, |b| b[(i % nb) * cb + p]),
+        |i, dst| {
+            let (n, o0) = (i / nb, (i % nb) * cb);
+            for (k, tap) in taps.iter().enumerate() {
                 let tq = g.tq(tap.q);
                 let src = (tap.t0 as isize + tap.e) as usize;
-                let overwrite = i == 0 && bias.is_none() && tap.t0 == 0 && tap.t1 == g.t_out;
+                let overwrite = k == 0 && bias.is_none() && tap.t0 == 0 && tap.t1 == g.t_out;
                 gemm(
-                    g.co,
+                    cb,
                     (tap.t1 - tap.t0) * g.v,
                     g.c,
                     dst,
-                    View::new(tap.t0 * g.v, g.t_out * g.v, 1),
+                    View::new(tap.t0 * g.v, plane, 1),
                     !overwrite,
                     w,
-                    View::new(tap.k, g.c * g.kt, g.kt),
+                    View::new(o0 * g.c * g.kt + tap.k, g.c * g.kt, g.kt),
                     &phases[tap.q],
                     View::new(n * g.c * tq * g.v + src * g.v, tq * g.v, 1),
                 );
             }
-            ep.apply_sample(n, dst);
+            for (p, row) in dst.chunks_exact_mut(plane.max(1)).enumerate() {
+                ep.apply_row(n, o0 + p, row);
+            }
         },
     )
 }

@@ -165,16 +165,6 @@ impl Epilogue<'_> {
             row.iter_mut().for_each(|y| *y = y.max(0.0));
         }
     }
-
-    /// Applies the epilogue to every channel of sample `n`'s output.
-    pub fn apply_sample(&self, n: usize, out: &mut [f32]) {
-        if self.residual.is_none() && !self.relu {
-            return;
-        }
-        for (o, row) in out.chunks_exact_mut(self.plane.max(1)).enumerate() {
-            self.apply_row(n, o, row);
-        }
-    }
 }
 
 /// [`with_data`] for an optional tensor.
@@ -227,15 +217,16 @@ pub(crate) fn with_scratch<const K: usize, R>(
 }
 
 /// A buffer of `n` floats built chunk by chunk on the rayon pool: chunk `i` (elements
-/// `i·chunk..`, the last may be shorter) is first filled plane by plane with `value(p)` for its
-/// `p`-th plane of `plane` elements, then handed to `work(i, chunk)` while it is still in cache.
+/// `i·chunk..`, the last may be shorter) is first filled plane by plane with `value(i, p)` for
+/// its `p`-th plane of `plane` elements, then handed to `work(i, chunk)` while it is still in
+/// cache.
 /// Replaces a buffer-wide `zeros` pass followed by the work: that pass wrote the whole output to
 /// memory once more before any kernel touched it (for a 1×1 convolution, a third of its time).
 pub(crate) fn build_chunks(
     n: usize,
     chunk: usize,
     plane: usize,
-    value: impl Fn(usize) -> f32 + Sync,
+    value: impl Fn(usize, usize) -> f32 + Sync,
     work: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(n);
@@ -244,7 +235,7 @@ pub(crate) fn build_chunks(
         .enumerate()
         .for_each(|(i, c)| {
             for (p, pc) in c.chunks_mut(plane.max(1)).enumerate() {
-                let x = value(p);
+                let x = value(i, p);
                 pc.iter_mut().for_each(|e| _ = e.write(x));
             }
             // SAFETY: every element of `c` was initialised just above; MaybeUninit<f32> and
@@ -272,9 +263,15 @@ mod tests {
 
     #[test]
     fn build_chunks_fills_planes_then_runs_the_work_per_chunk() {
-        let v = super::build_chunks(10, 4, 2, |p| p as f32, |i, c| c[0] += 10.0 * i as f32);
-        assert_eq!(v, [0., 0., 1., 1., 10., 0., 1., 1., 20., 0.]);
-        assert!(super::build_chunks(0, 4, 2, |_| 1.0, |_, _| {}).is_empty());
+        let v = super::build_chunks(
+            10,
+            4,
+            2,
+            |i, p| (i + p) as f32,
+            |i, c| c[0] += 10.0 * i as f32,
+        );
+        assert_eq!(v, [0., 0., 1., 1., 11., 1., 2., 2., 22., 2.]);
+        assert!(super::build_chunks(0, 4, 2, |_, _| 1.0, |_, _| {}).is_empty());
     }
 
     #[test]

@@ -213,7 +213,7 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32], ep: &Epilogue) -> Vec<f32
         g.n * out_n,
         spt * out_n,
         out_n,
-        |_| 0.0,
+        |_, _| 0.0,
         |task, dst| {
             let ns = dst.len() / out_n.max(1);
             let cols = ns * tv;
