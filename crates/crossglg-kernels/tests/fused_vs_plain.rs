@@ -4,9 +4,9 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, graph_conv_infer, head_aggregate,
-    joint_attention, max_pool_time3, pairwise_tanh, subset_aggregate, subset_weight_mm,
-    temporal_conv, temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer,
-    temporal_conv_winograd, time_mean, FusedBatchNorm,
+    joint_attention, joint_scale, max_pool_time3, pairwise_tanh, subset_aggregate,
+    subset_weight_mm, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
+    temporal_conv_infer, temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -849,5 +849,26 @@ fn graph_conv_infer_matches_graph_conv_then_epilogue() -> Result<()> {
     assert!(graph_conv_infer(&x, &w, &a, &rand_t(&mut rng, &[co, vo + 1])?, false).is_err());
     let xv = rand_var(&mut rng, &[n, c, t, v])?;
     assert!(graph_conv_infer(xv.as_tensor(), &w, &a, &off, false).is_err());
+    Ok(())
+}
+
+/// Per-joint scaling against candle's broadcast multiply, values and both gradients.
+#[test]
+fn joint_scale_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(51);
+    for &(n, c, t, v) in &[(2, 3, 4, 5), (1, 1, 1, 1), (3, 7, 9, 25)] {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let w = rand_var(&mut rng, &[n, 1, 1, v])?;
+        let plain = x.broadcast_mul(&w)?;
+        let fused = joint_scale(&x, &w)?;
+        assert_close("joint_scale", &fused, &plain)?;
+        let up = rand_t(&mut rng, plain.dims())?;
+        let gp = (&plain * &up)?.sum_all()?.backward()?;
+        let gf = (&fused * &up)?.sum_all()?.backward()?;
+        assert_close("dx", gf.get(&x).unwrap(), gp.get(&x).unwrap())?;
+        assert_close("dw", gf.get(&w).unwrap(), gp.get(&w).unwrap())?;
+    }
+    let x = rand_t(&mut rng, &[2, 3, 4, 5])?;
+    assert!(joint_scale(&x, &rand_t(&mut rng, &[2, 1, 1, 4])?).is_err());
     Ok(())
 }

@@ -12,8 +12,8 @@ use crate::encoder::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    batch_norm, bn_act, pointwise, pointwise_stacked, sum_each, use_fused, ConvBn, MultiScaleTcn,
-    Residual, TemporalConv,
+    batch_norm, bn_act, joint_weight_mul, pointwise, pointwise_stacked, sum_each, use_fused,
+    ConvBn, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -214,7 +214,7 @@ impl CtrGcn {
         };
         let mut y = bn_act(&g.bn, &y, Some(&down), true, train)?;
         if let Some(w) = joint_weight {
-            y = y.broadcast_mul(w)?;
+            y = joint_weight_mul(&y, w)?;
         }
         let res = blk.residual.forward(h, train)?;
         blk.tcn.forward_act(&y, res.as_ref(), true, train)

@@ -21,8 +21,9 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::Linear;
 use crate::layers::{
-    batch_norm, bn_act, bn_affine, linear, pointwise, pointwise_with, softmax_last, sum_each,
-    untracked, use_fused, ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
+    batch_norm, bn_act, bn_affine, joint_weight_mul, linear, pointwise, pointwise_with,
+    softmax_last, sum_each, untracked, use_fused, ConvBn, LayerNorm, MultiScaleTcn, Residual,
+    TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -356,7 +357,7 @@ impl InfoGcn {
             }
         };
         if let Some(w) = joint_weight {
-            y = y.broadcast_mul(w)?;
+            y = joint_weight_mul(&y, w)?;
         }
         let res = blk.residual.forward(h, train)?;
         blk.tcn.forward_act(&y, res.as_ref(), true, train)

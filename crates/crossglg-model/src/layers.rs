@@ -759,6 +759,18 @@ pub fn sum_each(ts: impl IntoIterator<Item = Result<Tensor>>) -> Result<Tensor> 
     sum.ok_or_else(|| candle_core::Error::Msg("sum of no tensors".into()))
 }
 
+/// Features scaled per joint by CrossGLG's joint importance: `y · w` with `w: (N, 1, 1, V)`
+/// broadcast over channels and frames (one fused op with a one-pass backward on the CPU).
+///
+/// # Shapes
+/// `y: (N, C, T, V)`, `w: (N, 1, 1, V)` -> `(N, C, T, V)`
+pub fn joint_weight_mul(y: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if use_fused(&[y, w]) {
+        return crossglg_kernels::joint_scale(y, w);
+    }
+    y.broadcast_mul(w)
+}
+
 /// `y + r` when a residual exists.
 pub fn add_opt(y: Tensor, r: Option<Tensor>) -> Result<Tensor> {
     match r {

@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::init::CONV_INIT;
 use crate::layers::{
-    aggregate, batch_norm, bn_act, bn_affine, conv1x1, sum_each, untracked, use_fused, Residual,
-    TemporalConv,
+    aggregate, batch_norm, bn_act, bn_affine, conv1x1, joint_weight_mul, sum_each, untracked,
+    use_fused, Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -149,7 +149,7 @@ impl StGcn {
             }))?
         };
         if let Some(w) = joint_weight {
-            y = y.broadcast_mul(w)?;
+            y = joint_weight_mul(&y, w)?;
         }
         let y = bn_act(&blk.bn0, &y, None, true, train)?;
         bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res.as_ref(), true, train)

@@ -1,0 +1,102 @@
+//! Per-joint scaling of `(N, C, T, V)` features by `(N, 1, 1, V)` weights: CrossGLG's joint
+//! importance applied inside every encoder block.
+//!
+//! Why: candle's broadcast multiply takes its strided path, and its backward pass multiplies
+//! again and reduces the weight gradient over `C` and `T` with a strided sum; with the guided
+//! heads on, that was most of the gap between the full CrossGLG training step and the bare
+//! encoder's. Here each direction is one pass.
+
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all};
+
+const OP: &str = "joint_scale";
+
+/// `x: (N, C, T, V)`, `w: (N, 1, 1, V)` → `x · w` (broadcast over `C` and `T`); f32 on the CPU,
+/// differentiable in both.
+pub fn joint_scale(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    check_cpu_f32(x, OP, "input")?;
+    check_cpu_f32(w, OP, "weights")?;
+    let (n, _, _, v) = x.dims4()?;
+    if w.dims() != [n, 1, 1, v] {
+        bail!(
+            "{OP}: weights {:?} are not (N, 1, 1, V) for input {:?}",
+            w.dims(),
+            x.dims()
+        )
+    }
+    x.contiguous()?.apply_op2(&w.contiguous()?, JointScale)
+}
+
+struct JointScale;
+
+/// `out[n, c, t, v] = x[n, c, t, v] · w[n, v]`
+fn scale(x: &[f32], w: &[f32], dims: (usize, usize, usize, usize)) -> Vec<f32> {
+    let (n, c, t, v) = dims;
+    let plane = t * v;
+    if plane == 0 {
+        return vec![0f32; n * c * plane];
+    }
+    build_chunks(
+        n * c * plane,
+        plane,
+        plane,
+        |_, _| 0.0,
+        |nc, dst| {
+            let (xs, ws) = (&x[nc * plane..][..plane], &w[(nc / c) * v..][..v]);
+            for (d, xr) in dst.chunks_exact_mut(v).zip(xs.chunks_exact(v)) {
+                for ((d, a), b) in d.iter_mut().zip(xr).zip(ws) {
+                    *d = a * b;
+                }
+            }
+        },
+    )
+}
+
+impl CustomOp2 for JointScale {
+    fn name(&self) -> &'static str {
+        OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = xl.shape().dims4()?;
+        let out = scale(slice(xs, xl, OP)?, slice(ws, wl, OP)?, dims);
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dims = x.dims4()?;
+        let (n, c, t, v) = dims;
+        let (dx, dw) = with_all([x, w, grad], OP, |[xd, wd, gd]| {
+            let dx = scale(gd, wd, dims);
+            // dw[n, v] = Σ_{c, t} g · x, one sample per task (summed in a fixed order)
+            let per = c * t * v;
+            let mut dw = vec![0f32; n * v];
+            dw.par_chunks_mut(v.max(1))
+                .enumerate()
+                .for_each(|(ni, acc)| {
+                    let (g, xs) = (&gd[ni * per..][..per], &xd[ni * per..][..per]);
+                    for (gr, xr) in g.chunks_exact(v).zip(xs.chunks_exact(v)) {
+                        for ((a, gv), xv) in acc.iter_mut().zip(gr).zip(xr) {
+                            *a += gv * xv;
+                        }
+                    }
+                });
+            Ok((dx, dw))
+        })?;
+        Ok((Some(tensor(dx, x.shape())?), Some(tensor(dw, w.shape())?)))
+    }
+}
