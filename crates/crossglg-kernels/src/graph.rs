@@ -11,7 +11,8 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::util::{
-    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, with_scratch, zeros,
+    add_into, build_chunks, check_cpu_f32, check_untracked, group_size, slice, tensor, with_all,
+    with_scratch, zeros,
 };
 
 const OP: &str = "graph_conv";
@@ -19,23 +20,29 @@ const OP: &str = "graph_conv";
 /// `x`: `(N, C, T, V)`, `w`: `(K·C_out, C)`, `a`: `(K, V, V_out)` → `(N, C_out, T, V_out)`.
 /// Differentiable in all three (so learnable or masked adjacencies work).
 pub fn graph_conv(x: &Tensor, w: &Tensor, a: &Tensor) -> Result<Tensor> {
+    check(x, w, a, OP)?;
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &a.contiguous()?, GraphConv)
+}
+
+/// Checks the three operands of a graph conv named `op`.
+fn check(x: &Tensor, w: &Tensor, a: &Tensor, op: &str) -> Result<()> {
     for (t, what) in [(x, "input"), (w, "weight"), (a, "adjacency")] {
-        check_cpu_f32(t, OP, what)?;
+        check_cpu_f32(t, op, what)?;
     }
     let (_, c, _, v) = x.dims4()?;
     let (kco, cw) = w.dims2()?;
     let (k, va, _) = a.dims3()?;
     if cw != c {
-        bail!("{OP}: weight has {cw} input channels, input has {c}")
+        bail!("{op}: weight has {cw} input channels, input has {c}")
     }
     if va != v {
-        bail!("{OP}: adjacency is for {va} joints, input has {v}")
+        bail!("{op}: adjacency is for {va} joints, input has {v}")
     }
     if k == 0 || kco % k != 0 {
-        bail!("{OP}: weight rows {kco} are not a multiple of the {k} adjacency partitions")
+        bail!("{op}: weight rows {kco} are not a multiple of the {k} adjacency partitions")
     }
-    x.contiguous()?
-        .apply_op3(&w.contiguous()?, &a.contiguous()?, GraphConv)
+    Ok(())
 }
 
 struct GraphConv;
@@ -137,29 +144,12 @@ pub fn graph_conv_infer(
     relu: bool,
 ) -> Result<Tensor> {
     const INF: &str = "graph_conv_infer";
-    for (t, what) in [
-        (x, "input"),
-        (w, "weight"),
-        (a, "adjacency"),
-        (offset, "offset"),
-    ] {
-        check_cpu_f32(t, INF, what)?;
-        if t.track_op() {
-            bail!("{INF}: inference only (no backward pass), but the {what} tracks gradients")
-        }
-    }
-    let (n, c, t, v) = x.dims4()?;
-    let (kco, cw) = w.dims2()?;
-    let (k, va, vo) = a.dims3()?;
-    if cw != c || va != v || k == 0 || kco % k != 0 {
-        bail!(
-            "{INF}: weight {:?} and adjacency {:?} do not fit input {:?}",
-            w.dims(),
-            a.dims(),
-            x.dims()
-        )
-    }
-    let co = kco / k;
+    check(x, w, a, INF)?;
+    check_cpu_f32(offset, INF, "offset")?;
+    check_untracked([x, w, a, offset], INF)?;
+    let (n, _, t, _) = x.dims4()?;
+    let (k, _, vo) = a.dims3()?;
+    let co = w.dim(0)? / k;
     if offset.dims() != [co, vo] {
         bail!("{INF}: offset {:?} is not ({co}, {vo})", offset.dims())
     }

@@ -12,7 +12,9 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
+use crate::util::{
+    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, zeros,
+};
 
 const REL: &str = "pairwise_tanh";
 const MM: &str = "subset_weight_mm";
@@ -69,11 +71,14 @@ impl CustomOp1 for PairwiseTanh {
         let (n, rows, v) = l.shape().dims3()?;
         let q = slice(st, l, REL)?;
         let (s, r) = (self.s, rows / (2 * self.s));
-        let plane = (r + 1) * v * v;
-        let mut out = zeros(n * s * plane);
-        out.par_chunks_mut(plane.max(1))
-            .enumerate()
-            .for_each(|(ns, o)| {
+        let (vv, plane) = (v * v, (r + 1) * v * v);
+        // one chunk per (sample, subset); its last row (the ones) is written by the fill
+        let out = build_chunks(
+            n * s * plane,
+            plane,
+            vv,
+            |_, row| if row == r { 1.0 } else { 0.0 },
+            |ns, o| {
                 let (ni, si) = (ns / s, ns % s);
                 let qn = &q[ni * rows * v..][..rows * v];
                 with_avx2(|| {
@@ -88,8 +93,8 @@ impl CustomOp1 for PairwiseTanh {
                         }
                     }
                 });
-                o[r * v * v..].fill(1.0);
-            });
+            },
+        );
         Ok((CpuStorage::F32(out), Shape::from((n, s, r + 1, v * v))))
     }
 

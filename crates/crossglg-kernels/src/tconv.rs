@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::util::{
-    add_into, build_chunks, check_bias, check_cpu_f32, group_size, slice, tensor, with_all,
-    with_opt, zeros, Epilogue,
+    add_into, build_chunks, check_bias, check_cpu_f32, check_untracked, group_size, slice, tensor,
+    with_all, with_opt, zeros, Epilogue,
 };
 
 const OP: &str = "temporal_conv";
@@ -260,13 +260,8 @@ pub fn temporal_conv_infer(
 ) -> Result<Tensor> {
     const INF: &str = "temporal_conv_infer";
     check(x, w, stride, pad, dilation)?;
-    let tracked = [Some(x), Some(w), b, residual.map(|r| r.0)]
-        .into_iter()
-        .flatten()
-        .any(|t| t.track_op());
-    if tracked {
-        bail!("{INF}: inference only (no backward pass), but an input tracks gradients")
-    }
+    let inputs = [Some(x), Some(w), b, residual.map(|r| r.0)];
+    check_untracked(inputs.into_iter().flatten(), INF)?;
     let (_, _, kt) = w.dims3()?;
     let g = Geo::new(x.dims(), w.dims(), stride, pad, dilation);
     if let Some(b) = b {

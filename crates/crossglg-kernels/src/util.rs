@@ -77,6 +77,18 @@ pub(crate) fn check_cpu_f32(t: &Tensor, op: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Fails when any of `ts` records an autograd graph: for the forward-only inference kernels,
+/// whose outputs would silently cut the gradient.
+pub(crate) fn check_untracked<'a>(
+    ts: impl IntoIterator<Item = &'a Tensor>,
+    op: &str,
+) -> Result<()> {
+    if ts.into_iter().any(|t| t.track_op()) {
+        bail!("{op}: inference only (no backward pass), but an input tracks gradients")
+    }
+    Ok(())
+}
+
 /// Fails unless `b` is an f32 CPU vector of `co` values (a per-output-channel bias).
 pub(crate) fn check_bias(b: &Tensor, co: usize, op: &str) -> Result<()> {
     check_cpu_f32(b, op, "bias")?;
@@ -120,21 +132,7 @@ pub(crate) fn zeros(n: usize) -> Vec<f32> {
 /// `n` floats in planes of `plane` values, plane `i` filled with `value(i)`, written once by
 /// the rayon pool (no zero-fill first). The last plane may be shorter.
 pub(crate) fn planes(n: usize, plane: usize, value: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
-    let mut v: Vec<f32> = Vec::with_capacity(n);
-    v.spare_capacity_mut()[..n]
-        .par_chunks_mut(plane.max(1))
-        .enumerate()
-        .for_each(|(i, c)| {
-            let x = value(i);
-            c.iter_mut().for_each(|e| _ = e.write(x));
-        });
-    // SAFETY: the first `n` elements (within the capacity reserved above) were all initialised
-    // by the loop just above.
-    #[allow(unsafe_code)]
-    unsafe {
-        v.set_len(n)
-    };
-    v
+    build_chunks(n, plane, plane, |i, _| value(i), |_, _| {})
 }
 
 /// What an inference kernel does to each output row before it is done: add a residual read

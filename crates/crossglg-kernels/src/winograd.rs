@@ -24,7 +24,8 @@ use candle_core::{bail, Result, Tensor};
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
 use crate::util::{
-    build_chunks, check_bias, check_cpu_f32, tensor, with_all, with_scratch, Epilogue,
+    build_chunks, check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt,
+    with_scratch, Epilogue,
 };
 
 const OP: &str = "temporal_conv_winograd";
@@ -71,9 +72,7 @@ pub fn temporal_conv_winograd(
 ) -> Result<Tensor> {
     check_cpu_f32(x, OP, "input")?;
     check_cpu_f32(w, OP, "weight")?;
-    if x.track_op() || w.track_op() || b.is_some_and(|b| b.track_op()) {
-        bail!("{OP}: inference only (no backward pass), but an input tracks gradients")
-    }
+    check_untracked([Some(x), Some(w), b].into_iter().flatten(), OP)?;
     let (n, c, t, v) = x.dims4()?;
     let (co, cw, kt) = w.dims3()?;
     if cw != c {
@@ -87,34 +86,14 @@ pub fn temporal_conv_winograd(
     if t + 2 * pad < kt {
         bail!("{OP}: {kt} taps are longer than the padded input ({t} + 2·{pad})")
     }
-    let t_out = (t + 2 * pad - kt) / stride + 1;
-    let zero_bias;
-    let b = match b {
-        Some(b) => {
-            check_bias(b, co, OP)?;
-            b.clone()
-        }
-        None => {
-            zero_bias = Tensor::zeros(co, x.dtype(), x.device())?;
-            zero_bias
-        }
-    };
-    let g = Geo {
-        n,
-        c,
-        t,
-        v,
-        co,
-        kt,
-        s: stride,
-        pad,
-        t_out,
-        tiles: t_out.div_ceil(9),
-    };
-    let out = with_all([x, w, &b], OP, |[xd, wd, bd]| {
-        Ok(forward(g, xd, wd, bd, &Epilogue::NONE))
+    if let Some(b) = b {
+        check_bias(b, co, OP)?;
+    }
+    let g = Geo::new(x.dims(), w.dims(), stride, pad);
+    let out = with_all([x, w], OP, |[xd, wd]| {
+        with_opt(b, OP, |bd| Ok(forward(g, xd, wd, bd, &Epilogue::NONE)))
     })?;
-    tensor(out, (n, co, t_out, v))
+    tensor(out, (n, co, g.t_out, v))
 }
 
 #[derive(Clone, Copy)]
@@ -132,6 +111,24 @@ struct Geo {
 }
 
 impl Geo {
+    /// Shapes already checked by the caller.
+    fn new(xs: &[usize], ws: &[usize], s: usize, pad: usize) -> Self {
+        let (t, kt) = (xs[2], ws[2]);
+        let t_out = (t + 2 * pad - kt) / s + 1;
+        Self {
+            n: xs[0],
+            c: xs[1],
+            t,
+            v: xs[3],
+            co: ws[0],
+            kt,
+            s,
+            pad,
+            t_out,
+            tiles: t_out.div_ceil(9),
+        }
+    }
+
     /// Channels of the stride-1 problem: `c` per time phase.
     fn cs(&self) -> usize {
         self.s * self.c
@@ -185,25 +182,10 @@ pub(crate) fn forward_infer(
     b: Option<&[f32]>,
     ep: &Epilogue,
 ) -> Vec<f32> {
-    let (n, c, t, v) = (xs[0], xs[1], xs[2], xs[3]);
-    let t_out = t + 2 * pad - 8;
-    let g = Geo {
-        n,
-        c,
-        t,
-        v,
-        co: ws[0],
-        kt: 9,
-        s: 1,
-        pad,
-        t_out,
-        tiles: t_out.div_ceil(9),
-    };
-    let zero = vec![0f32; g.co];
-    forward(g, x, w, b.unwrap_or(&zero), ep)
+    forward(Geo::new(xs, ws, 1, pad), x, w, b, ep)
 }
 
-fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32], ep: &Epilogue) -> Vec<f32> {
+fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let u = transform_kernel(g, w);
     let tv = g.tiles * g.v;
     let spt = samples_per_task(g);
@@ -248,7 +230,8 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: &[f32], ep: &Epilogue) -> Vec<f32
                         for o in 0..g.co {
                             let oc = &mut dst[nl * out_n + o * g.t_out * g.v..][..g.t_out * g.v];
                             let at = o * cols + nl * tv;
-                            output_channel(g, mb, at, g.co * cols, bias[o], sc, oc);
+                            let b = bias.map_or(0.0, |b| b[o]);
+                            output_channel(g, mb, at, g.co * cols, b, sc, oc);
                             ep.apply_row(task * spt + nl, o, oc);
                         }
                     }

@@ -21,9 +21,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::Linear;
 use crate::layers::{
-    batch_norm, bn_act, bn_affine, joint_weight_mul, linear, pointwise, pointwise_with,
-    softmax_last, sum_each, untracked, use_fused, ConvBn, LayerNorm, MultiScaleTcn, Residual,
-    TemporalConv,
+    batch_norm, bn_act, fold_bn, joint_weight_mul, linear, pointwise, pointwise_with, softmax_last,
+    sum_each, untracked, use_fused, ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -169,15 +168,7 @@ impl SaGc {
             return Ok(None);
         }
         let (z, w, b) = self.heads_and_conv(x, attn, topo)?;
-        let (scale, shift) = bn_affine(&self.bn, g, beta)?;
-        let (c_out, c_in) = w.dims2()?;
-        let w = w
-            .broadcast_mul(&scale.unsqueeze(1)?)?
-            .reshape((c_out, c_in, 1))?;
-        let b = match b {
-            Some(b) => ((b * &scale)? + shift)?,
-            None => shift,
-        };
+        let (w, b) = fold_bn(&self.bn, (g, beta), &w.unsqueeze(2)?, b.as_ref())?;
         crossglg_kernels::temporal_conv_infer(&z, &w, Some(&b), 1, 0, 1, Some((down, 0)), true)
             .map(Some)
     }

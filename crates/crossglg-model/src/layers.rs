@@ -91,6 +91,33 @@ pub(crate) fn bn_affine(bn: &BatchNorm, w: &Tensor, b: &Tensor) -> Result<(Tenso
     Ok((scale, shift))
 }
 
+/// A batch norm after a convolution folded into it: `w: (C_out, ...)` with every output
+/// channel's weights times the BN scale, and the bias `b·scale + shift` (`shift` alone without
+/// a conv bias). `gb` is the BN's affine weight and bias.
+pub(crate) fn fold_bn(
+    bn: &BatchNorm,
+    (g, beta): (&Tensor, &Tensor),
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (scale, shift) = bn_affine(bn, g, beta)?;
+    let mut shape = vec![1; w.rank()];
+    shape[0] = scale.dim(0)?;
+    let w = w.broadcast_mul(&scale.reshape(shape)?)?;
+    let b = match b {
+        Some(b) => ((b * &scale)? + shift)?,
+        None => shift,
+    };
+    Ok((w, b))
+}
+
+/// Channels `offset..offset + C` of a residual, `C` the batch norm's width (a branch's share of
+/// a block residual).
+fn residual_slice(residual: Option<(&Tensor, usize)>, bn: &BatchNorm) -> Result<Option<Tensor>> {
+    let c = bn.running_mean().dim(0)?;
+    residual.map(|(r, off)| r.narrow(1, off, c)).transpose()
+}
+
 /// True when no tensor records an autograd graph: inference-only kernels apply.
 pub fn untracked(ts: &[&Tensor]) -> bool {
     ts.iter().all(|t| !t.track_op())
@@ -256,15 +283,14 @@ impl TemporalConv {
         let (n, c_in, t, v) = x.dims4()?;
         let (c_out, _, k, _) = self.weight.dims4()?;
         let pad = self.dilation * (k - 1) / 2;
+        // Inference (nothing tracks gradients): the inference kernel, which takes 9-tap
+        // stride-1 convolutions through Winograd (25/81 of the multiplications).
+        if let Some(y) = self.forward_folded(x, None, None, false)? {
+            return Ok(y);
+        }
         if use_fused(&[x, &self.weight]) {
             let w = self.weight.reshape((c_out, c_in, k))?;
             let (s, d) = (self.stride, self.dilation);
-            // Inference (nothing tracks gradients): the inference kernel, which takes 9-tap
-            // stride-1 convolutions through Winograd (25/81 of the multiplications).
-            if untracked(&[x, &w]) && self.bias.as_ref().is_none_or(|b| !b.track_op()) {
-                let b = self.bias.as_ref();
-                return crossglg_kernels::temporal_conv_infer(x, &w, b, s, pad, d, None, false);
-            }
             return crossglg_kernels::temporal_conv_bias(x, &w, self.bias.as_ref(), s, pad, d);
         }
         let t_out = (t + 2 * pad - self.dilation * (k - 1) - 1) / self.stride + 1;
@@ -315,27 +341,25 @@ impl TemporalConv {
         residual: Option<(&Tensor, usize)>,
         relu: bool,
     ) -> Result<Option<Tensor>> {
+        let bn = match bn.map(|bn| (bn, bn.weight_and_bias())) {
+            Some((bn, Some(gb))) => Some((bn, gb)),
+            Some((_, None)) => return Ok(None),
+            None => None,
+        };
         let mut all = vec![x, &self.weight];
         all.extend(&self.bias);
         all.extend(residual.map(|r| r.0));
-        let bn_wb = bn.map(|bn| bn.weight_and_bias());
-        if let Some(Some((w, b))) = bn_wb {
-            all.extend([w, b]);
+        if let Some((_, (g, beta))) = bn {
+            all.extend([g, beta]);
         }
-        let bn = bn.map(|bn| (bn, bn_wb.flatten()));
-        if !use_fused(&all) || !untracked(&all) || bn.is_some_and(|(_, wb)| wb.is_none()) {
+        if !use_fused(&all) || !untracked(&all) {
             return Ok(None);
         }
         let (c_out, c_in, k, _) = self.weight.dims4()?;
-        let mut w = self.weight.reshape((c_out, c_in, k))?;
-        let mut b = self.bias.clone();
-        if let Some((bn, Some((g, beta)))) = bn {
-            let (scale, shift) = bn_affine(bn, g, beta)?;
-            w = w.broadcast_mul(&scale.reshape((c_out, 1, 1))?)?;
-            b = Some(match b {
-                Some(b) => ((b * &scale)? + shift)?,
-                None => shift,
-            });
+        let (mut w, mut b) = (self.weight.reshape((c_out, c_in, k))?, self.bias.clone());
+        if let Some((bn, gb)) = bn {
+            let (wf, bf) = fold_bn(bn, gb, &w, b.as_ref())?;
+            (w, b) = (wf, Some(bf));
         }
         let (s, d) = (self.stride, self.dilation);
         let pad = d * (k - 1) / 2;
@@ -456,7 +480,7 @@ impl ConvBn {
 
 /// `act(bn(conv(x)) [+ residual[:, offset..]])`: one folded kernel in inference
 /// ([`TemporalConv::forward_folded`]), else the convolution then [`bn_act`].
-fn conv_bn_act(
+pub(crate) fn conv_bn_act(
     conv: &TemporalConv,
     bn: &BatchNorm,
     x: &Tensor,
@@ -469,8 +493,7 @@ fn conv_bn_act(
             return Ok(y);
         }
     }
-    let c = bn.running_mean().dim(0)?;
-    let res = residual.map(|(r, off)| r.narrow(1, off, c)).transpose()?;
+    let res = residual_slice(residual, bn)?;
     bn_act(bn, &conv.forward(x)?, res.as_ref(), relu, train)
 }
 
@@ -593,8 +616,7 @@ impl MultiScaleTcn {
                         stride,
                     } => {
                         let h = conv_bn_act(pre, pre_bn, x, None, true, train)?;
-                        let c = post_bn.running_mean().dim(0)?;
-                        let res = res.map(|(r, off)| r.narrow(1, off, c)).transpose()?;
+                        let res = residual_slice(res, post_bn)?;
                         let p = max_pool_time3(&h, *stride)?;
                         bn_act(post_bn, &p, res.as_ref(), relu, train)
                     }

@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::graph::Graph;
 use crate::init::CONV_INIT;
 use crate::layers::{
-    aggregate, batch_norm, bn_act, bn_affine, conv1x1, joint_weight_mul, sum_each, untracked,
-    use_fused, Residual, TemporalConv,
+    aggregate, batch_norm, bn_act, bn_affine, conv1x1, conv_bn_act, joint_weight_mul, sum_each,
+    untracked, use_fused, Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -128,19 +128,11 @@ impl StGcn {
             }
         }
         let mut y = if use_fused(&[h, &blk.gcn_w, &a]) {
-            // One kernel for the 1×1 conv and the K aggregations. The kernel reads
-            // `A[k, v, u]` (source joint first) while `aggregate` uses `A[u][v]`, hence the
-            // transpose. The conv bias passes through the aggregation as
-            // Σ_k b_k[o] · Σ_v A_k[u][v], added here.
+            // One kernel for the 1×1 conv and the K aggregations, then the bias.
+            let (a_t, bias) = fused_gcn_operands(blk, &a)?;
             let v = a.dim(2)?;
-            let bias = blk
-                .gcn_b
-                .reshape((k, c))?
-                .t()?
-                .matmul(&a.sum(2)?)?
-                .reshape((1, c, 1, v))?;
-            let a_t = a.transpose(1, 2)?.contiguous()?;
-            crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?.broadcast_add(&bias)?
+            crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?
+                .broadcast_add(&bias.reshape((1, c, 1, v))?)?
         } else {
             sum_each((0..k).map(|k| {
                 let w = blk.gcn_w.narrow(0, k * c, c)?;
@@ -152,7 +144,8 @@ impl StGcn {
             y = joint_weight_mul(&y, w)?;
         }
         let y = bn_act(&blk.bn0, &y, None, true, train)?;
-        bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res.as_ref(), true, train)
+        let r = res.as_ref().map(|r| (r, 0));
+        conv_bn_act(&blk.tconv, &blk.bn1, &y, r, true, train)
     }
 
     /// Inference on f32 CPU tensors that track no gradients: two kernels per block. The graph
@@ -174,17 +167,22 @@ impl StGcn {
             .reshape((k, c, c_in))?
             .broadcast_mul(&scale.reshape((1, c, 1))?)?
             .reshape((k * c, c_in))?;
-        // Σ_k b_k[o] · Σ_v A_k[u][v] (see `block`), then the batch norm
-        let bias = blk.gcn_b.reshape((k, c))?.t()?.matmul(&a.sum(2)?)?;
+        // the conv bias carried through the aggregation, then the batch norm
+        let (a_t, bias) = fused_gcn_operands(blk, a)?;
         let offset = bias
             .broadcast_mul(&scale.unsqueeze(1)?)?
             .broadcast_add(&shift.unsqueeze(1)?)?;
-        let a_t = a.transpose(1, 2)?.contiguous()?;
         let y = crossglg_kernels::graph_conv_infer(h, &w, &a_t, &offset, true)?;
-        let r = res.map(|r| (r, 0));
-        match blk.tconv.forward_folded(&y, Some(&blk.bn1), r, true)? {
-            Some(out) => Ok(out),
-            None => bn_act(&blk.bn1, &blk.tconv.forward(&y)?, res, true, false),
-        }
+        conv_bn_act(&blk.tconv, &blk.bn1, &y, res.map(|r| (r, 0)), true, false)
     }
+}
+
+/// What the graph-conv kernels take besides the input and weight: `Aᵀ` (the kernels read
+/// `A[k, v, u]`, source joint first, while `aggregate` uses `A[u][v]`), and the conv bias as it
+/// comes out of the aggregation, `Σ_k b_k[o] · Σ_v A_k[u][v]`, as `(C_out, V)`.
+fn fused_gcn_operands(blk: &Block, a: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let k = a.dim(0)?;
+    let a_t = a.transpose(1, 2)?.contiguous()?;
+    let bias = blk.gcn_b.reshape((k, blk.c_out))?.t()?.matmul(&a.sum(2)?)?;
+    Ok((a_t, bias))
 }
