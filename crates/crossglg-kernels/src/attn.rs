@@ -205,7 +205,10 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
     out.par_chunks_mut(g.maps().max(1))
         .enumerate()
         .for_each_init(Scratch::default, |s, (n, on)| {
-            with_avx2(|| project(g, eps, x, &p, n, s));
+            with_avx2(
+                #[inline(always)]
+                || project(g, eps, x, &p, n, s),
+            );
             for t in 0..g.t {
                 for h in 0..g.h {
                     // kᵀ (D × V) of this frame and head
@@ -218,11 +221,14 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
                     };
                     let moff = (t * g.h + h) * v * v;
                     small_mm(v, d, v, &s.qk, l, &s.kt, padded(v), on, moff, v);
-                    with_avx2(|| {
-                        for row in on[moff..moff + v * v].chunks_exact_mut(v) {
-                            softmax_scaled(row, scale);
-                        }
-                    });
+                    with_avx2(
+                        #[inline(always)]
+                        || {
+                            for row in on[moff..moff + v * v].chunks_exact_mut(v) {
+                                softmax_scaled(row, scale);
+                            }
+                        },
+                    );
                 }
             }
         });
@@ -246,7 +252,10 @@ fn backward(
     // one sample's contribution to the parameter gradient, added to `acc`
     let sample =
         |n: usize, dxn: &mut [f32], acc: &mut Vec<f32>, s: &mut Scratch, ds: &mut Vec<f32>| {
-            with_avx2(|| project(g, eps, x, &p, n, s));
+            with_avx2(
+                #[inline(always)]
+                || project(g, eps, x, &p, n, s),
+            );
             let mut dqk = vec![0f32; tv * o];
             ds.resize(v * v, 0.0);
             for t in 0..g.t {

@@ -81,18 +81,23 @@ impl CustomOp1 for PairwiseTanh {
             |ns, o| {
                 let (ni, si) = (ns / s, ns % s);
                 let qn = &q[ni * rows * v..][..rows * v];
-                with_avx2(|| {
-                    for ri in 0..r {
-                        let a = &qn[(si * r + ri) * v..][..v];
-                        let b = &qn[((s + si) * r + ri) * v..][..v];
-                        for (u, orow) in o[ri * v * v..][..v * v].chunks_exact_mut(v).enumerate() {
-                            let au = a[u];
-                            for (e, bv) in orow.iter_mut().zip(b) {
-                                *e = fast_tanh(au - bv);
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for ri in 0..r {
+                            let a = &qn[(si * r + ri) * v..][..v];
+                            let b = &qn[((s + si) * r + ri) * v..][..v];
+                            for (u, orow) in
+                                o[ri * v * v..][..v * v].chunks_exact_mut(v).enumerate()
+                            {
+                                let au = a[u];
+                                for (e, bv) in orow.iter_mut().zip(b) {
+                                    *e = fast_tanh(au - bv);
+                                }
                             }
                         }
-                    }
-                });
+                    },
+                );
             },
         );
         Ok((CpuStorage::F32(out), Shape::from((n, s, r + 1, v * v))))

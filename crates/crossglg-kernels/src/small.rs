@@ -53,6 +53,35 @@ pub(crate) fn small_mm(
     small_mm_impl(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
 }
 
+/// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` `src`. With AVX2, 8×8 blocks go
+/// through registers: the scalar loop's strided single-float stores were most of the sparse
+/// graph conv's own time.
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::transpose(src, rows, cols, dst)
+        };
+        return;
+    }
+    transpose_part(src, rows, cols, dst, 0, 0);
+}
+
+/// The part of a transpose not covered by whole 8×8 blocks from the top left: all rows from
+/// `r0` on, and the columns from `c0` on in the rows above.
+#[inline(always)]
+fn transpose_part(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], r0: usize, c0: usize) {
+    for r in 0..rows {
+        let from = if r < r0 { c0 } else { 0 };
+        for c in from..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 /// Whether this CPU has AVX2 and FMA (the standard library caches the answer).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
@@ -60,8 +89,10 @@ fn has_avx2_fma() -> bool {
 }
 
 /// Runs `f` inside a function compiled with AVX2 + FMA when the CPU has them, so that loops
-/// inlined into it (mark their functions `#[inline(always)]`) use 256-bit vectors; the release
-/// build otherwise targets baseline x86-64 (SSE2).
+/// inlined into it use 256-bit vectors; the release build otherwise targets baseline x86-64
+/// (SSE2). Mark the closure and the functions it calls `#[inline(always)]`: LLVM otherwise may
+/// keep a large closure out of line, compiled for SSE2, and `run` becomes a bare jump to it
+/// (the attention kernel's score loop was built that way).
 #[inline(always)]
 pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -114,6 +145,68 @@ mod avx2 {
                 _ => block::<1, 8>(b, lhs, l, rhs, rsb, out, off, os),
             }
         }
+    }
+
+    /// [`super::transpose`] in 8×8 register blocks (unpack, shuffle, lane permute), the ragged
+    /// edges scalar.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; both slices hold `rows · cols` floats.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::{
+            _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+        };
+        let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+        for r in (0..rb).step_by(8) {
+            for c in (0..cb).step_by(8) {
+                // SAFETY: rows r..r+8 and columns c..c+8 lie inside the rows × cols source, and
+                // the transposed block inside the cols × rows destination.
+                unsafe {
+                    let p = src.as_ptr().add(r * cols + c);
+                    let x: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(p.add(i * cols)));
+                    let (t0, t1) = (
+                        _mm256_unpacklo_ps(x[0], x[1]),
+                        _mm256_unpackhi_ps(x[0], x[1]),
+                    );
+                    let (t2, t3) = (
+                        _mm256_unpacklo_ps(x[2], x[3]),
+                        _mm256_unpackhi_ps(x[2], x[3]),
+                    );
+                    let (t4, t5) = (
+                        _mm256_unpacklo_ps(x[4], x[5]),
+                        _mm256_unpackhi_ps(x[4], x[5]),
+                    );
+                    let (t6, t7) = (
+                        _mm256_unpacklo_ps(x[6], x[7]),
+                        _mm256_unpackhi_ps(x[6], x[7]),
+                    );
+                    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let y = [
+                        _mm256_permute2f128_ps::<0x20>(s0, s4),
+                        _mm256_permute2f128_ps::<0x20>(s1, s5),
+                        _mm256_permute2f128_ps::<0x20>(s2, s6),
+                        _mm256_permute2f128_ps::<0x20>(s3, s7),
+                        _mm256_permute2f128_ps::<0x31>(s0, s4),
+                        _mm256_permute2f128_ps::<0x31>(s1, s5),
+                        _mm256_permute2f128_ps::<0x31>(s2, s6),
+                        _mm256_permute2f128_ps::<0x31>(s3, s7),
+                    ];
+                    let q = dst.as_mut_ptr().add(c * rows + r);
+                    for (i, yi) in y.iter().enumerate() {
+                        _mm256_storeu_ps(q.add(i * rows), *yi);
+                    }
+                }
+            }
+        }
+        super::transpose_part(src, rows, cols, dst, rb, cb);
     }
 
     /// `dst += src` for the few lanes of a partial vector. Kept out of line and out of the
@@ -408,6 +501,31 @@ mod tests {
             }
         }
         o
+    }
+
+    #[test]
+    fn transpose_matches_the_scalar_loop_at_ragged_sizes() {
+        for (rows, cols) in [
+            (1, 1),
+            (8, 8),
+            (64, 25),
+            (25, 64),
+            (9, 17),
+            (16, 3),
+            (3, 16),
+            (0, 5),
+        ] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut got = vec![-1f32; rows * cols];
+            transpose(&src, rows, cols, &mut got);
+            let mut want = vec![-1f32; rows * cols];
+            transpose_part(&src, rows, cols, &mut want, 0, 0);
+            assert_eq!(got, want, "{rows}x{cols}");
+            assert!(want
+                .iter()
+                .enumerate()
+                .all(|(i, v)| *v == src[(i % rows.max(1)) * cols + i / rows.max(1)]));
+        }
     }
 
     #[test]

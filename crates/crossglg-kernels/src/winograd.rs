@@ -201,16 +201,19 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) ->
             let cols = ns * tv;
             let sizes = [P * cs * cols, P * g.co * cols, 42 * tv];
             with_scratch(sizes, |[vb, mb, sc]| {
-                with_avx2(|| {
-                    for nl in 0..ns {
-                        let xn = &x[(task * spt + nl) * in_n..][..in_n];
-                        for cp in 0..cs {
-                            let (phi, ci) = (cp / g.c, cp % g.c);
-                            let xc = &xn[ci * g.t * g.v..][..g.t * g.v];
-                            input_channel(g, xc, phi, sc, vb, cp * cols + nl * tv, cs * cols);
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for nl in 0..ns {
+                            let xn = &x[(task * spt + nl) * in_n..][..in_n];
+                            for cp in 0..cs {
+                                let (phi, ci) = (cp / g.c, cp % g.c);
+                                let xc = &xn[ci * g.t * g.v..][..g.t * g.v];
+                                input_channel(g, xc, phi, sc, vb, cp * cols + nl * tv, cs * cols);
+                            }
                         }
-                    }
-                });
+                    },
+                );
                 for p in 0..P {
                     gemm(
                         g.co,
@@ -225,17 +228,21 @@ fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) ->
                         View::new(p * cs * cols, cols, 1),
                     );
                 }
-                with_avx2(|| {
-                    for nl in 0..ns {
-                        for o in 0..g.co {
-                            let oc = &mut dst[nl * out_n + o * g.t_out * g.v..][..g.t_out * g.v];
-                            let at = o * cols + nl * tv;
-                            let b = bias.map_or(0.0, |b| b[o]);
-                            output_channel(g, mb, at, g.co * cols, b, sc, oc);
-                            ep.apply_row(task * spt + nl, o, oc);
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for nl in 0..ns {
+                            for o in 0..g.co {
+                                let oc =
+                                    &mut dst[nl * out_n + o * g.t_out * g.v..][..g.t_out * g.v];
+                                let at = o * cols + nl * tv;
+                                let b = bias.map_or(0.0, |b| b[o]);
+                                output_channel(g, mb, at, g.co * cols, b, sc, oc);
+                                ep.apply_row(task * spt + nl, o, oc);
+                            }
                         }
-                    }
-                });
+                    },
+                );
             })
         },
     )

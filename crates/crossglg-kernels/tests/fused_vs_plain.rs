@@ -838,14 +838,35 @@ fn graph_conv_infer_matches_graph_conv_then_epilogue() -> Result<()> {
     let (n, c, t, v, k, co, vo) = (3, 4, 5, 6, 3, 5, 6);
     let x = rand_t(&mut rng, &[n, c, t, v])?;
     let w = rand_t(&mut rng, &[k * co, c])?;
-    let a = rand_t(&mut rng, &[k, v, vo])?;
     let off = rand_t(&mut rng, &[co, vo])?;
-    let base = graph_conv(&x, &w, &a)?.broadcast_add(&off.reshape((1, co, 1, vo))?)?;
-    for relu in [false, true] {
-        let want = if relu { base.relu()? } else { base.clone() };
-        let got = graph_conv_infer(&x, &w, &a, &off, relu)?;
-        assert_close(&format!("relu {relu}"), &got, &want)?;
+    // a dense adjacency (conv-then-aggregate path) and a sparse one (aggregate-first path):
+    // about a fifth of the entries, several per output joint, one output joint without any
+    let sparse: Vec<f32> = (0..k * v * vo)
+        .map(|i| {
+            let (src, dst) = ((i / vo) % v, i % vo);
+            let keep = dst != 1 && (src * 7 + dst * 3 + i / (v * vo)) % 4 == 0;
+            if keep {
+                rng.random_range(-1.0..1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let nonzero = sparse.iter().filter(|a| **a != 0.0).count();
+    assert!(
+        nonzero > k * vo && 4 * nonzero <= sparse.len(),
+        "{nonzero} non-zeros"
+    );
+    let sparse = Tensor::from_vec(sparse, (k, v, vo), &Device::Cpu)?;
+    for a in [rand_t(&mut rng, &[k, v, vo])?, sparse] {
+        let base = graph_conv(&x, &w, &a)?.broadcast_add(&off.reshape((1, co, 1, vo))?)?;
+        for relu in [false, true] {
+            let want = if relu { base.relu()? } else { base.clone() };
+            let got = graph_conv_infer(&x, &w, &a, &off, relu)?;
+            assert_close(&format!("relu {relu}"), &got, &want)?;
+        }
     }
+    let a = rand_t(&mut rng, &[k, v, vo])?;
     assert!(graph_conv_infer(&x, &w, &a, &rand_t(&mut rng, &[co, vo + 1])?, false).is_err());
     let xv = rand_var(&mut rng, &[n, c, t, v])?;
     assert!(graph_conv_infer(xv.as_tensor(), &w, &a, &off, false).is_err());
@@ -870,5 +891,63 @@ fn joint_scale_matches_plain() -> Result<()> {
     }
     let x = rand_t(&mut rng, &[2, 3, 4, 5])?;
     assert!(joint_scale(&x, &rand_t(&mut rng, &[2, 1, 1, 4])?).is_err());
+    Ok(())
+}
+
+/// ST-GCN-like partitions of a `v`-joint chain: self links, inward and outward edges.
+fn chain_partitions(v: usize) -> Result<Tensor> {
+    let mut a = vec![0f32; 3 * v * v];
+    for j in 0..v {
+        a[j * v + j] = 1.0;
+        if j + 1 < v {
+            a[v * v + (j + 1) * v + j] = 0.5;
+            a[2 * v * v + j * v + j + 1] = 0.7;
+        }
+    }
+    Tensor::from_vec(a, (3, v, v), &Device::Cpu)
+}
+
+/// The inference graph conv at the ST-GCN shapes (batch 16 × 2 persons, 3 partitions), best of
+/// ten, against the training kernel without epilogue. Measurement only:
+/// `cargo test -p crossglg-kernels --release --test fused_vs_plain -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn time_graph_conv() -> Result<()> {
+    use std::time::Instant;
+    let mut rng = StdRng::seed_from_u64(5);
+    for (c, co, t) in [
+        (3, 64, 64),
+        (64, 64, 64),
+        (64, 128, 64),
+        (128, 128, 32),
+        (128, 256, 32),
+        (256, 256, 16),
+    ] {
+        let x = rand_t(&mut rng, &[32, c, t, 25])?;
+        let w = (rand_t(&mut rng, &[3 * co, c])? * 0.1)?;
+        let dense = rand_t(&mut rng, &[3, 25, 25])?;
+        let sparse = chain_partitions(25)?;
+        let off = rand_t(&mut rng, &[co, 25])?;
+        let (mut train, mut infer, mut infer_sparse) = (f64::MAX, f64::MAX, f64::MAX);
+        for _ in 0..10 {
+            let t0 = Instant::now();
+            graph_conv(&x, &w, &dense)?;
+            train = train.min(t0.elapsed().as_secs_f64());
+            if std::env::var("SPARSE_ONLY").is_err() {
+                let t0 = Instant::now();
+                graph_conv_infer(&x, &w, &dense, &off, true)?;
+                infer = infer.min(t0.elapsed().as_secs_f64());
+            }
+            let t0 = Instant::now();
+            graph_conv_infer(&x, &w, &sparse, &off, true)?;
+            infer_sparse = infer_sparse.min(t0.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "C={c}->{co} T={t}: graph_conv {:.1} ms; infer: dense A {:.1} ms, 73 non-zeros {:.1} ms",
+            train * 1e3,
+            infer * 1e3,
+            infer_sparse * 1e3,
+        );
+    }
     Ok(())
 }
