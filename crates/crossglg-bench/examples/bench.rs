@@ -2,9 +2,11 @@
 //!  [--joints V] [--classes K]
 //!  [--iters I] [--warmup W] [--threads P] [--variant NAME]... [--in-process] [--torch-json FILE]
 //!  [--json OUT]`
+//! `cargo run -p crossglg-bench --release --example bench -- --summary DIR`: the rounds that
+//! `ROUNDS=N bench/run.sh` wrote to DIR, summarised (also written to DIR/summary.json)
 use std::process::ExitCode;
 
-use crossglg_bench::{child_main_if_requested, run, BenchConfig};
+use crossglg_bench::{child_main_if_requested, rounds, run, BenchConfig};
 
 fn main() -> ExitCode {
     if let Some(code) = child_main_if_requested() {
@@ -12,6 +14,14 @@ fn main() -> ExitCode {
     }
     let mut cfg = BenchConfig::default();
     let mut json_out = None;
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--summary") {
+        let Some(dir) = args.next() else {
+            eprintln!("--summary needs a directory");
+            return ExitCode::from(2);
+        };
+        return summary(std::path::Path::new(&dir));
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| -> Option<usize> {
@@ -47,19 +57,38 @@ fn main() -> ExitCode {
         }
     }
     match run(&cfg) {
-        Ok(report) => {
-            if let Some(p) = json_out {
-                let tmp = format!("{p}.tmp");
-                let body = serde_json::to_string_pretty(&report).unwrap_or_default();
-                if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &p)) {
-                    eprintln!("{p}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
+        Ok(report) => match json_out {
+            Some(p) => write_json(std::path::Path::new(&p), &report),
+            None => ExitCode::SUCCESS,
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(dir: &std::path::Path) -> ExitCode {
+    match rounds::summarize(dir) {
+        Ok(s) => {
+            print!("{}", s.table());
+            write_json(&dir.join("summary.json"), &s)
         }
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `value` as JSON through a temporary file and a rename.
+fn write_json(p: &std::path::Path, value: &impl serde::Serialize) -> ExitCode {
+    let tmp = p.with_extension("json.tmp");
+    let body = serde_json::to_string_pretty(value).unwrap_or_default();
+    match std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, p)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", p.display());
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@
 //! calls [`run`] must therefore call [`child_main_if_requested`] first thing in `main`.
 
 pub mod models;
+pub mod rounds;
 pub mod stgcn;
 
 use std::io::Write;
@@ -41,6 +42,8 @@ pub enum BenchError {
     },
     #[error("model: {0}")]
     Model(String),
+    #[error("{0}")]
+    Rounds(String),
     #[error("variant `{variant}`: child process failed: {msg}")]
     Child { variant: String, msg: String },
 }
@@ -256,13 +259,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         } else {
             run_variant(config, name)?
         };
-        // stgcn-ref-* all compare with PyTorch's stgcn-ref
-        let base = name
-            .split("-plain")
-            .next()
-            .and_then(|s| s.split("-fused").next())
-            .unwrap_or(name);
-        row.torch = torch.iter().find(|t| t.name == base).cloned();
+        row.torch = torch.iter().find(|t| t.name == torch_base(name)).cloned();
         rows.push(row);
     }
     let report = BenchReport {
@@ -277,6 +274,15 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     print!("{}", report.table());
     let _ = std::io::stdout().flush();
     Ok(report)
+}
+
+/// The PyTorch variant a Rust variant is compared with: stgcn-ref-* all compare with PyTorch's
+/// stgcn-ref, the model variants with their twins of the same name.
+fn torch_base(name: &str) -> &str {
+    name.split("-plain")
+        .next()
+        .and_then(|s| s.split("-fused").next())
+        .unwrap_or(name)
 }
 
 fn load_torch(p: &FsPath) -> Result<Vec<TorchRow>, BenchError> {
@@ -350,12 +356,13 @@ pub fn child_main_if_requested() -> Option<ExitCode> {
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count); NaN when empty.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

@@ -80,6 +80,10 @@ struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Instead of running anything: summarise the rounds that `ROUNDS=N bench/run.sh` wrote
+    /// to DIR (median per-round Rust / PyTorch ratio and its range, per variant).
+    #[arg(long, value_name = "DIR")]
+    summary: Option<std::path::PathBuf>,
     /// Instead of the training/inference variants: the per-window latency of `crossglg stream`
     /// with this trained run (batch 1), against batched embedding of the same windows.
     #[arg(long, value_name = "RUN")]
@@ -100,6 +104,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         // Threads: as for every command (RAYON_NUM_THREADS / CANDLE_NUM_THREADS); --threads
         // only applies to the variant children.
         return cmd_use::bench_stream(run, a.window, a.hop, a.windows);
+    }
+    if let Some(dir) = &a.summary {
+        let s = crossglg_bench::rounds::summarize(dir)?;
+        print!("{}", s.table());
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        return Ok(());
     }
     let cfg = crossglg_bench::BenchConfig {
         batch: a.batch,

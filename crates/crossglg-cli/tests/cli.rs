@@ -110,6 +110,11 @@ fn bad_inputs_fail_with_the_file_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.toml"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+
+    let o = crossglg(&["bench", "--summary", tmp.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no rust-1.json"), "{err}");
 }
 
 /// The whole user flow on a model trained by `crossglg demo` (one short epoch: this checks the
