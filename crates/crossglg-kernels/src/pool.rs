@@ -6,7 +6,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_all, zeros};
+use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all, zeros};
 
 const OP: &str = "max_pool_time3";
 
@@ -48,19 +48,33 @@ impl CustomOp1 for MaxPool {
         let (n, c, t, v) = l.shape().dims4()?;
         let x = slice(s, l, OP)?;
         let to = t.div_ceil(self.stride);
-        let mut out = zeros(n * c * to * v);
-        if t > 0 {
-            out.par_chunks_mut((to * v).max(1))
-                .zip(x.par_chunks(t * v))
-                .for_each(|(o, plane)| {
-                    for (j, orow) in o.chunks_exact_mut(v).enumerate() {
+        // written once per plane (no zero pass first), row by row as element-wise maxima of
+        // the up to three input rows (vectorises; the per-element argmax is for the backward)
+        let out = if t == 0 {
+            Vec::new()
+        } else {
+            build_chunks(
+                n * c * to * v,
+                (to * v).max(1),
+                (to * v).max(1),
+                |_, _| 0.0,
+                |nc, o| {
+                    let plane = &x[nc * t * v..][..t * v];
+                    for (j, orow) in o.chunks_exact_mut(v.max(1)).enumerate() {
                         let tc = j * self.stride;
-                        for (vi, e) in orow.iter_mut().enumerate() {
-                            *e = plane[argmax(plane, t, v, tc, vi) * v + vi];
+                        let (lo, hi) = (tc.saturating_sub(1), (tc + 1).min(t - 1));
+                        orow.copy_from_slice(&plane[lo * v..][..v]);
+                        for ti in lo + 1..=hi {
+                            for (e, x) in orow.iter_mut().zip(&plane[ti * v..][..v]) {
+                                if *x > *e {
+                                    *e = *x;
+                                }
+                            }
                         }
                     }
-                });
-        }
+                },
+            )
+        };
         Ok((CpuStorage::F32(out), Shape::from((n, c, to, v))))
     }
 

@@ -174,17 +174,21 @@ impl Geo {
         (0..self.s)
             .map(|q| {
                 let tq = self.tq(q);
-                let mut buf = zeros(self.n * self.c * tq * self.v);
-                buf.par_chunks_mut((tq * self.v).max(1))
-                    .enumerate()
-                    .for_each(|(nc, dst)| {
+                let per = (tq * self.v).max(1);
+                // filled plane by plane right before the copy (no buffer-wide zero pass)
+                let buf = build_chunks(
+                    self.n * self.c * tq * self.v,
+                    per,
+                    per,
+                    |_, _| 0.0,
+                    |nc, dst| {
                         let src = &x[nc * self.t * self.v..(nc + 1) * self.t * self.v];
-                        for j in 0..tq {
+                        for (j, row) in dst.chunks_exact_mut(self.v.max(1)).enumerate() {
                             let ti = q + j * self.s;
-                            dst[j * self.v..(j + 1) * self.v]
-                                .copy_from_slice(&src[ti * self.v..(ti + 1) * self.v]);
+                            row.copy_from_slice(&src[ti * self.v..(ti + 1) * self.v]);
                         }
-                    });
+                    },
+                );
                 std::borrow::Cow::Owned(buf)
             })
             .collect()
