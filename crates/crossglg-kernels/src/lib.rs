@@ -21,6 +21,7 @@ mod rel;
 mod scale;
 mod small;
 mod tconv;
+mod toom;
 mod util;
 mod winograd;
 
@@ -34,4 +35,5 @@ pub use reduce::time_mean;
 pub use rel::{pairwise_tanh, subset_weight_mm};
 pub use scale::joint_scale;
 pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer};
+pub use toom::temporal_conv_toom;
 pub use winograd::temporal_conv_winograd;

@@ -248,8 +248,9 @@ fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogu
 /// `act(conv(x) + b [+ residual[:, offset..offset + C_out]])`, `act` = ReLU when `relu`, in the
 /// same pass as the convolution (a batch norm in front of the epilogue folds into `w` and `b`).
 /// 9-tap, stride-1, undilated kernels go through Winograd (see
-/// [`temporal_conv_winograd`](crate::temporal_conv_winograd)), others through the direct
-/// kernel. `residual` is `(N, C_res, T_out, V)` with `offset + C_out ≤ C_res`, so a branch can
+/// [`temporal_conv_winograd`](crate::temporal_conv_winograd)), 9-tap stride-2 ones through
+/// Toom-Cook F(4, 5) per time phase ([`temporal_conv_toom`](crate::temporal_conv_toom)), others
+/// through the direct kernel. `residual` is `(N, C_res, T_out, V)` with `offset + C_out ≤ C_res`, so a branch can
 /// read its channels of a shared residual without a copy. Fails when any input tracks gradients.
 #[allow(clippy::too_many_arguments)]
 pub fn temporal_conv_infer(
@@ -287,6 +288,8 @@ pub fn temporal_conv_infer(
         None => None,
     };
     let winograd = kt == 9 && stride == 1 && dilation == 1;
+    // strided 9-tap convolutions: F(4, 5) per time phase (see `toom`)
+    let toom = kt == 9 && stride == 2 && dilation == 1;
     let out = with_all([x, w], INF, |[xd, wd]| {
         with_opt(b, INF, |bd| {
             with_opt(res.as_ref().map(|r| &r.0), INF, |rd| {
@@ -297,6 +300,8 @@ pub fn temporal_conv_infer(
                 };
                 Ok(if winograd {
                     crate::winograd::forward_infer(x.dims(), w.dims(), pad, xd, wd, bd, &ep)
+                } else if toom {
+                    crate::toom::forward_infer(x.dims(), w.dims(), (stride, pad), (xd, wd, bd), &ep)
                 } else {
                     forward_with(g, xd, wd, bd, &ep)
                 })

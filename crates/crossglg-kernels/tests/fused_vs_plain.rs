@@ -6,7 +6,7 @@ use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, graph_conv_infer, head_aggregate,
     joint_attention, joint_scale, max_pool_time3, pairwise_tanh, subset_aggregate,
     subset_weight_mm, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
-    temporal_conv_infer, temporal_conv_winograd, time_mean, FusedBatchNorm,
+    temporal_conv_infer, temporal_conv_toom, temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -698,8 +698,54 @@ fn temporal_conv_winograd_matches_direct() -> Result<()> {
     Ok(())
 }
 
-/// Winograd vs direct 9-tap convolution at the ST-GCN shapes (batch 16 × 2 persons), best of
-/// ten. Measurement only:
+/// One-dimensional Toom-Cook F(m, r) per time phase against the direct kernel: strides 1–3,
+/// 9-, 5- and 3-tap kernels, paddings below and above (k − 1) / 2, tiles that do not divide
+/// the output; the inference dispatch (9 taps at stride 2) through `temporal_conv_infer`.
+#[test]
+fn temporal_conv_toom_matches_direct() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(19);
+    // (n, c, t, v, co, kt, stride, pad, m)
+    let cases = [
+        (2, 3, 64, 5, 4, 9, 2, 4, 3),
+        (3, 4, 33, 3, 5, 9, 2, 4, 3),
+        (2, 5, 32, 25, 6, 9, 2, 4, 2),
+        (2, 3, 17, 2, 3, 9, 2, 4, 4),
+        (2, 3, 20, 4, 3, 5, 1, 2, 3),
+        (1, 4, 16, 3, 2, 5, 1, 2, 4),
+        (2, 3, 21, 2, 3, 9, 3, 4, 3),
+        (2, 2, 11, 4, 2, 3, 2, 1, 3),
+        (2, 3, 12, 3, 4, 9, 2, 1, 2),
+        (1, 2, 9, 2, 3, 9, 2, 6, 3),
+    ];
+    for (i, &(n, c, t, v, co, kt, s, pad, m)) in cases.iter().enumerate() {
+        let x = (rand_t(&mut rng, &[n, c, t, v])? * 3.0)?;
+        let w = rand_t(&mut rng, &[co, c, kt])?;
+        let b = rand_t(&mut rng, &[co])?;
+        for bias in [None, Some(&b)] {
+            let want = temporal_conv_bias(&x, &w, bias, s, pad, 1)?;
+            let got = temporal_conv_toom(&x, &w, bias, s, pad, m)?;
+            assert_close(&format!("case {i} bias {}", bias.is_some()), &got, &want)?;
+        }
+    }
+    // the dispatch, with an epilogue
+    let x = rand_t(&mut rng, &[3, 4, 30, 5])?;
+    let w = rand_t(&mut rng, &[6, 4, 9])?;
+    let b = rand_t(&mut rng, &[6])?;
+    let r = rand_t(&mut rng, &[3, 8, 15, 5])?;
+    let want = (temporal_conv_bias(&x, &w, Some(&b), 2, 4, 1)? + r.narrow(1, 2, 6)?)?.relu()?;
+    let got = temporal_conv_infer(&x, &w, Some(&b), 2, 4, 1, Some((&r, 2)), true)?;
+    assert_close("dispatch", &got, &want)?;
+    let xv = rand_var(&mut rng, &[1, 2, 9, 3])?;
+    assert!(temporal_conv_toom(xv.as_tensor(), &w.narrow(1, 0, 2)?, None, 2, 4, 3).is_err());
+    assert!(
+        temporal_conv_toom(&x, &w, None, 1, 4, 3).is_err(),
+        "F(3, 9) needs 11 points"
+    );
+    Ok(())
+}
+
+/// Winograd (and at stride 2 Toom-Cook F(4, 5) per phase) vs direct 9-tap convolution at the
+/// ST-GCN shapes (batch 16 × 2 persons), best of ten. Measurement only:
 /// `cargo test -p crossglg-kernels --release --test fused_vs_plain -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -716,7 +762,7 @@ fn time_temporal_conv9() -> Result<()> {
         let x = rand_t(&mut rng, &[32, c, t, 25])?;
         let w = (rand_t(&mut rng, &[c, c, 9])? * 0.1)?;
         let b = rand_t(&mut rng, &[c])?;
-        let (mut direct, mut wino) = (f64::MAX, f64::MAX);
+        let (mut direct, mut wino, mut toom) = (f64::MAX, f64::MAX, f64::NAN);
         for _ in 0..10 {
             let t0 = Instant::now();
             temporal_conv_bias(&x, &w, Some(&b), s, 4, 1)?;
@@ -724,12 +770,19 @@ fn time_temporal_conv9() -> Result<()> {
             let t0 = Instant::now();
             temporal_conv_winograd(&x, &w, Some(&b), s, 4)?;
             wino = wino.min(t0.elapsed().as_secs_f64());
+            if s > 1 {
+                let t0 = Instant::now();
+                temporal_conv_toom(&x, &w, Some(&b), s, 4, 4)?;
+                toom = toom.min(t0.elapsed().as_secs_f64());
+            }
         }
         eprintln!(
-            "C={c} T={t} stride {s}: direct {:.1} ms, Winograd {:.1} ms, ratio {:.2}",
+            "C={c} T={t} stride {s}: direct {:.1} ms, Winograd {:.1} ms ({:.2}), F(4, 5) per phase {:.1} ms ({:.2})",
             direct * 1e3,
             wino * 1e3,
-            wino / direct
+            wino / direct,
+            toom * 1e3,
+            toom / direct
         );
     }
     Ok(())
