@@ -16,8 +16,8 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::small::{pack_pair, pack_pair_into, padded, small_mm, Combine, Lhs};
-use crate::util::{check_cpu_f32, slice, tensor, with_all, zeros};
+use crate::small::{pack_pair, pack_pair_into, padded, small_mm, transpose_ld, Combine, Lhs};
+use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all, with_scratch, zeros};
 
 const SUBSET_OP: &str = "subset_aggregate";
 const HEAD_OP: &str = "head_aggregate";
@@ -95,25 +95,34 @@ impl SubsetGeo {
 
 fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
-    let mut out = zeros(g.n * g.c * tu);
-    out.par_chunks_mut(tu.max(1))
-        .enumerate()
-        .for_each_init(Vec::new, |mt, (nc, o)| {
+    // one chunk per (sample, channel), zeroed right before its products; `(m + a)ᵀ` is packed
+    // as an add and a blocked transpose into rows padded to whole register blocks (the padding
+    // lanes are never written: the kernel drops them)
+    build_chunks(
+        g.n * g.c * tu,
+        tu.max(1),
+        tu.max(1),
+        |_, _| 0.0,
+        |nc, o| {
             let (n, c) = (nc / g.c, nc % g.c);
-            for s in 0..g.s {
-                let blk = (n * g.s + s) * g.c + c;
-                // (m + a)ᵀ: V × U, padded
-                let (mb, ab) = (&m[blk * uv..], &a[s * uv..]);
-                pack_pair(mt, g.u, g.v, mb, ab, Combine::Add, true);
-                let l = Lhs {
-                    off: blk * tv,
-                    rs: g.v,
-                    cs: 1,
-                };
-                small_mm(g.t, g.v, g.u, x, l, mt, padded(g.u), o, 0, g.u);
-            }
-        });
-    out
+            with_scratch([uv, g.v * padded(g.u)], |[sum, mt]| {
+                for s in 0..g.s {
+                    let blk = (n * g.s + s) * g.c + c;
+                    let (mb, ab) = (&m[blk * uv..][..uv], &a[s * uv..][..uv]);
+                    for ((d, x), y) in sum.iter_mut().zip(mb).zip(ab) {
+                        *d = x + y;
+                    }
+                    transpose_ld(sum, g.u, g.v, mt, padded(g.u));
+                    let l = Lhs {
+                        off: blk * tv,
+                        rs: g.v,
+                        cs: 1,
+                    };
+                    small_mm(g.t, g.v, g.u, x, l, mt, padded(g.u), o, 0, g.u);
+                }
+            });
+        },
+    )
 }
 
 /// Returns (dx, dm, da).

@@ -57,27 +57,43 @@ pub(crate) fn small_mm(
 /// through registers: the scalar loop's strided single-float stores were most of the sparse
 /// graph conv's own time.
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    transpose_ld(src, rows, cols, dst, rows);
+}
+
+/// [`transpose`] into rows of `ld ≥ rows` floats (e.g. padded for [`small_mm`]); the lanes past
+/// `rows` in each destination row are left as they were.
+pub(crate) fn transpose_ld(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
+    assert!(ld >= rows, "transpose: row stride {ld} below {rows}");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let (src, dst) = (&src[..rows * cols], &mut dst[..(cols - 1) * ld + rows]);
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 (checked just above).
         #[allow(unsafe_code)]
         unsafe {
-            avx2::transpose(src, rows, cols, dst)
+            avx2::transpose(src, rows, cols, dst, ld)
         };
         return;
     }
-    transpose_part(src, rows, cols, dst, 0, 0);
+    transpose_part(src, (rows, cols), dst, ld, (0, 0));
 }
 
 /// The part of a transpose not covered by whole 8×8 blocks from the top left: all rows from
 /// `r0` on, and the columns from `c0` on in the rows above.
 #[inline(always)]
-fn transpose_part(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], r0: usize, c0: usize) {
+fn transpose_part(
+    src: &[f32],
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+    ld: usize,
+    (r0, c0): (usize, usize),
+) {
     for r in 0..rows {
         let from = if r < r0 { c0 } else { 0 };
         for c in from..cols {
-            dst[c * rows + r] = src[r * cols + c];
+            dst[c * ld + r] = src[r * cols + c];
         }
     }
 }
@@ -151,9 +167,15 @@ mod avx2 {
     /// edges scalar.
     ///
     /// # Safety
-    /// The CPU must support AVX2; both slices hold `rows · cols` floats.
+    /// The CPU must support AVX2; `src` holds `rows · cols` floats, `dst` `(cols − 1)·ld + rows`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    pub(super) unsafe fn transpose(
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        dst: &mut [f32],
+        ld: usize,
+    ) {
         use std::arch::x86_64::{
             _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
         };
@@ -199,14 +221,14 @@ mod avx2 {
                         _mm256_permute2f128_ps::<0x31>(s2, s6),
                         _mm256_permute2f128_ps::<0x31>(s3, s7),
                     ];
-                    let q = dst.as_mut_ptr().add(c * rows + r);
+                    let q = dst.as_mut_ptr().add(c * ld + r);
                     for (i, yi) in y.iter().enumerate() {
-                        _mm256_storeu_ps(q.add(i * rows), *yi);
+                        _mm256_storeu_ps(q.add(i * ld), *yi);
                     }
                 }
             }
         }
-        super::transpose_part(src, rows, cols, dst, rb, cb);
+        super::transpose_part(src, (rows, cols), dst, ld, (rb, cb));
     }
 
     /// `dst += src` for the few lanes of a partial vector. Kept out of line and out of the
@@ -519,8 +541,20 @@ mod tests {
             let mut got = vec![-1f32; rows * cols];
             transpose(&src, rows, cols, &mut got);
             let mut want = vec![-1f32; rows * cols];
-            transpose_part(&src, rows, cols, &mut want, 0, 0);
+            transpose_part(&src, (rows, cols), &mut want, rows, (0, 0));
             assert_eq!(got, want, "{rows}x{cols}");
+            // into padded rows: the padding is left alone
+            let ld = rows + 3;
+            let mut padded = vec![-1f32; cols * ld];
+            transpose_ld(&src, rows, cols, &mut padded, ld);
+            for (c, row) in padded.chunks_exact(ld).enumerate() {
+                assert_eq!(
+                    row[..rows],
+                    want[c * rows..][..rows],
+                    "{rows}x{cols} ld {ld}"
+                );
+                assert!(row[rows..].iter().all(|v| *v == -1.0));
+            }
             assert!(want
                 .iter()
                 .enumerate()

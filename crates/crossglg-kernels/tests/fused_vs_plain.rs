@@ -1004,3 +1004,31 @@ fn time_graph_conv() -> Result<()> {
     }
     Ok(())
 }
+
+/// CTR-GCN's aggregation at the bench shapes (batch 16 × 2 persons, 3 subsets), best of ten.
+/// Measurement only: `cargo test -p crossglg-kernels --release --test fused_vs_plain --
+/// --ignored --nocapture`
+#[test]
+#[ignore]
+fn time_subset_aggregate() -> Result<()> {
+    use std::time::Instant;
+    let mut rng = StdRng::seed_from_u64(7);
+    for (c, t) in [(64, 64), (128, 32), (256, 16)] {
+        let x = rand_t(&mut rng, &[32, 3, c, t, 25])?;
+        let m = rand_t(&mut rng, &[32, 3, c, 25, 25])?;
+        let a = rand_t(&mut rng, &[3, 25, 25])?;
+        let mut best = f64::MAX;
+        for _ in 0..10 {
+            let t0 = Instant::now();
+            subset_aggregate(&x, &m, &a)?;
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        let gflop = 2.0 * 32.0 * 3.0 * (c * t * 25 * 25) as f64 / 1e9;
+        eprintln!(
+            "C={c} T={t}: subset_aggregate {:.1} ms ({:.0} GFLOP/s)",
+            best * 1e3,
+            gflop / best
+        );
+    }
+    Ok(())
+}
