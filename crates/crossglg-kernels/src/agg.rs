@@ -249,34 +249,38 @@ fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
     let (tv, uv, tu) = (g.t * g.v, g.u * g.v, g.t * g.u);
     let wu = padded(g.u);
     let map = g.v * wu;
-    let mut out = zeros(g.n * g.h * g.c * tu);
-    out.par_chunks_mut((g.c * tu).max(1))
-        .enumerate()
-        .for_each_init(Vec::new, |maps, (nh, o)| {
-            let (n, h) = (nh / g.h, nh % g.h);
-            maps.clear();
-            maps.resize(g.t * map, 0.0);
-            for (t, mt) in maps.chunks_exact_mut(map.max(1)).enumerate() {
-                // (p ⊙ a)ᵀ: V × U, padded
-                let pb = ((n * g.t + t) * g.h + h) * uv;
-                let (pm, am) = (&p[pb..], &a[h * uv..]);
-                pack_pair_into(mt, g.u, g.v, pm, am, Combine::Mul, true);
-            }
-            for c0 in (0..g.c).step_by(HEAD_CHANNEL_BLOCK) {
-                let rows = HEAD_CHANNEL_BLOCK.min(g.c - c0);
-                for t in 0..g.t {
-                    // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
-                    let l = Lhs {
-                        off: (n * g.c + c0) * tv + t * g.v,
-                        rs: tv,
-                        cs: 1,
-                    };
-                    let mt = &maps[t * map..(t + 1) * map];
-                    small_mm(rows, g.v, g.u, x, l, mt, wu, o, c0 * tu + t * g.u, tu);
+    // one chunk per (sample, head), zeroed right before its products (not in a cold pass first)
+    build_chunks(
+        g.n * g.h * g.c * tu,
+        (g.c * tu).max(1),
+        (g.c * tu).max(1),
+        |_, _| 0.0,
+        |nh, o| {
+            with_scratch([g.t * map], |[maps]| {
+                let (n, h) = (nh / g.h, nh % g.h);
+                maps.fill(0.0);
+                for (t, mt) in maps.chunks_exact_mut(map.max(1)).enumerate() {
+                    // (p ⊙ a)ᵀ: V × U, padded
+                    let pb = ((n * g.t + t) * g.h + h) * uv;
+                    let (pm, am) = (&p[pb..], &a[h * uv..]);
+                    pack_pair_into(mt, g.u, g.v, pm, am, Combine::Mul, true);
                 }
-            }
-        });
-    out
+                for c0 in (0..g.c).step_by(HEAD_CHANNEL_BLOCK) {
+                    let rows = HEAD_CHANNEL_BLOCK.min(g.c - c0);
+                    for t in 0..g.t {
+                        // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
+                        let l = Lhs {
+                            off: (n * g.c + c0) * tv + t * g.v,
+                            rs: tv,
+                            cs: 1,
+                        };
+                        let mt = &maps[t * map..(t + 1) * map];
+                        small_mm(rows, g.v, g.u, x, l, mt, wu, o, c0 * tu + t * g.u, tu);
+                    }
+                }
+            })
+        },
+    )
 }
 
 /// Returns (dx, dp, da).

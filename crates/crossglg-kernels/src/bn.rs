@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{check_cpu_f32, slice, tensor, with_all, with_data, zeros};
+use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all, with_data, zeros};
 
 const OP: &str = "batch_norm_act";
 const OP_EVAL: &str = "channel_affine_act";
@@ -224,10 +224,12 @@ fn affine_act(
     s: usize,
 ) -> Vec<f32> {
     let c = scale.len();
-    let mut out = zeros(x.len());
-    out.par_chunks_mut(s.max(1))
-        .enumerate()
-        .for_each(|(i, dst)| {
+    build_chunks(
+        x.len(),
+        s.max(1),
+        s.max(1),
+        |_, _| 0.0,
+        |i, dst| {
             let ci = i % c;
             let (a, b) = (scale[ci], shift[ci]);
             let src = &x[i * s..(i + 1) * s];
@@ -249,8 +251,8 @@ fn affine_act(
                     *d = d.max(0.0);
                 }
             }
-        });
-    out
+        },
+    )
 }
 
 impl CustomOp2 for BnAct {
