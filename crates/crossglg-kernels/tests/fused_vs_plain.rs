@@ -4,8 +4,8 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, graph_conv, graph_conv_infer, head_aggregate,
-    joint_attention, joint_scale, max_pool_time3, pairwise_tanh, subset_aggregate,
-    subset_weight_mm, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
+    joint_attention, joint_scale, max_pool_time3, pairwise_tanh, pointwise_split_infer,
+    subset_aggregate, subset_weight_mm, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
     temporal_conv_infer, temporal_conv_toom, temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -741,6 +741,38 @@ fn temporal_conv_toom_matches_direct() -> Result<()> {
         temporal_conv_toom(&x, &w, None, 1, 4, 3).is_err(),
         "F(3, 9) needs 11 points"
     );
+    Ok(())
+}
+
+/// Stacked 1×1 convs split into one tensor per row group, against one conv then slices and
+/// ReLU; bad splits and tracked inputs are errors.
+#[test]
+fn pointwise_split_infer_matches_conv_then_slices() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(23);
+    let (n, c, t, v) = (3, 5, 7, 4);
+    let x = rand_t(&mut rng, &[n, c, t, v])?;
+    let splits = [2, 3, 1];
+    let w = rand_t(&mut rng, &[6, c])?;
+    let b = rand_t(&mut rng, &[6])?;
+    let full = temporal_conv_bias(&x, &w.reshape((6, c, 1))?, Some(&b), 1, 0, 1)?;
+    for relu in [false, true] {
+        let got = pointwise_split_infer(&x, &w, &b, &splits, relu)?;
+        assert_eq!(got.len(), 3);
+        let mut at = 0;
+        for (g, s) in got.iter().zip(splits) {
+            let want = full.narrow(1, at, s)?;
+            let want = if relu { want.relu()? } else { want };
+            assert_close(&format!("group at {at}, relu {relu}"), g, &want)?;
+            at += s;
+        }
+    }
+    assert!(pointwise_split_infer(&x, &w, &b, &[2, 3], true).is_err());
+    assert!(pointwise_split_infer(&x, &w, &b, &[6, 0], true).is_err());
+    let xv = rand_var(&mut rng, &[n, c, t, v])?;
+    assert!(pointwise_split_infer(xv.as_tensor(), &w, &b, &splits, true).is_err());
+    let empty = rand_t(&mut rng, &[0, c, t, v])?;
+    let e = pointwise_split_infer(&empty, &w, &b, &splits, true)?;
+    assert_eq!(e[1].dims(), [0, 3, t, v]);
     Ok(())
 }
 

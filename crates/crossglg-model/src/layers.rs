@@ -341,14 +341,32 @@ impl TemporalConv {
         residual: Option<(&Tensor, usize)>,
         relu: bool,
     ) -> Result<Option<Tensor>> {
+        let extra: Vec<&Tensor> = [x].into_iter().chain(residual.map(|r| r.0)).collect();
+        let Some((w, b)) = self.folded(bn, &extra)? else {
+            return Ok(None);
+        };
+        let (s, d, k) = (self.stride, self.dilation, self.kernel);
+        let pad = d * (k - 1) / 2;
+        crossglg_kernels::temporal_conv_infer(x, &w, b.as_ref(), s, pad, d, residual, relu)
+            .map(Some)
+    }
+
+    /// The weight `(C_out, C_in, k)` and bias with `bn` folded in, for the inference kernels;
+    /// `None` unless the fused kernels apply to these parameters and to `with` (f32 on the CPU,
+    /// nothing tracks gradients, the batch norm has an affine part).
+    pub fn folded(
+        &self,
+        bn: Option<&BatchNorm>,
+        with: &[&Tensor],
+    ) -> Result<Option<(Tensor, Option<Tensor>)>> {
         let bn = match bn.map(|bn| (bn, bn.weight_and_bias())) {
             Some((bn, Some(gb))) => Some((bn, gb)),
             Some((_, None)) => return Ok(None),
             None => None,
         };
-        let mut all = vec![x, &self.weight];
+        let mut all = with.to_vec();
+        all.push(&self.weight);
         all.extend(&self.bias);
-        all.extend(residual.map(|r| r.0));
         if let Some((_, (g, beta))) = bn {
             all.extend([g, beta]);
         }
@@ -356,15 +374,14 @@ impl TemporalConv {
             return Ok(None);
         }
         let (c_out, c_in, k, _) = self.weight.dims4()?;
-        let (mut w, mut b) = (self.weight.reshape((c_out, c_in, k))?, self.bias.clone());
-        if let Some((bn, gb)) = bn {
-            let (wf, bf) = fold_bn(bn, gb, &w, b.as_ref())?;
-            (w, b) = (wf, Some(bf));
-        }
-        let (s, d) = (self.stride, self.dilation);
-        let pad = d * (k - 1) / 2;
-        crossglg_kernels::temporal_conv_infer(x, &w, b.as_ref(), s, pad, d, residual, relu)
-            .map(Some)
+        let (w, b) = (self.weight.reshape((c_out, c_in, k))?, self.bias.clone());
+        Ok(Some(match bn {
+            Some((bn, gb)) => {
+                let (wf, bf) = fold_bn(bn, gb, &w, b.as_ref())?;
+                (wf, Some(bf))
+            }
+            None => (w, b),
+        }))
     }
 
     pub fn kernel(&self) -> usize {
@@ -598,6 +615,18 @@ impl MultiScaleTcn {
         train: bool,
     ) -> Result<Tensor> {
         let nb = self.branches.len();
+        // inference: the branches' opening 1×1 convs as one product
+        let mut opened = match train {
+            true => None,
+            false => self.open_infer(x)?,
+        }
+        .map(Vec::into_iter);
+        let mut open = |pre: &TemporalConv, pre_bn: &BatchNorm| match opened.as_mut() {
+            Some(hs) => hs.next().ok_or_else(|| {
+                candle_core::Error::Msg("multi-scale temporal conv: lost a branch input".into())
+            }),
+            None => conv_bn_act(pre, pre_bn, x, None, true, train),
+        };
         let outs = self
             .branches
             .iter()
@@ -606,7 +635,7 @@ impl MultiScaleTcn {
                 let res = residual.map(|r| (r, i * (r.dims()[1] / nb)));
                 match b {
                     Branch::Conv { pre, pre_bn, tconv } => {
-                        let h = conv_bn_act(pre, pre_bn, x, None, true, train)?;
+                        let h = open(pre, pre_bn)?;
                         tconv.forward_act_at(&h, res, relu, train)
                     }
                     Branch::MaxPool {
@@ -615,7 +644,7 @@ impl MultiScaleTcn {
                         post_bn,
                         stride,
                     } => {
-                        let h = conv_bn_act(pre, pre_bn, x, None, true, train)?;
+                        let h = open(pre, pre_bn)?;
                         let res = residual_slice(res, post_bn)?;
                         let p = max_pool_time3(&h, *stride)?;
                         bn_act(post_bn, &p, res.as_ref(), relu, train)
@@ -625,6 +654,33 @@ impl MultiScaleTcn {
             })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outs, 1)
+    }
+
+    /// The inputs of the convolution and max-pool branches in inference: their 1×1 convs with
+    /// the batch norms folded in and the ReLU, as one product written to one tensor per
+    /// branch (`pointwise_split_infer`). `None` where the fused kernels do not apply.
+    fn open_infer(&self, x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let (mut ws, mut bs, mut splits) = (Vec::new(), Vec::new(), Vec::new());
+        for b in &self.branches {
+            let (Branch::Conv { pre, pre_bn, .. } | Branch::MaxPool { pre, pre_bn, .. }) = b else {
+                continue;
+            };
+            if (pre.kernel, pre.stride) != (1, 1) {
+                return Ok(None);
+            }
+            let Some((w, Some(bias))) = pre.folded(Some(pre_bn), &[x])? else {
+                return Ok(None);
+            };
+            let (c_out, c_in, _) = w.dims3()?;
+            ws.push(w.reshape((c_out, c_in))?);
+            bs.push(bias);
+            splits.push(c_out);
+        }
+        if ws.is_empty() {
+            return Ok(None);
+        }
+        let (w, b) = (Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?);
+        crossglg_kernels::pointwise_split_infer(x, &w, &b, &splits, true).map(Some)
     }
 }
 
