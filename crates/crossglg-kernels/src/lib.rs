@@ -35,7 +35,7 @@ pub use pointwise::pointwise_split_infer;
 pub use pool::max_pool_time3;
 pub use reduce::time_mean;
 pub use rel::{pairwise_tanh, subset_weight_mm};
-pub use scale::joint_scale;
+pub use scale::{channel_joint_bias, joint_scale};
 pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer};
 pub use toom::temporal_conv_toom;
 pub use winograd::temporal_conv_winograd;

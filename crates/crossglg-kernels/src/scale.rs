@@ -100,3 +100,92 @@ impl CustomOp2 for JointScale {
         Ok((Some(tensor(dx, x.shape())?), Some(tensor(dw, w.shape())?)))
     }
 }
+
+const BIAS_OP: &str = "channel_joint_bias";
+
+/// `x: (N, C, T, V)`, `b: (C, V)` → `x + b` (broadcast over `N` and `T`): ST-GCN's graph-conv
+/// bias as it comes out of the aggregation. f32 on the CPU, differentiable in both. Candle's
+/// broadcast add reduces the bias gradient with a single-threaded strided sum over `N` and `T`
+/// (4 % of an ST-GCN training step); here it is one pass, a channel per task.
+pub fn channel_joint_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    check_cpu_f32(x, BIAS_OP, "input")?;
+    check_cpu_f32(b, BIAS_OP, "bias")?;
+    let (_, c, _, v) = x.dims4()?;
+    if b.dims() != [c, v] {
+        bail!(
+            "{BIAS_OP}: bias {:?} is not (C, V) for input {:?}",
+            b.dims(),
+            x.dims()
+        )
+    }
+    x.contiguous()?
+        .apply_op2(&b.contiguous()?, ChannelJointBias)
+}
+
+struct ChannelJointBias;
+
+impl CustomOp2 for ChannelJointBias {
+    fn name(&self) -> &'static str {
+        BIAS_OP
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, t, v) = xl.shape().dims4()?;
+        let (x, b) = (slice(xs, xl, BIAS_OP)?, slice(bs, bl, BIAS_OP)?);
+        let plane = t * v;
+        let out = if plane == 0 {
+            Vec::new()
+        } else {
+            build_chunks(
+                n * c * plane,
+                plane,
+                plane,
+                |_, _| 0.0,
+                |nc, dst| {
+                    let (xs, bc) = (&x[nc * plane..][..plane], &b[(nc % c) * v..][..v]);
+                    for (d, xr) in dst.chunks_exact_mut(v).zip(xs.chunks_exact(v)) {
+                        for ((d, a), b) in d.iter_mut().zip(xr).zip(bc) {
+                            *d = a + b;
+                        }
+                    }
+                },
+            )
+        };
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (n, c, t, v) = x.dims4()?;
+        let db = with_all([grad], BIAS_OP, |[gd]| {
+            // db[c, v] = Σ_{n, t} g[n, c, t, v], one channel per task, summed in a fixed order
+            let plane = t * v;
+            let mut db = vec![0f32; c * v];
+            db.par_chunks_mut(v.max(1))
+                .enumerate()
+                .for_each(|(ci, acc)| {
+                    for ni in 0..n {
+                        let g = &gd[(ni * c + ci) * plane..][..plane];
+                        for gr in g.chunks_exact(v) {
+                            for (a, gv) in acc.iter_mut().zip(gr) {
+                                *a += gv;
+                            }
+                        }
+                    }
+                });
+            Ok(db)
+        })?;
+        Ok((Some(grad.clone()), Some(tensor(db, b.shape())?)))
+    }
+}

@@ -3,10 +3,11 @@
 
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
-    batch_norm_act, channel_affine_act, graph_conv, graph_conv_infer, head_aggregate,
-    joint_attention, joint_scale, max_pool_time3, pairwise_tanh, pointwise_split_infer,
-    subset_aggregate, subset_weight_mm, temporal_conv, temporal_conv_bias, temporal_conv_dilated,
-    temporal_conv_infer, temporal_conv_toom, temporal_conv_winograd, time_mean, FusedBatchNorm,
+    batch_norm_act, channel_affine_act, channel_joint_bias, graph_conv, graph_conv_infer,
+    head_aggregate, joint_attention, joint_scale, max_pool_time3, pairwise_tanh,
+    pointwise_split_infer, subset_aggregate, subset_weight_mm, temporal_conv, temporal_conv_bias,
+    temporal_conv_dilated, temporal_conv_infer, temporal_conv_toom, temporal_conv_winograd,
+    time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -976,6 +977,28 @@ fn joint_scale_matches_plain() -> Result<()> {
     }
     let x = rand_t(&mut rng, &[2, 3, 4, 5])?;
     assert!(joint_scale(&x, &rand_t(&mut rng, &[2, 1, 1, 4])?).is_err());
+    Ok(())
+}
+
+/// The per-(channel, joint) bias add against candle's broadcast add, values and both
+/// gradients.
+#[test]
+fn channel_joint_bias_matches_plain() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(53);
+    for &(n, c, t, v) in &[(2, 3, 4, 5), (1, 1, 1, 1), (3, 7, 9, 25)] {
+        let x = rand_var(&mut rng, &[n, c, t, v])?;
+        let b = rand_var(&mut rng, &[c, v])?;
+        let plain = x.broadcast_add(&b.reshape((1, c, 1, v))?)?;
+        let fused = channel_joint_bias(&x, &b)?;
+        assert_close("channel_joint_bias", &fused, &plain)?;
+        let up = rand_t(&mut rng, plain.dims())?;
+        let gp = (&plain * &up)?.sum_all()?.backward()?;
+        let gf = (&fused * &up)?.sum_all()?.backward()?;
+        assert_close("dx", gf.get(&x).unwrap(), gp.get(&x).unwrap())?;
+        assert_close("db", gf.get(&b).unwrap(), gp.get(&b).unwrap())?;
+    }
+    let x = rand_t(&mut rng, &[2, 3, 4, 5])?;
+    assert!(channel_joint_bias(&x, &rand_t(&mut rng, &[3, 4])?).is_err());
     Ok(())
 }
 
