@@ -15,6 +15,7 @@ mod attn;
 mod bn;
 mod graph;
 mod mm;
+mod points;
 mod pointwise;
 mod pool;
 mod reduce;

@@ -27,11 +27,9 @@
 
 use candle_core::{bail, Result, Tensor};
 
-use crate::mm::{gemm, View};
-use crate::small::with_avx2;
+use crate::points::{self, Planes, Points};
 use crate::util::{
-    build_chunks, check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt,
-    with_scratch, Epilogue,
+    check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt, Epilogue,
 };
 
 const OP: &str = "temporal_conv_toom";
@@ -253,73 +251,36 @@ fn transform_kernel(g: Geo, mats: &Matrices, w: &[f32]) -> Vec<f32> {
     u
 }
 
-/// Samples per task: enough that each gemm has at least ~200 columns.
-fn samples_per_task(g: Geo) -> usize {
-    200usize.div_ceil(g.tiles * g.v).clamp(1, g.n.max(1))
-}
-
 fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let mats = matrices(g.m, g.r);
     let u = transform_kernel(g, &mats, w);
     let tv = g.tiles * g.v;
-    let spt = samples_per_task(g);
-    let (in_n, out_n) = (g.c * g.t * g.v, g.co * g.t_out * g.v);
-    let (cs, alpha) = (g.cs(), g.alpha);
-    build_chunks(
-        g.n * out_n,
-        spt * out_n,
-        out_n,
-        |_, _| 0.0,
-        |task, dst| {
-            let ns = dst.len() / out_n.max(1);
-            let cols = ns * tv;
-            let sizes = [alpha * cs * cols, alpha * g.co * cols, alpha.max(g.m) * tv];
-            with_scratch(sizes, |[vb, mb, sc]| {
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for nl in 0..ns {
-                            let xn = &x[(task * spt + nl) * in_n..][..in_n];
-                            for cp in 0..cs {
-                                let (phi, ci) = (cp / g.c, cp % g.c);
-                                let xc = &xn[ci * g.t * g.v..][..g.t * g.v];
-                                let at = cp * cols + nl * tv;
-                                input_channel(g, &mats, xc, phi, sc, vb, at, cs * cols);
-                            }
-                        }
-                    },
-                );
-                for p in 0..alpha {
-                    gemm(
-                        g.co,
-                        cols,
-                        cs,
-                        mb,
-                        View::new(p * g.co * cols, cols, 1),
-                        false,
-                        &u,
-                        View::new(p * g.co * cs, cs, 1),
-                        vb,
-                        View::new(p * cs * cols, cols, 1),
-                    );
-                }
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for nl in 0..ns {
-                            for o in 0..g.co {
-                                let oc =
-                                    &mut dst[nl * out_n + o * g.t_out * g.v..][..g.t_out * g.v];
-                                let at = o * cols + nl * tv;
-                                let b = bias.map_or(0.0, |b| b[o]);
-                                output_channel(g, &mats, mb, at, g.co * cols, b, sc, oc);
-                                ep.apply_row(task * spt + nl, o, oc);
-                            }
-                        }
-                    },
-                );
-            })
+    let sizes = Points {
+        n: g.n,
+        cs: g.cs(),
+        co: g.co,
+        p: g.alpha,
+        tv,
+        in_n: g.c * g.t * g.v,
+        out_n: g.co * g.t_out * g.v,
+        scratch: g.alpha.max(g.m) * tv,
+    };
+    let plane = g.t * g.v;
+    points::run(
+        sizes,
+        &u,
+        x,
+        #[inline(always)]
+        |xn, cp, sc, vb, at| {
+            let (phi, ci) = (cp / g.c, cp % g.c);
+            input_channel(g, &mats, (&xn[ci * plane..][..plane], phi), sc, vb, at);
         },
+        #[inline(always)]
+        |o, mb, at, sc, oc| {
+            let b = bias.map_or(0.0, |b| b[o]);
+            output_channel(g, &mats, (mb, at), b, sc, oc);
+        },
+        ep,
     )
 }
 
@@ -343,18 +304,16 @@ fn combine(coef: &[f32], (rows, at, stride): (&[f32], usize, usize), bias: f32, 
 /// sequence), writes `vb[p·plane + at + τ·V..][..V] = (Bᵀ · d_τ)[p]`. Rows are gathered
 /// tile-major (`row q` holds `d_τ[q]` for every tile), so each transform step runs on
 /// `tiles·V` contiguous values. `sc` holds at least `α` such rows.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn input_channel(
     g: Geo,
     mats: &Matrices,
-    xc: &[f32],
-    phi: usize,
+    (xc, phi): (&[f32], usize),
     sc: &mut [f32],
     vb: &mut [f32],
-    at: usize,
-    plane: usize,
+    to: Planes,
 ) {
+    let Planes { at, plane } = to;
     let (v, tv, alpha) = (g.v, g.tiles * g.v, g.alpha);
     for q in 0..alpha {
         for tau in 0..g.tiles {
@@ -376,32 +335,23 @@ fn input_channel(
 /// Writes one output channel of one sample: `y_τ = Aᵀ · M_τ` plus the bias for every tile,
 /// with `M_τ[p] = mb[p·plane + at + τ·V..][..V]`; frames past `t_out` are dropped. `sc` holds
 /// at least `m` rows of `tiles·V`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn output_channel(
     g: Geo,
     mats: &Matrices,
-    mb: &[f32],
-    at: usize,
-    plane: usize,
+    (mb, from): (&[f32], Planes),
     bias: f32,
     sc: &mut [f32],
     oc: &mut [f32],
 ) {
+    let Planes { at, plane } = from;
     let (v, tv, alpha) = (g.v, g.tiles * g.v, g.alpha);
     let y = &mut sc[..g.m * tv];
     for i in 0..g.m {
         let coef = &mats.at[i * alpha..][..alpha];
         combine(coef, (mb, at, plane), bias, &mut y[i * tv..][..tv]);
     }
-    for (i, yi) in y.chunks_exact(tv.max(1)).take(g.m).enumerate() {
-        for tau in 0..g.tiles {
-            let t = g.m * tau + i;
-            if t < g.t_out {
-                oc[t * v..][..v].copy_from_slice(&yi[tau * v..][..v]);
-            }
-        }
-    }
+    points::untile(y, g.m, g.tiles, v, oc);
 }
 
 #[cfg(test)]

@@ -21,11 +21,9 @@
 
 use candle_core::{bail, Result, Tensor};
 
-use crate::mm::{gemm, View};
-use crate::small::with_avx2;
+use crate::points::{self, Planes, Points};
 use crate::util::{
-    build_chunks, check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt,
-    with_scratch, Epilogue,
+    check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt, Epilogue,
 };
 
 const OP: &str = "temporal_conv_winograd";
@@ -165,12 +163,6 @@ fn transform_kernel(g: Geo, w: &[f32]) -> Vec<f32> {
     u
 }
 
-/// Samples per task: enough that each gemm has at least ~200 columns (short sequences have
-/// few tiles).
-fn samples_per_task(g: Geo) -> usize {
-    200usize.div_ceil(g.tiles * g.v).clamp(1, g.n.max(1))
-}
-
 /// The Winograd forward pass on raw data for [`crate::temporal_conv_infer`] (shapes already
 /// checked there): stride 1, `w` of 9 taps, optional bias, epilogue per output row.
 pub(crate) fn forward_infer(
@@ -188,63 +180,32 @@ pub(crate) fn forward_infer(
 fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let u = transform_kernel(g, w);
     let tv = g.tiles * g.v;
-    let spt = samples_per_task(g);
-    let (in_n, out_n) = (g.c * g.t * g.v, g.co * g.t_out * g.v);
-    let cs = g.cs();
-    build_chunks(
-        g.n * out_n,
-        spt * out_n,
-        out_n,
-        |_, _| 0.0,
-        |task, dst| {
-            let ns = dst.len() / out_n.max(1);
-            let cols = ns * tv;
-            let sizes = [P * cs * cols, P * g.co * cols, 42 * tv];
-            with_scratch(sizes, |[vb, mb, sc]| {
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for nl in 0..ns {
-                            let xn = &x[(task * spt + nl) * in_n..][..in_n];
-                            for cp in 0..cs {
-                                let (phi, ci) = (cp / g.c, cp % g.c);
-                                let xc = &xn[ci * g.t * g.v..][..g.t * g.v];
-                                input_channel(g, xc, phi, sc, vb, cp * cols + nl * tv, cs * cols);
-                            }
-                        }
-                    },
-                );
-                for p in 0..P {
-                    gemm(
-                        g.co,
-                        cols,
-                        cs,
-                        mb,
-                        View::new(p * g.co * cols, cols, 1),
-                        false,
-                        &u,
-                        View::new(p * g.co * cs, cs, 1),
-                        vb,
-                        View::new(p * cs * cols, cols, 1),
-                    );
-                }
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for nl in 0..ns {
-                            for o in 0..g.co {
-                                let oc =
-                                    &mut dst[nl * out_n + o * g.t_out * g.v..][..g.t_out * g.v];
-                                let at = o * cols + nl * tv;
-                                let b = bias.map_or(0.0, |b| b[o]);
-                                output_channel(g, mb, at, g.co * cols, b, sc, oc);
-                                ep.apply_row(task * spt + nl, o, oc);
-                            }
-                        }
-                    },
-                );
-            })
+    let sizes = Points {
+        n: g.n,
+        cs: g.cs(),
+        co: g.co,
+        p: P,
+        tv,
+        in_n: g.c * g.t * g.v,
+        out_n: g.co * g.t_out * g.v,
+        scratch: 42 * tv,
+    };
+    let plane = g.t * g.v;
+    points::run(
+        sizes,
+        &u,
+        x,
+        #[inline(always)]
+        |xn, cp, sc, vb, at| {
+            let (phi, ci) = (cp / g.c, cp % g.c);
+            input_channel(g, &xn[ci * plane..][..plane], phi, sc, vb, at);
         },
+        #[inline(always)]
+        |o, mb, at, sc, oc| {
+            let b = bias.map_or(0.0, |b| b[o]);
+            output_channel(g, mb, at, b, sc, oc);
+        },
+        ep,
     )
 }
 
@@ -281,15 +242,8 @@ fn at_row(m: [&[f32]; 5], row: usize, bias: f32, out: &mut [f32]) {
 /// tile-major first (`r[i][τ] = z[9τ + i]`), so every transform step runs on rows of
 /// `tiles·V` contiguous values instead of `V`. `sc` is scratch for 42 such rows.
 #[inline(always)]
-fn input_channel(
-    g: Geo,
-    xc: &[f32],
-    phi: usize,
-    sc: &mut [f32],
-    vb: &mut [f32],
-    at: usize,
-    plane: usize,
-) {
+fn input_channel(g: Geo, xc: &[f32], phi: usize, sc: &mut [f32], vb: &mut [f32], to: Planes) {
+    let Planes { at, plane } = to;
     let v = g.v;
     let tv = g.tiles * v;
     let (r, h) = sc.split_at_mut(17 * tv);
@@ -322,15 +276,8 @@ fn input_channel(
 /// with `M_τ[p] = mb[p·plane + at + τ·V..][..V]`; frames past `t_out` are dropped. `sc` is
 /// scratch for 24 rows of `tiles·V`.
 #[inline(always)]
-fn output_channel(
-    g: Geo,
-    mb: &[f32],
-    at: usize,
-    plane: usize,
-    bias: f32,
-    sc: &mut [f32],
-    oc: &mut [f32],
-) {
+fn output_channel(g: Geo, mb: &[f32], from: Planes, bias: f32, sc: &mut [f32], oc: &mut [f32]) {
+    let Planes { at, plane } = from;
     let v = g.v;
     let tv = g.tiles * v;
     let (z, y) = sc.split_at_mut(15 * tv);
@@ -348,14 +295,7 @@ fn output_channel(
             at_row(m, a, bias, &mut y[(a * 3 + s) * tv..][..tv]);
         }
     }
-    for (k, yk) in y.chunks_exact(tv).take(9).enumerate() {
-        for tau in 0..g.tiles {
-            let t = 9 * tau + k;
-            if t < g.t_out {
-                oc[t * v..][..v].copy_from_slice(&yk[tau * v..][..v]);
-            }
-        }
-    }
+    points::untile(y, 9, g.tiles, v, oc);
 }
 
 #[cfg(test)]
