@@ -17,7 +17,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::small::{pack_pair, pack_pair_into, padded, small_mm, transpose_ld, Combine, Lhs};
-use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all, with_scratch, zeros};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, with_scratch, zeroed_chunks, zeros};
 
 const SUBSET_OP: &str = "subset_aggregate";
 const HEAD_OP: &str = "head_aggregate";
@@ -98,31 +98,25 @@ fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
     // one chunk per (sample, channel), zeroed right before its products; `(m + a)ᵀ` is packed
     // as an add and a blocked transpose into rows padded to whole register blocks (the padding
     // lanes are never written: the kernel drops them)
-    build_chunks(
-        g.n * g.c * tu,
-        tu.max(1),
-        tu.max(1),
-        |_, _| 0.0,
-        |nc, o| {
-            let (n, c) = (nc / g.c, nc % g.c);
-            with_scratch([uv, g.v * padded(g.u)], |[sum, mt]| {
-                for s in 0..g.s {
-                    let blk = (n * g.s + s) * g.c + c;
-                    let (mb, ab) = (&m[blk * uv..][..uv], &a[s * uv..][..uv]);
-                    for ((d, x), y) in sum.iter_mut().zip(mb).zip(ab) {
-                        *d = x + y;
-                    }
-                    transpose_ld(sum, g.u, g.v, mt, padded(g.u));
-                    let l = Lhs {
-                        off: blk * tv,
-                        rs: g.v,
-                        cs: 1,
-                    };
-                    small_mm(g.t, g.v, g.u, x, l, mt, padded(g.u), o, 0, g.u);
+    zeroed_chunks(g.n * g.c * tu, tu, |nc, o| {
+        let (n, c) = (nc / g.c, nc % g.c);
+        with_scratch([uv, g.v * padded(g.u)], |[sum, mt]| {
+            for s in 0..g.s {
+                let blk = (n * g.s + s) * g.c + c;
+                let (mb, ab) = (&m[blk * uv..][..uv], &a[s * uv..][..uv]);
+                for ((d, x), y) in sum.iter_mut().zip(mb).zip(ab) {
+                    *d = x + y;
                 }
-            });
-        },
-    )
+                transpose_ld(sum, g.u, g.v, mt, padded(g.u));
+                let l = Lhs {
+                    off: blk * tv,
+                    rs: g.v,
+                    cs: 1,
+                };
+                small_mm(g.t, g.v, g.u, x, l, mt, padded(g.u), o, 0, g.u);
+            }
+        });
+    })
 }
 
 /// Returns (dx, dm, da).
@@ -250,37 +244,31 @@ fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
     let wu = padded(g.u);
     let map = g.v * wu;
     // one chunk per (sample, head), zeroed right before its products (not in a cold pass first)
-    build_chunks(
-        g.n * g.h * g.c * tu,
-        (g.c * tu).max(1),
-        (g.c * tu).max(1),
-        |_, _| 0.0,
-        |nh, o| {
-            with_scratch([g.t * map], |[maps]| {
-                let (n, h) = (nh / g.h, nh % g.h);
-                maps.fill(0.0);
-                for (t, mt) in maps.chunks_exact_mut(map.max(1)).enumerate() {
-                    // (p ⊙ a)ᵀ: V × U, padded
-                    let pb = ((n * g.t + t) * g.h + h) * uv;
-                    let (pm, am) = (&p[pb..], &a[h * uv..]);
-                    pack_pair_into(mt, g.u, g.v, pm, am, Combine::Mul, true);
+    zeroed_chunks(g.n * g.h * g.c * tu, g.c * tu, |nh, o| {
+        with_scratch([g.t * map], |[maps]| {
+            let (n, h) = (nh / g.h, nh % g.h);
+            maps.fill(0.0);
+            for (t, mt) in maps.chunks_exact_mut(map.max(1)).enumerate() {
+                // (p ⊙ a)ᵀ: V × U, padded
+                let pb = ((n * g.t + t) * g.h + h) * uv;
+                let (pm, am) = (&p[pb..], &a[h * uv..]);
+                pack_pair_into(mt, g.u, g.v, pm, am, Combine::Mul, true);
+            }
+            for c0 in (0..g.c).step_by(HEAD_CHANNEL_BLOCK) {
+                let rows = HEAD_CHANNEL_BLOCK.min(g.c - c0);
+                for t in 0..g.t {
+                    // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
+                    let l = Lhs {
+                        off: (n * g.c + c0) * tv + t * g.v,
+                        rs: tv,
+                        cs: 1,
+                    };
+                    let mt = &maps[t * map..(t + 1) * map];
+                    small_mm(rows, g.v, g.u, x, l, mt, wu, o, c0 * tu + t * g.u, tu);
                 }
-                for c0 in (0..g.c).step_by(HEAD_CHANNEL_BLOCK) {
-                    let rows = HEAD_CHANNEL_BLOCK.min(g.c - c0);
-                    for t in 0..g.t {
-                        // rows c of x[n, :, t, :] → rows c of out[n, h, :, t, :]
-                        let l = Lhs {
-                            off: (n * g.c + c0) * tv + t * g.v,
-                            rs: tv,
-                            cs: 1,
-                        };
-                        let mt = &maps[t * map..(t + 1) * map];
-                        small_mm(rows, g.v, g.u, x, l, mt, wu, o, c0 * tu + t * g.u, tu);
-                    }
-                }
-            })
-        },
-    )
+            }
+        })
+    })
 }
 
 /// Returns (dx, dp, da).

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all, with_data, zeros};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, with_data, zeroed_chunks, zeros};
 
 const OP: &str = "batch_norm_act";
 const OP_EVAL: &str = "channel_affine_act";
@@ -224,35 +224,29 @@ fn affine_act(
     s: usize,
 ) -> Vec<f32> {
     let c = scale.len();
-    build_chunks(
-        x.len(),
-        s.max(1),
-        s.max(1),
-        |_, _| 0.0,
-        |i, dst| {
-            let ci = i % c;
-            let (a, b) = (scale[ci], shift[ci]);
-            let src = &x[i * s..(i + 1) * s];
-            match r {
-                Some(r) => {
-                    let rr = &r[i * s..(i + 1) * s];
-                    for ((d, &xv), &rv) in dst.iter_mut().zip(src).zip(rr) {
-                        *d = xv * a + b + rv;
-                    }
-                }
-                None => {
-                    for (d, &xv) in dst.iter_mut().zip(src) {
-                        *d = xv * a + b;
-                    }
+    zeroed_chunks(x.len(), s, |i, dst| {
+        let ci = i % c;
+        let (a, b) = (scale[ci], shift[ci]);
+        let src = &x[i * s..(i + 1) * s];
+        match r {
+            Some(r) => {
+                let rr = &r[i * s..(i + 1) * s];
+                for ((d, &xv), &rv) in dst.iter_mut().zip(src).zip(rr) {
+                    *d = xv * a + b + rv;
                 }
             }
-            if relu {
-                for d in dst.iter_mut() {
-                    *d = d.max(0.0);
+            None => {
+                for (d, &xv) in dst.iter_mut().zip(src) {
+                    *d = xv * a + b;
                 }
             }
-        },
-    )
+        }
+        if relu {
+            for d in dst.iter_mut() {
+                *d = d.max(0.0);
+            }
+        }
+    })
 }
 
 impl CustomOp2 for BnAct {

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use crate::mm::{gemm, View};
 use crate::small::{transpose, with_avx2};
 use crate::util::{
-    add_into, build_chunks, check_cpu_f32, check_untracked, group_size, slice, tensor, with_all,
-    with_scratch, zeros,
+    add_into, check_cpu_f32, check_untracked, group_size, slice, tensor, with_all, with_scratch,
+    zeroed_chunks, zeros,
 };
 
 const OP: &str = "graph_conv";
@@ -104,33 +104,27 @@ fn forward_with(
     ep: impl Fn(&mut [f32]) + Sync,
 ) -> Vec<f32> {
     let out_n = g.co * g.t * g.vo;
-    build_chunks(
-        g.n * out_n,
-        out_n,
-        out_n,
-        |_, _| 0.0,
-        |n, dst| {
-            with_scratch([g.k * g.co * g.t * g.v], |[scratch]| {
-                conv1x1(g, x, w, n, scratch);
-                for k in 0..g.k {
-                    // (C_out·T × V) · (V × V_out), the k-th block of the scratch is contiguous.
-                    gemm(
-                        g.co * g.t,
-                        g.vo,
-                        g.v,
-                        dst,
-                        View::new(0, g.vo, 1),
-                        k > 0,
-                        scratch,
-                        View::new(k * g.co * g.t * g.v, g.v, 1),
-                        a,
-                        View::new(k * g.v * g.vo, g.vo, 1),
-                    );
-                }
-            });
-            ep(dst);
-        },
-    )
+    zeroed_chunks(g.n * out_n, out_n, |n, dst| {
+        with_scratch([g.k * g.co * g.t * g.v], |[scratch]| {
+            conv1x1(g, x, w, n, scratch);
+            for k in 0..g.k {
+                // (C_out·T × V) · (V × V_out), the k-th block of the scratch is contiguous.
+                gemm(
+                    g.co * g.t,
+                    g.vo,
+                    g.v,
+                    dst,
+                    View::new(0, g.vo, 1),
+                    k > 0,
+                    scratch,
+                    View::new(k * g.co * g.t * g.v, g.v, 1),
+                    a,
+                    View::new(k * g.v * g.vo, g.vo, 1),
+                );
+            }
+        });
+        ep(dst);
+    })
 }
 
 /// The sparse inference order of the same product: aggregate the input first, then one gemm
@@ -167,38 +161,32 @@ fn forward_sparse(
         })
         .collect();
     let out_n = g.co * t * g.vo;
-    build_chunks(
-        g.n * out_n,
-        out_n,
-        out_n,
-        |_, _| 0.0,
-        |n, dst| {
-            with_scratch([g.c * tv, kc * g.vo * t, g.co * g.vo * t], |[xt, y, z]| {
-                let xn = &x[n * g.c * tv..][..g.c * tv];
-                with_avx2(
-                    #[inline(always)]
-                    || aggregate_sparse(g, xn, &taps, xt, y),
-                );
-                let vt = g.vo * t;
-                gemm(
-                    g.co,
-                    vt,
-                    kc,
-                    z,
-                    View::new(0, vt, 1),
-                    false,
-                    &wr,
-                    View::new(0, kc, 1),
-                    y,
-                    View::new(0, vt, 1),
-                );
-                with_avx2(
-                    #[inline(always)]
-                    || transpose_epilogue(g, z, offset, &ep, dst),
-                );
-            });
-        },
-    )
+    zeroed_chunks(g.n * out_n, out_n, |n, dst| {
+        with_scratch([g.c * tv, kc * g.vo * t, g.co * g.vo * t], |[xt, y, z]| {
+            let xn = &x[n * g.c * tv..][..g.c * tv];
+            with_avx2(
+                #[inline(always)]
+                || aggregate_sparse(g, xn, &taps, xt, y),
+            );
+            let vt = g.vo * t;
+            gemm(
+                g.co,
+                vt,
+                kc,
+                z,
+                View::new(0, vt, 1),
+                false,
+                &wr,
+                View::new(0, kc, 1),
+                y,
+                View::new(0, vt, 1),
+            );
+            with_avx2(
+                #[inline(always)]
+                || transpose_epilogue(g, z, offset, &ep, dst),
+            );
+        });
+    })
 }
 
 /// Steps 1 and 2 of [`forward_sparse`] for one sample.

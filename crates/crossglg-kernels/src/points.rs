@@ -3,9 +3,42 @@
 //! planes, run one gemm per point against the transformed kernel, transform every output
 //! channel back and apply the epilogue. The two kernels differ only in their transforms.
 
+use candle_core::{bail, Result, Tensor};
+
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
-use crate::util::{build_chunks, with_scratch, Epilogue};
+use crate::util::{
+    check_bias, check_cpu_f32, check_untracked, with_scratch, zeroed_chunks, Epilogue,
+};
+
+/// The operand checks of the public transform-domain convolutions `op`: f32 CPU tensors that
+/// track no gradients, `w: (C_out, C, kt)` fitting `x: (N, C, T, V)`, a positive stride and
+/// kernel no longer than the padded input, a bias of `C_out` values. Returns `kt`.
+pub(crate) fn check(
+    op: &str,
+    (x, w, b): (&Tensor, &Tensor, Option<&Tensor>),
+    stride: usize,
+    pad: usize,
+) -> Result<usize> {
+    check_cpu_f32(x, op, "input")?;
+    check_cpu_f32(w, op, "weight")?;
+    check_untracked([Some(x), Some(w), b].into_iter().flatten(), op)?;
+    let (_, c, t, _) = x.dims4()?;
+    let (co, cw, kt) = w.dims3()?;
+    if cw != c {
+        bail!("{op}: weight has {cw} input channels, input has {c}")
+    }
+    if stride == 0 || kt == 0 {
+        bail!("{op}: stride and kernel size must be positive")
+    }
+    if t + 2 * pad < kt {
+        bail!("{op}: {kt} taps are longer than the padded input ({t} + 2·{pad})")
+    }
+    if let Some(b) = b {
+        check_bias(b, co, op)?;
+    }
+    Ok(kt)
+}
 
 /// Sizes of one transform-domain convolution.
 #[derive(Clone, Copy)]
@@ -50,65 +83,59 @@ pub(crate) fn run(
     // few tiles)
     let spt = 200usize.div_ceil(g.tv.max(1)).clamp(1, g.n.max(1));
     let (cs, co, row) = (g.cs, g.co, g.out_n / g.co.max(1));
-    build_chunks(
-        g.n * g.out_n,
-        spt * g.out_n,
-        g.out_n,
-        |_, _| 0.0,
-        |task, dst| {
-            let ns = dst.len() / g.out_n.max(1);
-            let cols = ns * g.tv;
-            let sizes = [g.p * cs * cols, g.p * co * cols, g.scratch];
-            with_scratch(sizes, |[vb, mb, sc]| {
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for nl in 0..ns {
-                            let xn = &x[(task * spt + nl) * g.in_n..][..g.in_n];
-                            for cp in 0..cs {
-                                let at = cp * cols + nl * g.tv;
-                                let planes = Planes {
-                                    at,
-                                    plane: cs * cols,
-                                };
-                                input(xn, cp, sc, vb, planes);
-                            }
+    zeroed_chunks(g.n * g.out_n, spt * g.out_n, |task, dst| {
+        let ns = dst.len() / g.out_n.max(1);
+        let cols = ns * g.tv;
+        let sizes = [g.p * cs * cols, g.p * co * cols, g.scratch];
+        with_scratch(sizes, |[vb, mb, sc]| {
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for nl in 0..ns {
+                        let xn = &x[(task * spt + nl) * g.in_n..][..g.in_n];
+                        for cp in 0..cs {
+                            let at = cp * cols + nl * g.tv;
+                            let planes = Planes {
+                                at,
+                                plane: cs * cols,
+                            };
+                            input(xn, cp, sc, vb, planes);
                         }
-                    },
+                    }
+                },
+            );
+            for p in 0..g.p {
+                gemm(
+                    co,
+                    cols,
+                    cs,
+                    mb,
+                    View::new(p * co * cols, cols, 1),
+                    false,
+                    u,
+                    View::new(p * co * cs, cs, 1),
+                    vb,
+                    View::new(p * cs * cols, cols, 1),
                 );
-                for p in 0..g.p {
-                    gemm(
-                        co,
-                        cols,
-                        cs,
-                        mb,
-                        View::new(p * co * cols, cols, 1),
-                        false,
-                        u,
-                        View::new(p * co * cs, cs, 1),
-                        vb,
-                        View::new(p * cs * cols, cols, 1),
-                    );
-                }
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for nl in 0..ns {
-                            for o in 0..co {
-                                let oc = &mut dst[nl * g.out_n + o * row..][..row];
-                                let planes = Planes {
-                                    at: o * cols + nl * g.tv,
-                                    plane: co * cols,
-                                };
-                                output(o, mb, planes, sc, oc);
-                                ep.apply_row(task * spt + nl, o, oc);
-                            }
+            }
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for nl in 0..ns {
+                        for o in 0..co {
+                            let oc = &mut dst[nl * g.out_n + o * row..][..row];
+                            let planes = Planes {
+                                at: o * cols + nl * g.tv,
+                                plane: co * cols,
+                            };
+                            output(o, mb, planes, sc, oc);
+                            ep.apply_row(task * spt + nl, o, oc);
                         }
-                    },
-                );
-            })
-        },
-    )
+                    }
+                },
+            );
+        })
+    })
 }
 
 /// Writes tile-major output rows back as frames: row `i` of `y` holds, for every tile `τ`, the

@@ -6,7 +6,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all, zeros};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, zeroed_chunks, zeros};
 
 const OP: &str = "max_pool_time3";
 
@@ -50,31 +50,22 @@ impl CustomOp1 for MaxPool {
         let to = t.div_ceil(self.stride);
         // written once per plane (no zero pass first), row by row as element-wise maxima of
         // the up to three input rows (vectorises; the per-element argmax is for the backward)
-        let out = if t == 0 {
-            Vec::new()
-        } else {
-            build_chunks(
-                n * c * to * v,
-                (to * v).max(1),
-                (to * v).max(1),
-                |_, _| 0.0,
-                |nc, o| {
-                    let plane = &x[nc * t * v..][..t * v];
-                    for (j, orow) in o.chunks_exact_mut(v.max(1)).enumerate() {
-                        let tc = j * self.stride;
-                        let (lo, hi) = (tc.saturating_sub(1), (tc + 1).min(t - 1));
-                        orow.copy_from_slice(&plane[lo * v..][..v]);
-                        for ti in lo + 1..=hi {
-                            for (e, x) in orow.iter_mut().zip(&plane[ti * v..][..v]) {
-                                if *x > *e {
-                                    *e = *x;
-                                }
-                            }
+        // (no output, hence no call, when T or V is 0)
+        let out = zeroed_chunks(n * c * to * v, to * v, |nc, o| {
+            let plane = &x[nc * t * v..][..t * v];
+            for (j, orow) in o.chunks_exact_mut(v).enumerate() {
+                let tc = j * self.stride;
+                let (lo, hi) = (tc.saturating_sub(1), (tc + 1).min(t - 1));
+                orow.copy_from_slice(&plane[lo * v..][..v]);
+                for ti in lo + 1..=hi {
+                    for (e, x) in orow.iter_mut().zip(&plane[ti * v..][..v]) {
+                        if *x > *e {
+                            *e = *x;
                         }
                     }
-                },
-            )
-        };
+                }
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((n, c, to, v))))
     }
 

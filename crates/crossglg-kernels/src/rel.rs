@@ -13,7 +13,8 @@ use rayon::prelude::*;
 use crate::mm::{gemm, View};
 use crate::small::with_avx2;
 use crate::util::{
-    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, zeros,
+    add_into, build_chunks, check_cpu_f32, group_size, slice, tensor, with_all, zeroed_chunks,
+    zeros,
 };
 
 const REL: &str = "pairwise_tanh";
@@ -199,27 +200,21 @@ impl CustomOp2 for SubsetWeightMm {
         let plane = g.c * g.l;
         // each (sample, subset) block is written by its gemm right after its fill, in cache
         // (a buffer-wide zero pass first cost 15 MB of cold writes per CTR-GCN block)
-        let out = build_chunks(
-            g.n * g.s * plane,
-            plane.max(1),
-            plane.max(1),
-            |_, _| 0.0,
-            |ns, o| {
-                let si = ns % g.s;
-                gemm(
-                    g.c,
-                    g.l,
-                    g.k,
-                    o,
-                    View::new(0, g.l, 1),
-                    false,
-                    w,
-                    View::new(si * g.c * g.k, g.k, 1),
-                    x,
-                    View::new(ns * g.k * g.l, g.l, 1),
-                );
-            },
-        );
+        let out = zeroed_chunks(g.n * g.s * plane, plane, |ns, o| {
+            let si = ns % g.s;
+            gemm(
+                g.c,
+                g.l,
+                g.k,
+                o,
+                View::new(0, g.l, 1),
+                false,
+                w,
+                View::new(si * g.c * g.k, g.k, 1),
+                x,
+                View::new(ns * g.k * g.l, g.l, 1),
+            );
+        });
         Ok((CpuStorage::F32(out), Shape::from((g.n, g.s, g.c, g.l))))
     }
 

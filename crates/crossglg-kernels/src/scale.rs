@@ -9,7 +9,7 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{build_chunks, check_cpu_f32, slice, tensor, with_all};
+use crate::util::{check_cpu_f32, slice, tensor, with_all, zeroed_chunks};
 
 const OP: &str = "joint_scale";
 
@@ -31,27 +31,31 @@ pub fn joint_scale(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 struct JointScale;
 
+/// `out[n, c, t, v] = f(x[n, c, t, v], p[row(n, c) + v])`: every frame of an `(N, C, T, V)`
+/// tensor combined with a per-joint row of `p` picked by sample and channel, a plane per task
+/// (no task at all for an empty tensor).
+fn per_joint(
+    x: &[f32],
+    (n, c, t, v): (usize, usize, usize, usize),
+    p: &[f32],
+    row: impl Fn(usize, usize) -> usize + Sync,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
+    let plane = t * v;
+    zeroed_chunks(n * c * plane, plane, |nc, dst| {
+        let (xs, pr) = (&x[nc * plane..][..plane], &p[row(nc / c, nc % c)..][..v]);
+        for (d, xr) in dst.chunks_exact_mut(v).zip(xs.chunks_exact(v)) {
+            for ((d, a), b) in d.iter_mut().zip(xr).zip(pr) {
+                *d = f(*a, *b);
+            }
+        }
+    })
+}
+
 /// `out[n, c, t, v] = x[n, c, t, v] · w[n, v]`
 fn scale(x: &[f32], w: &[f32], dims: (usize, usize, usize, usize)) -> Vec<f32> {
-    let (n, c, t, v) = dims;
-    let plane = t * v;
-    if plane == 0 {
-        return vec![0f32; n * c * plane];
-    }
-    build_chunks(
-        n * c * plane,
-        plane,
-        plane,
-        |_, _| 0.0,
-        |nc, dst| {
-            let (xs, ws) = (&x[nc * plane..][..plane], &w[(nc / c) * v..][..v]);
-            for (d, xr) in dst.chunks_exact_mut(v).zip(xs.chunks_exact(v)) {
-                for ((d, a), b) in d.iter_mut().zip(xr).zip(ws) {
-                    *d = a * b;
-                }
-            }
-        },
-    )
+    let v = dims.3;
+    per_joint(x, dims, w, |n, _| n * v, |a, b| a * b)
 }
 
 impl CustomOp2 for JointScale {
@@ -136,27 +140,10 @@ impl CustomOp2 for ChannelJointBias {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, t, v) = xl.shape().dims4()?;
+        let dims = xl.shape().dims4()?;
         let (x, b) = (slice(xs, xl, BIAS_OP)?, slice(bs, bl, BIAS_OP)?);
-        let plane = t * v;
-        let out = if plane == 0 {
-            Vec::new()
-        } else {
-            build_chunks(
-                n * c * plane,
-                plane,
-                plane,
-                |_, _| 0.0,
-                |nc, dst| {
-                    let (xs, bc) = (&x[nc * plane..][..plane], &b[(nc % c) * v..][..v]);
-                    for (d, xr) in dst.chunks_exact_mut(v).zip(xs.chunks_exact(v)) {
-                        for ((d, a), b) in d.iter_mut().zip(xr).zip(bc) {
-                            *d = a + b;
-                        }
-                    }
-                },
-            )
-        };
+        let v = dims.3;
+        let out = per_joint(x, dims, b, |_, c| c * v, |a, b| a + b);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::mm::{gemm, View};
 use crate::util::{
     add_into, build_chunks, check_bias, check_cpu_f32, check_untracked, group_size, slice, tensor,
-    with_all, with_opt, zeros, Epilogue,
+    with_all, with_opt, zeroed_chunks, zeros, Epilogue,
 };
 
 const OP: &str = "temporal_conv";
@@ -174,21 +174,14 @@ impl Geo {
         (0..self.s)
             .map(|q| {
                 let tq = self.tq(q);
-                let per = (tq * self.v).max(1);
                 // filled plane by plane right before the copy (no buffer-wide zero pass)
-                let buf = build_chunks(
-                    self.n * self.c * tq * self.v,
-                    per,
-                    per,
-                    |_, _| 0.0,
-                    |nc, dst| {
-                        let src = &x[nc * self.t * self.v..(nc + 1) * self.t * self.v];
-                        for (j, row) in dst.chunks_exact_mut(self.v.max(1)).enumerate() {
-                            let ti = q + j * self.s;
-                            row.copy_from_slice(&src[ti * self.v..(ti + 1) * self.v]);
-                        }
-                    },
-                );
+                let buf = zeroed_chunks(self.n * self.c * tq * self.v, tq * self.v, |nc, dst| {
+                    let src = &x[nc * self.t * self.v..(nc + 1) * self.t * self.v];
+                    for (j, row) in dst.chunks_exact_mut(self.v).enumerate() {
+                        let ti = q + j * self.s;
+                        row.copy_from_slice(&src[ti * self.v..(ti + 1) * self.v]);
+                    }
+                });
                 std::borrow::Cow::Owned(buf)
             })
             .collect()
@@ -250,8 +243,9 @@ fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogu
 /// 9-tap, stride-1, undilated kernels go through Winograd (see
 /// [`temporal_conv_winograd`](crate::temporal_conv_winograd)), 9-tap stride-2 ones through
 /// Toom-Cook F(4, 5) per time phase ([`temporal_conv_toom`](crate::temporal_conv_toom)), others
-/// through the direct kernel. `residual` is `(N, C_res, T_out, V)` with `offset + C_out ≤ C_res`, so a branch can
-/// read its channels of a shared residual without a copy. Fails when any input tracks gradients.
+/// through the direct kernel. `residual` is `(N, C_res, T_out, V)` with
+/// `offset + C_out ≤ C_res`, so a branch can read its channels of a shared residual without a
+/// copy. Fails when any input tracks gradients.
 #[allow(clippy::too_many_arguments)]
 pub fn temporal_conv_infer(
     x: &Tensor,

@@ -28,9 +28,7 @@
 use candle_core::{bail, Result, Tensor};
 
 use crate::points::{self, Planes, Points};
-use crate::util::{
-    check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt, Epilogue,
-};
+use crate::util::{tensor, with_all, with_opt, Epilogue};
 
 const OP: &str = "temporal_conv_toom";
 
@@ -56,22 +54,9 @@ pub fn temporal_conv_toom(
     pad: usize,
     m: usize,
 ) -> Result<Tensor> {
-    check_cpu_f32(x, OP, "input")?;
-    check_cpu_f32(w, OP, "weight")?;
-    check_untracked([Some(x), Some(w), b].into_iter().flatten(), OP)?;
-    let (n, c, t, v) = x.dims4()?;
-    let (co, cw, kt) = w.dims3()?;
-    if cw != c {
-        bail!("{OP}: weight has {cw} input channels, input has {c}")
-    }
-    if stride == 0 || kt == 0 || m == 0 {
-        bail!("{OP}: stride, kernel size and tile must be positive")
-    }
-    if t + 2 * pad < kt {
-        bail!("{OP}: {kt} taps are longer than the padded input ({t} + 2·{pad})")
-    }
-    if let Some(b) = b {
-        check_bias(b, co, OP)?;
+    points::check(OP, (x, w, b), stride, pad)?;
+    if m == 0 {
+        bail!("{OP}: the tile must be positive")
     }
     let g = Geo::new(x.dims(), w.dims(), stride, pad, m);
     if g.alpha > POINTS.len() + 1 {
@@ -85,7 +70,7 @@ pub fn temporal_conv_toom(
     let out = with_all([x, w], OP, |[xd, wd]| {
         with_opt(b, OP, |bd| Ok(forward(g, xd, wd, bd, &Epilogue::NONE)))
     })?;
-    tensor(out, (n, co, g.t_out, v))
+    tensor(out, (g.n, g.co, g.t_out, g.v))
 }
 
 /// The forward pass on raw data for [`crate::temporal_conv_infer`] (shapes checked there),

@@ -214,6 +214,16 @@ pub(crate) fn with_scratch<const K: usize, R>(
     })
 }
 
+/// [`build_chunks`] with every chunk zeroed before `work(i, chunk)` (the output of kernels that
+/// accumulate into it or overwrite it).
+pub(crate) fn zeroed_chunks(
+    n: usize,
+    chunk: usize,
+    work: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    build_chunks(n, chunk, chunk, |_, _| 0.0, work)
+}
+
 /// A buffer of `n` floats built chunk by chunk on the rayon pool: chunk `i` (elements
 /// `i·chunk..`, the last may be shorter) is first filled plane by plane with `value(i, p)` for
 /// its `p`-th plane of `plane` elements, then handed to `work(i, chunk)` while it is still in

@@ -22,9 +22,7 @@
 use candle_core::{bail, Result, Tensor};
 
 use crate::points::{self, Planes, Points};
-use crate::util::{
-    check_bias, check_cpu_f32, check_untracked, tensor, with_all, with_opt, Epilogue,
-};
+use crate::util::{tensor, with_all, with_opt, Epilogue};
 
 const OP: &str = "temporal_conv_winograd";
 
@@ -68,30 +66,15 @@ pub fn temporal_conv_winograd(
     stride: usize,
     pad: usize,
 ) -> Result<Tensor> {
-    check_cpu_f32(x, OP, "input")?;
-    check_cpu_f32(w, OP, "weight")?;
-    check_untracked([Some(x), Some(w), b].into_iter().flatten(), OP)?;
-    let (n, c, t, v) = x.dims4()?;
-    let (co, cw, kt) = w.dims3()?;
-    if cw != c {
-        bail!("{OP}: weight has {cw} input channels, input has {c}")
-    }
-    if stride == 0 || kt == 0 || kt > 9 * stride {
-        bail!(
-            "{OP}: needs a positive stride and 1 to 9·stride taps, got {kt} taps, stride {stride}"
-        )
-    }
-    if t + 2 * pad < kt {
-        bail!("{OP}: {kt} taps are longer than the padded input ({t} + 2·{pad})")
-    }
-    if let Some(b) = b {
-        check_bias(b, co, OP)?;
+    let kt = points::check(OP, (x, w, b), stride, pad)?;
+    if kt > 9 * stride {
+        bail!("{OP}: needs 1 to 9·stride taps, got {kt} taps, stride {stride}")
     }
     let g = Geo::new(x.dims(), w.dims(), stride, pad);
     let out = with_all([x, w], OP, |[xd, wd]| {
         with_opt(b, OP, |bd| Ok(forward(g, xd, wd, bd, &Epilogue::NONE)))
     })?;
-    tensor(out, (n, co, g.t_out, v))
+    tensor(out, (g.n, g.co, g.t_out, g.v))
 }
 
 #[derive(Clone, Copy)]

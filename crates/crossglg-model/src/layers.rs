@@ -283,8 +283,8 @@ impl TemporalConv {
         let (n, c_in, t, v) = x.dims4()?;
         let (c_out, _, k, _) = self.weight.dims4()?;
         let pad = self.dilation * (k - 1) / 2;
-        // Inference (nothing tracks gradients): the inference kernel, which takes 9-tap
-        // stride-1 convolutions through Winograd (25/81 of the multiplications).
+        // Inference (nothing tracks gradients): the inference kernel (Winograd for 9-tap
+        // stride-1 convolutions, Toom-Cook for 9-tap stride-2 ones).
         if let Some(y) = self.forward_folded(x, None, None, false)? {
             return Ok(y);
         }

@@ -130,9 +130,8 @@ impl StGcn {
         let mut y = if use_fused(&[h, &blk.gcn_w, &a]) {
             // One kernel for the 1×1 conv and the K aggregations, then the bias.
             let (a_t, bias) = fused_gcn_operands(blk, &a)?;
-            let v = a.dim(2)?;
             let y = crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?;
-            crossglg_kernels::channel_joint_bias(&y, &bias.reshape((c, v))?)?
+            crossglg_kernels::channel_joint_bias(&y, &bias)?
         } else {
             sum_each((0..k).map(|k| {
                 let w = blk.gcn_w.narrow(0, k * c, c)?;
