@@ -130,9 +130,19 @@ pub struct CropConfig {
     pub train_ratio: [f32; 2],
     /// Testing: centre crop keeping this fraction (CTR-GCN `p_interval=[0.95]`).
     pub test_ratio: f32,
-    /// Training crops are at least this long (or the whole sequence when shorter); CTR-GCN
-    /// hard-codes 64.
-    pub min_frames: usize,
+    /// Training crops are at least this long (or the whole sequence when shorter). Unset (the
+    /// default): half the output window, so the random crop still varies on sequences not much
+    /// longer than the window. CTR-GCN hard-codes 64 for its 64-frame window; a bound at or
+    /// above the window turns cropping off for every sequence shorter than the bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_frames: Option<usize>,
+}
+
+impl CropConfig {
+    /// The lower bound on training crop lengths for an output window of `frames`.
+    pub fn min_frames_for(&self, frames: usize) -> usize {
+        self.min_frames.unwrap_or(frames / 2).max(1)
+    }
 }
 
 impl Default for CropConfig {
@@ -140,7 +150,7 @@ impl Default for CropConfig {
         CropConfig {
             train_ratio: [0.5, 1.0],
             test_ratio: 0.95,
-            min_frames: 64,
+            min_frames: None,
         }
     }
 }
@@ -346,7 +356,13 @@ impl Preprocessor {
             normalize_view(&mut s, v, self.cfg.view.up_axis);
         }
         // Trailing all-zero frames (padding in some sources) are not valid frames.
-        let (begin, len) = crop_window(valid_frames(&s), &self.cfg.crop, mode, &mut rng);
+        let (begin, len) = crop_window(
+            valid_frames(&s),
+            &self.cfg.crop,
+            self.cfg.frames,
+            mode,
+            &mut rng,
+        );
         let mut out = resize(&s, begin, len, self.cfg.frames);
         if mode == Mode::Train && self.cfg.rotate.enabled {
             let a = self.cfg.rotate.max_angle;
@@ -585,10 +601,13 @@ pub fn valid_frames(s: &Skeleton) -> usize {
         .map_or(0, |t| t + 1)
 }
 
-/// `(begin, length)` of the crop, CTR-GCN `valid_crop_resize` rules.
+/// `(begin, length)` of the crop of a sequence of `frames` valid frames, CTR-GCN
+/// `valid_crop_resize` rules, for an output window of `window` frames (which sets the default
+/// lower bound on training crops, [`CropConfig::min_frames_for`]).
 pub fn crop_window<R: Rng + ?Sized>(
     frames: usize,
     cfg: &CropConfig,
+    window: usize,
     mode: Mode,
     rng: &mut R,
 ) -> (usize, usize) {
@@ -605,7 +624,7 @@ pub fn crop_window<R: Rng + ?Sized>(
             let [lo, hi] = cfg.train_ratio;
             let p = uniform(rng, lo, hi) as f64;
             let len = ((frames as f64 * p).floor() as usize)
-                .max(cfg.min_frames)
+                .max(cfg.min_frames_for(window))
                 .min(frames)
                 .max(1);
             let bias = rng.random_range(0..=frames - len);

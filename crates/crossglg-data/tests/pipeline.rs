@@ -138,21 +138,79 @@ fn resize_matches_pytorch_linear_align_corners_false() {
 #[test]
 fn centre_crop_follows_ctr_gcn() {
     // 100 valid frames, ratio 0.95: bias = int(0.05 * 100 / 2) = 2, frames 2..98 (96 frames).
-    let cfg = PreprocessConfig::default();
+    let mut cfg = PreprocessConfig::default();
     let mut rng = crossglg_data::rng::sample_rng(0, 0, 0);
-    let w = crossglg_data::preprocess::crop_window(100, &cfg.crop, Mode::Test, &mut rng);
+    let w = crossglg_data::preprocess::crop_window(100, &cfg.crop, 64, Mode::Test, &mut rng);
     assert_eq!(w, (2, 96));
+    // CTR-GCN's own bound: crops of at least 64 frames.
+    cfg.crop.min_frames = Some(64);
     for i in 0..200 {
         let mut rng = crossglg_data::rng::sample_rng(1, 0, i);
-        let (b, l) = crossglg_data::preprocess::crop_window(300, &cfg.crop, Mode::Train, &mut rng);
+        let (b, l) =
+            crossglg_data::preprocess::crop_window(300, &cfg.crop, 64, Mode::Train, &mut rng);
         assert!((150..=300).contains(&l) && b + l <= 300, "{b} {l}");
-        let (b, l) = crossglg_data::preprocess::crop_window(40, &cfg.crop, Mode::Train, &mut rng);
+        let (b, l) =
+            crossglg_data::preprocess::crop_window(40, &cfg.crop, 64, Mode::Train, &mut rng);
         assert_eq!(
             (b, l),
             (0, 40),
             "short sequences are taken whole (min 64 frames)"
         );
     }
+}
+
+#[test]
+fn default_crop_bound_follows_the_window() {
+    // A 36-frame sequence into a 32-frame window (the MSR / NW-UCLA case): the default bound is
+    // half the window, so crops range over [18, 36] instead of always taking the whole sequence.
+    let cfg = PreprocessConfig::default();
+    assert_eq!(cfg.crop.min_frames_for(32), 16);
+    let mut lengths = std::collections::BTreeSet::new();
+    let mut begins = std::collections::BTreeSet::new();
+    for i in 0..400 {
+        let mut rng = crossglg_data::rng::sample_rng(3, 0, i);
+        let (b, l) =
+            crossglg_data::preprocess::crop_window(36, &cfg.crop, 32, Mode::Train, &mut rng);
+        assert!((18..=36).contains(&l) && b + l <= 36, "{b} {l}");
+        lengths.insert(l);
+        begins.insert(b);
+    }
+    assert!(lengths.len() >= 15, "crop lengths barely vary: {lengths:?}");
+    assert!(begins.len() >= 10, "crop offsets barely vary: {begins:?}");
+    // Very short sequences still respect the bound (or are taken whole).
+    let mut rng = crossglg_data::rng::sample_rng(3, 1, 0);
+    let (_, l) = crossglg_data::preprocess::crop_window(20, &cfg.crop, 32, Mode::Train, &mut rng);
+    assert!((16..=20).contains(&l), "{l}");
+
+    // Through the preprocessor: with rotation off, training views of one 36-frame sequence
+    // differ between epochs only because of the crop.
+    let ds = generate(&SynthConfig {
+        classes: vec!["wave".into()],
+        samples_per_class: 1,
+        frames: [36, 36],
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let layout = Layout::builtin("ntu25").unwrap();
+    let mut pc = PreprocessConfig {
+        frames: 32,
+        persons: 1,
+        ..PreprocessConfig::default()
+    };
+    pc.rotate.enabled = false;
+    let p = Preprocessor::new(pc, &layout).unwrap();
+    let s = &ds.samples[0];
+    let views: Vec<Vec<f32>> = (0..4)
+        .map(|epoch| {
+            p.process(&s.meta.name, &s.skeleton, Mode::Train, 0, epoch, 0)
+                .unwrap()
+                .data
+        })
+        .collect();
+    assert!(
+        views.windows(2).any(|w| w[0] != w[1]),
+        "every epoch saw the same crop"
+    );
 }
 
 /// A standing body from the synthetic generator, with every frame shifted by `dx` in x.
