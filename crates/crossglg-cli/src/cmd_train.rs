@@ -57,6 +57,33 @@ pub struct EvalArgs {
     /// Print JSON instead of Markdown.
     #[arg(long)]
     json: bool,
+    /// Also evaluate over N random exemplar draws per novel class (mean, 95 % interval);
+    /// default: the run's `eval.draws`.
+    #[arg(long, value_name = "N")]
+    draws: Option<usize>,
+    /// Seed of the exemplar draws (same seed, same exemplars for every run); default: the
+    /// run's `eval.draw_seed`.
+    #[arg(long, value_name = "SEED")]
+    draw_seed: Option<u64>,
+    /// Write the new evaluation into the run's report.json / report.md (what `compare` reads).
+    #[arg(long)]
+    write: bool,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run directories of the reference group (e.g. guidance none, one per seed).
+    #[arg(long, num_args = 1.., required = true, value_name = "RUN")]
+    a: Vec<PathBuf>,
+    /// Run directories of the group under test (same seeds and folds).
+    #[arg(long, num_args = 1.., required = true, value_name = "RUN")]
+    b: Vec<PathBuf>,
+    /// Names of the two groups in the table.
+    #[arg(long, value_delimiter = ',', default_value = "a,b")]
+    names: Vec<String>,
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -157,11 +184,36 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let device = run::device_from(&a.device)?;
-    let reports = run::evaluate_run(&a.run, &device)?;
+    let reports = run::evaluate_run_with(&a.run, &device, a.draws, a.draw_seed)?;
+    if a.write {
+        let dir = if a.run.is_dir() {
+            a.run.clone()
+        } else {
+            a.run.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        run::write_reports(&dir, &reports)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         print_reports(&reports);
+    }
+    Ok(())
+}
+
+pub fn compare(a: CompareArgs) -> Result<()> {
+    use crossglg_train::compare;
+    let read = |dirs: &[PathBuf]| -> Result<Vec<compare::RunResult>> {
+        dirs.iter()
+            .map(|d| compare::read_run(d).map_err(Into::into))
+            .collect()
+    };
+    let c = compare::compare(&read(&a.a)?, &read(&a.b)?)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        let name = |i: usize, d: &str| a.names.get(i).cloned().unwrap_or_else(|| d.into());
+        print!("{}", c.to_markdown(&name(0, "a"), &name(1, "b")));
     }
     Ok(())
 }
@@ -213,7 +265,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         let cells: Vec<String> = (0..methods.len())
             .map(|m| {
                 let v: Vec<f64> = accs.iter().map(|a| 100.0 * a[m].1).collect();
-                let (mean, std) = mean_std(&v);
+                let (mean, std) = crossglg_train::stats::mean_std(&v);
                 format!("{mean:.1} ± {std:.1}")
             })
             .collect();
@@ -221,11 +273,4 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     }
     println!("(top-1 %, mean ± std over seeds {:?})", a.seeds);
     Ok(())
-}
-
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }

@@ -377,7 +377,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
     )?;
     let mut lat = tee.latencies.clone();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| percentile(&lat, p);
+    let pct = |p: f64| crossglg_train::stats::percentile(&lat, p);
     eprintln!(
         "{} frames, {} windows; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
         s.frames,
@@ -387,14 +387,6 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         pct(0.95)
     );
     Ok(())
-}
-
-/// The `p` quantile (0..=1, nearest rank) of sorted values; 0 when there are none.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
 }
 
 #[derive(Subcommand)]
@@ -635,7 +627,7 @@ pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> 
         }
     }
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| percentile(&lat, p);
+    let pct = |p: f64| crossglg_train::stats::percentile(&lat, p);
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
     let rss = crossglg_bench::peak_rss_mb();
     println!(

@@ -38,6 +38,9 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// One-shot evaluation of a trained run.
     Eval(cmd_train::EvalArgs),
+    /// Paired comparison of two groups of runs (matched by seed and fold): per-seed
+    /// differences, their mean with a 95 % interval, and how many are positive.
+    Compare(cmd_train::CompareArgs),
     /// Train and evaluate over the auxiliary-class sweep and print the paper-style table.
     Sweep(cmd_train::SweepArgs),
     /// Embeddings of skeleton sequences from a trained model (JSON or npy).
@@ -160,6 +163,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => cmd_train::train(a),
         Command::Eval(a) => cmd_train::eval(a),
         Command::Sweep(a) => cmd_train::sweep(a),
+        Command::Compare(a) => cmd_train::compare(a),
         Command::Embed(a) => cmd_use::embed(a),
         Command::Enroll(a) => cmd_use::enroll(a),
         Command::Recognize(a) => cmd_use::recognize(a),

@@ -235,6 +235,82 @@ impl Split {
         Ok(self)
     }
 
+    /// Fold `k` of a rotated split: every class label `c` of the split becomes `(c + k) mod n`,
+    /// where `n` is one more than the largest label the split names, so the novel classes move
+    /// together (MSR's `0, 4, …, 16` become `1, 5, …, 17` in fold 1) and every class is novel in
+    /// some fold. Fold 0 is the split itself. Needs an exemplar rule: named exemplars belong to
+    /// one fold only.
+    pub fn rotated(mut self, k: usize) -> Result<Split, ProtocolError> {
+        if k == 0 {
+            return Ok(self);
+        }
+        if matches!(self.exemplars, Exemplars::Named(_)) {
+            return Err(self.invalid(format!(
+                "fold {k}: rotating the novel classes needs an exemplar rule, and this split names its exemplars (use a validation split instead)"
+            )));
+        }
+        let n = self
+            .novel_classes
+            .iter()
+            .chain(&self.auxiliary_classes)
+            .max()
+            .map_or(0, |m| m + 1);
+        if k >= n {
+            return Err(self.invalid(format!(
+                "fold {k}: the split has {n} classes, so folds are 0..{n}"
+            )));
+        }
+        let shift = |c: &mut usize| *c = (*c + k) % n;
+        self.novel_classes.iter_mut().for_each(shift);
+        self.auxiliary_classes.iter_mut().for_each(shift);
+        self.name = format!("{}-fold{k}", self.name);
+        self.description = format!("{} (rotated: labels + {k} mod {n})", self.description);
+        Ok(self)
+    }
+
+    /// A validation split that never touches the novel (test) classes: the auxiliary classes at
+    /// positions `p` with `p mod every == offset` become pseudo-novel (one exemplar each, by the
+    /// split's rule, or the smallest replication when exemplars are named), the other auxiliary
+    /// classes are trained on, and the novel classes are dropped. Settings are chosen here.
+    pub fn validation(mut self, offset: usize, every: usize) -> Result<Split, ProtocolError> {
+        if every < 2 || offset >= every {
+            return Err(self.invalid(format!(
+                "validation needs every >= 2 and offset < every, got offset {offset}, every {every}"
+            )));
+        }
+        let (pseudo, train): (Vec<(usize, usize)>, Vec<(usize, usize)>) = self
+            .auxiliary_classes
+            .iter()
+            .copied()
+            .enumerate()
+            .partition(|(p, _)| p % every == offset);
+        if pseudo.len() < 2 || train.is_empty() {
+            return Err(self.invalid(format!(
+                "validation offset {offset} of every {every} leaves {} pseudo-novel and {} training classes out of {} auxiliary ones; it needs at least 2 and 1",
+                pseudo.len(),
+                train.len(),
+                self.auxiliary_classes.len()
+            )));
+        }
+        let test = std::mem::take(&mut self.novel_classes);
+        self.novel_classes = pseudo.into_iter().map(|(_, c)| c).collect();
+        self.auxiliary_classes = train.into_iter().map(|(_, c)| c).collect();
+        if matches!(self.exemplars, Exemplars::Named(_)) {
+            self.exemplars = Exemplars::Rule {
+                subject: None,
+                view: None,
+                setup: None,
+            };
+        }
+        self.sweep.clear();
+        self.name = format!("{}-val{offset}of{every}", self.name);
+        self.description = format!(
+            "validation of {}: pseudo-novel = auxiliary classes at positions {offset} mod {every}; the test classes {test:?} are left out",
+            self.description
+        );
+        Ok(self)
+    }
+
     /// Dataset label -> classifier index for training: auxiliary classes numbered in sweep
     /// order (so `with_auxiliary(k)` gives indices `0..k`).
     pub fn auxiliary_index(&self) -> BTreeMap<usize, usize> {
@@ -601,6 +677,52 @@ mod tests {
         assert_eq!(split.auxiliary_index()[&3], 1);
         assert_eq!(a.queries.len(), 5 * 18 - 5 - 1);
         assert_eq!(a.train.len(), 5 * 18);
+    }
+
+    #[test]
+    fn folds_rotate_and_validation_never_touches_test_classes() {
+        let msr = Split::builtin("msr").unwrap();
+        let f1 = msr.clone().rotated(1).unwrap();
+        assert_eq!(f1.novel_classes, vec![1, 5, 9, 13, 17]);
+        let mut all: Vec<usize> = f1
+            .novel_classes
+            .iter()
+            .chain(&f1.auxiliary_classes)
+            .copied()
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..20).collect::<Vec<_>>());
+        assert!(f1.validate().is_ok());
+        assert_eq!(msr.clone().rotated(0).unwrap(), msr);
+        assert!(msr.clone().rotated(20).is_err());
+        let named = Split::builtin("ntu60").unwrap().rotated(1).unwrap_err();
+        assert!(named.to_string().contains("exemplar rule"), "{named}");
+
+        let val = msr.clone().validation(1, 3).unwrap();
+        assert_eq!(val.novel_classes, vec![2, 6, 10, 14, 18]);
+        assert_eq!(val.auxiliary_classes.len(), 10);
+        for c in &msr.novel_classes {
+            assert!(!val.novel_classes.contains(c) && !val.auxiliary_classes.contains(c));
+        }
+        assert!(val.validate().is_ok());
+        // Every auxiliary class is pseudo-novel in exactly one offset.
+        let mut seen: Vec<usize> = (0..3)
+            .flat_map(|o| msr.clone().validation(o, 3).unwrap().novel_classes)
+            .collect();
+        seen.sort();
+        let mut aux = msr.auxiliary_classes.clone();
+        aux.sort();
+        assert_eq!(seen, aux);
+        // NW-UCLA has 5 auxiliary classes: offset 2 of 3 leaves one pseudo-novel class.
+        let e = Split::builtin("nwucla")
+            .unwrap()
+            .validation(2, 3)
+            .unwrap_err();
+        assert!(e.to_string().contains("1 pseudo-novel"), "{e}");
+        // Named exemplars fall back to a rule on the validation split.
+        let v = Split::builtin("ntu60").unwrap().validation(0, 5).unwrap();
+        assert!(matches!(v.exemplars, Exemplars::Rule { .. }));
+        assert_eq!(v.novel_classes.len(), 10);
     }
 
     #[test]

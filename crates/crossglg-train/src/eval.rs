@@ -20,6 +20,8 @@
 //! println!("{}", report.to_markdown());
 //! ```
 
+use serde::{Deserialize, Serialize};
+
 use crate::report::EvalReport;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +199,180 @@ pub fn evaluate_cosine(set: &OneShotSet) -> Result<EvalReport, EvalError> {
     )?)
 }
 
+/// Every labelled sample of the novel classes, embedded once, from which exemplars are drawn:
+/// one random exemplar per class, all other samples of those classes are the queries.
+/// One fixed exemplar per class decides much of a small dataset's number; the mean over many
+/// draws does not depend on that choice.
+#[derive(Debug, Clone, Default)]
+pub struct NovelPool {
+    pub classes: Vec<String>,
+    /// Sorted by (label, name), so a draw picks the same sample whatever the dataset order.
+    pub names: Vec<String>,
+    pub embeddings: Vec<Vec<f32>>,
+    pub labels: Vec<usize>,
+}
+
+/// Exemplar draws: how many, and the seed that fixes them. The same seed gives the same
+/// exemplars for every model evaluated on the same samples, which is what makes two runs'
+/// draw means a paired comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draws {
+    pub count: usize,
+    pub seed: u64,
+}
+
+fn name_key(s: &str) -> u64 {
+    crossglg_data::rng::hash_words(&s.bytes().map(u64::from).collect::<Vec<_>>())
+}
+
+impl NovelPool {
+    /// A pool from samples in any order; checks shapes and that every class has at least two
+    /// samples (an exemplar and a query).
+    pub fn new(
+        classes: Vec<String>,
+        names: Vec<String>,
+        embeddings: Vec<Vec<f32>>,
+        labels: Vec<usize>,
+    ) -> Result<Self, EvalError> {
+        if names.len() != embeddings.len() || labels.len() != embeddings.len() {
+            return Err(EvalError::Invalid(format!(
+                "pool: {} names, {} embeddings, {} labels",
+                names.len(),
+                embeddings.len(),
+                labels.len()
+            )));
+        }
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&a, &b| (labels[a], &names[a]).cmp(&(labels[b], &names[b])));
+        let pool = NovelPool {
+            names: order.iter().map(|&i| names[i].clone()).collect(),
+            embeddings: order.iter().map(|&i| embeddings[i].clone()).collect(),
+            labels: order.iter().map(|&i| labels[i]).collect(),
+            classes,
+        };
+        for (c, name) in pool.classes.iter().enumerate() {
+            let n = pool.labels.iter().filter(|&&l| l == c).count();
+            if n < 2 {
+                return Err(EvalError::Invalid(format!(
+                    "class {c} `{name}` has {n} sample(s); drawing an exemplar needs at least 2"
+                )));
+            }
+        }
+        if let Some(&l) = pool.labels.iter().find(|&&l| l >= pool.classes.len()) {
+            return Err(EvalError::Invalid(format!(
+                "pool label {l} outside the {} classes",
+                pool.classes.len()
+            )));
+        }
+        Ok(pool)
+    }
+
+    /// Pool indices of draw `d`'s exemplars, one per class in class order.
+    pub fn draw_indices(&self, seed: u64, d: usize) -> Vec<usize> {
+        use rand::Rng;
+        (0..self.classes.len())
+            .map(|c| {
+                let members: Vec<usize> = (0..self.labels.len())
+                    .filter(|&i| self.labels[i] == c)
+                    .collect();
+                let mut rng = crossglg_data::rng::keyed_rng(&[
+                    seed,
+                    d as u64,
+                    name_key(&self.classes[c]),
+                    0xd7a3,
+                ]);
+                members[rng.random_range(0..members.len())]
+            })
+            .collect()
+    }
+
+    /// The one-shot set of draw `d`.
+    pub fn draw(&self, seed: u64, d: usize) -> OneShotSet {
+        let ex = self.draw_indices(seed, d);
+        let mut set = OneShotSet {
+            classes: self.classes.clone(),
+            ..Default::default()
+        };
+        for (i, (e, &l)) in self.embeddings.iter().zip(&self.labels).enumerate() {
+            if ex.contains(&i) {
+                set.exemplars.push(e.clone());
+                set.exemplar_labels.push(l);
+            } else {
+                set.queries.push(e.clone());
+                set.query_labels.push(l);
+            }
+        }
+        set
+    }
+}
+
+/// Top-1 accuracy over exemplar draws: mean, a 95 % interval of the mean, the 2.5–97.5 %
+/// range of single draws (what one user with one exemplar per class may see), and every draw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawSummary {
+    pub draws: Draws,
+    pub mean: f64,
+    pub std: f64,
+    pub ci95: [f64; 2],
+    pub range95: [f64; 2],
+    pub accuracies: Vec<f64>,
+}
+
+impl DrawSummary {
+    pub fn new(draws: Draws, accuracies: Vec<f64>) -> Self {
+        let iv = crate::stats::mean_ci95(&accuracies);
+        let (_, std) = crate::stats::mean_std(&accuracies);
+        let mut sorted = accuracies.clone();
+        sorted.sort_by(f64::total_cmp);
+        DrawSummary {
+            draws,
+            mean: iv.mean,
+            std,
+            ci95: [iv.lo, iv.hi],
+            range95: [
+                crate::stats::percentile(&sorted, 0.025),
+                crate::stats::percentile(&sorted, 0.975),
+            ],
+            accuracies,
+        }
+    }
+
+    /// One line for reports: `72.4 % (95 % CI 71.0–73.8; draws 61.2–83.0; 50 draws, seed 0)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{:.2} % (95 % CI {:.2}–{:.2}; single draws {:.1}–{:.1}; {} draws, seed {})",
+            100.0 * self.mean,
+            100.0 * self.ci95[0],
+            100.0 * self.ci95[1],
+            100.0 * self.range95[0],
+            100.0 * self.range95[1],
+            self.draws.count,
+            self.draws.seed
+        )
+    }
+}
+
+/// Accuracy of `classify` on each of `draws` exemplar draws of `pool` (draws run in parallel;
+/// `classify` gets the draw index for any seeding of its own).
+pub fn evaluate_draws<F>(
+    pool: &NovelPool,
+    draws: Draws,
+    classify: F,
+) -> Result<DrawSummary, EvalError>
+where
+    F: Fn(&OneShotSet, usize) -> Result<EvalReport, EvalError> + Sync,
+{
+    use rayon::prelude::*;
+    if draws.count == 0 {
+        return Err(EvalError::Invalid("draws: count must be positive".into()));
+    }
+    let accs = (0..draws.count)
+        .into_par_iter()
+        .map(|d| classify(&pool.draw(draws.seed, d), d).map(|r| r.accuracy))
+        .collect::<Result<Vec<f64>, EvalError>>()?;
+    Ok(DrawSummary::new(draws, accs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +408,75 @@ mod tests {
         };
         let e = set.validate().unwrap_err().to_string();
         assert!(e.contains("`b` has no exemplar"), "{e}");
+    }
+
+    #[test]
+    fn draws_are_deterministic_shared_and_cover_the_pool() {
+        // Two classes, 6 samples each, given in a shuffled order.
+        let mut names = Vec::new();
+        let mut emb = Vec::new();
+        let mut labels = Vec::new();
+        for i in [3, 0, 5, 1, 4, 2] {
+            for c in [1usize, 0] {
+                names.push(format!("c{c}_s{i}"));
+                emb.push(vec![c as f32, i as f32 + 1.0]);
+                labels.push(c);
+            }
+        }
+        let classes = vec!["a".to_string(), "b".to_string()];
+        let pool =
+            NovelPool::new(classes.clone(), names.clone(), emb.clone(), labels.clone()).unwrap();
+        // Same samples in another order: the same exemplars, by name.
+        let rev = NovelPool::new(
+            classes.clone(),
+            names.iter().rev().cloned().collect(),
+            emb.iter().rev().cloned().collect(),
+            labels.iter().rev().cloned().collect(),
+        )
+        .unwrap();
+        let mut picked = std::collections::BTreeSet::new();
+        for d in 0..40 {
+            let a: Vec<&str> = pool
+                .draw_indices(7, d)
+                .iter()
+                .map(|&i| pool.names[i].as_str())
+                .collect();
+            let b: Vec<&str> = rev
+                .draw_indices(7, d)
+                .iter()
+                .map(|&i| rev.names[i].as_str())
+                .collect();
+            assert_eq!(a, b, "draw {d} depends on the sample order");
+            assert!(a[0].starts_with("c0") && a[1].starts_with("c1"));
+            picked.extend(a.iter().map(|s| s.to_string()));
+            let set = pool.draw(7, d);
+            assert_eq!((set.exemplars.len(), set.queries.len()), (2, 10));
+            assert!(set.validate().is_ok());
+        }
+        assert_eq!(picked.len(), 12, "40 draws should reach every sample");
+        assert!(
+            (0..40).any(|d| pool.draw_indices(7, d) != pool.draw_indices(8, d)),
+            "the seed does not change the draws"
+        );
+        let s = evaluate_draws(&pool, Draws { count: 30, seed: 7 }, |set, _| {
+            evaluate_cosine(set)
+        })
+        .unwrap();
+        assert_eq!(s.accuracies.len(), 30);
+        assert!(s.ci95[0] <= s.mean && s.mean <= s.ci95[1]);
+        let again = evaluate_draws(&pool, Draws { count: 30, seed: 7 }, |set, _| {
+            evaluate_cosine(set)
+        })
+        .unwrap();
+        assert_eq!(s, again);
+        // A class with one sample cannot be drawn from.
+        let e = NovelPool::new(
+            classes,
+            vec!["x".into(), "y".into(), "z".into()],
+            vec![vec![1.0]; 3],
+            vec![0, 0, 1],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`b` has 1 sample"), "{e}");
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod calibrate;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod embedder;
 pub mod eval;
@@ -37,5 +38,6 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod source;
+pub mod stats;
 pub mod stream;
 pub mod textsrc;

@@ -60,6 +60,9 @@ pub struct EvalReport {
     /// Free-form settings worth keeping next to the numbers (k, alpha, seed, ...).
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The same method over random exemplar draws (`eval.draws`), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draws: Option<crate::eval::DrawSummary>,
 }
 
 impl EvalReport {
@@ -125,6 +128,7 @@ impl EvalReport {
             per_class,
             confusion,
             settings: Default::default(),
+            draws: None,
         })
     }
 
@@ -144,6 +148,9 @@ impl EvalReport {
             100.0 * self.mean_class_accuracy,
             self.classes.len()
         ));
+        if let Some(d) = &self.draws {
+            s.push_str(&format!("- over random exemplar draws: **{}**\n", d.line()));
+        }
         if !self.settings.is_empty() {
             let kv: Vec<String> = self
                 .settings
