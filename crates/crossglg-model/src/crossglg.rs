@@ -11,13 +11,14 @@
 use crate::encoder::{Encoder, EncoderConfig, EncoderKind};
 use crate::error::{config_err, Result};
 use crate::graph::Graph;
-use crate::heads::{CrossModal, Jid};
+use crate::heads::{
+    Classifier, ClassifierConfig, ClassifierKind, CrossModal, Jid, TextAlign, TextLogits,
+};
 use crate::infogcn::{InfoBottleneck, Latent};
 use crate::init::SeededVarMap;
-use crate::layers::Linear;
-use crate::layers::{joint_features, linear};
-use crate::loss::{calibration, cross_entropy, LossParts, LossWeights};
-use candle_core::{DType, Device, Module, Tensor};
+use crate::layers::joint_features;
+use crate::loss::{calibration_loss, cross_entropy_margin, distillation, LossParts, LossWeights};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
@@ -90,9 +91,25 @@ impl Default for JidConfig {
     }
 }
 
+/// What the local-to-global branch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossForm {
+    /// The paper's: the per-joint descriptions of the sample's own class interact with the
+    /// joint features, and the shared classifier classifies the result. Its input names the
+    /// class, so `L_c` can fall without the skeleton (docs/results.md).
+    #[default]
+    Paper,
+    /// The text as the target ([`crate::heads::TextAlign`]): skeleton features scored against
+    /// the descriptions of every training class; nothing in the input names the class.
+    Target,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InteractionConfig {
+    /// The branch's form: `paper` or `target`.
+    pub form: CrossForm,
     /// Width of the frozen text embeddings (384 for all-MiniLM-L6-v2, 1536 for
     /// DeBERTa-V2-XLarge).
     pub text_dim: usize,
@@ -113,6 +130,7 @@ pub struct InteractionConfig {
 impl Default for InteractionConfig {
     fn default() -> Self {
         Self {
+            form: CrossForm::Paper,
             text_dim: 384,
             dim: 256,
             heads: 4,
@@ -133,6 +151,8 @@ pub struct CrossGlgConfig {
     pub guidance: Guidance,
     pub jid: JidConfig,
     pub interaction: InteractionConfig,
+    /// The classifier both branches share.
+    pub classifier: ClassifierConfig,
     pub loss: LossWeights,
 }
 
@@ -144,6 +164,7 @@ impl Default for CrossGlgConfig {
             guidance: Guidance::Both,
             jid: JidConfig::default(),
             interaction: InteractionConfig::default(),
+            classifier: ClassifierConfig::default(),
             loss: LossWeights::default(),
         }
     }
@@ -172,6 +193,7 @@ impl CrossGlgConfig {
                 reweight: Reweight::Multiplicative,
             },
             interaction: InteractionConfig {
+                form: CrossForm::Paper,
                 text_dim,
                 dim: 32,
                 heads: 2,
@@ -179,6 +201,7 @@ impl CrossGlgConfig {
                 mlp_ratio: 2,
                 text_residual: true,
             },
+            classifier: ClassifierConfig::default(),
             loss: LossWeights::default(),
         }
     }
@@ -199,12 +222,28 @@ impl CrossGlgConfig {
                     "text_dim, dim, depth, mlp_ratio must be positive",
                 );
             }
-            if ic.heads == 0 || !ic.dim.is_multiple_of(ic.heads) {
+            if ic.form == CrossForm::Paper && (ic.heads == 0 || !ic.dim.is_multiple_of(ic.heads)) {
                 return config_err(
                     "interaction.heads",
                     format!("width {} is not divisible by {} heads", ic.dim, ic.heads),
                 );
             }
+        }
+        if self.loss.distill > 0.0
+            && !(self.guidance.uses_cross_modal() && ic.form == CrossForm::Target)
+        {
+            return config_err(
+                "loss.distill",
+                "distillation reads the text-target branch: it needs guidance l2g or both with interaction.form = \"target\"",
+            );
+        }
+        if self.loss.distill_temperature <= 0.0 || !self.loss.distill_temperature.is_finite() {
+            return config_err("loss.distill_temperature", "must be positive");
+        }
+        let c = &self.classifier;
+        if c.kind == ClassifierKind::Cosine && (c.scale <= 0.0 || c.margin < 0.0 || c.margin >= 1.0)
+        {
+            return config_err("classifier", "cosine needs scale > 0 and 0 <= margin < 1");
         }
         Ok(())
     }
@@ -221,8 +260,10 @@ impl CrossGlgConfig {
 pub struct Outputs {
     /// Skeleton-branch logits `(N, K)`.
     pub logits_s: Tensor,
-    /// Cross-modal logits `(N, K)` when the branch is on and text was given.
+    /// Cross-modal logits `(N, K)` when the paper-form branch is on and text was given.
     pub logits_c: Option<Tensor>,
+    /// The text-target branch's class scores when it is on and class texts were given.
+    pub text_logits: Option<TextLogits>,
     /// Joint importance `(N, V)` when JID is on.
     pub k_out: Option<Tensor>,
     /// `g_s`: the skeleton embedding `(N, D)` (InfoGCN: the latent `z`).
@@ -240,14 +281,26 @@ pub struct CrossGlg {
     jid: Option<Jid>,
     jid_after: usize,
     cross: Option<CrossModal>,
+    align: Option<TextAlign>,
     ib: Option<InfoBottleneck>,
-    classifier: Linear,
+    classifier: Classifier,
     num_joints: usize,
 }
 
+/// The text one training step reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepText<'a> {
+    /// Paper form: the per-joint text embeddings of each sample's class, `(N, V, D_text)`.
+    pub sample_local: Option<&'a Tensor>,
+    /// Target form: every training class's global description, `(K, D_text)`.
+    pub class_global: Option<&'a Tensor>,
+    /// Target form: every training class's per-joint descriptions, `(K, V, D_text)`.
+    pub class_local: Option<&'a Tensor>,
+}
+
 impl CrossGlg {
-    /// Builds the model. Parameter prefixes: `encoder.*`, `jid.*`, `cross.*`, `ib.*`,
-    /// `classifier.*`.
+    /// Builds the model. Parameter prefixes: `encoder.*`, `jid.*`, `cross.*` (paper form),
+    /// `align.*` (target form), `ib.*`, `classifier.*`.
     pub fn new(cfg: &CrossGlgConfig, graph: &Graph, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         graph.validate()?;
@@ -274,7 +327,8 @@ impl CrossGlg {
             None
         };
         let ic = &cfg.interaction;
-        let cross = if cfg.guidance.uses_cross_modal() {
+        let paper = ic.form == CrossForm::Paper;
+        let cross = if cfg.guidance.uses_cross_modal() && paper {
             Some(CrossModal::new(
                 ic.text_dim,
                 c_out,
@@ -290,14 +344,31 @@ impl CrossGlg {
         } else {
             None
         };
+        let align = if cfg.guidance.uses_cross_modal() && !paper {
+            Some(TextAlign::new(
+                c_out,
+                c_out,
+                ic.text_dim,
+                ic.dim,
+                vb.pp("align"),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg: cfg.clone(),
             encoder,
             jid,
             jid_after,
             cross,
+            align,
             ib,
-            classifier: linear(c_out, cfg.num_classes, vb.pp("classifier"))?,
+            classifier: Classifier::new(
+                &cfg.classifier,
+                c_out,
+                cfg.num_classes,
+                vb.pp("classifier"),
+            )?,
             num_joints: graph.num_joints,
         })
     }
@@ -362,12 +433,8 @@ impl CrossGlg {
         Ok((h, k_out))
     }
 
-    /// Training (or eval-mode) forward of both branches.
-    ///
-    /// `text_local`: the frozen per-joint text embeddings of each sample's class; the
-    /// cross-modal branch runs only when guidance includes l2g and this is given.
-    /// `train` switches BatchNorm to batch statistics (and updates running stats) and samples
-    /// InfoGCN's latent.
+    /// Training (or eval-mode) forward of both branches, paper form: `text_local` holds the
+    /// frozen per-joint text embeddings of each sample's class (see [`CrossGlg::forward_step`]).
     ///
     /// # Shapes
     /// `x: (N, C, T, V, M)`, `text_local: (N, J, D_text)` ->
@@ -376,6 +443,33 @@ impl CrossGlg {
         &self,
         x: &Tensor,
         text_local: Option<&Tensor>,
+        train: bool,
+    ) -> candle_core::Result<Outputs> {
+        self.forward_step(
+            x,
+            &StepText {
+                sample_local: text_local,
+                ..Default::default()
+            },
+            train,
+        )
+    }
+
+    /// Training (or eval-mode) forward of both branches.
+    ///
+    /// The local-to-global branch runs when guidance includes l2g and its text is given: the
+    /// paper form reads `text.sample_local`, the target form `text.class_global` and
+    /// `text.class_local`. `train` switches BatchNorm to batch statistics (and updates running
+    /// stats) and samples InfoGCN's latent.
+    ///
+    /// # Shapes
+    /// `x: (N, C, T, V, M)`, `sample_local: (N, V, D_text)`, `class_global: (K, D_text)`,
+    /// `class_local: (K, V, D_text)` -> `logits_s, logits_c, text_logits: (N, K)`,
+    /// `k_out: (N, V)`, `embedding: (N, D)`
+    pub fn forward_step(
+        &self,
+        x: &Tensor,
+        text: &StepText,
         train: bool,
     ) -> candle_core::Result<Outputs> {
         let m = x.dim(4)?;
@@ -390,31 +484,87 @@ impl CrossGlg {
             None => (pooled, None),
         };
         let logits_s = self.classifier.forward(&embedding)?;
-        let logits_c = match (&self.cross, text_local) {
-            (Some(cross), Some(text)) => {
-                let (tn, _, td) = text.dims3()?;
-                if tn != x.dim(0)? || td != self.cfg.interaction.text_dim {
+        let td_want = self.cfg.interaction.text_dim;
+        let logits_c = match (&self.cross, text.sample_local) {
+            (Some(cross), Some(t)) => {
+                let (tn, _, td) = t.dims3()?;
+                if tn != x.dim(0)? || td != td_want {
                     candle_core::bail!(
-                        "text_local has shape {:?}; expected ({}, J, {})",
-                        text.dims(),
-                        x.dim(0)?,
-                        self.cfg.interaction.text_dim
+                        "text_local has shape {:?}; expected ({}, J, {td_want})",
+                        t.dims(),
+                        x.dim(0)?
                     )
                 }
-                let text = text.to_dtype(f.dtype())?.detach();
-                let g_c = cross.forward(&text, &f)?;
+                let t = t.to_dtype(f.dtype())?.detach();
+                let g_c = cross.forward(&t, &f)?;
                 Some(self.classifier.forward(&g_c)?)
+            }
+            _ => None,
+        };
+        let text_logits = match (&self.align, text.class_global, text.class_local) {
+            (Some(align), Some(tg), Some(tl)) => {
+                let k = self.cfg.num_classes;
+                let (gk, gd) = tg.dims2()?;
+                let (lk, _, ld) = tl.dims3()?;
+                if gk != k || lk != k || gd != td_want || ld != td_want {
+                    candle_core::bail!(
+                        "class texts have shapes {:?} and {:?}; expected ({k}, {td_want}) and ({k}, V, {td_want})",
+                        tg.dims(),
+                        tl.dims()
+                    )
+                }
+                let tg = tg.to_dtype(f.dtype())?.detach();
+                let tl = tl.to_dtype(f.dtype())?.detach();
+                Some(align.forward(&embedding, &f, &tg, &tl)?)
             }
             _ => None,
         };
         Ok(Outputs {
             logits_s,
             logits_c,
+            text_logits,
             k_out,
             embedding,
             joint_features: f,
             latent,
         })
+    }
+
+    /// The text-target branch's class scores for any set of class texts (for example novel
+    /// classes' descriptions, for zero-shot recognition or a text prior), eval mode. `None`
+    /// when the model has no text-target branch.
+    ///
+    /// # Shapes
+    /// `x: (N, C, T, V, M)`, `class_global: (K, D_text)`, `class_local: (K, V, D_text)` ->
+    /// `(N, K)` twice
+    pub fn text_scores(
+        &self,
+        x: &Tensor,
+        class_global: &Tensor,
+        class_local: &Tensor,
+    ) -> candle_core::Result<Option<TextLogits>> {
+        let Some(align) = &self.align else {
+            return Ok(None);
+        };
+        let m = x.dim(4)?;
+        let (h, _) = self.skeleton_path(x, false)?;
+        let f = joint_features(&h, m)?;
+        let pooled = f.mean(1)?;
+        let e = match &self.ib {
+            Some(ib) => ib.forward(&pooled, false)?.mu,
+            None => pooled,
+        };
+        let dt = f.dtype();
+        let out = align.forward(
+            &e,
+            &f,
+            &class_global.to_dtype(dt)?,
+            &class_local.to_dtype(dt)?,
+        )?;
+        Ok(Some(TextLogits {
+            global: out.global.detach(),
+            local: out.local.detach(),
+        }))
     }
 
     /// Skeleton-only embedding for one-shot matching (eval mode; never touches text).
@@ -471,10 +621,16 @@ impl CrossGlg {
         k_gt: Option<&Tensor>,
         w: &LossWeights,
     ) -> candle_core::Result<LossParts> {
-        let skel = cross_entropy(&out.logits_s, labels)?;
+        let c = &self.cfg.classifier;
+        let margin = if c.kind == ClassifierKind::Cosine {
+            c.scale * c.margin
+        } else {
+            0.0
+        };
+        let skel = cross_entropy_margin(&out.logits_s, labels, margin)?;
         let mut total = skel.clone();
         let cal = match (&out.k_out, k_gt) {
-            (Some(k), Some(gt)) => Some(calibration(k, gt)?),
+            (Some(k), Some(gt)) => Some(calibration_loss(w.cal_form, k, gt)?),
             (Some(_), None) => {
                 candle_core::bail!(
                     "JID is on (guidance g2l/both) but no k_gt was given to the loss"
@@ -485,12 +641,28 @@ impl CrossGlg {
         if let Some(c) = &cal {
             total = (total + (c * w.cal)?)?;
         }
-        let cross = match &out.logits_c {
-            Some(l) => Some(cross_entropy(l, labels)?),
-            None => None,
+        let cross = match (&out.logits_c, &out.text_logits) {
+            (Some(l), _) => Some(cross_entropy_margin(l, labels, margin)?),
+            (None, Some(t)) => Some(
+                ((cross_entropy_margin(&t.global, labels, 0.0)?
+                    + cross_entropy_margin(&t.local, labels, 0.0)?)?
+                    * 0.5)?,
+            ),
+            (None, None) => None,
         };
         if let Some(c) = &cross {
             total = (total + (c * w.cross)?)?;
+        }
+        let distill = match (&out.text_logits, w.distill > 0.0) {
+            (Some(t), true) => Some(distillation(
+                &out.logits_s,
+                &t.combined()?,
+                w.distill_temperature,
+            )?),
+            _ => None,
+        };
+        if let Some(d) = &distill {
+            total = (total + (d * w.distill)?)?;
         }
         let mut encoder = Vec::new();
         if let (Some(ib), Some(lat)) = (&self.ib, &out.latent) {
@@ -504,6 +676,7 @@ impl CrossGlg {
             skel,
             cal,
             cross,
+            distill,
             encoder,
         })
     }

@@ -163,3 +163,202 @@ impl CrossModal {
         self.out_proj.forward(&pooled)
     }
 }
+
+/// L2 normalisation over the last dimension (a small epsilon keeps zero rows finite).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let n = (x.sqr()?.sum_keepdim(candle_core::D::Minus1)? + 1e-12)?.sqrt()?;
+    x.broadcast_div(&n)
+}
+
+/// Largest logit scale `exp(s)` the text-target branch may reach (CLIP clamps at 100).
+const MAX_LOG_SCALE: f64 = 4.605_170_185_988_091; // ln 100
+
+/// The local-to-global branch with the text as its *target* [R, beyond the paper]: skeleton
+/// features are projected into a common space and scored by cosine similarity against the
+/// text of **every** training class, with a learned temperature, and trained by cross-entropy
+/// over the classes (as GAP, STAR and PURLS do; METHOD.md §6). Nothing in its input names the
+/// class, so its loss can only fall through the skeleton features.
+///
+/// Two levels: the pooled skeleton embedding against each class's global description, and each
+/// joint's feature against that joint's description in each class (the per-joint cosines are
+/// averaged over joints into one score per class).
+pub struct TextAlign {
+    skel_global: Linear,
+    skel_joint: Linear,
+    text_global: Linear,
+    text_local: Linear,
+    log_scale: Tensor,
+}
+
+/// Class scores of the text-target branch, `(N, K)` each.
+#[derive(Debug, Clone)]
+pub struct TextLogits {
+    /// Skeleton embedding vs global descriptions.
+    pub global: Tensor,
+    /// Joint features vs per-joint descriptions, averaged over joints.
+    pub local: Tensor,
+}
+
+impl TextLogits {
+    /// The mean of both levels: the branch's class scores.
+    pub fn combined(&self) -> Result<Tensor> {
+        (&self.global + &self.local)? * 0.5
+    }
+}
+
+impl TextAlign {
+    /// `emb_dim`: width of the skeleton embedding; `joint_dim`: width of the joint features;
+    /// `text_dim`: width of the frozen text embeddings; `dim`: the common width.
+    pub fn new(
+        emb_dim: usize,
+        joint_dim: usize,
+        text_dim: usize,
+        dim: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            skel_global: linear(emb_dim, dim, vb.pp("skel_global"))?,
+            skel_joint: linear(joint_dim, dim, vb.pp("skel_joint"))?,
+            text_global: linear(text_dim, dim, vb.pp("text_global"))?,
+            text_local: linear(text_dim, dim, vb.pp("text_local"))?,
+            // CLIP's initial temperature 0.07
+            log_scale: vb.get_with_hints(
+                (),
+                "log_scale",
+                candle_nn::Init::Const(2.659_260_036_932_778),
+            )?,
+        })
+    }
+
+    fn scale(&self) -> Result<Tensor> {
+        self.log_scale.clamp(0.0, MAX_LOG_SCALE)?.exp()
+    }
+
+    /// Projected, normalised skeleton embedding `(N, d)`.
+    pub fn skeleton_global(&self, g: &Tensor) -> Result<Tensor> {
+        l2_normalize(&self.skel_global.forward(g)?)
+    }
+
+    /// Projected, normalised class descriptions `(K, d)`.
+    pub fn text_global(&self, t: &Tensor) -> Result<Tensor> {
+        l2_normalize(&self.text_global.forward(t)?)
+    }
+
+    /// # Shapes
+    /// `g: (N, E)`, `joints: (N, V, C)`, `text_global: (K, D_text)`,
+    /// `text_local: (K, V, D_text)` -> `(N, K)` twice
+    pub fn forward(
+        &self,
+        g: &Tensor,
+        joints: &Tensor,
+        text_global: &Tensor,
+        text_local: &Tensor,
+    ) -> Result<TextLogits> {
+        let (_, v, _) = joints.dims3()?;
+        let (_, tv, _) = text_local.dims3()?;
+        if tv != v {
+            candle_core::bail!(
+                "text has {tv} joint descriptions per class, the skeleton {v} joints"
+            )
+        }
+        let scale = self.scale()?;
+        let sg = self.skeleton_global(g)?; // (N, d)
+        let tg = self.text_global(text_global)?; // (K, d)
+        let global = sg.matmul(&tg.t()?)?.broadcast_mul(&scale)?;
+        // per joint: (V, N, d) x (V, d, K) -> (V, N, K), averaged over joints
+        let sj = l2_normalize(&self.skel_joint.forward(joints)?)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let tj = l2_normalize(&self.text_local.forward(text_local)?)?
+            .permute((1, 2, 0))?
+            .contiguous()?;
+        let local = sj.matmul(&tj)?.mean(0)?.broadcast_mul(&scale)?;
+        Ok(TextLogits { global, local })
+    }
+}
+
+/// What the shared classifier is [R].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    /// One linear layer (the default).
+    #[default]
+    Linear,
+    /// `Linear → ReLU → Linear`, as the paper describes the shared classifier.
+    Mlp,
+    /// Cosine similarity to learned class weights times a fixed scale, trained with an
+    /// additive margin on the true class (CosFace).
+    Cosine,
+}
+
+/// Settings of the shared classifier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierConfig {
+    pub kind: ClassifierKind,
+    /// Hidden width of the MLP (0: the embedding width).
+    pub hidden: usize,
+    /// Logit scale of the cosine classifier.
+    pub scale: f64,
+    /// Additive cosine margin of the cosine classifier (in cosine units).
+    pub margin: f64,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        Self {
+            kind: ClassifierKind::Linear,
+            hidden: 0,
+            scale: 16.0,
+            margin: 0.2,
+        }
+    }
+}
+
+/// The classifier both branches share.
+pub enum Classifier {
+    Linear(Linear),
+    Mlp(Linear, Linear),
+    Cosine { weight: Tensor, scale: f64 },
+}
+
+impl Classifier {
+    pub fn new(cfg: &ClassifierConfig, dim: usize, classes: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(match cfg.kind {
+            // The linear classifier keeps its old parameter names, so checkpoints still load.
+            ClassifierKind::Linear => Classifier::Linear(linear(dim, classes, vb)?),
+            ClassifierKind::Mlp => {
+                let h = if cfg.hidden == 0 { dim } else { cfg.hidden };
+                Classifier::Mlp(
+                    linear(dim, h, vb.pp("fc1"))?,
+                    linear(h, classes, vb.pp("fc2"))?,
+                )
+            }
+            ClassifierKind::Cosine => Classifier::Cosine {
+                weight: vb.get_with_hints(
+                    (classes, dim),
+                    "weight",
+                    candle_nn::Init::Randn {
+                        mean: 0.,
+                        stdev: 1.0 / (dim as f64).sqrt(),
+                    },
+                )?,
+                scale: cfg.scale,
+            },
+        })
+    }
+
+    /// Logits without any margin.
+    ///
+    /// # Shapes
+    /// `(N, D)` -> `(N, K)`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Classifier::Linear(l) => l.forward(x),
+            Classifier::Mlp(a, b) => b.forward(&a.forward(x)?.relu()?),
+            Classifier::Cosine { weight, scale } => {
+                l2_normalize(x)?.matmul(&l2_normalize(weight)?.t()?)? * *scale
+            }
+        }
+    }
+}

@@ -37,13 +37,14 @@ pub mod loss;
 pub mod stgcn;
 
 pub use crossglg::{
-    build_seeded, frozen, is_buffer, param_count, trainable_vars, CrossGlg, CrossGlgConfig,
-    Guidance, InteractionConfig, JidConfig, Outputs, Reweight,
+    build_seeded, frozen, is_buffer, param_count, trainable_vars, CrossForm, CrossGlg,
+    CrossGlgConfig, Guidance, InteractionConfig, JidConfig, Outputs, Reweight, StepText,
 };
 pub use encoder::{BlockSpec, Encoder, EncoderConfig, EncoderKind, InfoGcnOptions};
 pub use error::{ModelError, Result};
 pub use flops::{encoder_macs, forward_flops_per_sample};
 pub use graph::Graph;
+pub use heads::{ClassifierConfig, ClassifierKind, TextLogits};
 pub use infogcn::Latent;
 pub use init::SeededVarMap;
-pub use loss::{LossParts, LossWeights};
+pub use loss::{CalLoss, LossParts, LossWeights};

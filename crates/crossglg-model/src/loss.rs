@@ -4,14 +4,34 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// The form of the key-joint loss `L_cal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CalLoss {
+    /// The paper's `MSE(k_out, k_gt)`, averaged over all `N·V` entries. With `V` = 20 joints
+    /// and values near `1/V`, its gradient per entry is about 1e-4 (docs/results.md).
+    #[default]
+    Mse,
+    /// Per sample `KL(k_gt ‖ k_out)` between the two distributions over joints, averaged over
+    /// the batch: about 100× the MSE's gradient, and it does not shrink with more joints.
+    Kl,
+}
+
 /// Loss weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossWeights {
-    /// Weight of `L_cal = MSE(k_out, k_gt)` (0.5).
+    /// Weight of `L_cal` (0.5).
     pub cal: f64,
-    /// Weight of `L_c`, the cross-entropy of the cross-modal branch (0.2).
+    /// Form of `L_cal`: the paper's `mse` or a per-sample `kl`.
+    pub cal_form: CalLoss,
+    /// Weight of `L_c`, the cross-entropy of the local-to-global branch (0.2).
     pub cross: f64,
+    /// Weight of the distillation of the text-target branch's class scores into the skeleton
+    /// branch (0: off; needs `interaction.form = "target"`).
+    pub distill: f64,
+    /// Temperature of that distillation.
+    pub distill_temperature: f64,
     /// InfoGCN `lambda_2`: class-mean-to-prior MSE (0.1).
     pub ib_mmd: f64,
     /// InfoGCN `lambda_1`: norm of the batch-mean latent (1e-4).
@@ -22,7 +42,10 @@ impl Default for LossWeights {
     fn default() -> Self {
         Self {
             cal: 0.5,
+            cal_form: CalLoss::Mse,
             cross: 0.2,
+            distill: 0.0,
+            distill_temperature: 2.0,
             ib_mmd: 0.1,
             ib_l2: 1e-4,
         }
@@ -40,6 +63,8 @@ pub struct LossParts {
     pub cal: Option<Tensor>,
     /// Cross-entropy of the cross-modal branch when it ran.
     pub cross: Option<Tensor>,
+    /// Distillation of the text-target branch into the skeleton branch, when on.
+    pub distill: Option<Tensor>,
     /// Encoder terms by name (InfoGCN: `ib_mmd`, `ib_l2`), unweighted.
     pub encoder: Vec<(String, Tensor)>,
 }
@@ -57,6 +82,9 @@ impl LossParts {
         }
         if let Some(c) = &self.cross {
             out.push(("cross".into(), scalar(c)?));
+        }
+        if let Some(c) = &self.distill {
+            out.push(("distill".into(), scalar(c)?));
         }
         for (n, t) in &self.encoder {
             out.push((n.clone(), scalar(t)?));
@@ -89,4 +117,63 @@ pub fn calibration(k_out: &Tensor, k_gt: &Tensor) -> Result<Tensor> {
     (k_out - k_gt.to_dtype(k_out.dtype())?.detach())?
         .sqr()?
         .mean_all()
+}
+
+/// Mean cross-entropy with an additive margin `m` taken off the true class's logit (CosFace;
+/// `m` in logit units, i.e. scale × cosine margin).
+pub fn cross_entropy_margin(logits: &Tensor, labels: &Tensor, m: f64) -> Result<Tensor> {
+    if m == 0.0 {
+        return cross_entropy(logits, labels);
+    }
+    let (_, k) = logits.dims2()?;
+    let onehot =
+        candle_nn::encoding::one_hot(labels.clone(), k, 1f32, 0f32)?.to_dtype(logits.dtype())?;
+    cross_entropy(&(logits - (onehot * m)?)?, labels)
+}
+
+/// `L_cal` as the mean over samples of `KL(k_gt ‖ k_out)` (see [`CalLoss::Kl`]).
+///
+/// # Shapes
+/// `k_out: (N, V)` (rows sum to 1), `k_gt: (N, V)` -> scalar
+pub fn calibration_kl(k_out: &Tensor, k_gt: &Tensor) -> Result<Tensor> {
+    if k_out.dims() != k_gt.dims() {
+        candle_core::bail!(
+            "k_gt has shape {:?} but the joint importance has {:?}",
+            k_gt.dims(),
+            k_out.dims()
+        )
+    }
+    let gt = k_gt.to_dtype(k_out.dtype())?.detach();
+    // sum_v gt·(ln gt − ln k); the entropy term is constant but keeps the value a true KL (0 at
+    // k = gt). Zero targets contribute nothing (0·ln 0 := 0 via the epsilon).
+    let ln_gt = (&gt + 1e-12)?.log()?;
+    let ln_k = (k_out + 1e-12)?.log()?;
+    (gt * (ln_gt - ln_k)?)?.sum(1)?.mean_all()
+}
+
+/// `L_cal` in the configured form.
+pub fn calibration_loss(form: CalLoss, k_out: &Tensor, k_gt: &Tensor) -> Result<Tensor> {
+    match form {
+        CalLoss::Mse => calibration(k_out, k_gt),
+        CalLoss::Kl => calibration_kl(k_out, k_gt),
+    }
+}
+
+/// Knowledge distillation: `T² · mean_n KL(softmax(teacher/T) ‖ softmax(student/T))`, the
+/// teacher detached.
+///
+/// # Shapes
+/// `student, teacher: (N, K)` -> scalar
+pub fn distillation(student: &Tensor, teacher: &Tensor, t: f64) -> Result<Tensor> {
+    if student.dims() != teacher.dims() {
+        candle_core::bail!(
+            "distillation: student {:?} and teacher {:?} differ in shape",
+            student.dims(),
+            teacher.dims()
+        )
+    }
+    let p = candle_nn::ops::softmax_last_dim(&(teacher.detach() / t)?)?;
+    let log_p = candle_nn::ops::log_softmax(&(teacher.detach() / t)?, candle_core::D::Minus1)?;
+    let log_q = candle_nn::ops::log_softmax(&(student / t)?, candle_core::D::Minus1)?;
+    (p * (log_p - log_q)?)?.sum(1)?.mean_all()? * (t * t)
 }

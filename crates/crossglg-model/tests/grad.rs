@@ -331,3 +331,230 @@ fn overfit(kind: EncoderKind, steps: usize, target: f32) {
     let pred: Vec<u32> = out.logits_s.argmax(1).unwrap().to_vec1().unwrap();
     assert_eq!(pred, labels_v);
 }
+
+#[test]
+fn grad_new_losses() {
+    use crossglg_model::loss::{calibration_kl, cross_entropy_margin, distillation};
+    // KL key-joint loss through a softmax (k_out is a distribution, as JID's is).
+    let s = Var::from_tensor(&randn(&[3, 5], 31, DType::F64)).unwrap();
+    let gt = crossglg_model::layers::softmax_last(&(randn(&[3, 5], 32, DType::F64) * 2.0).unwrap())
+        .unwrap();
+    let vars = vec![("s".to_string(), s.clone())];
+    grad_check(&vars, 15, &|| {
+        let k = crossglg_model::layers::softmax_last(s.as_tensor()).unwrap();
+        calibration_kl(&k, &gt).unwrap()
+    });
+    // KL is 0 at the target and positive elsewhere.
+    let zero: f64 = calibration_kl(&gt, &gt).unwrap().to_scalar().unwrap();
+    assert!(zero.abs() < 1e-9, "{zero}");
+
+    let student = Var::from_tensor(&randn(&[4, 3], 33, DType::F64)).unwrap();
+    let teacher = (randn(&[4, 3], 34, DType::F64) * 3.0).unwrap();
+    let vars = vec![("student".to_string(), student.clone())];
+    grad_check(&vars, 12, &|| {
+        distillation(student.as_tensor(), &teacher, 2.0).unwrap()
+    });
+    let same: f64 = distillation(&teacher, &teacher, 2.0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(same.abs() < 1e-9, "{same}");
+
+    let logits = Var::from_tensor(&randn(&[4, 3], 35, DType::F64)).unwrap();
+    let labels = Tensor::new(&[0u32, 2, 1, 2], &Device::Cpu).unwrap();
+    let vars = vec![("logits".to_string(), logits.clone())];
+    grad_check(&vars, 12, &|| {
+        cross_entropy_margin(logits.as_tensor(), &labels, 3.2).unwrap()
+    });
+    // The margin makes the loss larger for the same logits.
+    let plain: f64 = cross_entropy(logits.as_tensor(), &labels)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let with: f64 = cross_entropy_margin(logits.as_tensor(), &labels, 3.2)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(with > plain + 0.5, "{plain} {with}");
+}
+
+#[test]
+fn grad_text_align_and_classifiers() {
+    use crossglg_model::heads::{Classifier, TextAlign};
+    use crossglg_model::{ClassifierConfig, ClassifierKind};
+    let vm = VarMap::new();
+    let vb = SeededVarMap::var_builder(&vm, 41, DType::F64, &Device::Cpu);
+    let align = TextAlign::new(5, 6, 7, 8, vb.pp("align")).unwrap();
+    let g = Var::from_tensor(&randn(&[3, 5], 42, DType::F64)).unwrap();
+    let joints = Var::from_tensor(&randn(&[3, 4, 6], 43, DType::F64)).unwrap();
+    let tg = randn(&[2, 7], 44, DType::F64);
+    let tl = randn(&[2, 4, 7], 45, DType::F64);
+    let w = randn(&[3, 2], 46, DType::F64);
+    let mut vars = vars_of(&vm);
+    vars.push(("g".into(), g.clone()));
+    vars.push(("joints".into(), joints.clone()));
+    let f = || {
+        let out = align
+            .forward(g.as_tensor(), joints.as_tensor(), &tg, &tl)
+            .unwrap();
+        ((out.global * &w).unwrap().sum_all().unwrap()
+            + (out.local * &w).unwrap().sum_all().unwrap())
+        .unwrap()
+    };
+    assert!(grad_check(&vars, 4, &f) > 30);
+
+    for kind in [ClassifierKind::Mlp, ClassifierKind::Cosine] {
+        let vm = VarMap::new();
+        let vb = SeededVarMap::var_builder(&vm, 47, DType::F64, &Device::Cpu);
+        let cfg = ClassifierConfig {
+            kind,
+            hidden: 4,
+            ..Default::default()
+        };
+        let c = Classifier::new(&cfg, 5, 3, vb.pp("classifier")).unwrap();
+        let x = Var::from_tensor(&randn(&[4, 5], 48, DType::F64)).unwrap();
+        let labels = Tensor::new(&[0u32, 2, 1, 2], &Device::Cpu).unwrap();
+        let mut vars = vars_of(&vm);
+        vars.push(("x".into(), x.clone()));
+        let f = || cross_entropy(&c.forward(x.as_tensor()).unwrap(), &labels).unwrap();
+        assert!(grad_check(&vars, 4, &f) >= 8, "{kind:?}");
+    }
+}
+
+/// Whole tiny models with the new pieces on: text-target branch with distillation, KL key-joint
+/// loss, residual re-weighting, cosine classifier with margin.
+#[test]
+fn grad_full_tiny_model_target_form() {
+    use crossglg_model::{CalLoss, ClassifierKind, CrossForm, Reweight, StepText};
+    let mut cfg = CrossGlgConfig::tiny(EncoderKind::CtrGcn, 3, 4);
+    cfg.encoder.blocks.truncate(3);
+    cfg.encoder.blocks[2].channels = 16;
+    cfg.jid.after_block = 1;
+    cfg.jid.reweight = Reweight::Residual;
+    cfg.interaction.form = CrossForm::Target;
+    cfg.classifier.kind = ClassifierKind::Cosine;
+    cfg.loss.cal_form = CalLoss::Kl;
+    cfg.loss.cross = 1.0;
+    // The distillation's teacher is detached by design, which finite differences cannot see;
+    // its gradient is checked in `grad_new_losses`.
+    cfg.loss.distill = 0.0;
+    let (vm, model) = build_seeded(&cfg, &common::toy(), 5, DType::F64, &Device::Cpu).unwrap();
+    let x = randn(&[2, 3, 6, 6, 2], 12, DType::F64);
+    let tg = randn(&[3, 4], 13, DType::F64);
+    let tl = randn(&[3, 6, 4], 15, DType::F64);
+    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    let k_gt = crossglg_model::layers::softmax_last(&randn(&[2, 6], 14, DType::F64)).unwrap();
+    let vars = vars_of(&vm);
+    assert!(vars.iter().any(|(n, _)| n.starts_with("align.")));
+    assert!(!vars.iter().any(|(n, _)| n.starts_with("cross.")));
+    for (i, (name, var)) in vars.iter().enumerate() {
+        if name.ends_with("bn.weight") {
+            var.set(&(var.ones_like().unwrap() * 1.1).unwrap()).unwrap();
+        } else if name.ends_with("bias") {
+            let b = (randn(var.dims(), 100 + i as u64, DType::F64) * 0.05).unwrap();
+            var.set(&b).unwrap();
+        }
+    }
+    let text = StepText {
+        sample_local: None,
+        class_global: Some(&tg),
+        class_local: Some(&tl),
+    };
+    let f = || {
+        let out = model.forward_step(&x, &text, true).unwrap();
+        let parts = model.loss(&out, &labels, Some(&k_gt)).unwrap();
+        assert!(parts.cross.is_some() && parts.cal.is_some());
+        parts.total
+    };
+    let n = grad_check(&vars, 1, &f);
+    assert!(n > 40, "{n}");
+}
+
+/// The test the issue asks for: train only the local-to-global branch (and the classifier)
+/// on skeleton features that carry no information about the label (fresh noise every step,
+/// i.e. features shuffled across the batch). A branch that cannot read the label off its input
+/// stays near `ln K`; the paper's form, fed its own class's text, drives its loss towards 0
+/// anyway. Both are asserted, so the test fails on a leaky branch and shows it can fail.
+#[test]
+fn text_target_branch_cannot_read_the_label() {
+    use crossglg_model::heads::{Classifier, TextAlign};
+    use crossglg_model::ClassifierConfig;
+    let k = 6usize;
+    let (v, c, dt) = (5usize, 8usize, 12usize);
+    let class_global = randn(&[k, dt], 51, DType::F32);
+    let class_local = randn(&[k, v, dt], 52, DType::F32);
+    let labels_v: Vec<u32> = (0..24).map(|i| (i % k) as u32).collect();
+    let labels = Tensor::new(labels_v.as_slice(), &Device::Cpu).unwrap();
+    // Fresh, well-mixed noise every step (this file's `randn` barely changes with the seed).
+    let noise = |step: usize| {
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let vals: Vec<f32> = (0..24 * v * c)
+            .map(|i| {
+                (mix(mix(step as u64) ^ i as u64) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        let f = Tensor::from_vec(vals, (24, v, c), &Device::Cpu).unwrap();
+        (f.mean(1).unwrap(), f)
+    };
+    let train = |vm: &VarMap, loss: &dyn Fn(usize) -> Tensor| -> f32 {
+        let vars = trainable_vars(vm);
+        let mut last = Vec::new();
+        for step in 0..300 {
+            let l = loss(step);
+            let grads = l.backward().unwrap();
+            for (_, var) in &vars {
+                if let Some(g) = grads.get(var) {
+                    var.set(&(var.as_tensor() - (g * 0.05).unwrap()).unwrap())
+                        .unwrap();
+                }
+            }
+            if step >= 280 {
+                last.push(l.to_scalar::<f32>().unwrap());
+            }
+        }
+        last.iter().sum::<f32>() / last.len() as f32
+    };
+    let ln_k = (k as f32).ln();
+
+    // Text as the target.
+    let vm = VarMap::new();
+    let vb = SeededVarMap::var_builder(&vm, 53, DType::F32, &Device::Cpu);
+    let align = TextAlign::new(c, c, dt, 16, vb.pp("align")).unwrap();
+    let target = train(&vm, &|step| {
+        let (g, f) = noise(step);
+        let out = align.forward(&g, &f, &class_global, &class_local).unwrap();
+        ((cross_entropy(&out.global, &labels).unwrap()
+            + cross_entropy(&out.local, &labels).unwrap())
+        .unwrap()
+            * 0.5)
+            .unwrap()
+    });
+    assert!(
+        (target - ln_k).abs() < 0.2 * ln_k,
+        "text-target branch: loss {target}, ln K = {ln_k}"
+    );
+
+    eprintln!("text-target branch on label-free features: loss {target:.3} (ln K {ln_k:.3})");
+    // The paper's form with its text residual: the text names the class.
+    let vm = VarMap::new();
+    let vb = SeededVarMap::var_builder(&vm, 54, DType::F32, &Device::Cpu);
+    let cross = CrossModal::new(dt, c, v, 16, 2, 1, 2, true, c, vb.pp("cross")).unwrap();
+    let classifier =
+        Classifier::new(&ClassifierConfig::default(), c, k, vb.pp("classifier")).unwrap();
+    let sample_text = class_local.index_select(&labels, 0).unwrap();
+    let paper = train(&vm, &|step| {
+        let (_, f) = noise(step);
+        let g = cross.forward(&sample_text, &f).unwrap();
+        cross_entropy(&classifier.forward(&g).unwrap(), &labels).unwrap()
+    });
+    eprintln!("paper-form branch on label-free features: loss {paper:.3}");
+    assert!(
+        paper < 0.3 * ln_k,
+        "the paper-form branch should read the label off its text: loss {paper}, ln K = {ln_k}"
+    );
+}

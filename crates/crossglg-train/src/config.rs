@@ -40,6 +40,18 @@ pub struct DataConfig {
     /// Sample names to exclude (e.g. NTU's missing-skeleton list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_list: Option<PathBuf>,
+    /// Rotated fold `k`: every class label of the split shifted by `k` (needs an exemplar
+    /// rule; MSR has folds 0..4 with distinct novel classes, NW-UCLA 0..2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
+    /// Validation split `offset`: the auxiliary classes at positions `offset mod
+    /// validation_every` become pseudo-novel and the test classes are left out entirely, so
+    /// settings can be chosen without touching them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<usize>,
+    /// See `validation` (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_every: Option<usize>,
 }
 
 /// Where the text knowledge comes from.
@@ -58,6 +70,20 @@ pub struct TextConfig {
     /// Width of the hashed fallback embedding.
     #[serde(default = "default_hashed_dim")]
     pub hashed_dim: usize,
+    /// Key-joint targets of the JID loss: `raw` (each class's own key joints) or `contrast`
+    /// (what each class has above the training classes' mean; see
+    /// [`crate::textsrc::contrast_targets`]).
+    #[serde(default)]
+    pub key_joints: KeyJointTargets,
+}
+
+/// See [`TextConfig::key_joints`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyJointTargets {
+    #[default]
+    Raw,
+    Contrast,
 }
 
 fn default_encoder() -> String {
@@ -74,6 +100,7 @@ impl Default for TextConfig {
             descriptions: None,
             encoder: default_encoder(),
             hashed_dim: default_hashed_dim(),
+            key_joints: KeyJointTargets::Raw,
         }
     }
 }
@@ -84,6 +111,12 @@ pub struct EvalConfig {
     /// Also classify with distribution calibration from base-class statistics.
     pub calibration: bool,
     pub batch_size: usize,
+    /// Also evaluate over this many random exemplar draws per novel class (0: only the
+    /// protocol's fixed exemplars). Embeddings are computed once; each draw re-classifies.
+    pub draws: usize,
+    /// Fixes the draws: the same seed gives every run the same exemplars (independent of the
+    /// training seed, so runs with different seeds or settings are compared on equal draws).
+    pub draw_seed: u64,
 }
 
 impl Default for EvalConfig {
@@ -91,6 +124,8 @@ impl Default for EvalConfig {
         EvalConfig {
             calibration: true,
             batch_size: 64,
+            draws: 0,
+            draw_seed: 0,
         }
     }
 }

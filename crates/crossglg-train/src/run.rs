@@ -15,7 +15,8 @@ use crossglg_data::protocol::{Assignment, Split};
 use crossglg_data::rng::keyed_rng;
 use crossglg_data::{Layout, Skeleton};
 use crossglg_model::{
-    build_seeded, frozen, trainable_vars, CrossGlg, CrossGlgConfig, Graph, Guidance,
+    build_seeded, frozen, trainable_vars, CrossForm, CrossGlg, CrossGlgConfig, Graph, Guidance,
+    StepText,
 };
 use rand::seq::SliceRandom;
 
@@ -23,7 +24,7 @@ use crate::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
 use crate::checkpoint::{Checkpoint, Position};
 use crate::config::TrainConfig;
 use crate::embedder::{EmbedError, Embedder};
-use crate::eval::{evaluate_cosine, OneShotSet};
+use crate::eval::{evaluate_cosine, evaluate_draws, Draws, EvalError, NovelPool, OneShotSet};
 use crate::gallery::{calibrate_threshold, Gallery, ThresholdCalibration};
 use crate::optim::Optimizer;
 use crate::report::EvalReport;
@@ -116,6 +117,13 @@ pub fn resolve_split(cfg: &TrainConfig) -> Result<Split, RunError> {
     if let Some(p) = &cfg.data.exclude_list {
         let names = crossglg_data::protocol::read_name_list(p).map_err(data_err)?;
         split = split.with_excluded(names);
+    }
+    if let Some(k) = cfg.data.fold {
+        split = split.rotated(k).map_err(data_err)?;
+    }
+    if let Some(offset) = cfg.data.validation {
+        let every = cfg.data.validation_every.unwrap_or(3);
+        split = split.validation(offset, every).map_err(data_err)?;
     }
     if let Some(k) = cfg.data.auxiliary {
         split = split.with_auxiliary(k).map_err(data_err)?;
@@ -267,6 +275,18 @@ pub fn train(
     opts: &TrainOptions,
 ) -> Result<TrainSummary, RunError> {
     let t0 = Instant::now();
+    if let Some(m) = cfg.preprocess.crop.min_frames {
+        if m > cfg.preprocess.frames {
+            return Err(crate::config::ConfigError::Invalid {
+                origin: "training config".into(),
+                message: format!(
+                    "preprocess.crop.min_frames = {m} exceeds the {}-frame window: training crops could never be shorter than the window, so sequences up to {m} frames would never be cropped (unset it for frames / 2)",
+                    cfg.preprocess.frames
+                ),
+            }
+            .into());
+        }
+    }
     let device = device_from(&cfg.device)?;
     let src = open_source(cfg)?;
     let layout = src.layout().clone();
@@ -351,6 +371,7 @@ pub fn train(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let paper_form = mcfg.interaction.form == CrossForm::Paper;
     let mut final_loss = f64::NAN;
     let mut train_acc = 0.0;
     let mut seen = 0usize;
@@ -376,12 +397,19 @@ pub fn train(
             let y = Tensor::new(lab.as_slice(), &device)?;
             let (text_local, k_gt) = match &text {
                 Some(t) => (
-                    Some(t.local.index_select(&y, 0)?),
+                    paper_form
+                        .then(|| t.local.index_select(&y, 0))
+                        .transpose()?,
                     Some(t.key_joints.index_select(&y, 0)?),
                 ),
                 None => (None, None),
             };
-            let out = model.forward_train(&x, text_local.as_ref(), true)?;
+            let step_text = StepText {
+                sample_local: text_local.as_ref(),
+                class_global: text.as_ref().filter(|_| !paper_form).map(|t| &t.global),
+                class_local: text.as_ref().filter(|_| !paper_form).map(|t| &t.local),
+            };
+            let out = model.forward_step(&x, &step_text, true)?;
             let parts = model.loss(&out, &y, k_gt.as_ref())?;
             let t_fwd = t_step.elapsed().as_secs_f64();
             let lr = cfg.optim.lr_at(epoch, step, steps_per_epoch, cfg.epochs);
@@ -682,6 +710,18 @@ pub fn one_shot_set(
     split: &Split,
     a: &Assignment,
 ) -> Result<OneShotSet, RunError> {
+    Ok(one_shot_data(model, src, split, a)?.0)
+}
+
+/// The protocol's one-shot set and the pool of every novel sample (for exemplar draws), from
+/// one pass of embeddings. The pool is an error when a novel class has a single sample (no
+/// query to draw against), which matters only when draws are asked for.
+pub fn one_shot_data(
+    model: &TrainedModel,
+    src: &dyn SampleSource,
+    split: &Split,
+    a: &Assignment,
+) -> Result<(OneShotSet, Result<NovelPool, EvalError>), RunError> {
     let novel = &split.novel_classes;
     let class_of = |i: usize| -> Result<usize, RunError> {
         let l = src
@@ -693,25 +733,33 @@ pub fn one_shot_set(
             .position(|&c| c == l)
             .ok_or_else(|| data_err(format!("sample {} is not novel", src.meta(i).name)))
     };
-    Ok(OneShotSet {
-        classes: novel.iter().map(|&c| src.classes()[c].clone()).collect(),
-        exemplars: model.embed_indices(src, &a.exemplars)?,
-        exemplar_labels: a
-            .exemplars
-            .iter()
-            .map(|&i| class_of(i))
-            .collect::<Result<_, _>>()?,
-        queries: model.embed_indices(src, &a.queries)?,
-        query_labels: a
-            .queries
-            .iter()
-            .map(|&i| class_of(i))
-            .collect::<Result<_, _>>()?,
-    })
+    let all: Vec<usize> = a.exemplars.iter().chain(&a.queries).copied().collect();
+    let mut emb = model.embed_indices(src, &all)?;
+    let labels = all
+        .iter()
+        .map(|&i| class_of(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let classes: Vec<String> = novel.iter().map(|&c| src.classes()[c].clone()).collect();
+    let pool = NovelPool::new(
+        classes.clone(),
+        all.iter().map(|&i| src.meta(i).name.clone()).collect(),
+        emb.clone(),
+        labels.clone(),
+    );
+    let queries = emb.split_off(a.exemplars.len());
+    let set = OneShotSet {
+        classes,
+        exemplars: emb,
+        exemplar_labels: labels[..a.exemplars.len()].to_vec(),
+        queries,
+        query_labels: labels[a.exemplars.len()..].to_vec(),
+    };
+    Ok((set, pool))
 }
 
 /// One-shot evaluation on the split's novel classes: cosine nearest exemplar, and
-/// distribution calibration when base statistics are given and enabled.
+/// distribution calibration when base statistics are given and enabled; with `eval.draws`, each
+/// method also over that many random exemplar draws.
 pub fn evaluate_one_shot(
     model: &TrainedModel,
     src: &dyn SampleSource,
@@ -720,16 +768,45 @@ pub fn evaluate_one_shot(
     base: Option<&BaseStats>,
     cfg: &TrainConfig,
 ) -> Result<Vec<EvalReport>, RunError> {
-    let set = one_shot_set(model, src, split, a)?;
-    let mut reports = vec![evaluate_cosine(&set).map_err(|e| RunError::Eval(e.to_string()))?];
+    let (set, pool) = one_shot_data(model, src, split, a)?;
+    let eval_err = |e: &dyn std::fmt::Display| RunError::Eval(e.to_string());
+    let draws = Draws {
+        count: cfg.eval.draws,
+        seed: cfg.eval.draw_seed,
+    };
+    let pool = match pool {
+        Ok(p) => Some(p),
+        Err(e) if draws.count > 0 => return Err(eval_err(&format!("exemplar draws: {e}"))),
+        Err(_) => None,
+    };
+    let mut cosine = evaluate_cosine(&set).map_err(|e| eval_err(&e))?;
+    if let (Some(pool), true) = (&pool, draws.count > 0) {
+        cosine.draws =
+            Some(evaluate_draws(pool, draws, |s, _| evaluate_cosine(s)).map_err(|e| eval_err(&e))?);
+    }
+    let mut reports = vec![cosine];
     if let (Some(stats), true) = (base, cfg.eval.calibration) {
         let cc = CalibrationConfig {
             seed: cfg.seed,
             ..Default::default()
         };
-        reports.push(
-            evaluate_calibrated(&set, stats, &cc).map_err(|e| RunError::Eval(e.to_string()))?,
-        );
+        let mut cal = evaluate_calibrated(&set, stats, &cc).map_err(|e| eval_err(&e))?;
+        if let (Some(pool), true) = (&pool, draws.count > 0) {
+            // The sampling seed follows the draw, not the training seed, so two runs draw the
+            // same calibration samples for the same exemplars.
+            cal.draws = Some(
+                evaluate_draws(pool, draws, |s, d| {
+                    let cc = CalibrationConfig {
+                        seed: crossglg_data::rng::hash_words(&[draws.seed, d as u64]),
+                        ..Default::default()
+                    };
+                    evaluate_calibrated(s, stats, &cc)
+                        .map_err(|e| EvalError::Invalid(e.to_string()))
+                })
+                .map_err(|e| eval_err(&e))?,
+            );
+        }
+        reports.push(cal);
     }
     Ok(reports)
 }
@@ -812,16 +889,32 @@ pub fn load_run(run_dir: &Path, device: &Device) -> Result<LoadedRun, RunError> 
     })
 }
 
-/// Re-evaluates a finished run (`crossglg eval`).
+/// Re-evaluates a finished run (`crossglg eval`) with its own settings.
 pub fn evaluate_run(run_dir: &Path, device: &Device) -> Result<Vec<EvalReport>, RunError> {
+    evaluate_run_with(run_dir, device, None, None)
+}
+
+/// [`evaluate_run`] with the number of exemplar draws and their seed overridden when given.
+pub fn evaluate_run_with(
+    run_dir: &Path,
+    device: &Device,
+    draws: Option<usize>,
+    draw_seed: Option<u64>,
+) -> Result<Vec<EvalReport>, RunError> {
     let LoadedRun {
         model,
-        cfg,
+        mut cfg,
         src,
         split,
         assignment: a,
         ..
     } = load_run(run_dir, device)?;
+    if let Some(n) = draws {
+        cfg.eval.draws = n;
+    }
+    if let Some(s) = draw_seed {
+        cfg.eval.draw_seed = s;
+    }
     let stats_path = run_dir.join("base_stats.safetensors");
     let stats = if stats_path.exists() {
         Some(BaseStats::load(&stats_path).map_err(|e| RunError::Eval(e.to_string()))?)

@@ -226,3 +226,97 @@ fn trained_embedding_beats_chance_on_novel_classes() {
         "similarity does not separate known from unknown: AUC {auc:.3}"
     );
 }
+
+/// The text-target form with every new piece on, trained on a validation split with exemplar
+/// draws; re-evaluation reproduces the draws, and `compare` pairs it with a guidance-none run of
+/// the same seed and split.
+#[test]
+fn validation_split_draws_and_paired_comparison() {
+    use crossglg_train::compare::{compare, read_run};
+    let tmp = tempfile::tempdir().unwrap();
+    let set = |cfg: &mut TrainConfig| {
+        cfg.epochs = 3;
+        cfg.data.validation = Some(0);
+        cfg.eval.draws = 12;
+        cfg.eval.draw_seed = 5;
+    };
+    let mut target = config(tmp.path(), 3, "both");
+    set(&mut target);
+    target.model.interaction.form = crossglg_model::CrossForm::Target;
+    target.model.loss.cross = 1.0;
+    target.model.loss.distill = 1.0;
+    target.model.loss.cal_form = crossglg_model::CalLoss::Kl;
+    target.model.jid.reweight = crossglg_model::Reweight::Residual;
+    target.text.key_joints = crossglg_train::config::KeyJointTargets::Contrast;
+    let mut none = config(tmp.path(), 3, "none");
+    set(&mut none);
+    let (rt, rn) = (tmp.path().join("target"), tmp.path().join("none"));
+    train(&target, &rt, &quiet()).unwrap();
+    train(&none, &rn, &quiet()).unwrap();
+
+    // The validation split never touches the test classes (synthetic: every 4th class).
+    let loaded = load_run(&rt, &Device::Cpu).unwrap();
+    let test_classes = [0usize, 4];
+    let label = |i: usize| loaded.src.meta(i).label.unwrap();
+    let a = &loaded.assignment;
+    assert_eq!(loaded.split.novel_classes, vec![1, 5]);
+    for &i in a.train.iter().chain(&a.exemplars).chain(&a.queries) {
+        assert!(
+            !test_classes.contains(&label(i)),
+            "{}",
+            loaded.src.meta(i).name
+        );
+    }
+    let names: Vec<String> = serde_json::from_str(
+        Checkpoint::load(&rt.join("last.safetensors"), &Device::Cpu)
+            .unwrap()
+            .metadata["aux_classes"]
+            .as_str(),
+    )
+    .unwrap();
+    assert_eq!(names.len(), 4);
+    // The loss log carries the new terms.
+    let log = std::fs::read_to_string(rt.join("metrics.jsonl")).unwrap();
+    for key in ["loss_cross", "loss_distill", "loss_cal"] {
+        assert!(log.contains(key), "metrics.jsonl lacks {key}");
+    }
+
+    let reports: Vec<EvalReport> =
+        serde_json::from_str(&std::fs::read_to_string(rt.join("report.json")).unwrap()).unwrap();
+    let d = reports[0].draws.as_ref().expect("draws in the report");
+    assert_eq!(d.accuracies.len(), 12);
+    assert!(d.ci95[0] <= d.mean && d.mean <= d.ci95[1]);
+    assert!(reports[1].draws.is_some(), "calibrated draws");
+    // Re-evaluating draws the same exemplars and gets the same numbers.
+    let again = evaluate_run(&rt, &Device::Cpu).unwrap();
+    // (accuracies are exact ratios; the interval may differ in the last bit after JSON)
+    for k in 0..2 {
+        let (x, y) = (
+            again[k].draws.as_ref().unwrap(),
+            reports[k].draws.as_ref().unwrap(),
+        );
+        assert_eq!(x.accuracies, y.accuracies, "{}", reports[k].method);
+    }
+
+    let c = compare(&[read_run(&rn).unwrap()], &[read_run(&rt).unwrap()]).unwrap();
+    let metrics: Vec<&str> = c.metrics.iter().map(|m| m.metric.as_str()).collect();
+    assert!(
+        metrics.contains(&"cosine-nn, mean of 12 draws (seed 5)"),
+        "{metrics:?}"
+    );
+    for m in &c.metrics {
+        assert_eq!(m.paired.pairs.len(), 1, "{}", m.metric);
+        assert_eq!(m.paired.pairs[0].key, "seed 3, validation 0/3");
+    }
+    let md = c.to_markdown("none", "target");
+    assert!(md.contains("target − none"), "{md}");
+    // A run on other draws does not pair silently.
+    let mut other = read_run(&rn).unwrap();
+    for r in &mut other.reports {
+        if let Some(d) = &mut r.draws {
+            d.draws.seed = 6;
+        }
+    }
+    let e = compare(&[other], &[read_run(&rt).unwrap()]).unwrap_err();
+    assert!(e.to_string().contains("different exemplar draws"), "{e}");
+}
