@@ -65,6 +65,14 @@ pub struct EvalArgs {
     /// run's `eval.draw_seed`.
     #[arg(long, value_name = "SEED")]
     draw_seed: Option<u64>,
+    /// Also recognise the novel classes from their descriptions alone (models trained with
+    /// the text-target branch).
+    #[arg(long)]
+    zero_shot: bool,
+    /// Mix the novel classes' descriptions into the one-shot decision with this weight
+    /// (0..1; models trained with the text-target branch).
+    #[arg(long, value_name = "WEIGHT")]
+    text_prior: Option<f64>,
     /// Write the new evaluation into the run's report.json / report.md (what `compare` reads).
     #[arg(long)]
     write: bool,
@@ -184,7 +192,16 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let device = run::device_from(&a.device)?;
-    let reports = run::evaluate_run_with(&a.run, &device, a.draws, a.draw_seed)?;
+    let reports = run::evaluate_run_with(
+        &a.run,
+        &device,
+        &run::EvalOverrides {
+            draws: a.draws,
+            draw_seed: a.draw_seed,
+            zero_shot: a.zero_shot.then_some(true),
+            text_prior: a.text_prior,
+        },
+    )?;
     if a.write {
         let dir = if a.run.is_dir() {
             a.run.clone()

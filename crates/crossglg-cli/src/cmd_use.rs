@@ -424,6 +424,15 @@ pub enum PlotCommand {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// JID's joint importance on a run's held-out (novel) classes next to their key-joint
+    /// targets, with the KL divergence of each to the target.
+    Jid {
+        run: PathBuf,
+        #[arg(long, short)]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// A 2-D PCA map of a run's exemplar and query embeddings.
     Embeddings {
         run: PathBuf,
@@ -499,6 +508,23 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
                 &targets[row],
                 &format!("key joints: {}", c.name),
             )?;
+            out
+        }
+        PlotCommand::Jid { run, out, device } => {
+            let loaded = run::load_run(&run, &run::device_from(&device)?)?;
+            let s = run::jid_on_novel(&loaded)?
+                .context("the model has no JID head (guidance none or l2g)")?;
+            plot::plot_jid_targets(
+                &out,
+                &s,
+                &format!("JID on held-out classes: {}", run.display()),
+            )?;
+            for c in 0..s.classes.len() {
+                println!(
+                    "{}: KL to target {:.3} (uniform {:.3})",
+                    s.classes[c], s.kl_model[c], s.kl_uniform[c]
+                );
+            }
             out
         }
         PlotCommand::Embeddings { run, out, device } => {

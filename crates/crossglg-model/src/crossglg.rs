@@ -229,12 +229,15 @@ impl CrossGlgConfig {
                 );
             }
         }
+        // Like the other branch keys, distillation is inert without the branch (guidance none
+        // or g2l); with the paper-form branch there is nothing to distil from.
         if self.loss.distill > 0.0
-            && !(self.guidance.uses_cross_modal() && ic.form == CrossForm::Target)
+            && self.guidance.uses_cross_modal()
+            && ic.form == CrossForm::Paper
         {
             return config_err(
                 "loss.distill",
-                "distillation reads the text-target branch: it needs guidance l2g or both with interaction.form = \"target\"",
+                "distillation reads the text-target branch: set interaction.form = \"target\" (or loss.distill = 0)",
             );
         }
         if self.loss.distill_temperature <= 0.0 || !self.loss.distill_temperature.is_finite() {
@@ -530,14 +533,15 @@ impl CrossGlg {
         })
     }
 
-    /// The text-target branch's class scores for any set of class texts (for example novel
-    /// classes' descriptions, for zero-shot recognition or a text prior), eval mode. `None`
-    /// when the model has no text-target branch.
+    /// The text-target branch's cosine similarities (unscaled, global and per-joint) between
+    /// skeletons and any set of class texts, for example novel classes' descriptions: zero-shot
+    /// recognition, or a text prior beside the exemplar. Eval mode. `None` when the model has
+    /// no text-target branch.
     ///
     /// # Shapes
     /// `x: (N, C, T, V, M)`, `class_global: (K, D_text)`, `class_local: (K, V, D_text)` ->
     /// `(N, K)` twice
-    pub fn text_scores(
+    pub fn text_similarity(
         &self,
         x: &Tensor,
         class_global: &Tensor,
@@ -555,7 +559,7 @@ impl CrossGlg {
             None => pooled,
         };
         let dt = f.dtype();
-        let out = align.forward(
+        let out = align.cosines(
             &e,
             &f,
             &class_global.to_dtype(dt)?,
@@ -565,6 +569,11 @@ impl CrossGlg {
             global: out.global.detach(),
             local: out.local.detach(),
         }))
+    }
+
+    /// Whether the model has the text-target branch (and so [`CrossGlg::text_similarity`]).
+    pub fn has_text_target(&self) -> bool {
+        self.align.is_some()
     }
 
     /// Skeleton-only embedding for one-shot matching (eval mode; never touches text).

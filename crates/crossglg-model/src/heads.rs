@@ -244,10 +244,33 @@ impl TextAlign {
         l2_normalize(&self.text_global.forward(t)?)
     }
 
+    /// Class scores: the cosines of [`TextAlign::cosines`] times the learned scale.
+    ///
     /// # Shapes
     /// `g: (N, E)`, `joints: (N, V, C)`, `text_global: (K, D_text)`,
     /// `text_local: (K, V, D_text)` -> `(N, K)` twice
     pub fn forward(
+        &self,
+        g: &Tensor,
+        joints: &Tensor,
+        text_global: &Tensor,
+        text_local: &Tensor,
+    ) -> Result<TextLogits> {
+        let cos = self.cosines(g, joints, text_global, text_local)?;
+        let scale = self.scale()?;
+        Ok(TextLogits {
+            global: cos.global.broadcast_mul(&scale)?,
+            local: cos.local.broadcast_mul(&scale)?,
+        })
+    }
+
+    /// Cosine similarities in the common space, unscaled: the skeleton embedding against each
+    /// class's global description, and each joint against that joint's description in each
+    /// class, averaged over joints.
+    ///
+    /// # Shapes
+    /// as [`TextAlign::forward`]
+    pub fn cosines(
         &self,
         g: &Tensor,
         joints: &Tensor,
@@ -261,10 +284,9 @@ impl TextAlign {
                 "text has {tv} joint descriptions per class, the skeleton {v} joints"
             )
         }
-        let scale = self.scale()?;
         let sg = self.skeleton_global(g)?; // (N, d)
         let tg = self.text_global(text_global)?; // (K, d)
-        let global = sg.matmul(&tg.t()?)?.broadcast_mul(&scale)?;
+        let global = sg.matmul(&tg.t()?)?;
         // per joint: (V, N, d) x (V, d, K) -> (V, N, K), averaged over joints
         let sj = l2_normalize(&self.skel_joint.forward(joints)?)?
             .transpose(0, 1)?
@@ -272,7 +294,7 @@ impl TextAlign {
         let tj = l2_normalize(&self.text_local.forward(text_local)?)?
             .permute((1, 2, 0))?
             .contiguous()?;
-        let local = sj.matmul(&tj)?.mean(0)?.broadcast_mul(&scale)?;
+        let local = sj.matmul(&tj)?.mean(0)?;
         Ok(TextLogits { global, local })
     }
 }

@@ -117,6 +117,12 @@ pub struct EvalConfig {
     /// Fixes the draws: the same seed gives every run the same exemplars (independent of the
     /// training seed, so runs with different seeds or settings are compared on equal draws).
     pub draw_seed: u64,
+    /// With a text-target branch (`model.interaction.form = "target"`): also recognise the
+    /// novel classes from their descriptions alone (`zero-shot-text`), and mix the
+    /// descriptions into the one-shot decision with this weight (`cosine+text`; 0: off). Needs
+    /// descriptions of the novel classes in the configured text.
+    pub zero_shot: bool,
+    pub text_prior: f64,
 }
 
 impl Default for EvalConfig {
@@ -126,13 +132,92 @@ impl Default for EvalConfig {
             batch_size: 64,
             draws: 0,
             draw_seed: 0,
+            zero_shot: false,
+            text_prior: 0.0,
         }
     }
+}
+
+/// Which family of defaults the guidance keys take when a config does not set them.
+///
+/// A recipe only fills keys that are absent, at load time; the resolved config (`config.toml`
+/// of a run) lists every key, so it says exactly what ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipe {
+    /// The paper's form: the cross-modal branch fed the sample's own class text (`L_c` weight
+    /// 0.2), the MSE key-joint loss (weight 0.5) on each class's own key joints, features
+    /// re-weighted by `V·k`. Also what a config without `recipe` gets, so older configs and
+    /// checkpoints keep their meaning.
+    #[default]
+    Paper,
+    /// This project's form (docs/results.md): the text as the target of the local-to-global
+    /// branch (weight 1) with its class scores distilled into the skeleton branch (weight 1,
+    /// temperature 2), a per-sample KL key-joint loss (weight 1) on contrast targets, and
+    /// residual re-weighting `1 + k`.
+    Target,
+}
+
+/// `(dotted key, TOML value)` pairs the target recipe fills in when absent.
+const TARGET_RECIPE: &[(&str, &str)] = &[
+    ("model.interaction.form", "\"target\""),
+    ("model.loss.cross", "1.0"),
+    ("model.loss.distill", "1.0"),
+    ("model.loss.cal_form", "\"kl\""),
+    ("model.loss.cal", "1.0"),
+    ("model.jid.reweight", "\"residual\""),
+    ("text.key_joints", "\"contrast\""),
+];
+
+/// Sets `parts` (a dotted path) to `v` unless it is present; a non-table in the way is left
+/// for the deserializer to report.
+fn insert_absent(t: &mut toml::Table, parts: &[&str], v: toml::Value) {
+    match parts {
+        [] => {}
+        [last] => {
+            t.entry(last.to_string()).or_insert(v);
+        }
+        [first, rest @ ..] => {
+            let e = t
+                .entry(first.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            if let Some(inner) = e.as_table_mut() {
+                insert_absent(inner, rest, v);
+            }
+        }
+    }
+}
+
+/// Fills the keys of the table's `recipe` that the table does not set.
+fn expand_recipe(table: &mut toml::Table, origin: &str) -> Result<(), ConfigError> {
+    let recipe = match table.get("recipe") {
+        None => return Ok(()),
+        Some(v) => v
+            .clone()
+            .try_into::<Recipe>()
+            .map_err(|_| ConfigError::Invalid {
+                origin: origin.into(),
+                message: format!("recipe = {v}: expected \"paper\" or \"target\""),
+            })?,
+    };
+    let keys = match recipe {
+        Recipe::Paper => return Ok(()),
+        Recipe::Target => TARGET_RECIPE,
+    };
+    for (key, raw) in keys {
+        let parts: Vec<&str> = key.split('.').collect();
+        let v: toml::Table = toml::from_str(&format!("v = {raw}")).expect("static value");
+        insert_absent(table, &parts, v["v"].clone());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The defaults of the guidance keys: `paper` or `target` (see [`Recipe`]).
+    #[serde(default)]
+    pub recipe: Recipe,
     #[serde(default)]
     pub seed: u64,
     pub epochs: usize,
@@ -159,10 +244,13 @@ fn default_device() -> String {
 
 impl TrainConfig {
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: &dyn std::fmt::Display| ConfigError::Invalid {
             origin: origin.into(),
             message: e.to_string(),
-        })?;
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(&e))?;
+        expand_recipe(&mut table, origin)?;
+        let cfg: TrainConfig = table.try_into().map_err(|e| invalid(&e))?;
         cfg.check(origin)?;
         Ok(cfg)
     }
@@ -277,6 +365,41 @@ samples_per_class = 4
 [model]
 guidance = "none"
 "#;
+
+    #[test]
+    fn recipes_fill_absent_keys_only() {
+        let paper = TrainConfig::from_toml_str(MIN, "t").unwrap();
+        assert_eq!(paper.recipe, Recipe::Paper);
+        assert_eq!(
+            paper.model.interaction.form,
+            crossglg_model::CrossForm::Paper
+        );
+        assert_eq!(paper.model.loss.cross, 0.2);
+
+        let text = format!("recipe = \"target\"\n{MIN}");
+        let t = TrainConfig::from_toml_str(&text, "t").unwrap();
+        assert_eq!(t.model.interaction.form, crossglg_model::CrossForm::Target);
+        assert_eq!(t.model.loss.cal_form, crossglg_model::CalLoss::Kl);
+        assert_eq!(
+            (t.model.loss.cross, t.model.loss.distill, t.model.loss.cal),
+            (1.0, 1.0, 1.0)
+        );
+        assert_eq!(t.model.jid.reweight, crossglg_model::Reweight::Residual);
+        assert_eq!(t.text.key_joints, KeyJointTargets::Contrast);
+        // an explicit key wins over the recipe
+        let mut table: toml::Table = toml::from_str(&text).unwrap();
+        apply_overrides(&mut table, &["model.loss.cross=0.3".into()], "t").unwrap();
+        let o = TrainConfig::from_toml_str(&toml::to_string(&table).unwrap(), "t").unwrap();
+        assert_eq!(o.model.loss.cross, 0.3);
+        assert_eq!(o.model.loss.distill, 1.0);
+        // the resolved config reads back to the same config (what checkpoints store)
+        let again = TrainConfig::from_toml_str(&t.to_toml(), "t").unwrap();
+        assert_eq!(again, t);
+        let bad = TrainConfig::from_toml_str(&format!("recipe = \"nope\"\n{MIN}"), "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("my.toml") && bad.contains("paper"), "{bad}");
+    }
 
     #[test]
     fn overrides_edit_nested_keys_and_unknown_keys_fail() {

@@ -199,6 +199,101 @@ pub fn evaluate_cosine(set: &OneShotSet) -> Result<EvalReport, EvalError> {
     )?)
 }
 
+/// Per-class cosine similarity of `q` to the exemplars (the best exemplar of each class).
+fn class_similarities(set: &OneShotSet, q: &[f32]) -> Vec<f32> {
+    let mut best = vec![f32::NEG_INFINITY; set.classes.len()];
+    for (e, &l) in set.exemplars.iter().zip(&set.exemplar_labels) {
+        best[l] = best[l].max(cosine_similarity(e, q));
+    }
+    best
+}
+
+/// Standard scores over classes (mean 0, deviation 1; all zero when the row is constant).
+fn zscores(v: &[f32]) -> Vec<f32> {
+    let n = v.len().max(1) as f32;
+    let m = v.iter().sum::<f32>() / n;
+    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f32>() / n).sqrt();
+    v.iter()
+        .map(|x| if sd > 0.0 { (x - m) / sd } else { 0.0 })
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+        .0
+}
+
+/// One-shot with a text prior: each query's similarity to the class exemplars and its
+/// similarity to the class descriptions (`query_text[q][c]`, from the model's text-target
+/// branch), each standardised over the classes, mixed as `(1 − beta)·exemplar + beta·text`.
+/// `beta = 0` is [`predict_cosine`]; `beta = 1` ignores the exemplars (zero-shot).
+pub fn predict_with_text(
+    set: &OneShotSet,
+    query_text: &[Vec<f32>],
+    beta: f32,
+) -> Result<Vec<usize>, EvalError> {
+    set.validate()?;
+    if query_text.len() != set.queries.len()
+        || query_text.iter().any(|r| r.len() != set.classes.len())
+    {
+        return Err(EvalError::Invalid(format!(
+            "text similarities: {} rows for {} queries, each needs {} classes",
+            query_text.len(),
+            set.queries.len(),
+            set.classes.len()
+        )));
+    }
+    if !(0.0..=1.0).contains(&beta) {
+        return Err(EvalError::Invalid(format!(
+            "text prior weight must be in [0, 1], got {beta}"
+        )));
+    }
+    Ok(set
+        .queries
+        .iter()
+        .zip(query_text)
+        .map(|(q, t)| {
+            let e = zscores(&class_similarities(set, q));
+            let t = zscores(t);
+            let fused: Vec<f32> = e
+                .iter()
+                .zip(&t)
+                .map(|(a, b)| (1.0 - beta) * a + beta * b)
+                .collect();
+            argmax(&fused)
+        })
+        .collect())
+}
+
+/// [`predict_with_text`] as a report (`cosine+text`, or `zero-shot-text` at `beta = 1`).
+pub fn evaluate_with_text(
+    set: &OneShotSet,
+    query_text: &[Vec<f32>],
+    beta: f32,
+) -> Result<EvalReport, EvalError> {
+    let predicted = predict_with_text(set, query_text, beta)?;
+    let method = if beta >= 1.0 {
+        "zero-shot-text"
+    } else {
+        "cosine+text"
+    };
+    let mut r = EvalReport::from_predictions(
+        method,
+        &set.classes,
+        set.exemplar_counts(),
+        &set.query_labels,
+        &predicted,
+    )?;
+    r.settings
+        .insert("text_weight".into(), (beta as f64).into());
+    Ok(r)
+}
+
 /// Every labelled sample of the novel classes, embedded once, from which exemplars are drawn:
 /// one random exemplar per class, all other samples of those classes are the queries.
 /// One fixed exemplar per class decides much of a small dataset's number; the mean over many
@@ -284,6 +379,12 @@ impl NovelPool {
                 members[rng.random_range(0..members.len())]
             })
             .collect()
+    }
+
+    /// Pool indices of draw `d`'s queries, in the order [`NovelPool::draw`] lists them.
+    pub fn query_indices(&self, seed: u64, d: usize) -> Vec<usize> {
+        let ex = self.draw_indices(seed, d);
+        (0..self.labels.len()).filter(|i| !ex.contains(i)).collect()
     }
 
     /// The one-shot set of draw `d`.
@@ -411,6 +512,35 @@ mod tests {
     }
 
     #[test]
+    fn text_prior_mixes_standardised_scores() {
+        // Exemplars put query 0 in class 0 and query 1 in class 1; the text says the opposite
+        // for query 1 only.
+        let set = OneShotSet {
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            exemplars: vec![
+                vec![1.0, 0.0, 0.0],
+                vec![0.0, 1.0, 0.0],
+                vec![0.0, 0.0, 1.0],
+            ],
+            exemplar_labels: vec![0, 1, 2],
+            queries: vec![vec![0.9, 0.1, 0.0], vec![0.1, 0.6, 0.5]],
+            query_labels: vec![0, 2],
+        };
+        let text = vec![vec![0.9, 0.1, 0.1], vec![0.1, 0.1, 0.9]];
+        assert_eq!(predict_with_text(&set, &text, 0.0).unwrap(), vec![0, 1]);
+        assert_eq!(predict_with_text(&set, &text, 0.5).unwrap(), vec![0, 2]);
+        assert_eq!(predict_with_text(&set, &text, 1.0).unwrap(), vec![0, 2]);
+        assert_eq!(
+            predict_with_text(&set, &text, 0.0).unwrap(),
+            predict_cosine(&set).unwrap()
+        );
+        let r = evaluate_with_text(&set, &text, 1.0).unwrap();
+        assert_eq!((r.method.as_str(), r.correct), ("zero-shot-text", 2));
+        assert!(predict_with_text(&set, &text[..1], 0.5).is_err());
+        assert!(predict_with_text(&set, &text, 1.5).is_err());
+    }
+
+    #[test]
     fn draws_are_deterministic_shared_and_cover_the_pool() {
         // Two classes, 6 samples each, given in a shuffled order.
         let mut names = Vec::new();
@@ -451,6 +581,9 @@ mod tests {
             picked.extend(a.iter().map(|s| s.to_string()));
             let set = pool.draw(7, d);
             assert_eq!((set.exemplars.len(), set.queries.len()), (2, 10));
+            let qi = pool.query_indices(7, d);
+            let q: Vec<Vec<f32>> = qi.iter().map(|&i| pool.embeddings[i].clone()).collect();
+            assert_eq!(q, set.queries);
             assert!(set.validate().is_ok());
         }
         assert_eq!(picked.len(), 12, "40 draws should reach every sample");

@@ -856,3 +856,116 @@ pub fn plot_embedding_map(
         }
     )
 }
+
+// ---------------------------------------------------------------- JID against key-joint targets
+
+/// JID's joint importance on held-out classes next to their key-joint targets.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JidTargets {
+    pub classes: Vec<String>,
+    pub joints: Vec<String>,
+    /// Per class: the key-joint target from its description.
+    pub targets: Vec<Vec<f32>>,
+    /// Per class: JID's output averaged over the class's samples.
+    pub outputs: Vec<Vec<f32>>,
+    /// Per class: mean over samples of `KL(target ‖ JID output)`.
+    pub kl_model: Vec<f64>,
+    /// Per class: `KL(target ‖ uniform)`, what an untrained JID scores.
+    pub kl_uniform: Vec<f64>,
+}
+
+/// `KL(p ‖ q)` in nats (terms with `p = 0` are 0).
+pub fn kl(p: &[f32], q: &[f32]) -> f64 {
+    p.iter()
+        .zip(q)
+        .filter(|(a, _)| **a > 0.0)
+        .map(|(&a, &b)| a as f64 * ((a as f64) / (b as f64).max(1e-12)).ln())
+        .sum()
+}
+
+/// Two heatmaps over joints for each class, the target above the JID output, each row scaled
+/// to its own largest value; the KL of each against the target is printed beside it.
+pub fn plot_jid_targets(path: &Path, s: &JidTargets, title: &str) -> Result<(), PlotError> {
+    let (k, v) = (s.classes.len(), s.joints.len());
+    if k == 0
+        || v == 0
+        || s.targets.len() != k
+        || s.outputs.len() != k
+        || s.targets.iter().chain(&s.outputs).any(|r| r.len() != v)
+    {
+        return Err(PlotError::Invalid(format!(
+            "need {k} target and output rows of {v} joints"
+        )));
+    }
+    let cell = (900 / v as i32).clamp(12, 36);
+    let label_w = 30
+        + 7 * s
+            .classes
+            .iter()
+            .map(|c| truncate(c, 22).chars().count())
+            .max()
+            .unwrap_or(0) as i32;
+    let (left, top) = (label_w + 70, 120);
+    let row_h = 18;
+    let w = left + cell * v as i32 + 260;
+    let h = top + k as i32 * (2 * row_h + 14) + 20;
+    render!(path, (w as u32, h as u32), |root: &DrawingArea<
+        _,
+        Shift,
+    >|
+     -> DrawResult {
+        root.draw(&Text::new(title.to_string(), (12, 12), font(17.0)))?;
+        root.draw(&Text::new(
+            "rows: key-joint target from the description / JID output (mean over the class's samples); each row scaled to its maximum".to_string(),
+            (12, 38),
+            font(11.0),
+        ))?;
+        for (j, name) in s.joints.iter().enumerate() {
+            let x = left + j as i32 * cell + cell / 2;
+            root.draw(&Text::new(
+                truncate(name, 14),
+                (x, top - 6),
+                font(9.0)
+                    .pos(Pos::new(HPos::Left, VPos::Center))
+                    .transform(FontTransform::Rotate270),
+            ))?;
+        }
+        let mut y = top;
+        for c in 0..k {
+            root.draw(&Text::new(
+                truncate(&s.classes[c], 22),
+                (12, y + row_h),
+                font(11.0).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            for (r, (what, row)) in [("target", &s.targets[c]), ("JID", &s.outputs[c])]
+                .into_iter()
+                .enumerate()
+            {
+                let yy = y + r as i32 * row_h;
+                root.draw(&Text::new(
+                    what.to_string(),
+                    (left - 6, yy + row_h / 2),
+                    font(10.0).pos(Pos::new(HPos::Right, VPos::Center)),
+                ))?;
+                let mx = row.iter().copied().fold(0f32, f32::max).max(1e-12);
+                for (j, &x) in row.iter().enumerate() {
+                    let x0 = left + j as i32 * cell;
+                    root.draw(&Rectangle::new(
+                        [(x0, yy), (x0 + cell - 1, yy + row_h - 1)],
+                        heat((x / mx) as f64).filled(),
+                    ))?;
+                }
+            }
+            root.draw(&Text::new(
+                format!(
+                    "KL to target: JID {:.3}, uniform {:.3}",
+                    s.kl_model[c], s.kl_uniform[c]
+                ),
+                (left + cell * v as i32 + 10, y + row_h),
+                font(10.0).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            y += 2 * row_h + 14;
+        }
+        Ok(())
+    })
+}

@@ -24,7 +24,9 @@ use crate::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
 use crate::checkpoint::{Checkpoint, Position};
 use crate::config::TrainConfig;
 use crate::embedder::{EmbedError, Embedder};
-use crate::eval::{evaluate_cosine, evaluate_draws, Draws, EvalError, NovelPool, OneShotSet};
+use crate::eval::{
+    evaluate_cosine, evaluate_draws, evaluate_with_text, Draws, EvalError, NovelPool, OneShotSet,
+};
 use crate::gallery::{calibrate_threshold, Gallery, ThresholdCalibration};
 use crate::optim::Optimizer;
 use crate::report::EvalReport;
@@ -664,6 +666,47 @@ impl TrainedModel {
 }
 
 impl TrainedModel {
+    /// Similarity of dataset samples to class descriptions through the text-target branch
+    /// (the mean of its global and per-joint cosines), `(samples, classes)`; `None` when the
+    /// model has no such branch.
+    pub fn text_similarity_indices(
+        &self,
+        src: &dyn SampleSource,
+        indices: &[usize],
+        text: &crate::textsrc::ClassText,
+    ) -> Result<Option<Vec<Vec<f32>>>, RunError> {
+        if !self.model.has_text_target() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(self.batch_size.max(1)) {
+            let x = batch_tensor(&self.pre, src, chunk, Mode::Test, 0, 0, &self.device)?;
+            let Some(t) = self.model.text_similarity(&x, &text.global, &text.local)? else {
+                return Ok(None);
+            };
+            let mean = ((t.global + t.local)? * 0.5)?;
+            out.extend(mean.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+        }
+        Ok(Some(out))
+    }
+
+    /// JID's joint importance of dataset samples, `None` without JID.
+    pub fn joint_importance_indices(
+        &self,
+        src: &dyn SampleSource,
+        indices: &[usize],
+    ) -> Result<Option<Vec<Vec<f32>>>, RunError> {
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(self.batch_size.max(1)) {
+            let x = batch_tensor(&self.pre, src, chunk, Mode::Test, 0, 0, &self.device)?;
+            match self.model.joint_importance(&x)? {
+                Some(k) => out.extend(k.to_dtype(DType::F32)?.to_vec2::<f32>()?),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// JID's joint importance for one sequence (mean over persons), `None` without JID.
     pub fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, RunError> {
         let b = self
@@ -808,6 +851,82 @@ pub fn evaluate_one_shot(
         }
         reports.push(cal);
     }
+    if cfg.eval.zero_shot || cfg.eval.text_prior > 0.0 {
+        reports.extend(evaluate_text(
+            model,
+            src,
+            split,
+            a,
+            &set,
+            pool.as_ref(),
+            cfg,
+        )?);
+    }
+    Ok(reports)
+}
+
+/// Zero-shot recognition from the novel classes' descriptions and the text prior (see
+/// [`crate::config::EvalConfig::text_prior`]).
+fn evaluate_text(
+    model: &TrainedModel,
+    src: &dyn SampleSource,
+    split: &Split,
+    a: &Assignment,
+    set: &OneShotSet,
+    pool: Option<&NovelPool>,
+    cfg: &TrainConfig,
+) -> Result<Vec<EvalReport>, RunError> {
+    let eval_err = |e: &dyn std::fmt::Display| RunError::Eval(e.to_string());
+    if !model.model.has_text_target() {
+        return Err(RunError::Eval(
+            "eval.zero_shot / eval.text_prior need a model trained with the text-target branch (model.interaction.form = \"target\", guidance l2g or both)".into(),
+        ));
+    }
+    let names: Vec<String> = split
+        .novel_classes
+        .iter()
+        .map(|&c| src.classes()[c].clone())
+        .collect();
+    let text = load_class_text(&cfg.text, src.layout(), &names, &model.device)?;
+    let all: Vec<usize> = a.exemplars.iter().chain(&a.queries).copied().collect();
+    let sims = model
+        .text_similarity_indices(src, &all, &text)?
+        .expect("checked above");
+    let query_sims = sims[a.exemplars.len()..].to_vec();
+    let mut reports = Vec::new();
+    if cfg.eval.zero_shot {
+        reports.push(evaluate_with_text(set, &query_sims, 1.0).map_err(|e| eval_err(&e))?);
+    }
+    let beta = cfg.eval.text_prior as f32;
+    if beta > 0.0 {
+        let mut r = evaluate_with_text(set, &query_sims, beta).map_err(|e| eval_err(&e))?;
+        let draws = Draws {
+            count: cfg.eval.draws,
+            seed: cfg.eval.draw_seed,
+        };
+        if let (Some(pool), true) = (pool, draws.count > 0) {
+            // the pool is sorted by (label, name): look each sample's similarities up by name
+            let by_name: std::collections::HashMap<&str, &Vec<f32>> = all
+                .iter()
+                .zip(&sims)
+                .map(|(&i, s)| (src.meta(i).name.as_str(), s))
+                .collect();
+            let pool_sims: Vec<&Vec<f32>> =
+                pool.names.iter().map(|n| by_name[n.as_str()]).collect();
+            r.draws = Some(
+                evaluate_draws(pool, draws, |s, d| {
+                    let q: Vec<Vec<f32>> = pool
+                        .query_indices(draws.seed, d)
+                        .iter()
+                        .map(|&i| pool_sims[i].clone())
+                        .collect();
+                    evaluate_with_text(s, &q, beta)
+                })
+                .map_err(|e| eval_err(&e))?,
+            );
+        }
+        reports.push(r);
+    }
     Ok(reports)
 }
 
@@ -891,15 +1010,23 @@ pub fn load_run(run_dir: &Path, device: &Device) -> Result<LoadedRun, RunError> 
 
 /// Re-evaluates a finished run (`crossglg eval`) with its own settings.
 pub fn evaluate_run(run_dir: &Path, device: &Device) -> Result<Vec<EvalReport>, RunError> {
-    evaluate_run_with(run_dir, device, None, None)
+    evaluate_run_with(run_dir, device, &EvalOverrides::default())
 }
 
-/// [`evaluate_run`] with the number of exemplar draws and their seed overridden when given.
+/// Evaluation settings that replace the run's own when given.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOverrides {
+    pub draws: Option<usize>,
+    pub draw_seed: Option<u64>,
+    pub zero_shot: Option<bool>,
+    pub text_prior: Option<f64>,
+}
+
+/// [`evaluate_run`] with some evaluation settings overridden.
 pub fn evaluate_run_with(
     run_dir: &Path,
     device: &Device,
-    draws: Option<usize>,
-    draw_seed: Option<u64>,
+    o: &EvalOverrides,
 ) -> Result<Vec<EvalReport>, RunError> {
     let LoadedRun {
         model,
@@ -909,12 +1036,11 @@ pub fn evaluate_run_with(
         assignment: a,
         ..
     } = load_run(run_dir, device)?;
-    if let Some(n) = draws {
-        cfg.eval.draws = n;
-    }
-    if let Some(s) = draw_seed {
-        cfg.eval.draw_seed = s;
-    }
+    let e = &mut cfg.eval;
+    e.draws = o.draws.unwrap_or(e.draws);
+    e.draw_seed = o.draw_seed.unwrap_or(e.draw_seed);
+    e.zero_shot = o.zero_shot.unwrap_or(e.zero_shot);
+    e.text_prior = o.text_prior.unwrap_or(e.text_prior);
     let stats_path = run_dir.join("base_stats.safetensors");
     let stats = if stats_path.exists() {
         Some(BaseStats::load(&stats_path).map_err(|e| RunError::Eval(e.to_string()))?)
@@ -922,4 +1048,67 @@ pub fn evaluate_run_with(
         None
     };
     evaluate_one_shot(&model, src.as_ref(), &split, &a, stats.as_ref(), &cfg)
+}
+
+/// JID's output on the held-out (novel) classes of a finished run against their key-joint
+/// targets from the descriptions (the raw targets, whatever form training used), averaged per
+/// class; `None` when the model has no JID.
+pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crate::plot::JidTargets>, RunError> {
+    let src = run.src.as_ref();
+    let names: Vec<String> = run
+        .split
+        .novel_classes
+        .iter()
+        .map(|&c| src.classes()[c].clone())
+        .collect();
+    let all: Vec<usize> = run
+        .assignment
+        .exemplars
+        .iter()
+        .chain(&run.assignment.queries)
+        .copied()
+        .collect();
+    let Some(k) = run.model.joint_importance_indices(src, &all)? else {
+        return Ok(None);
+    };
+    let mut text_cfg = run.cfg.text.clone();
+    text_cfg.key_joints = crate::config::KeyJointTargets::Raw;
+    let text = load_class_text(&text_cfg, &run.layout, &names, &Device::Cpu)?;
+    let targets = text.key_joints.to_vec2::<f32>()?;
+    let v = run.layout.num_joints();
+    let uniform = vec![1.0 / v as f32; v];
+    let mut outputs = vec![vec![0f32; v]; names.len()];
+    let mut kl_model = vec![0f64; names.len()];
+    let mut counts = vec![0usize; names.len()];
+    for (&i, row) in all.iter().zip(&k) {
+        let label = src
+            .meta(i)
+            .label
+            .ok_or_else(|| data_err("unlabelled sample"))?;
+        let c = run
+            .split
+            .novel_classes
+            .iter()
+            .position(|&n| n == label)
+            .ok_or_else(|| data_err("sample outside the novel classes"))?;
+        outputs[c].iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        kl_model[c] += crate::plot::kl(&targets[c], row);
+        counts[c] += 1;
+    }
+    for c in 0..names.len() {
+        let n = counts[c].max(1);
+        outputs[c].iter_mut().for_each(|a| *a /= n as f32);
+        kl_model[c] /= n as f64;
+    }
+    Ok(Some(crate::plot::JidTargets {
+        kl_uniform: targets
+            .iter()
+            .map(|t| crate::plot::kl(t, &uniform))
+            .collect(),
+        classes: names,
+        joints: run.layout.joints.clone(),
+        targets,
+        outputs,
+        kl_model,
+    }))
 }
