@@ -73,6 +73,14 @@ pub struct EvalArgs {
     /// (0..1; models trained with the text-target branch).
     #[arg(long, value_name = "WEIGHT")]
     text_prior: Option<f64>,
+    /// Also print the open-set table: each novel class in turn left out of the gallery, at
+    /// every operating point of the run's unknown_threshold.json (or --calibration).
+    #[arg(long)]
+    open_set: bool,
+    /// A threshold calibration file for --open-set (e.g. a validation run's
+    /// unknown_threshold.json, calibrated on classes that model never trained on).
+    #[arg(long, value_name = "FILE", requires = "open_set")]
+    calibration: Option<PathBuf>,
     /// Write the new evaluation into the run's report.json / report.md (what `compare` reads).
     #[arg(long)]
     write: bool,
@@ -210,10 +218,44 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         };
         run::write_reports(&dir, &reports)?;
     }
+    let open = if a.open_set {
+        Some(run::open_set_table(
+            &a.run,
+            &device,
+            a.calibration.as_deref(),
+        )?)
+    } else {
+        None
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
+        if let Some((cal, rows)) = &open {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"calibration": cal, "open_set": rows})
+                )?
+            );
+        }
     } else {
         print_reports(&reports);
+        if let Some((cal, rows)) = &open {
+            println!(
+                "# Open set (each novel class in turn left out of the gallery)\n\nthresholds calibrated on: {}\n\n| false-accept target | threshold | enrolled: correct and accepted % | left out: rejected % |\n|---|---:|---:|---:|",
+                if cal.calibrated_on.is_empty() { "base (training) classes" } else { &cal.calibrated_on }
+            );
+            for r in rows {
+                println!(
+                    "| {} | {:.3} | {:.1} ({}) | {:.1} ({}) |",
+                    r.target_false_accept_rate,
+                    r.threshold,
+                    100.0 * r.known_correct_accepted,
+                    r.known_queries,
+                    100.0 * r.unknown_rejected,
+                    r.unknown_queries
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -294,6 +294,77 @@ pub fn evaluate_with_text(
     Ok(r)
 }
 
+/// One row of the open-set table: at a threshold, how many queries of enrolled classes are
+/// recognised correctly and accepted, and how many queries of a class left out of the gallery
+/// come out unknown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSetRow {
+    /// The false-accept target the threshold was calibrated for (or NaN for a bare threshold).
+    pub target_false_accept_rate: f64,
+    pub threshold: f32,
+    /// Queries of enrolled classes recognised as their class with similarity ≥ threshold.
+    pub known_correct_accepted: f64,
+    /// Queries of the left-out class whose best similarity is below the threshold.
+    pub unknown_rejected: f64,
+    pub known_queries: usize,
+    pub unknown_queries: usize,
+}
+
+/// The open-set table of a one-shot set: every class in turn is left out of the gallery (its
+/// exemplar removed) and its queries should come out unknown, while the other classes' queries
+/// should be recognised and accepted; counts are summed over the left-out classes. One row per
+/// `(false-accept target, threshold)`.
+pub fn open_set(set: &OneShotSet, thresholds: &[(f64, f32)]) -> Result<Vec<OpenSetRow>, EvalError> {
+    set.validate()?;
+    let k = set.classes.len();
+    if k < 2 {
+        return Err(EvalError::Invalid(
+            "the open-set table needs at least 2 classes".into(),
+        ));
+    }
+    // best similarity per class for every query
+    let sims: Vec<Vec<f32>> = set
+        .queries
+        .iter()
+        .map(|q| class_similarities(set, q))
+        .collect();
+    Ok(thresholds
+        .iter()
+        .map(|&(far, t)| {
+            let (mut ka, mut kn, mut ur, mut un) = (0usize, 0usize, 0usize, 0usize);
+            for out in 0..k {
+                for (s, &l) in sims.iter().zip(&set.query_labels) {
+                    let (best, score) = s.iter().enumerate().filter(|(c, _)| *c != out).fold(
+                        (usize::MAX, f32::NEG_INFINITY),
+                        |b, (c, &x)| {
+                            if x > b.1 {
+                                (c, x)
+                            } else {
+                                b
+                            }
+                        },
+                    );
+                    if l == out {
+                        un += 1;
+                        ur += usize::from(score < t);
+                    } else {
+                        kn += 1;
+                        ka += usize::from(best == l && score >= t);
+                    }
+                }
+            }
+            OpenSetRow {
+                target_false_accept_rate: far,
+                threshold: t,
+                known_correct_accepted: ka as f64 / kn.max(1) as f64,
+                unknown_rejected: ur as f64 / un.max(1) as f64,
+                known_queries: kn,
+                unknown_queries: un,
+            }
+        })
+        .collect())
+}
+
 /// Every labelled sample of the novel classes, embedded once, from which exemplars are drawn:
 /// one random exemplar per class, all other samples of those classes are the queries.
 /// One fixed exemplar per class decides much of a small dataset's number; the mean over many
@@ -509,6 +580,36 @@ mod tests {
         };
         let e = set.validate().unwrap_err().to_string();
         assert!(e.contains("`b` has no exemplar"), "{e}");
+    }
+
+    #[test]
+    fn open_set_counts_leave_one_class_out() {
+        let set = OneShotSet {
+            classes: vec!["a".into(), "b".into()],
+            exemplars: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            exemplar_labels: vec![0, 1],
+            queries: vec![vec![1.0, 0.1], vec![0.1, 1.0], vec![0.7, 0.7]],
+            query_labels: vec![0, 1, 1],
+        };
+        // Threshold 0.9: with `a` left out, its query (similarity 0.1 to b) is rejected; the
+        // two `b` queries: 0.995 accepted, 0.707 not. With `b` left out, both `b` queries are
+        // rejected only if below 0.9 against `a` (0.1 yes, 0.707 yes); `a`'s query accepted.
+        let rows = open_set(&set, &[(0.05, 0.9), (0.5, -1.0)]).unwrap();
+        assert_eq!((rows[0].known_queries, rows[0].unknown_queries), (3, 3));
+        assert!((rows[0].known_correct_accepted - 2.0 / 3.0).abs() < 1e-12);
+        assert!((rows[0].unknown_rejected - 1.0).abs() < 1e-12);
+        // A threshold of -1 accepts everything: nothing is rejected.
+        assert_eq!(rows[1].unknown_rejected, 0.0);
+        assert!(open_set(
+            &OneShotSet {
+                classes: vec!["a".into()],
+                exemplars: vec![vec![1.0]],
+                exemplar_labels: vec![0],
+                ..Default::default()
+            },
+            &[]
+        )
+        .is_err());
     }
 
     #[test]

@@ -383,6 +383,10 @@ pub struct ThresholdCalibration {
     /// trade rejection of unseen actions against acceptance of enrolled ones (`recognize --far`).
     #[serde(default)]
     pub operating_points: Vec<OperatingPoint>,
+    /// What the thresholds were calibrated on: the base (training) classes, or the
+    /// pseudo-novel classes of a validation split, enrolled from one exemplar each.
+    #[serde(default)]
+    pub calibrated_on: String,
 }
 
 /// False-accept targets at which [`calibrate_threshold`] also reports a threshold.
@@ -482,6 +486,7 @@ pub fn calibrate_threshold(
             .iter()
             .map(|&far| operating_point(&impostor, &genuine, far))
             .collect(),
+        calibrated_on: String::new(),
     })
 }
 

@@ -516,14 +516,21 @@ pub fn train(
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
         let stats = BaseStats::from_embeddings(&emb, &base_labels)
             .map_err(|e| RunError::Eval(e.to_string()))?;
-        let unknown = calibrate_unknown(
-            src.as_ref(),
-            &assignment,
-            &labels,
-            &emb,
-            &aux_names,
-            &run_dir.display().to_string(),
-        )?;
+        let unknown = if cfg.data.validation.is_some() {
+            // A validation split holds classes the model never trained on: calibrate where a
+            // user's new classes will be, enrolling one exemplar each.
+            let (set, _) = one_shot_data(&trained, src.as_ref(), &split, &assignment)?;
+            calibrate_unknown_novel(&set, &run_dir.display().to_string())?
+        } else {
+            calibrate_unknown(
+                src.as_ref(),
+                &assignment,
+                &labels,
+                &emb,
+                &aux_names,
+                &run_dir.display().to_string(),
+            )?
+        };
         crate::report::write_atomic(
             &run_dir.join("unknown_threshold.json"),
             serde_json::to_string_pretty(&unknown)
@@ -930,6 +937,29 @@ fn evaluate_text(
     Ok(reports)
 }
 
+/// The "unknown" thresholds calibrated on a validation split's pseudo-novel classes: a gallery
+/// of their protocol exemplars (one each), scored against their queries.
+fn calibrate_unknown_novel(
+    set: &OneShotSet,
+    model_id: &str,
+) -> Result<ThresholdCalibration, RunError> {
+    let mut gallery = Gallery::new(set.exemplars.first().map_or(0, Vec::len), model_id);
+    for (e, &l) in set.exemplars.iter().zip(&set.exemplar_labels) {
+        gallery
+            .enroll(&set.classes[l], std::slice::from_ref(e), None)
+            .map_err(|e| RunError::Eval(e.to_string()))?;
+    }
+    let names: Vec<String> = set
+        .query_labels
+        .iter()
+        .map(|&l| set.classes[l].clone())
+        .collect();
+    let mut c = calibrate_threshold(&gallery, &set.queries, &names, 0.05)
+        .map_err(|e| RunError::Eval(e.to_string()))?;
+    c.calibrated_on = "pseudo-novel classes of a validation split, one exemplar each".into();
+    Ok(c)
+}
+
 /// The "unknown" threshold for galleries of this model, calibrated on the auxiliary classes:
 /// a one-exemplar-per-class base gallery (each class's first training sample) scored against
 /// the other training samples, at a 5 % false-accept rate.
@@ -961,7 +991,10 @@ fn calibrate_unknown(
         .filter(|(k, &l)| first[l as usize] != Some(*k))
         .map(|(k, &l)| (emb[k].clone(), aux_names[l as usize].clone()))
         .unzip();
-    calibrate_threshold(&gallery, &samples, &names, 0.05).map_err(|e| RunError::Eval(e.to_string()))
+    let mut c = calibrate_threshold(&gallery, &samples, &names, 0.05)
+        .map_err(|e| RunError::Eval(e.to_string()))?;
+    c.calibrated_on = "base (training) classes".into();
+    Ok(c)
 }
 
 /// Writes `report.json` (all methods) and `report.md`.
@@ -1111,4 +1144,42 @@ pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crate::plot::JidTargets>, 
         outputs,
         kl_model,
     }))
+}
+
+/// The open-set table of a finished run (`crossglg eval --open-set`): the run's one-shot set
+/// (protocol exemplars) at every operating point of a threshold calibration file, the run's
+/// own `unknown_threshold.json` by default (or another, e.g. a validation run's of the same
+/// recipe). Returns the calibration used and one row per operating point.
+pub fn open_set_table(
+    run_dir: &Path,
+    device: &Device,
+    calibration: Option<&Path>,
+) -> Result<(ThresholdCalibration, Vec<crate::eval::OpenSetRow>), RunError> {
+    let loaded = load_run(run_dir, device)?;
+    let path = calibration
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| run_dir.join("unknown_threshold.json"));
+    let cal: ThresholdCalibration = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|message| RunError::RunDir {
+            path: path.clone(),
+            message: format!("not a readable threshold calibration: {message}"),
+        })?;
+    let set = one_shot_set(
+        &loaded.model,
+        loaded.src.as_ref(),
+        &loaded.split,
+        &loaded.assignment,
+    )?;
+    let mut points: Vec<(f64, f32)> = cal
+        .operating_points
+        .iter()
+        .map(|p| (p.target_false_accept_rate, p.threshold))
+        .collect();
+    if points.is_empty() {
+        points.push((cal.target_false_accept_rate, cal.threshold));
+    }
+    let rows = crate::eval::open_set(&set, &points).map_err(|e| RunError::Eval(e.to_string()))?;
+    Ok((cal, rows))
 }
