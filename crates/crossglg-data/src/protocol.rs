@@ -278,12 +278,19 @@ impl Split {
                 "validation needs every >= 2 and offset < every, got offset {offset}, every {every}"
             )));
         }
-        let (pseudo, train): (Vec<(usize, usize)>, Vec<(usize, usize)>) = self
+        let pseudo: Vec<usize> = self
+            .auxiliary_classes
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| p % every == offset)
+            .map(|(_, &c)| c)
+            .collect();
+        let train: Vec<usize> = self
             .auxiliary_classes
             .iter()
             .copied()
-            .enumerate()
-            .partition(|(p, _)| p % every == offset);
+            .filter(|c| !pseudo.contains(c))
+            .collect();
         if pseudo.len() < 2 || train.is_empty() {
             return Err(self.invalid(format!(
                 "validation offset {offset} of every {every} leaves {} pseudo-novel and {} training classes out of {} auxiliary ones; it needs at least 2 and 1",
@@ -293,8 +300,8 @@ impl Split {
             )));
         }
         let test = std::mem::take(&mut self.novel_classes);
-        self.novel_classes = pseudo.into_iter().map(|(_, c)| c).collect();
-        self.auxiliary_classes = train.into_iter().map(|(_, c)| c).collect();
+        self.novel_classes = pseudo;
+        self.auxiliary_classes = train;
         if matches!(self.exemplars, Exemplars::Named(_)) {
             self.exemplars = Exemplars::Rule {
                 subject: None,
