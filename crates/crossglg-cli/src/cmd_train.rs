@@ -81,6 +81,10 @@ pub struct EvalArgs {
     /// unknown_threshold.json, calibrated on classes that model never trained on).
     #[arg(long, value_name = "FILE", requires = "open_set")]
     calibration: Option<PathBuf>,
+    /// Validation runs only: calibrate the unknown thresholds on the pseudo-novel classes and
+    /// rewrite unknown_threshold.json (training does this for validation runs).
+    #[arg(long)]
+    recalibrate_unknown: bool,
     /// Write the new evaluation into the run's report.json / report.md (what `compare` reads).
     #[arg(long)]
     write: bool,
@@ -200,6 +204,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let device = run::device_from(&a.device)?;
+    if a.recalibrate_unknown {
+        let c = run::recalibrate_unknown(&a.run, &device)?;
+        eprintln!(
+            "unknown threshold {:.3} at false-accept target {} ({})",
+            c.threshold, c.target_false_accept_rate, c.calibrated_on
+        );
+    }
     let reports = run::evaluate_run_with(
         &a.run,
         &device,
@@ -273,6 +284,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     } else {
         let name = |i: usize, d: &str| a.names.get(i).cloned().unwrap_or_else(|| d.into());
         print!("{}", c.to_markdown(&name(0, "a"), &name(1, "b")));
+        print!("{}", c.summary_markdown(&name(0, "a"), &name(1, "b")));
     }
     Ok(())
 }

@@ -177,6 +177,29 @@ pub fn compare(a: &[RunResult], b: &[RunResult]) -> Result<Comparison, CompareEr
 }
 
 impl Comparison {
+    /// Markdown: one row per metric with both means, the mean difference and its interval, and
+    /// how many pairs are positive.
+    pub fn summary_markdown(&self, name_a: &str, name_b: &str) -> String {
+        let mut s = format!(
+            "| metric | {name_a} | {name_b} | {name_b} − {name_a} (95 % CI) | positive |\n|---|---:|---:|---|---:|\n"
+        );
+        for m in &self.metrics {
+            let p = &m.paired;
+            s.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:+.1} ({:+.1} to {:+.1}) | {}/{} |\n",
+                m.metric,
+                p.mean_a,
+                p.mean_b,
+                p.diff.mean,
+                p.diff.lo,
+                p.diff.hi,
+                p.positive,
+                p.pairs.len()
+            ));
+        }
+        s
+    }
+
     /// Markdown: one table of per-pair values per metric, then the summary line.
     pub fn to_markdown(&self, name_a: &str, name_b: &str) -> String {
         let mut s = String::new();

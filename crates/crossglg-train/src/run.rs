@@ -1183,3 +1183,38 @@ pub fn open_set_table(
     let rows = crate::eval::open_set(&set, &points).map_err(|e| RunError::Eval(e.to_string()))?;
     Ok((cal, rows))
 }
+
+/// Re-calibrates a finished validation run's unknown thresholds on its pseudo-novel classes
+/// (what training does for validation runs; for runs made before it did) and writes
+/// `unknown_threshold.json`.
+pub fn recalibrate_unknown(
+    run_dir: &Path,
+    device: &Device,
+) -> Result<ThresholdCalibration, RunError> {
+    let loaded = load_run(run_dir, device)?;
+    if loaded.cfg.data.validation.is_none() {
+        return Err(RunError::RunDir {
+            path: run_dir.to_path_buf(),
+            message: "not a validation run (data.validation is unset): its novel classes are test classes, which must not tune thresholds".into(),
+        });
+    }
+    let set = one_shot_set(
+        &loaded.model,
+        loaded.src.as_ref(),
+        &loaded.split,
+        &loaded.assignment,
+    )?;
+    let c = calibrate_unknown_novel(&set, &run_dir.display().to_string())?;
+    let path = run_dir.join("unknown_threshold.json");
+    crate::report::write_atomic(
+        &path,
+        serde_json::to_string_pretty(&c)
+            .expect("serialises")
+            .as_bytes(),
+    )
+    .map_err(|e| RunError::RunDir {
+        path,
+        message: e.to_string(),
+    })?;
+    Ok(c)
+}
