@@ -529,12 +529,7 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
         }
         PlotCommand::Embeddings { run, out, device } => {
             let loaded = run::load_run(&run, &run::device_from(&device)?)?;
-            let set = run::one_shot_set(
-                &loaded.model,
-                loaded.src.as_ref(),
-                &loaded.split,
-                &loaded.assignment,
-            )?;
+            let set = loaded.one_shot_set()?;
             plot::plot_embedding_map(
                 &out,
                 &set.exemplars,

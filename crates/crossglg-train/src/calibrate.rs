@@ -857,13 +857,7 @@ pub fn evaluate_calibrated(
         Classifier::LogisticRegression { .. } => "calibrated-logreg",
         Classifier::Gaussian => "calibrated-gaussian",
     };
-    let mut report = EvalReport::from_predictions(
-        method,
-        &set.classes,
-        set.exemplar_counts(),
-        &set.query_labels,
-        &predicted,
-    )?;
+    let mut report = EvalReport::for_set(method, set, &predicted)?;
     if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(cfg) {
         report.settings = m;
     }

@@ -190,13 +190,7 @@ pub fn predict_cosine(set: &OneShotSet) -> Result<Vec<usize>, EvalError> {
 /// The paper's baseline: nearest exemplar by cosine similarity, top-1 accuracy and friends.
 pub fn evaluate_cosine(set: &OneShotSet) -> Result<EvalReport, EvalError> {
     let predicted = predict_cosine(set)?;
-    Ok(EvalReport::from_predictions(
-        "cosine-nn",
-        &set.classes,
-        set.exemplar_counts(),
-        &set.query_labels,
-        &predicted,
-    )?)
+    Ok(EvalReport::for_set("cosine-nn", set, &predicted)?)
 }
 
 /// Per-class cosine similarity of `q` to the exemplars (the best exemplar of each class).
@@ -282,13 +276,7 @@ pub fn evaluate_with_text(
     } else {
         "cosine+text"
     };
-    let mut r = EvalReport::from_predictions(
-        method,
-        &set.classes,
-        set.exemplar_counts(),
-        &set.query_labels,
-        &predicted,
-    )?;
+    let mut r = EvalReport::for_set(method, set, &predicted)?;
     r.settings
         .insert("text_weight".into(), (beta as f64).into());
     Ok(r)

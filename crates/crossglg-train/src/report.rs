@@ -132,6 +132,21 @@ impl EvalReport {
         })
     }
 
+    /// A report of `predicted` labels for the queries of a one-shot set.
+    pub fn for_set(
+        method: &str,
+        set: &crate::eval::OneShotSet,
+        predicted: &[usize],
+    ) -> Result<Self, ReportError> {
+        Self::from_predictions(
+            method,
+            &set.classes,
+            set.exemplar_counts(),
+            &set.query_labels,
+            predicted,
+        )
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports always serialise")
     }

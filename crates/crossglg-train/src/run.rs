@@ -226,6 +226,24 @@ fn batch_tensor(
     Ok(Tensor::from_vec(b.x, b.shape.to_vec(), device)?)
 }
 
+/// Writes a file of the run directory atomically; errors name the file.
+fn write_run_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    crate::report::write_atomic(path, bytes).map_err(|e| RunError::RunDir {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// [`write_run_file`] of a value as pretty JSON.
+fn write_run_json(path: &Path, value: &impl serde::Serialize) -> Result<(), RunError> {
+    write_run_file(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("serialises")
+            .as_bytes(),
+    )
+}
+
 fn mean_row(rows: &[Vec<f32>]) -> Vec<f32> {
     let d = rows.first().map_or(0, Vec::len);
     let mut m = vec![0f32; d];
@@ -338,12 +356,7 @@ pub fn train(
         // A fresh run starts a fresh metrics file.
         let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
     }
-    crate::report::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes()).map_err(
-        |e| RunError::RunDir {
-            path: run_dir.to_path_buf(),
-            message: e.to_string(),
-        },
-    )?;
+    write_run_file(&run_dir.join("config.toml"), config_toml.as_bytes())?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -501,16 +514,12 @@ pub fn train(
         // preprocessing: what the model sees at inference), after centring on their mean.
         let raw = trained.embed_indices(src.as_ref(), &assignment.train)?;
         let center = mean_row(&raw);
-        crate::report::write_atomic(
+        write_run_file(
             &run_dir.join(CENTER_FILE),
             serde_json::to_string(&center)
                 .expect("serialises")
                 .as_bytes(),
-        )
-        .map_err(|e| RunError::RunDir {
-            path: run_dir.join(CENTER_FILE),
-            message: e.to_string(),
-        })?;
+        )?;
         let emb: Vec<Vec<f32>> = raw.iter().map(|r| sub(r, &center)).collect();
         trained.center = Some(center);
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
@@ -531,16 +540,7 @@ pub fn train(
                 &run_dir.display().to_string(),
             )?
         };
-        crate::report::write_atomic(
-            &run_dir.join("unknown_threshold.json"),
-            serde_json::to_string_pretty(&unknown)
-                .expect("serialises")
-                .as_bytes(),
-        )
-        .map_err(|e| RunError::RunDir {
-            path: run_dir.join("unknown_threshold.json"),
-            message: e.to_string(),
-        })?;
+        write_run_json(&run_dir.join("unknown_threshold.json"), &unknown)?;
         stats
             .save(&run_dir.join("base_stats.safetensors"))
             .map_err(|e| RunError::Eval(e.to_string()))?;
@@ -1008,10 +1008,7 @@ pub fn write_reports(run_dir: &Path, reports: &[EvalReport]) -> Result<(), RunEr
         ("report.json", json.as_bytes()),
         ("report.md", md.as_bytes()),
     ] {
-        crate::report::write_atomic(&run_dir.join(name), bytes).map_err(|e| RunError::RunDir {
-            path: run_dir.join(name),
-            message: e.to_string(),
-        })?;
+        write_run_file(&run_dir.join(name), bytes)?;
     }
     Ok(())
 }
@@ -1024,6 +1021,18 @@ pub struct LoadedRun {
     pub src: Box<dyn SampleSource>,
     pub split: Split,
     pub assignment: Assignment,
+}
+
+impl LoadedRun {
+    /// The run's one-shot set (protocol exemplars and queries, embedded).
+    pub fn one_shot_set(&self) -> Result<OneShotSet, RunError> {
+        one_shot_set(
+            &self.model,
+            self.src.as_ref(),
+            &self.split,
+            &self.assignment,
+        )
+    }
 }
 
 pub fn load_run(run_dir: &Path, device: &Device) -> Result<LoadedRun, RunError> {
@@ -1166,12 +1175,7 @@ pub fn open_set_table(
             path: path.clone(),
             message: format!("not a readable threshold calibration: {message}"),
         })?;
-    let set = one_shot_set(
-        &loaded.model,
-        loaded.src.as_ref(),
-        &loaded.split,
-        &loaded.assignment,
-    )?;
+    let set = loaded.one_shot_set()?;
     let mut points: Vec<(f64, f32)> = cal
         .operating_points
         .iter()
@@ -1198,23 +1202,9 @@ pub fn recalibrate_unknown(
             message: "not a validation run (data.validation is unset): its novel classes are test classes, which must not tune thresholds".into(),
         });
     }
-    let set = one_shot_set(
-        &loaded.model,
-        loaded.src.as_ref(),
-        &loaded.split,
-        &loaded.assignment,
-    )?;
+    let set = loaded.one_shot_set()?;
     let c = calibrate_unknown_novel(&set, &run_dir.display().to_string())?;
     let path = run_dir.join("unknown_threshold.json");
-    crate::report::write_atomic(
-        &path,
-        serde_json::to_string_pretty(&c)
-            .expect("serialises")
-            .as_bytes(),
-    )
-    .map_err(|e| RunError::RunDir {
-        path,
-        message: e.to_string(),
-    })?;
+    write_run_json(&path, &c)?;
     Ok(c)
 }

@@ -303,14 +303,20 @@ fn validation_split_draws_and_paired_comparison() {
     let cal: crossglg_train::gallery::ThresholdCalibration =
         serde_json::from_str(&std::fs::read_to_string(rt.join("unknown_threshold.json")).unwrap())
             .unwrap();
-    assert!(cal.calibrated_on.contains("pseudo-novel"), "{}", cal.calibrated_on);
+    assert!(
+        cal.calibrated_on.contains("pseudo-novel"),
+        "{}",
+        cal.calibrated_on
+    );
     let again = crossglg_train::run::recalibrate_unknown(&rt, &Device::Cpu).unwrap();
     assert_eq!(again.threshold, cal.threshold);
     let (used, rows) = crossglg_train::run::open_set_table(&rt, &Device::Cpu, None).unwrap();
     assert_eq!(rows.len(), used.operating_points.len());
     // the run's queries of two classes, each left out once
     assert_eq!(rows[0].known_queries, rows[0].unknown_queries);
-    assert!(rows.windows(2).all(|w| w[0].unknown_rejected >= w[1].unknown_rejected));
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0].unknown_rejected >= w[1].unknown_rejected));
 
     let c = compare(&[read_run(&rn).unwrap()], &[read_run(&rt).unwrap()]).unwrap();
     let metrics: Vec<&str> = c.metrics.iter().map(|m| m.metric.as_str()).collect();
