@@ -17,3 +17,5 @@ $p configs/nwucla-cpu.toml runs/test-nwucla-stgcn  "0 1 2 3 4" test scripts/sett
 $p configs/msr-cpu.toml    runs/ablation-msr       "0 1 2" test scripts/settings/ablation.txt $d > runs/ablation-msr.md
 $p configs/msr-cpu.toml    runs/folds-msr          "0 1 2" "fold1 fold2 fold3" scripts/settings/test-none.txt $d > runs/folds-msr.md
 $p configs/nwucla-cpu.toml runs/folds-nwucla       "0 1 2" "fold1" scripts/settings/test-none.txt $d > runs/folds-nwucla.md
+# The classifier kind (issue item: MLP as the paper describes, cosine-margin), on validation splits.
+$p configs/msr-cpu.toml    runs/val-msr            "0 1" "val0 val1 val2" scripts/settings/classifier.txt $d > runs/val-msr-classifier.md
