@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use crossglg_infer::report::EvalReport;
 use crossglg_train::config::TrainConfig;
-use crossglg_train::report::EvalReport;
 use crossglg_train::run::{self, TrainOptions};
 
 const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");
@@ -336,7 +336,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         let cells: Vec<String> = (0..methods.len())
             .map(|m| {
                 let v: Vec<f64> = accs.iter().map(|a| 100.0 * a[m].1).collect();
-                let (mean, std) = crossglg_train::stats::mean_std(&v);
+                let (mean, std) = crossglg_infer::stats::mean_std(&v);
                 format!("{mean:.1} ± {std:.1}")
             })
             .collect();

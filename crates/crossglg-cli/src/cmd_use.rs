@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use crossglg_data::mapping::{map_skeleton, Mapping};
 use crossglg_data::read::{read_path, DirOptions};
 use crossglg_data::{Layout, Skeleton};
-use crossglg_train::embedder::Embedder;
-use crossglg_train::gallery::{Gallery, ThresholdCalibration};
-use crossglg_train::mapping::{map_skeleton, Mapping};
+use crossglg_infer::embedder::Embedder;
+use crossglg_infer::gallery::{Gallery, ThresholdCalibration};
+use crossglg_infer::stream::{run_stream, PoseFormat, StreamConfig};
 use crossglg_train::run::{self, TrainedModel};
-use crossglg_train::stream::{run_stream, PoseFormat, StreamConfig};
 
 #[derive(Args)]
 pub struct ModelArgs {
@@ -125,7 +125,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
                 .zip(&emb)
                 .map(|((n, _), e)| serde_json::json!({"name": n, "embedding": e}))
                 .collect();
-            crossglg_train::report::write_atomic(
+            crossglg_infer::report::write_atomic(
                 &a.out,
                 serde_json::to_string_pretty(&rows)?.as_bytes(),
             )
@@ -377,7 +377,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
     )?;
     let mut lat = tee.latencies.clone();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| crossglg_train::stats::percentile(&lat, p);
+    let pct = |p: f64| crossglg_infer::stats::percentile(&lat, p);
     eprintln!(
         "{} frames, {} windows; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
         s.frames,
@@ -444,7 +444,7 @@ pub enum PlotCommand {
 }
 
 pub fn plot(cmd: PlotCommand) -> Result<()> {
-    use crossglg_train::plot;
+    use crossglg_plot as plot;
     let out = match cmd {
         PlotCommand::Curves { run, out, metrics } => {
             plot::plot_training_curves(&out, &run.join("metrics.jsonl"), &metrics)?;
@@ -452,7 +452,7 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
         }
         PlotCommand::Confusion { run, out, method } => {
             let p = run.join("report.json");
-            let reports: Vec<crossglg_train::report::EvalReport> = serde_json::from_str(
+            let reports: Vec<crossglg_infer::report::EvalReport> = serde_json::from_str(
                 &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
             )
             .with_context(|| format!("{}: not a report", p.display()))?;
@@ -551,7 +551,7 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
 /// per-window time of embedding the same windows as one batch of 16 in this process.
 pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> Result<()> {
     use crossglg_data::synth::{generate_with_layout, SynthConfig};
-    use crossglg_train::stream::{Frame, StreamRecognizer};
+    use crossglg_infer::stream::{Frame, StreamRecognizer};
     if window == 0 || hop == 0 || windows == 0 {
         bail!("--window, --hop and --windows must be at least 1");
     }
@@ -648,7 +648,7 @@ pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> 
         }
     }
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| crossglg_train::stats::percentile(&lat, p);
+    let pct = |p: f64| crossglg_infer::stats::percentile(&lat, p);
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
     let rss = crossglg_bench::peak_rss_mb();
     println!(

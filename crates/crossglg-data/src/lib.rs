@@ -1,9 +1,11 @@
 //! Skeleton data for crossglg: layouts (joint graphs as data), readers for the field's
-//! dataset formats, preprocessing, packed datasets and one-shot protocols.
+//! dataset formats, mappings between layouts, preprocessing, packed datasets and one-shot
+//! protocols.
 
 pub mod atomic;
 pub mod inspect;
 pub mod layout;
+pub mod mapping;
 pub mod pack;
 pub mod preprocess;
 pub mod protocol;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::TrainConfig;
-use crate::report::EvalReport;
-use crate::stats::{paired, Paired};
+use crossglg_infer::report::EvalReport;
+use crossglg_infer::stats::{paired, Paired};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -145,7 +145,7 @@ pub fn compare(a: &[RunResult], b: &[RunResult]) -> Result<Comparison, CompareEr
             });
         }
         // Draw means pair only when both runs drew the same exemplars.
-        let draws: Vec<crate::eval::Draws> = a
+        let draws: Vec<crossglg_infer::eval::Draws> = a
             .iter()
             .chain(b)
             .filter_map(|r| r.reports.iter().find(|x| &x.method == m))

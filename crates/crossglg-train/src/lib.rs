@@ -1,12 +1,15 @@
-//! Training, one-shot evaluation and inference for CrossGLG.
+//! Training CrossGLG: the config, the optimiser, checkpoints, the training loop and its run
+//! directory, the trained model ([`run::TrainedModel`], an [`crossglg_infer::embedder::Embedder`]),
+//! comparisons of runs. Evaluation, calibration, galleries and streaming live in `crossglg-infer`;
+//! training calls down into it.
 //!
 //! Using a trained run from Rust (what `crossglg enroll` / `recognize` do):
 //!
 //! ```no_run
 //! use std::path::Path;
 //! use crossglg_data::read::{read_path, DirOptions};
-//! use crossglg_train::embedder::Embedder;
-//! use crossglg_train::gallery::Gallery;
+//! use crossglg_infer::embedder::Embedder;
+//! use crossglg_infer::gallery::Gallery;
 //! use crossglg_train::run::TrainedModel;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,19 +28,10 @@
 //! # }
 //! ```
 
-pub mod calibrate;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
-pub mod embedder;
-pub mod eval;
-pub mod gallery;
-pub mod mapping;
 pub mod optim;
-pub mod plot;
-pub mod report;
 pub mod run;
 pub mod source;
-pub mod stats;
-pub mod stream;
 pub mod textsrc;

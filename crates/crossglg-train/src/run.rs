@@ -20,18 +20,18 @@ use crossglg_model::{
 };
 use rand::seq::SliceRandom;
 
-use crate::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
 use crate::checkpoint::{Checkpoint, Position};
 use crate::config::TrainConfig;
-use crate::embedder::{EmbedError, Embedder};
-use crate::eval::{
-    evaluate_cosine, evaluate_draws, evaluate_with_text, Draws, EvalError, NovelPool, OneShotSet,
-};
-use crate::gallery::{calibrate_threshold, Gallery, ThresholdCalibration};
 use crate::optim::Optimizer;
-use crate::report::EvalReport;
 use crate::source::{InMemory, SampleSource};
 use crate::textsrc::load_class_text;
+use crossglg_infer::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
+use crossglg_infer::embedder::{EmbedError, Embedder};
+use crossglg_infer::eval::{
+    evaluate_cosine, evaluate_draws, evaluate_with_text, Draws, EvalError, NovelPool, OneShotSet,
+};
+use crossglg_infer::gallery::{calibrate_threshold, Gallery, ThresholdCalibration};
+use crossglg_infer::report::EvalReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -228,7 +228,7 @@ fn batch_tensor(
 
 /// Writes a file of the run directory atomically; errors name the file.
 fn write_run_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    crate::report::write_atomic(path, bytes).map_err(|e| RunError::RunDir {
+    crossglg_infer::report::write_atomic(path, bytes).map_err(|e| RunError::RunDir {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
@@ -1095,7 +1095,7 @@ pub fn evaluate_run_with(
 /// JID's output on the held-out (novel) classes of a finished run against their key-joint
 /// targets from the descriptions (the raw targets, whatever form training used), averaged per
 /// class; `None` when the model has no JID.
-pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crate::plot::JidTargets>, RunError> {
+pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crossglg_plot::JidTargets>, RunError> {
     let src = run.src.as_ref();
     let names: Vec<String> = run
         .split
@@ -1134,7 +1134,7 @@ pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crate::plot::JidTargets>, 
             .position(|&n| n == label)
             .ok_or_else(|| data_err("sample outside the novel classes"))?;
         outputs[c].iter_mut().zip(row).for_each(|(a, b)| *a += b);
-        kl_model[c] += crate::plot::kl(&targets[c], row);
+        kl_model[c] += crossglg_plot::kl(&targets[c], row);
         counts[c] += 1;
     }
     for c in 0..names.len() {
@@ -1142,10 +1142,10 @@ pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crate::plot::JidTargets>, 
         outputs[c].iter_mut().for_each(|a| *a /= n as f32);
         kl_model[c] /= n as f64;
     }
-    Ok(Some(crate::plot::JidTargets {
+    Ok(Some(crossglg_plot::JidTargets {
         kl_uniform: targets
             .iter()
-            .map(|t| crate::plot::kl(t, &uniform))
+            .map(|t| crossglg_plot::kl(t, &uniform))
             .collect(),
         classes: names,
         joints: run.layout.joints.clone(),
@@ -1163,7 +1163,7 @@ pub fn open_set_table(
     run_dir: &Path,
     device: &Device,
     calibration: Option<&Path>,
-) -> Result<(ThresholdCalibration, Vec<crate::eval::OpenSetRow>), RunError> {
+) -> Result<(ThresholdCalibration, Vec<crossglg_infer::eval::OpenSetRow>), RunError> {
     let loaded = load_run(run_dir, device)?;
     let path = calibration
         .map(Path::to_path_buf)
@@ -1184,7 +1184,8 @@ pub fn open_set_table(
     if points.is_empty() {
         points.push((cal.target_false_accept_rate, cal.threshold));
     }
-    let rows = crate::eval::open_set(&set, &points).map_err(|e| RunError::Eval(e.to_string()))?;
+    let rows =
+        crossglg_infer::eval::open_set(&set, &points).map_err(|e| RunError::Eval(e.to_string()))?;
     Ok((cal, rows))
 }
 

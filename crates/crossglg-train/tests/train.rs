@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use candle_core::Device;
+use crossglg_infer::embedder::Embedder;
+use crossglg_infer::gallery::{Gallery, ThresholdCalibration};
+use crossglg_infer::report::EvalReport;
 use crossglg_train::checkpoint::Checkpoint;
 use crossglg_train::config::TrainConfig;
-use crossglg_train::embedder::Embedder;
-use crossglg_train::gallery::{Gallery, ThresholdCalibration};
-use crossglg_train::report::EvalReport;
 use crossglg_train::run::{evaluate_run, load_run, train, TrainOptions};
 
 fn config(dir: &Path, epochs: usize, guidance: &str) -> TrainConfig {
@@ -300,7 +300,7 @@ fn validation_split_draws_and_paired_comparison() {
 
     // A validation run calibrates its unknown thresholds on the pseudo-novel classes, and the
     // open-set table reads them.
-    let cal: crossglg_train::gallery::ThresholdCalibration =
+    let cal: crossglg_infer::gallery::ThresholdCalibration =
         serde_json::from_str(&std::fs::read_to_string(rt.join("unknown_threshold.json")).unwrap())
             .unwrap();
     assert!(

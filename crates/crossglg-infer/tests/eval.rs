@@ -1,15 +1,13 @@
-//! One-shot evaluation, distribution calibration, reports and plots on synthetic Gaussian
-//! clusters whose answers are known.
+//! One-shot evaluation, distribution calibration and reports on synthetic Gaussian clusters
+//! whose answers are known.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use crossglg_train::calibrate::{
+use crossglg_infer::calibrate::{
     evaluate_calibrated, BaseStats, CalibrationConfig, Classifier, NegativeFeatures, PowerTransform,
 };
-use crossglg_train::eval::{evaluate_cosine, OneShotSet};
-use crossglg_train::plot;
-use crossglg_train::report::EvalReport;
+use crossglg_infer::eval::{evaluate_cosine, OneShotSet};
+use crossglg_infer::report::EvalReport;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn normal(rng: &mut StdRng) -> f32 {
@@ -270,147 +268,9 @@ fn reports_write_json_and_markdown() {
     assert!(e.contains("blocker/r.json"), "{e}");
 }
 
-fn check_svg(path: &Path, needle: &str) {
-    let s = std::fs::read_to_string(path).unwrap();
-    assert!(
-        s.contains("<svg") && s.trim_end().ends_with("</svg>"),
-        "{}",
-        path.display()
-    );
-    assert!(s.contains(needle), "{} lacks {needle}", path.display());
-    assert_eq!(s.matches("<text").count(), s.matches("</text>").count());
-}
-
-fn check_png(path: &Path) -> (u32, u32) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
-    (img.width(), img.height())
-}
-
-/// Non-white pixels in a horizontal band (to see that text was actually rasterised).
-fn ink_in_rows(path: &Path, y0: u32, y1: u32) -> usize {
-    let img = image::open(path).unwrap().to_rgb8();
-    (y0..y1.min(img.height()))
-        .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
-        .filter(|&(x, y)| img.get_pixel(x, y).0 != [255, 255, 255])
-        .count()
-}
-
-#[test]
-fn plots_confusion_curves_and_pca_as_svg_and_png() {
-    let dir = tempfile::tempdir().unwrap();
-    // `CROSSGLG_PLOT_DIR=/some/dir` keeps the pictures for a look.
-    let keep = std::env::var_os("CROSSGLG_PLOT_DIR");
-    let p = outlier_problem(6);
-    let r = evaluate_cosine(&p.set).unwrap();
-    for ext in ["svg", "png"] {
-        let f = dir.path().join(format!("confusion.{ext}"));
-        plot::plot_report_confusion(&f, &r).unwrap();
-        let g = dir.path().join(format!("pca.{ext}"));
-        plot::plot_embedding_map(
-            &g,
-            &p.set.exemplars,
-            &p.set.exemplar_labels,
-            &p.set.queries,
-            &p.set.query_labels,
-            &p.set.classes,
-            "novel classes",
-        )
-        .unwrap();
-        if ext == "svg" {
-            check_svg(&f, "cosine-nn");
-            check_svg(&g, "class 3");
-        } else {
-            check_png(&f);
-            assert_eq!(check_png(&g), (900, 760));
-            // The title sits in the top 40 rows of the confusion plot; only text draws there.
-            assert!(
-                ink_in_rows(&f, 0, 40) > 50,
-                "no title text rendered in the PNG"
-            );
-        }
-    }
-    let metrics = dir.path().join("metrics.jsonl");
-    let mut lines = String::new();
-    for step in 0..50 {
-        lines.push_str(&format!(
-            "{{\"epoch\": {}, \"step\": {step}, \"loss\": {}, \"lr\": 0.1, \"acc\": {}, \"tag\": \"x\"}}\n",
-            step / 10,
-            2.0 / (1.0 + step as f64),
-            step as f64 / 50.0
-        ));
-    }
-    std::fs::write(&metrics, lines).unwrap();
-    let series = plot::read_metrics_jsonl(&metrics).unwrap();
-    assert_eq!(series.x_name, "step");
-    assert_eq!(
-        series.series.keys().collect::<Vec<_>>(),
-        vec!["acc", "loss", "lr"]
-    );
-    plot::plot_training_curves(&dir.path().join("curves.svg"), &metrics, &[]).unwrap();
-    check_svg(&dir.path().join("curves.svg"), "loss");
-    let only = ["loss".to_string()];
-    plot::plot_training_curves(&dir.path().join("curves.png"), &metrics, &only).unwrap();
-    check_png(&dir.path().join("curves.png"));
-
-    let e = plot::plot_training_curves(&dir.path().join("x.svg"), &metrics, &["los".into()])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("no metric `los`") && e.contains("acc, loss, lr"),
-        "{e}"
-    );
-    std::fs::write(&metrics, "{\"step\": 1, \"loss\": 1}\n{oops\n").unwrap();
-    let e = plot::read_metrics_jsonl(&metrics).unwrap_err().to_string();
-    assert!(e.contains("metrics.jsonl line 2"), "{e}");
-    let e = plot::plot_report_confusion(&dir.path().join("c.gif"), &r)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("c.gif"), "{e}");
-    // Only the requested files: no temporary files left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-    if let Some(k) = keep {
-        for name in [
-            "confusion.svg",
-            "confusion.png",
-            "pca.svg",
-            "pca.png",
-            "curves.svg",
-            "curves.png",
-        ] {
-            std::fs::copy(dir.path().join(name), Path::new(&k).join(name)).unwrap();
-        }
-    }
-}
-
-#[test]
-fn pca_finds_the_dominant_direction() {
-    let mut rng = StdRng::seed_from_u64(8);
-    let rows: Vec<Vec<f32>> = (0..200)
-        .map(|_| {
-            let a = 5.0 * normal(&mut rng);
-            vec![a, a, 0.1 * normal(&mut rng), 0.1 * normal(&mut rng)]
-        })
-        .collect();
-    let p = plot::pca_2d(&rows).unwrap();
-    // PC1 carries nearly all the variance: |pc1| ≈ sqrt(2)·|a|.
-    for (r, q) in rows.iter().zip(&p) {
-        assert!(
-            (q[0].abs() - r[0].abs() * 2f32.sqrt()).abs() < 0.5,
-            "{q:?} vs {r:?}"
-        );
-    }
-}
-
 /// Timing at the NTU-120 one-shot scale (100 base classes × 100 samples, 20 novel classes,
 /// 256-D, 750 samples per class). Ignored by default: run with
-/// `cargo test -p crossglg-train --test eval -- --ignored --nocapture ntu_scale`.
+/// `cargo test -p crossglg-infer --test eval -- --ignored --nocapture ntu_scale`.
 #[test]
 #[ignore]
 fn ntu_scale_timing() {

@@ -259,7 +259,7 @@ pub fn plot_confusion(
 /// [`plot_confusion`] of an evaluation report.
 pub fn plot_report_confusion(
     path: &Path,
-    report: &crate::report::EvalReport,
+    report: &crossglg_infer::report::EvalReport,
 ) -> Result<(), PlotError> {
     let title = format!(
         "{}: top-1 {:.1} % ({} / {})",

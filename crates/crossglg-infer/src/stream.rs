@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::embedder::{EmbedError, Embedder};
 use crate::gallery::{Gallery, GalleryError, Recognition};
-use crate::mapping::{map_skeleton, Mapping, MappingError};
+use crossglg_data::mapping::{map_skeleton, Mapping, MappingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {

@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use crossglg_data::Skeleton;
-//! use crossglg_train::mapping::{map_skeleton, Mapping};
+//! use crossglg_data::mapping::{map_skeleton, Mapping};
 //!
 //! let m = Mapping::load("coco17_to_ntu25").unwrap();
 //! let coco = Skeleton::zeros(1, 30, 17, 3);
@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crossglg_data::{Layout, Skeleton};
+use crate::{Layout, Skeleton};
 use serde::{Deserialize, Serialize};
 
 /// Mapping files shipped with crossglg: (name, TOML text).
@@ -55,7 +55,7 @@ pub enum MappingError {
     #[error("mapping {origin}: {source}")]
     Layout {
         origin: String,
-        source: crossglg_data::LayoutError,
+        source: crate::LayoutError,
     },
     #[error(
         "skeleton has {found} joints but the mapping's source layout `{layout}` has {expected}"

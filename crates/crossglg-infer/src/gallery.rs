@@ -7,7 +7,7 @@
 //! [`calibrate_threshold`], never on the classes being recognised.
 //!
 //! ```
-//! use crossglg_train::gallery::Gallery;
+//! use crossglg_infer::gallery::Gallery;
 //!
 //! let mut g = Gallery::new(3, "demo-model");
 //! g.enroll("wave", &[vec![1.0, 0.0, 0.0]], Some("wave_01.skeleton")).unwrap();

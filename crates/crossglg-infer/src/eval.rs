@@ -5,7 +5,7 @@
 //! Embeddings are `Vec<f32>` rows; a candle `N×D` tensor converts with [`rows_from_tensor`].
 //!
 //! ```
-//! use crossglg_train::eval::{evaluate_cosine, OneShotSet};
+//! use crossglg_infer::eval::{evaluate_cosine, OneShotSet};
 //!
 //! let set = OneShotSet {
 //!     classes: vec!["wave".into(), "clap".into()],

@@ -22,7 +22,7 @@ impl EmbedError {
 ///
 /// ```
 /// use crossglg_data::Skeleton;
-/// use crossglg_train::embedder::{EmbedError, Embedder};
+/// use crossglg_infer::embedder::{EmbedError, Embedder};
 ///
 /// /// Mean position of every joint over time: a crude, model-free embedding.
 /// struct MeanPose;

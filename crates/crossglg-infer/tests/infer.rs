@@ -1,12 +1,11 @@
-//! Gallery, threshold calibration, streaming recognition, layout mappings and the joint
-//! importance picture, with a fake embedder so nothing depends on a trained model.
+//! Gallery, threshold calibration and streaming recognition, with a fake embedder so nothing
+//! depends on a trained model.
 
-use crossglg_data::{Layout, Skeleton};
-use crossglg_train::embedder::{EmbedError, Embedder};
-use crossglg_train::gallery::{calibrate_threshold, Gallery};
-use crossglg_train::mapping::{map_skeleton, Mapping, BUILTIN_MAPPINGS};
-use crossglg_train::plot;
-use crossglg_train::stream::{
+use crossglg_data::mapping::Mapping;
+use crossglg_data::Skeleton;
+use crossglg_infer::embedder::{EmbedError, Embedder};
+use crossglg_infer::gallery::{calibrate_threshold, Gallery};
+use crossglg_infer::stream::{
     run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamEvent, StreamRecognizer,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -349,46 +348,6 @@ fn csv_frames_2d_with_confidence() {
 }
 
 #[test]
-fn shipped_mappings_name_joints_of_both_layouts() {
-    for (name, _) in BUILTIN_MAPPINGS {
-        // `load` resolves every joint name against both layouts and fails on any unknown one.
-        let m = Mapping::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(m.target.name, "ntu25", "{name}");
-        assert!(
-            m.missing().is_empty(),
-            "{name} leaves {:?} unmapped",
-            m.missing()
-        );
-    }
-    let m = Mapping::load("coco17_to_ntu25").unwrap();
-    let src = &m.source;
-    let mut sk = Skeleton::zeros(1, 1, src.num_joints(), 3);
-    let set = |sk: &mut Skeleton, j: &str, x: f32, y: f32| {
-        let v = src.joint_index(j).unwrap();
-        sk.set(0, 0, v, 0, x);
-        sk.set(0, 0, v, 1, y);
-    };
-    set(&mut sk, "left_hip", 1.0, 0.0);
-    set(&mut sk, "right_hip", 3.0, 0.0);
-    set(&mut sk, "left_wrist", 7.0, 5.0);
-    let out = map_skeleton(&sk, &m).unwrap();
-    let tgt = &m.target;
-    let at = |j: &str| {
-        let v = tgt.joint_index(j).unwrap();
-        [out.get(0, 0, v, 0), out.get(0, 0, v, 1)]
-    };
-    assert_eq!(at("spine_base"), [2.0, 0.0]);
-    // Shoulders are missing in this frame, so spine_mid averages only the hips.
-    assert_eq!(at("spine_mid"), [2.0, 0.0]);
-    assert_eq!(at("left_hand_tip"), [7.0, 5.0]);
-    assert_eq!(at("head"), [0.0, 0.0]);
-    let e = map_skeleton(&Skeleton::zeros(1, 1, 25, 3), &m)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("coco17") && e.contains("17"), "{e}");
-}
-
-#[test]
 fn stream_maps_coco_2d_input_to_the_model_layout() {
     let m = Mapping::load("coco17_to_ntu25").unwrap();
     let cfg = StreamConfig {
@@ -426,68 +385,4 @@ fn stream_maps_coco_2d_input_to_the_model_layout() {
         "{}",
         m.target.joints[j]
     );
-}
-
-#[test]
-fn joint_importance_pictures() {
-    let layout = Layout::load("ntu25").unwrap();
-    let mut w = vec![0.01f32; 25];
-    w[layout.joint_index("right_hand").unwrap()] = 0.5;
-    w[layout.joint_index("right_wrist").unwrap()] = 0.3;
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("jid.png");
-    plot::plot_joint_importance(&png, &layout, None, &w, "wave: joint importance").unwrap();
-    let img = image::load_from_memory(&std::fs::read(&png).unwrap()).unwrap();
-    assert_eq!((img.width(), img.height()), (640, 720));
-    // A real frame as the pose.
-    let mut sk = Skeleton::zeros(1, 1, 25, 3);
-    for v in 0..25 {
-        sk.set(0, 0, v, 0, (v % 5) as f32 * 0.1);
-        sk.set(0, 0, v, 1, (v / 5) as f32 * 0.2);
-    }
-    let pose = plot::pose_from_skeleton(&sk, 0, 0).unwrap();
-    let svg = dir.path().join("jid.svg");
-    plot::plot_joint_importance(&svg, &layout, Some(&pose), &w, "frame 0").unwrap();
-    let s = std::fs::read_to_string(&svg).unwrap();
-    assert!(s.contains("<svg") && s.contains("right_hand 0.50") && s.contains("<circle"));
-    let e = plot::plot_joint_importance(&png, &layout, None, &w[..3], "x")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("3 weights") && e.contains("25 joints"), "{e}");
-    // The tree view places every joint at a distinct position.
-    if let Some(k) = std::env::var_os("CROSSGLG_PLOT_DIR") {
-        for name in ["jid.svg", "jid.png"] {
-            std::fs::copy(dir.path().join(name), std::path::Path::new(&k).join(name)).unwrap();
-        }
-    }
-    // Every shipped layout has a rest pose with distinct joint positions; an unknown name
-    // falls back to the tree view.
-    for name in ["ntu25", "nwucla20", "msr20", "coco17", "mediapipe33"] {
-        let l = Layout::load(name).unwrap();
-        let p = plot::rest_pose(&l).unwrap_or_else(|| panic!("{name} has no rest pose"));
-        for a in 0..p.len() {
-            for b in 0..a {
-                assert!(
-                    p[a] != p[b],
-                    "{name}: {} and {} overlap",
-                    l.joints[a],
-                    l.joints[b]
-                );
-            }
-        }
-    }
-    let mut renamed = layout.clone();
-    renamed.joints[0] = "tail".into();
-    assert!(plot::rest_pose(&renamed).is_none());
-    let t = plot::tree_pose(&layout);
-    for a in 0..25 {
-        for b in 0..a {
-            assert!(
-                t[a] != t[b],
-                "{} and {} overlap",
-                layout.joints[a],
-                layout.joints[b]
-            );
-        }
-    }
 }

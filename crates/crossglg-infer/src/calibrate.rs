@@ -12,8 +12,8 @@
 //!    Gaussian likelihood of the calibrated distributions without sampling.
 //!
 //! ```
-//! use crossglg_train::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
-//! use crossglg_train::eval::OneShotSet;
+//! use crossglg_infer::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
+//! use crossglg_infer::eval::OneShotSet;
 //!
 //! // Base-class embeddings from the end of training (two classes, a few samples each).
 //! let base_emb = vec![
