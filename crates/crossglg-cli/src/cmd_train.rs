@@ -142,7 +142,7 @@ fn default_text_encoder() -> String {
 pub fn demo(a: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let desc = a.out.join("synthetic-descriptions.json");
-    std::fs::write(&desc, DEMO_DESCRIPTIONS)
+    crossglg_data::atomic::write_atomic(&desc, DEMO_DESCRIPTIONS.as_bytes())
         .with_context(|| format!("writing {}", desc.display()))?;
     let mut table: toml::Table = toml::from_str(DEMO_CONFIG).expect("built-in config parses");
     let encoder = a.text_encoder.unwrap_or_else(default_text_encoder);

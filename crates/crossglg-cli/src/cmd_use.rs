@@ -125,7 +125,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
                 .zip(&emb)
                 .map(|((n, _), e)| serde_json::json!({"name": n, "embedding": e}))
                 .collect();
-            crossglg_infer::report::write_atomic(
+            crossglg_data::atomic::write_atomic(
                 &a.out,
                 serde_json::to_string_pretty(&rows)?.as_bytes(),
             )

@@ -1,48 +1,118 @@
-//! Atomic file output, shared by every crate that writes files: write a temporary file beside
-//! the target, sync it, rename it over the target. A reader never sees half a file, and an
-//! interrupted run leaves the old file intact.
+//! The workspace's one atomic writer: every file the project writes goes through here. A
+//! temporary file is created beside the target (`tempfile`, so concurrent writers never share
+//! one), filled, synced, renamed over the target, and the folder is synced so the rename itself
+//! survives a crash. A reader never sees half a file, and an interrupted write leaves the old
+//! file intact and no temporary file behind.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A fresh temporary path beside `path` (process id and a counter keep writers apart).
-fn tmp_beside(path: &Path) -> std::io::Result<PathBuf> {
-    let dir = match path.parent() {
+/// A failure of the atomic machinery itself (not of the caller's writing), naming the target.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {path}: {source}")]
+pub struct AtomicError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl AtomicError {
+    fn new<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| Self {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<AtomicError> for std::io::Error {
+    fn from(e: AtomicError) -> Self {
+        std::io::Error::new(e.source.kind(), e.to_string())
+    }
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other(format!("{} has no file name", path.display())))?
-        .to_string_lossy()
-        .into_owned();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Ok(dir.join(format!(".{name}.tmp-{}-{n}", std::process::id())))
-}
-
-/// Lets `write` fill a temporary file, then renames it over `path`.
-pub fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let tmp = tmp_beside(path)?;
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
 }
 
-/// Writes `bytes` to `path` atomically (synced before the rename).
+/// A temporary file beside `path` (created with the folder if needed), named
+/// `.NAME.XXXXXX.EXT`: hidden, and with the target's extension, which some writers (image
+/// encoders) read the format from.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, AtomicError> {
+    let dir = folder_of(path);
+    std::fs::create_dir_all(dir).map_err(AtomicError::new("create the folder of", path))?;
+    let name = path.file_name().ok_or_else(|| AtomicError {
+        action: "write",
+        path: path.to_path_buf(),
+        source: std::io::Error::other("the path has no file name"),
+    })?;
+    let suffix = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(&suffix);
+    // tempfile creates 0600 files; outputs are ordinary files others may read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    b.tempfile_in(dir)
+        .map_err(AtomicError::new("create a temporary file beside", path))
+}
+
+/// Syncs the temporary file's contents, renames it over `path` and syncs the folder.
+fn commit(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), AtomicError> {
+    // Reopened: the caller may have written through its own handle to the temporary path.
+    File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(AtomicError::new("sync the temporary file of", path))?;
+    tmp.persist(path)
+        .map_err(|e| AtomicError::new("rename into", path)(e.error))?;
+    sync_folder(folder_of(path)).map_err(AtomicError::new("sync the folder of", path))
+}
+
+#[cfg(unix)]
+fn sync_folder(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_folder(_dir: &Path) -> std::io::Result<()> {
+    // Folders cannot be opened for syncing on Windows; the rename is durable there once the
+    // file is.
+    Ok(())
+}
+
+/// Lets `write` fill a temporary file at the path it is given, then commits it over `path`.
+/// On any error the temporary file is removed and `path` is untouched. Errors of the machinery
+/// itself arrive as [`AtomicError`], converted into the caller's error type.
+pub fn write_atomic_with<E: From<AtomicError>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let tmp = temp_beside(path)?;
+    write(tmp.path())?;
+    commit(tmp, path)?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+    })?;
+    commit(tmp, path)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -56,10 +126,48 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let e = write_atomic_with(&p, |_| Err(std::io::Error::other("boom")));
+        let e = write_atomic_with(&p, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(std::io::Error::other("boom"))
+        });
         assert!(e.is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let left: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(left.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn temporary_keeps_the_extension_and_output_is_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pic.png");
+        let mut seen = None;
+        write_atomic_with(&p, |tmp| {
+            seen = Some(tmp.to_path_buf());
+            std::fs::write(tmp, b"x")
+        })
+        .unwrap();
+        let seen = seen.unwrap();
+        assert_eq!(seen.extension().unwrap(), "png");
+        assert!(seen
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".pic.png."));
+        assert!(!seen.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("blocker"), b"x").unwrap();
+        let p = dir.path().join("blocker/out.json");
+        let e = write_atomic(&p, b"{}").unwrap_err().to_string();
+        assert!(e.contains("blocker/out.json"), "{e}");
     }
 }

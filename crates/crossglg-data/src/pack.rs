@@ -45,6 +45,16 @@ pub enum PackError {
     },
 }
 
+impl From<crate::atomic::AtomicError> for PackError {
+    fn from(e: crate::atomic::AtomicError) -> Self {
+        PackError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PackError + 'a {
     move |source| PackError::Io {
         action,
@@ -193,11 +203,10 @@ impl Packed {
             head.push(b' ');
         }
 
-        let tmp = tmp_path(path);
-        let result = (|| {
-            let file = File::create(&tmp).map_err(io("create", &tmp))?;
+        crate::atomic::write_atomic_with(path, |tmp: &Path| {
+            let file = File::create(tmp).map_err(io("create", tmp))?;
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            let wr = |w: &mut BufWriter<File>, b: &[u8]| w.write_all(b).map_err(io("write", &tmp));
+            let wr = |w: &mut BufWriter<File>, b: &[u8]| w.write_all(b).map_err(io("write", tmp));
             wr(&mut w, &(head.len() as u64).to_le_bytes())?;
             wr(&mut w, &head)?;
             for list in [&offsets, &frames, &persons, &labels] {
@@ -212,19 +221,8 @@ impl Packed {
                 wr(&mut w, &buf)?;
                 progress.inc(1);
             }
-            let file = w.into_inner().map_err(|e| PackError::Io {
-                action: "write",
-                path: tmp.clone(),
-                source: e.into_error(),
-            })?;
-            file.sync_all().map_err(io("sync", &tmp))?;
-            drop(file);
-            std::fs::rename(&tmp, path).map_err(io("rename into", path))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result?;
+            w.flush().map_err(io("write", tmp))
+        })?;
         progress.finish();
         let bytes = std::fs::metadata(path).map_err(io("stat", path))?.len();
         Ok(PackSummary {
@@ -520,13 +518,6 @@ pub fn convert(
         ProgressBar::hidden()
     };
     Packed::write_with(dataset, layout, out, &bar)
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or("packed".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 /// A metadata value as a JSON string (plain data always serialises).

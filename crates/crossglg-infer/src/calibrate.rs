@@ -47,7 +47,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{EvalError, OneShotSet};
-use crate::report::{write_atomic, EvalReport};
+use crate::report::EvalReport;
+use crossglg_data::atomic::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {

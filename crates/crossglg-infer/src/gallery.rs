@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{cosine_similarity, l2_normalized};
-use crate::report::write_atomic;
+use crossglg_data::atomic::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crossglg_data::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,6 @@ pub enum ReportError {
     #[error("report input: {0}")]
     Invalid(String),
 }
-
-pub use crossglg_data::atomic::write_atomic;
 
 /// Accuracy of one class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

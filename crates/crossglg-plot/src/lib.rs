@@ -56,16 +56,6 @@ fn font(size: f64) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(&BLACK)
 }
 
-/// `.name.tmpPID.ext` next to `path`: same directory (rename stays atomic), same extension
-/// (the PNG encoder picks the format from it).
-fn temp_path(path: &Path, ext: &str) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{stem}.tmp{}.{ext}", std::process::id()))
-}
-
 enum Kind {
     Svg,
     Png,
@@ -87,37 +77,32 @@ fn kind_of(path: &Path) -> Result<Kind, PlotError> {
 }
 
 /// Runs `$draw` (a closure taking `&DrawingArea<_, Shift>`) on an SVG or bitmap backend,
-/// depending on the extension, then renames the temporary file into place.
+/// depending on the extension, written atomically.
 macro_rules! render {
     ($path:expr, $size:expr, $draw:expr) => {{
         let path: &Path = $path;
         ensure_font();
         let kind = kind_of(path)?;
-        let ext = match kind {
-            Kind::Svg => "svg",
-            Kind::Png => "png",
-        };
-        let tmp = temp_path(path, ext);
-        let result: DrawResult = (|| {
+        // The atomic writer keeps the extension on its temporary file; the PNG encoder picks
+        // the format from it.
+        let result: DrawResult = crossglg_data::atomic::write_atomic_with(path, |tmp: &Path| {
             match kind {
                 Kind::Svg => {
-                    let root = SVGBackend::new(&tmp, $size).into_drawing_area();
+                    let root = SVGBackend::new(tmp, $size).into_drawing_area();
                     root.fill(&WHITE)?;
                     ($draw)(&root)?;
                     root.present()?;
                 }
                 Kind::Png => {
-                    let root = BitMapBackend::new(&tmp, $size).into_drawing_area();
+                    let root = BitMapBackend::new(tmp, $size).into_drawing_area();
                     root.fill(&WHITE)?;
                     ($draw)(&root)?;
                     root.present()?;
                 }
             }
-            std::fs::rename(&tmp, path)?;
             Ok(())
-        })();
+        });
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
             return Err(PlotError::Draw {
                 path: path.to_path_buf(),
                 message: e.to_string(),

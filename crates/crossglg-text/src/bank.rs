@@ -16,8 +16,8 @@ use safetensors::tensor::{Dtype, TensorView};
 use crate::encoder::SentenceEncoder;
 use crate::format::{validate, ClassDescription, DescriptionFile};
 use crate::keyjoints::{key_joint_targets, KeyJointConfig};
-use crate::util::write_atomic;
 use crate::TextError;
+use crossglg_data::atomic::write_atomic;
 
 pub const BANK_FORMAT: &str = "crossglg-textbank/1";
 

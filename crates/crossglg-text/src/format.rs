@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crossglg_data::Layout;
 use serde::{Deserialize, Serialize};
 
-use crate::util::write_atomic;
+use crossglg_data::atomic::write_atomic;
 
 /// The value of the `format` field this version reads and writes.
 pub const FORMAT: &str = "crossglg-descriptions/1";

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use crate::format::{ClassDescription, DescriptionFile, Provenance};
 use crate::prompt::{parse_global, parse_local, AnswerError, PromptKind, PromptTemplate};
-use crate::util::{sha256_hex, today_utc, write_atomic};
+use crate::util::{sha256_hex, today_utc};
+use crossglg_data::atomic::write_atomic;
 
 /// Everything `describe` needs. The API key is never stored here: only the NAME of the
 /// environment variable that holds it.

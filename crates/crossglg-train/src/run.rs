@@ -228,7 +228,7 @@ fn batch_tensor(
 
 /// Writes a file of the run directory atomically; errors name the file.
 fn write_run_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    crossglg_infer::report::write_atomic(path, bytes).map_err(|e| RunError::RunDir {
+    crossglg_data::atomic::write_atomic(path, bytes).map_err(|e| RunError::RunDir {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
