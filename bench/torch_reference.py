@@ -21,12 +21,19 @@ import subprocess
 import sys
 import time
 
-# Edges of the 25-joint NTU RGB+D skeleton (1-based, as in the dataset documentation); only used to
-# build realistic adjacency matrices; the timing does not depend on their values.
-NTU_EDGES = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
-             (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18),
-             (20, 19), (22, 23), (23, 8), (24, 25), (25, 12)]
-CENTER = 21 - 1
+def _ntu25():
+    """Edges (0-based) and centre of the 25-joint NTU RGB+D skeleton, read from the layout file the
+    Rust side uses (crates/crossglg-data/layouts/ntu25.toml), so both build the same graph."""
+    import tomllib
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "crates/crossglg-data/layouts/ntu25.toml"
+    with open(path, "rb") as f:
+        layout = tomllib.load(f)
+    index = {name: i for i, name in enumerate(layout["joints"])}
+    return [(index[a], index[b]) for a, b in layout["edges"]], index[layout["center"]]
+
+
+NTU_EDGES, CENTER = _ntu25()
 
 
 def adjacency(torch, v=25):
@@ -35,7 +42,7 @@ def adjacency(torch, v=25):
     a = torch.zeros(3, v, v)
     hops = [None] * v  # BFS distance to the centre
     nbr = [[] for _ in range(v)]
-    edges = [(i - 1, j - 1) for i, j in NTU_EDGES] if v == 25 else [(i - 1, i) for i in range(1, v)]
+    edges = NTU_EDGES if v == 25 else [(i - 1, i) for i in range(1, v)]
     center = CENTER if v == 25 else 0
     for i, j in edges:
         nbr[i].append(j)
@@ -120,12 +127,12 @@ STANDARD_BLOCKS = [(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128,
 
 
 def ntu_partitions(torch):
-    """crossglg-model's Graph::spatial_partitions for the NTU skeleton (centre = joint 21):
+    """crossglg-model's Graph::spatial_partitions for the NTU skeleton (ntu25.toml's centre):
     (3, V, V) with A[k][u][v] = joint u aggregates from joint v, [I, norm(inward),
     norm(outward)], every column divided by its sum (CTR-GCN's get_spatial_graph). Also returns
     InfoGCN's A_outward_binary."""
     v = 25
-    edges = [(i - 1, j - 1) for i, j in NTU_EDGES]
+    edges = NTU_EDGES
     nbr = [[] for _ in range(v)]
     for i, j in edges:
         nbr[i].append(j)

@@ -10,6 +10,7 @@
 pub mod models;
 pub mod rounds;
 pub mod stgcn;
+pub mod stream;
 
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
@@ -19,6 +20,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use crossglg_infer::stats::median;
 use stgcn::{Path, RefStgcn};
 
 /// Hidden first argument that turns the executable into a benchmark child.
@@ -44,8 +46,16 @@ pub enum BenchError {
     Model(String),
     #[error("{0}")]
     Rounds(String),
+    #[error("stream benchmark: {0}")]
+    Stream(String),
     #[error("variant `{variant}`: child process failed: {msg}")]
     Child { variant: String, msg: String },
+}
+
+/// The built-in NTU RGB+D layout, the one source of the NTU graph for every benchmark model.
+pub(crate) fn ntu25() -> crossglg_data::Layout {
+    crossglg_data::Layout::load("ntu25")
+        .expect("the built-in ntu25 layout parses (tested in crossglg-data)")
 }
 
 /// All variants, in report order. `-tuned` variants call `crossglg_kernels::tune_allocator()`
@@ -353,16 +363,6 @@ pub fn child_main_if_requested() -> Option<ExitCode> {
             eprintln!("{e}");
             Some(ExitCode::FAILURE)
         }
-    }
-}
-
-/// The middle value (the mean of the two middle ones for an even count); NaN when empty.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

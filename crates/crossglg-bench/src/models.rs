@@ -21,13 +21,10 @@ pub const MODEL_VARIANTS: [&str; 4] = [
     "crossglg-infogcn",
 ];
 
-/// The 25-joint NTU RGB+D skeleton, 0-based, centre = spine (joint 21 in 1-based numbering).
+/// The 25-joint NTU RGB+D skeleton of `ntu25.toml`, the graph training builds for that layout.
 fn ntu_graph() -> Result<Graph, BenchError> {
-    let edges = crate::stgcn::NTU_EDGES
-        .iter()
-        .map(|&(a, b)| (a - 1, b - 1))
-        .collect();
-    Graph::new(25, edges, 20).map_err(|e| BenchError::Model(e.to_string()))
+    let l = crate::ntu25();
+    Graph::new(25, l.edges, l.center).map_err(|e| BenchError::Model(e.to_string()))
 }
 
 pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {

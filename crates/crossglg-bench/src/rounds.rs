@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::{load_torch, median, torch_base, BenchError, BenchReport, TorchRow};
+use crate::{load_torch, torch_base, BenchError, BenchReport, TorchRow};
+use crossglg_infer::stats::median;
 
 /// One quantity of one variant over all rounds.
 #[derive(Debug, Clone, Serialize)]

@@ -25,44 +25,15 @@ const K: usize = 3;
 const KT: usize = 9;
 const EPS: f64 = 1e-5;
 
-/// Edges of the 25-joint NTU RGB+D skeleton, 1-based; only used to make a realistic adjacency
-/// (timings do not depend on its values). Identical to `bench/torch_reference.py`.
-pub(crate) const NTU_EDGES: [(usize, usize); 24] = [
-    (1, 2),
-    (2, 21),
-    (3, 21),
-    (4, 3),
-    (5, 21),
-    (6, 5),
-    (7, 6),
-    (8, 7),
-    (9, 21),
-    (10, 9),
-    (11, 10),
-    (12, 11),
-    (13, 1),
-    (14, 13),
-    (15, 14),
-    (16, 15),
-    (17, 1),
-    (18, 17),
-    (19, 18),
-    (20, 19),
-    (22, 23),
-    (23, 8),
-    (24, 25),
-    (25, 12),
-];
-
 /// Spatial partition (self, inward, outward), column-normalised; `(K, V, V)`. For V ≠ 25 the
 /// joints form a chain (the benchmark only needs the shape).
 pub fn adjacency(v: usize) -> Result<Tensor> {
-    let edges: Vec<(usize, usize)> = if v == 25 {
-        NTU_EDGES.iter().map(|&(a, b)| (a - 1, b - 1)).collect()
+    let (edges, center) = if v == 25 {
+        let l = crate::ntu25();
+        (l.edges, l.center)
     } else {
-        (1..v).map(|i| (i - 1, i)).collect()
+        ((1..v).map(|i| (i - 1, i)).collect(), 0)
     };
-    let center = if v == 25 { 20 } else { 0 };
     let mut nbr = vec![Vec::new(); v];
     for &(i, j) in &edges {
         nbr[i].push(j);

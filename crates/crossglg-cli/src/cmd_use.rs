@@ -546,137 +546,21 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
     Ok(())
 }
 
-/// `crossglg bench --stream RUN`: the per-window latency of the streaming path (batch 1: window
-/// assembly, embedding, gallery lookup) on synthetic motions in the model's layout, against the
-/// per-window time of embedding the same windows as one batch of 16 in this process.
+/// `crossglg bench --stream RUN`: `crossglg_bench::stream` on the run's model, as a table.
 pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> Result<()> {
-    use crossglg_data::synth::{generate_with_layout, SynthConfig};
-    use crossglg_infer::stream::{Frame, StreamRecognizer};
-    if window == 0 || hop == 0 || windows == 0 {
-        bail!("--window, --hop and --windows must be at least 1");
-    }
     let l = load_model(&ModelArgs {
         model: model.to_path_buf(),
         device: "cpu".into(),
         mapping: None,
         layout: None,
     })?;
-    let ds = generate_with_layout(
-        &SynthConfig {
-            samples_per_class: 1,
-            frames: [window, 2 * window],
-            seed: 7,
-            ..SynthConfig::default()
-        },
-        &l.layout,
-    )?;
-    // `frames` frames of a sample's first person from `start` on (wrapping), as a skeleton.
-    let clip = |sk: &Skeleton, start: usize, frames: usize| {
-        let mut out = Skeleton::zeros(1, frames, sk.joints, 3);
-        for t in 0..frames {
-            for v in 0..sk.joints {
-                for c in 0..3.min(sk.channels) {
-                    out.set(0, t, v, c, sk.get(0, (start + t) % sk.frames, v, c));
-                }
-            }
-        }
-        out
-    };
-    let mut g = Gallery::new(l.model.dim(), &l.model_dir.display().to_string());
-    let enrolled: Vec<Skeleton> = ds
-        .samples
-        .iter()
-        .map(|s| clip(&s.skeleton, 0, window))
-        .collect();
-    for (s, e) in ds.samples.iter().zip(l.model.embed(&enrolled)?) {
-        let class = s
-            .meta
-            .label
-            .and_then(|c| ds.classes.get(c))
-            .context("unlabelled sample")?;
-        g.enroll(class, &[e], Some(&s.meta.name))?;
-    }
-
-    // References: the same kind of windows embedded directly, one at a time and 16 at once;
-    // time per window, median of 3 repetitions after a warm-up.
-    let batch: Vec<Skeleton> = (0..16)
-        .map(|i| clip(&ds.samples[i % ds.samples.len()].skeleton, i, window))
-        .collect();
-    let per_window = |size: usize| -> Result<f64> {
-        let mut ms = Vec::new();
-        for rep in 0..4 {
-            let t0 = std::time::Instant::now();
-            for chunk in batch.chunks(size) {
-                l.model.embed(chunk)?;
-            }
-            if rep > 0 {
-                ms.push(t0.elapsed().as_secs_f64() * 1e3 / batch.len() as f64);
-            }
-        }
-        ms.sort_by(f64::total_cmp);
-        Ok(ms[ms.len() / 2])
-    };
-    let (ref1, ref16) = (per_window(1)?, per_window(16)?);
-
-    // The stream: the samples' frames one after another until enough windows were recognised.
-    let mut rec = StreamRecognizer::new(&l.model, &g, None, Ok, window, hop)?;
-    let mut lat = Vec::with_capacity(windows);
-    let mut index = 0usize;
-    'outer: loop {
-        for s in &ds.samples {
-            for t in 0..s.skeleton.frames {
-                let joints = (0..s.skeleton.joints)
-                    .map(|v| std::array::from_fn(|c| s.skeleton.get(0, t, v, c)))
-                    .collect();
-                let frame = Frame {
-                    index,
-                    line: index + 1,
-                    t: index as f64 / 30.0,
-                    joints,
-                };
-                index += 1;
-                if let Some(ev) = rec.push(frame)? {
-                    // The first window pays for lazy initialisation; keep it out.
-                    if index > window {
-                        lat.push(ev.latency_ms);
-                    }
-                    if lat.len() == windows {
-                        break 'outer;
-                    }
-                }
-            }
-        }
-    }
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| crossglg_infer::stats::percentile(&lat, p);
-    let mean = lat.iter().sum::<f64>() / lat.len() as f64;
-    let rss = crossglg_bench::peak_rss_mb();
+    let b = crossglg_bench::stream::bench_stream(&l.model, &l.layout, window, hop, windows)?;
     println!(
         "stream latency, model {} ({} layout), window {window}, hop {hop}, {} windows:",
         model.display(),
         l.layout.name,
-        lat.len()
+        b.windows
     );
-    println!("| path | mean ms | p50 ms | p95 ms | max ms | windows/s | x embed batch 1 | x embed batch 16 | peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| stream (batch 1) | {mean:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {rss:.0} |",
-        pct(0.5),
-        pct(0.95),
-        lat[lat.len() - 1],
-        1e3 / mean,
-        mean / ref1,
-        mean / ref16
-    );
-    println!(
-        "| embed, batch 1 | {ref1:.2} | | | | {:.1} | 1 | {:.2} | |",
-        1e3 / ref1,
-        ref1 / ref16
-    );
-    println!(
-        "| embed, batch 16 (per window) | {ref16:.2} | | | | {:.1} | {:.2} | 1 | |",
-        1e3 / ref16,
-        ref16 / ref1
-    );
+    print!("{}", b.to_markdown());
     Ok(())
 }

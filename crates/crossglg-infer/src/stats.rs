@@ -1,4 +1,5 @@
-//! The few statistics the reports need: mean and standard deviation, percentiles, a 95 %
+//! The few statistics the reports and benchmarks need: mean and standard deviation, median,
+//! percentiles, a 95 %
 //! interval of a mean (Student's t), and the paired comparison of two groups of runs.
 //!
 //! Hand-written on purpose: the only non-trivial piece is the t quantile at 97.5 % (a short
@@ -19,6 +20,16 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     }
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
+}
+
+/// The middle value (the mean of the two middle ones for an even count); NaN when empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// The `p` quantile (0..=1, nearest rank) of sorted values; 0 when there are none.
@@ -173,6 +184,13 @@ mod tests {
         assert_eq!(p.only_a, vec!["s9"]);
         assert_eq!(p.only_b, vec!["s7"]);
         assert!((p.mean_a - 55.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
     }
 
     #[test]
