@@ -1,6 +1,5 @@
 //! Using a trained model: `embed`, `enroll`, `recognize`, `stream`, `plot`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,7 +9,7 @@ use crossglg_data::read::{read_path, DirOptions};
 use crossglg_data::{Layout, Skeleton};
 use crossglg_infer::embedder::Embedder;
 use crossglg_infer::gallery::{Gallery, ThresholdCalibration};
-use crossglg_infer::stream::{run_stream, PoseFormat, StreamConfig};
+use crossglg_infer::stream::{json_lines, run_stream, PoseFormat, StreamConfig};
 use crossglg_train::run::{self, TrainedModel};
 
 #[derive(Args)]
@@ -310,35 +309,6 @@ pub struct StreamArgs {
     flip_y: bool,
 }
 
-/// Passes events through and keeps their latencies for the closing summary.
-struct Tee<W> {
-    inner: W,
-    line: Vec<u8>,
-    latencies: Vec<f64>,
-}
-
-impl<W: Write> Write for Tee<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
-            if b == b'\n' {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.line) {
-                    if let Some(ms) = v["latency_ms"].as_f64() {
-                        self.latencies.push(ms);
-                    }
-                }
-                self.line.clear();
-            } else {
-                self.line.push(b);
-            }
-        }
-        self.inner.write_all(buf)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 pub fn stream(a: StreamArgs) -> Result<()> {
     let l = load_model(&a.model)?;
     let g = Gallery::load(&a.gallery)?;
@@ -360,31 +330,18 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         hop: a.hop,
         ..Default::default()
     };
-    let stdin = std::io::stdin();
-    let mut tee = Tee {
-        inner: std::io::stdout().lock(),
-        line: Vec::new(),
-        latencies: Vec::new(),
-    };
     let s = run_stream(
-        stdin.lock(),
-        &mut tee,
+        std::io::stdin().lock(),
         &cfg,
         &l.model,
         &g,
         l.mapping.as_ref(),
         Ok,
+        json_lines(std::io::stdout().lock()),
     )?;
-    let mut lat = tee.latencies.clone();
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| crossglg_infer::stats::percentile(&lat, p);
     eprintln!(
         "{} frames, {} windows; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
-        s.frames,
-        s.events,
-        lat.iter().sum::<f64>() / lat.len().max(1) as f64,
-        pct(0.5),
-        pct(0.95)
+        s.frames, s.events, s.latency_mean_ms, s.latency_p50_ms, s.latency_p95_ms
     );
     Ok(())
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::embedder::{EmbedError, Embedder};
 use crate::gallery::{Gallery, GalleryError, Recognition};
+use crate::stats::percentile;
 use crossglg_data::mapping::{map_skeleton, Mapping, MappingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -463,30 +464,33 @@ where
 }
 
 /// What [`run_stream`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StreamSummary {
     pub frames: usize,
     pub events: usize,
+    /// Per-window latency (window assembly, embedding, gallery lookup), ms; 0 without events.
+    pub latency_mean_ms: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
 }
 
-/// Reads frames from `input`, recognises every window and writes each [`StreamEvent`] as one
-/// JSON line to `out` (flushed per event, so a pipe sees it at once). Frames after the last
-/// full window produce no event.
-#[allow(clippy::too_many_arguments)]
-pub fn run_stream<R, W, E, P>(
+/// Reads frames from `input`, recognises every window and hands each [`StreamEvent`] to
+/// `on_event` as it happens (an error from it stops the stream). Frames after the last full
+/// window produce no event. [`json_lines`] makes the handler the CLI uses.
+pub fn run_stream<R, E, P, H>(
     input: R,
-    mut out: W,
     cfg: &StreamConfig,
     embedder: &E,
     gallery: &Gallery,
     mapping: Option<&Mapping>,
     preprocess: P,
+    mut on_event: H,
 ) -> Result<StreamSummary, StreamError>
 where
     R: BufRead,
-    W: Write,
     E: Embedder + ?Sized,
     P: FnMut(Skeleton) -> Result<Skeleton, EmbedError>,
+    H: FnMut(StreamEvent) -> Result<(), StreamError>,
 {
     if let Some(m) = mapping {
         if m.source.num_joints() != cfg.joints {
@@ -501,18 +505,32 @@ where
     let reader = FrameReader::new(input, cfg)?;
     let mut rec =
         StreamRecognizer::new(embedder, gallery, mapping, preprocess, cfg.window, cfg.hop)?;
-    let mut summary = StreamSummary {
-        frames: 0,
-        events: 0,
-    };
+    let mut frames = 0;
+    let mut latencies = Vec::new();
     for frame in reader {
-        summary.frames += 1;
+        frames += 1;
         if let Some(ev) = rec.push(frame?)? {
-            let line = serde_json::to_string(&ev).expect("events serialise");
-            writeln!(out, "{line}").map_err(StreamError::Write)?;
-            out.flush().map_err(StreamError::Write)?;
-            summary.events += 1;
+            latencies.push(ev.latency_ms);
+            on_event(ev)?;
         }
     }
-    Ok(summary)
+    let events = latencies.len();
+    latencies.sort_by(f64::total_cmp);
+    Ok(StreamSummary {
+        frames,
+        events,
+        latency_mean_ms: latencies.iter().sum::<f64>() / events.max(1) as f64,
+        latency_p50_ms: percentile(&latencies, 0.5),
+        latency_p95_ms: percentile(&latencies, 0.95),
+    })
+}
+
+/// An event handler for [`run_stream`] that writes each event as one JSON line to `out`,
+/// flushed per event so a pipe sees it at once.
+pub fn json_lines<W: Write>(mut out: W) -> impl FnMut(StreamEvent) -> Result<(), StreamError> {
+    move |ev| {
+        let line = serde_json::to_string(&ev).expect("events serialise");
+        writeln!(out, "{line}").map_err(StreamError::Write)?;
+        out.flush().map_err(StreamError::Write)
+    }
 }

@@ -6,7 +6,8 @@ use crossglg_data::Skeleton;
 use crossglg_infer::embedder::{EmbedError, Embedder};
 use crossglg_infer::gallery::{calibrate_threshold, Gallery};
 use crossglg_infer::stream::{
-    run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamEvent, StreamRecognizer,
+    json_lines, run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamEvent,
+    StreamRecognizer,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -231,13 +232,25 @@ fn stream_emits_one_event_per_hop_with_the_active_class() {
     let g = one_hot_gallery(joints);
     let mut out = Vec::new();
     let mut windows_seen = 0;
-    let summary = run_stream(input.as_bytes(), &mut out, &cfg, &emb, &g, None, |sk| {
-        windows_seen += 1;
-        assert_eq!(sk.shape(), [1, 10, joints, 3]);
-        Ok(sk)
-    })
+    let summary = run_stream(
+        input.as_bytes(),
+        &cfg,
+        &emb,
+        &g,
+        None,
+        |sk| {
+            windows_seen += 1;
+            assert_eq!(sk.shape(), [1, 10, joints, 3]);
+            Ok(sk)
+        },
+        json_lines(&mut out),
+    )
     .unwrap();
     assert_eq!(summary.frames, 60);
+    assert!(
+        summary.latency_p50_ms > 0.0 && summary.latency_p50_ms <= summary.latency_p95_ms,
+        "{summary:?}"
+    );
     assert_eq!(summary.events, 11); // windows end at frames 9, 14, ..., 59
     assert_eq!(windows_seen, 11);
     let events: Vec<StreamEvent> = String::from_utf8(out)
@@ -288,7 +301,7 @@ fn stream_errors_name_the_line() {
         ),
     ];
     for (input, line, what) in cases {
-        let e = run_stream(input.as_bytes(), Vec::new(), &cfg, &emb, &g, None, Ok)
+        let e = run_stream(input.as_bytes(), &cfg, &emb, &g, None, Ok, |_| Ok(()))
             .unwrap_err()
             .to_string();
         assert!(e.contains(line) && e.contains(what), "{e}");
@@ -307,12 +320,12 @@ fn stream_errors_name_the_line() {
     // A wrong-sized embedding is caught before any frame is read.
     let e = run_stream(
         good.as_bytes(),
-        Vec::new(),
         &cfg,
         &OneHotOfLargestX { joints: 4 },
         &g,
         None,
         Ok,
+        |_| Ok(()),
     )
     .unwrap_err()
     .to_string();
@@ -375,7 +388,16 @@ fn stream_maps_coco_2d_input_to_the_model_layout() {
     let emb = OneHotOfLargestX { joints: 25 };
     let g = one_hot_gallery(25);
     let mut out = Vec::new();
-    let s = run_stream(input.as_bytes(), &mut out, &cfg, &emb, &g, Some(&m), Ok).unwrap();
+    let s = run_stream(
+        input.as_bytes(),
+        &cfg,
+        &emb,
+        &g,
+        Some(&m),
+        Ok,
+        json_lines(&mut out),
+    )
+    .unwrap();
     assert_eq!(s.events, 2);
     let first: StreamEvent =
         serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
