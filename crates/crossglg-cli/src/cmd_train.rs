@@ -186,10 +186,7 @@ fn run_and_report(cfg: &TrainConfig, out: &Path, resume: bool, quiet: bool) -> R
         s.final_loss,
         100.0 * s.train_accuracy
     );
-    let reports: Vec<EvalReport> = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).context("reading the run's report")?,
-    )?;
-    print_reports(&reports);
+    print_reports(&s.reports);
     println!("run directory: {}", out.display());
     Ok(())
 }
@@ -313,11 +310,9 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
                 progress: !a.quiet,
                 max_epochs_this_call: None,
             };
-            run::train(&cfg, &out, &opts)?;
-            let reports: Vec<EvalReport> =
-                serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+            let s = run::train(&cfg, &out, &opts)?;
             accs.push(
-                reports
+                s.reports
                     .iter()
                     .map(|r| (r.method.clone(), r.accuracy))
                     .collect::<Vec<_>>(),

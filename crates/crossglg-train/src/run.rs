@@ -269,6 +269,11 @@ pub struct TrainSummary {
     pub seconds: f64,
     pub samples_per_second: f64,
     pub parameters: usize,
+    /// The one-shot reports written to `report.json`; empty when training stopped before
+    /// the last epoch (`max_epochs_this_call`).
+    pub reports: Vec<EvalReport>,
+    /// The unknown thresholds written to `unknown_threshold.json` (same condition).
+    pub unknown: Option<ThresholdCalibration>,
 }
 
 pub struct TrainOptions {
@@ -502,6 +507,7 @@ pub fn train(
     bar.finish_and_clear();
     let train_secs = t_train.elapsed().as_secs_f64();
 
+    let mut finished = (Vec::new(), None);
     if end_epoch == cfg.epochs {
         let mut trained = TrainedModel {
             model: frozen(&mcfg, &graph, &varmap)?,
@@ -553,6 +559,7 @@ pub fn train(
             cfg,
         )?;
         write_reports(run_dir, &reports)?;
+        finished = (reports, Some(unknown));
     }
     Ok(TrainSummary {
         run_dir: run_dir.to_path_buf(),
@@ -563,6 +570,8 @@ pub fn train(
         seconds: t0.elapsed().as_secs_f64(),
         samples_per_second: seen as f64 / train_secs.max(1e-9),
         parameters,
+        reports: finished.0,
+        unknown: finished.1,
     })
 }
 
