@@ -29,8 +29,12 @@ pub enum PreprocessError {
     Config(String),
     #[error("sample {name}: {message}")]
     Sample { name: String, message: String },
-    #[error("loading sample {index} for a batch: {message}")]
-    Load { index: usize, message: String },
+    #[error("loading sample {index} for a batch: {source}")]
+    Load {
+        index: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Training draws random crops and rotations; testing is deterministic.
@@ -379,7 +383,7 @@ impl Preprocessor {
     /// Preprocesses the samples `indices` (dataset indices, also the RNG keys) in parallel and
     /// lays them out as one `N × C × T × V × M` array. `fetch(i)` returns sample `i`'s name and
     /// skeleton (e.g. from a packed file).
-    pub fn batch<F>(
+    pub fn batch<F, E>(
         &self,
         indices: &[usize],
         fetch: F,
@@ -388,13 +392,16 @@ impl Preprocessor {
         epoch: u64,
     ) -> Result<Batch, PreprocessError>
     where
-        F: Fn(usize) -> Result<(String, Skeleton), String> + Sync,
+        F: Fn(usize) -> Result<(String, Skeleton), E> + Sync,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let done: Vec<Skeleton> = indices
             .par_iter()
             .map(|&i| {
-                let (name, skel) =
-                    fetch(i).map_err(|message| PreprocessError::Load { index: i, message })?;
+                let (name, skel) = fetch(i).map_err(|e| PreprocessError::Load {
+                    index: i,
+                    source: e.into(),
+                })?;
                 self.process(&name, &skel, mode, seed, epoch, i as u64)
             })
             .collect::<Result<_, _>>()?;

@@ -386,7 +386,7 @@ fn batch_is_nctvm_and_independent_of_order() {
     let ds = small_synth("ntu25", 6);
     let p = Preprocessor::new(PreprocessConfig::default(), &ntu()).unwrap();
     let fetch = |i: usize| {
-        Ok((
+        Ok::<_, std::convert::Infallible>((
             ds.samples[i].meta.name.clone(),
             ds.samples[i].skeleton.clone(),
         ))

@@ -34,6 +34,12 @@ use crossglg_data::atomic::write_atomic;
 pub enum GalleryError {
     #[error("gallery: {0}")]
     Invalid(String),
+    /// An embedding handed to the gallery (`what`: which one) that it cannot hold or compare.
+    #[error("gallery: {what}: {problem}")]
+    Embedding {
+        what: String,
+        problem: EmbeddingProblem,
+    },
     #[error("cannot read gallery {path}: {source}")]
     Read {
         path: PathBuf,
@@ -46,6 +52,15 @@ pub enum GalleryError {
     },
     #[error("gallery {path}: {message}")]
     Format { path: PathBuf, message: String },
+}
+
+/// What is wrong with an embedding.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmbeddingProblem {
+    #[error("dimension {got} does not match the gallery's {expected}")]
+    Dimension { got: usize, expected: usize },
+    #[error("contains NaN or infinity")]
+    NotFinite,
 }
 
 /// One enrolled exemplar.
@@ -149,9 +164,11 @@ impl Gallery {
             )));
         }
         for (i, e) in embeddings.iter().enumerate() {
-            self.check_embedding(e).map_err(|m| {
-                GalleryError::Invalid(format!("class `{name}`, embedding {i}: {m}"))
-            })?;
+            self.check_embedding(e)
+                .map_err(|problem| GalleryError::Embedding {
+                    what: format!("class `{name}`, embedding {i}"),
+                    problem,
+                })?;
         }
         let class = match self.classes.iter().position(|c| c == name) {
             Some(i) => i,
@@ -190,16 +207,15 @@ impl Gallery {
         true
     }
 
-    fn check_embedding(&self, e: &[f32]) -> Result<(), String> {
+    fn check_embedding(&self, e: &[f32]) -> Result<(), EmbeddingProblem> {
         if e.len() != self.dim {
-            return Err(format!(
-                "dimension {} does not match the gallery's {}",
-                e.len(),
-                self.dim
-            ));
+            return Err(EmbeddingProblem::Dimension {
+                got: e.len(),
+                expected: self.dim,
+            });
         }
         if e.iter().any(|x| !x.is_finite()) {
-            return Err("contains NaN or infinity".into());
+            return Err(EmbeddingProblem::NotFinite);
         }
         Ok(())
     }
@@ -207,7 +223,10 @@ impl Gallery {
     /// Per-class similarity (best exemplar of each class), indexed like `classes`.
     pub fn class_similarities(&self, embedding: &[f32]) -> Result<Vec<f32>, GalleryError> {
         self.check_embedding(embedding)
-            .map_err(|m| GalleryError::Invalid(format!("query embedding: {m}")))?;
+            .map_err(|problem| GalleryError::Embedding {
+                what: "query embedding".into(),
+                problem,
+            })?;
         let q = l2_normalized(embedding);
         let mut best = vec![f32::NEG_INFINITY; self.classes.len()];
         for (e, x) in self.entries.iter().zip(&self.embeddings) {

@@ -45,16 +45,18 @@ impl Guidance {
 }
 
 impl std::str::FromStr for Guidance {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = crate::error::UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "none" => Ok(Self::None),
             "g2l" => Ok(Self::G2l),
             "l2g" => Ok(Self::L2g),
             "both" => Ok(Self::Both),
-            _ => Err(format!(
-                "unknown guidance {s:?}; expected none, g2l, l2g or both"
-            )),
+            _ => Err(crate::error::UnknownName {
+                what: "guidance",
+                value: s.into(),
+                expected: "none, g2l, l2g or both",
+            }),
         }
     }
 }

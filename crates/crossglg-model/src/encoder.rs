@@ -25,15 +25,17 @@ pub enum EncoderKind {
 }
 
 impl std::str::FromStr for EncoderKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = crate::error::UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
             "stgcn" => Ok(Self::StGcn),
             "ctrgcn" => Ok(Self::CtrGcn),
             "infogcn" => Ok(Self::InfoGcn),
-            _ => Err(format!(
-                "unknown encoder {s:?}; expected st_gcn, ctr_gcn or info_gcn"
-            )),
+            _ => Err(crate::error::UnknownName {
+                what: "encoder",
+                value: s.into(),
+                expected: "st_gcn, ctr_gcn or info_gcn",
+            }),
         }
     }
 }

@@ -23,3 +23,12 @@ pub(crate) fn config_err<T>(field: &'static str, reason: impl Into<String>) -> R
         reason: reason.into(),
     })
 }
+
+/// A name outside a closed set of choices (an encoder kind, a guidance mode), as typed by a user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}; expected {expected}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}

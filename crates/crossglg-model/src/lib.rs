@@ -41,7 +41,7 @@ pub use crossglg::{
     CrossGlgConfig, Guidance, InteractionConfig, JidConfig, Outputs, Reweight, StepText,
 };
 pub use encoder::{BlockSpec, Encoder, EncoderConfig, EncoderKind, InfoGcnOptions};
-pub use error::{ModelError, Result};
+pub use error::{ModelError, Result, UnknownName};
 pub use flops::{encoder_macs, forward_flops_per_sample};
 pub use graph::Graph;
 pub use heads::{ClassifierConfig, ClassifierKind, TextLogits};

@@ -37,6 +37,19 @@ use crossglg_infer::report::EvalReport;
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("device `{name}`: use cpu, cuda or cuda:N")]
+    Device { name: String },
+    #[error(transparent)]
+    Layout(#[from] crossglg_data::LayoutError),
+    #[error(transparent)]
+    Synth(#[from] crossglg_data::synth::SynthError),
+    #[error(transparent)]
+    Pack(#[from] crossglg_data::pack::PackError),
+    #[error(transparent)]
+    Protocol(#[from] crossglg_data::protocol::ProtocolError),
+    #[error(transparent)]
+    Preprocess(#[from] crossglg_data::preprocess::PreprocessError),
+    /// The samples themselves do not fit the run (no labels, no training samples, ...).
     #[error("data: {0}")]
     Data(String),
     #[error(transparent)]
@@ -50,11 +63,15 @@ pub enum RunError {
     #[error("run directory {path}: {message}")]
     RunDir { path: PathBuf, message: String },
     #[error("evaluation: {0}")]
-    Eval(String),
+    Eval(#[from] crossglg_infer::eval::EvalError),
+    #[error("distribution calibration: {0}")]
+    Calibrate(#[from] crossglg_infer::calibrate::CalibrateError),
+    #[error(transparent)]
+    Gallery(#[from] crossglg_infer::gallery::GalleryError),
 }
 
-fn data_err(e: impl std::fmt::Display) -> RunError {
-    RunError::Data(e.to_string())
+fn data_err(message: impl Into<String>) -> RunError {
+    RunError::Data(message.into())
 }
 
 pub fn device_from(name: &str) -> Result<Device, RunError> {
@@ -65,25 +82,23 @@ pub fn device_from(name: &str) -> Result<Device, RunError> {
                 .strip_prefix("cuda:")
                 .map(|n| n.parse::<usize>())
                 .transpose()
-                .map_err(|_| data_err(format!("bad device `{s}`; use cpu, cuda or cuda:N")))?
+                .map_err(|_| RunError::Device { name: s.into() })?
                 .unwrap_or(0);
             Ok(Device::new_cuda(ordinal)?)
         }
-        s => Err(data_err(format!(
-            "unknown device `{s}`; use cpu, cuda or cuda:N"
-        ))),
+        s => Err(RunError::Device { name: s.into() }),
     }
 }
 
 /// Opens the configured dataset.
 pub fn open_source(cfg: &TrainConfig) -> Result<Box<dyn SampleSource>, RunError> {
     if let Some(s) = &cfg.data.synthetic {
-        let layout = Layout::load(&s.layout).map_err(data_err)?;
-        let dataset = crossglg_data::synth::generate_with_layout(s, &layout).map_err(data_err)?;
+        let layout = Layout::load(&s.layout)?;
+        let dataset = crossglg_data::synth::generate_with_layout(s, &layout)?;
         return Ok(Box::new(InMemory { dataset, layout }));
     }
     let path = cfg.data.packed.as_ref().expect("config checked");
-    crate::source::open_packed(path).map_err(data_err)
+    Ok(crate::source::open_packed(path)?)
 }
 
 /// The split of the synthetic dataset: every 4th class novel (like MSR Action3D), the
@@ -109,26 +124,22 @@ pub fn synthetic_split(num_classes: usize) -> Split {
 /// The split the config names, restricted to `auxiliary` classes when set.
 pub fn resolve_split(cfg: &TrainConfig) -> Result<Split, RunError> {
     let mut split = match (&cfg.data.synthetic, cfg.data.split.as_str()) {
-        (Some(s), "synthetic") => synthetic_split(
-            crossglg_data::synth::class_names(s)
-                .map_err(data_err)?
-                .len(),
-        ),
-        (_, name) => Split::load(name).map_err(data_err)?,
+        (Some(s), "synthetic") => synthetic_split(crossglg_data::synth::class_names(s)?.len()),
+        (_, name) => Split::load(name)?,
     };
     if let Some(p) = &cfg.data.exclude_list {
-        let names = crossglg_data::protocol::read_name_list(p).map_err(data_err)?;
+        let names = crossglg_data::protocol::read_name_list(p)?;
         split = split.with_excluded(names);
     }
     if let Some(k) = cfg.data.fold {
-        split = split.rotated(k).map_err(data_err)?;
+        split = split.rotated(k)?;
     }
     if let Some(offset) = cfg.data.validation {
         let every = cfg.data.validation_every.unwrap_or(3);
-        split = split.validation(offset, every).map_err(data_err)?;
+        split = split.validation(offset, every)?;
     }
     if let Some(k) = cfg.data.auxiliary {
-        split = split.with_auxiliary(k).map_err(data_err)?;
+        split = split.with_auxiliary(k)?;
     }
     Ok(split)
 }
@@ -214,15 +225,13 @@ fn batch_tensor(
     epoch: u64,
     device: &Device,
 ) -> Result<Tensor, RunError> {
-    let b = pre
-        .batch(
-            indices,
-            |i| Ok((src.meta(i).name.clone(), src.skeleton(i)?)),
-            mode,
-            seed,
-            epoch,
-        )
-        .map_err(data_err)?;
+    let b = pre.batch(
+        indices,
+        |i| src.skeleton(i).map(|sk| (src.meta(i).name.clone(), sk)),
+        mode,
+        seed,
+        epoch,
+    )?;
     Ok(Tensor::from_vec(b.x, b.shape.to_vec(), device)?)
 }
 
@@ -316,7 +325,7 @@ pub fn train(
     let src = open_source(cfg)?;
     let layout = src.layout().clone();
     let split = resolve_split(cfg)?;
-    let assignment = split.apply(&src.metas()).map_err(data_err)?;
+    let assignment = split.apply(&src.metas())?;
     if assignment.train.is_empty() {
         return Err(data_err("the split leaves no training samples"));
     }
@@ -329,10 +338,7 @@ pub fn train(
     } else {
         None
     };
-    let channels = src
-        .skeleton(assignment.train[0])
-        .map_err(data_err)?
-        .channels;
+    let channels = src.skeleton(assignment.train[0])?.channels;
     let mcfg = model_config(cfg, aux.len(), channels, text.as_ref().map(|t| t.dim));
     let graph = graph_of(&layout)?;
     let (varmap, model) = build_seeded(&mcfg, &graph, cfg.seed, DType::F32, &device)?;
@@ -343,7 +349,7 @@ pub fn train(
     let mut resolved = cfg.clone();
     resolved.model = mcfg.clone();
     let config_toml = resolved.to_toml();
-    let pre = Preprocessor::new(cfg.preprocess.clone(), &layout).map_err(data_err)?;
+    let pre = Preprocessor::new(cfg.preprocess.clone(), &layout)?;
 
     std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(|e| RunError::RunDir {
         path: run_dir.to_path_buf(),
@@ -529,8 +535,7 @@ pub fn train(
         let emb: Vec<Vec<f32>> = raw.iter().map(|r| sub(r, &center)).collect();
         trained.center = Some(center);
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-        let stats = BaseStats::from_embeddings(&emb, &base_labels)
-            .map_err(|e| RunError::Eval(e.to_string()))?;
+        let stats = BaseStats::from_embeddings(&emb, &base_labels)?;
         let unknown = if cfg.data.validation.is_some() {
             // A validation split holds classes the model never trained on: calibrate where a
             // user's new classes will be, enrolling one exemplar each.
@@ -547,9 +552,7 @@ pub fn train(
             )?
         };
         write_run_json(&run_dir.join("unknown_threshold.json"), &unknown)?;
-        stats
-            .save(&run_dir.join("base_stats.safetensors"))
-            .map_err(|e| RunError::Eval(e.to_string()))?;
+        stats.save(&run_dir.join("base_stats.safetensors"))?;
         let reports = evaluate_one_shot(
             &trained,
             src.as_ref(),
@@ -605,14 +608,13 @@ impl TrainedModel {
             path: file.clone(),
             message: "checkpoint metadata has no `layout`".into(),
         })?;
-        let layout =
-            Layout::from_toml_str(layout_toml, &file.display().to_string()).map_err(data_err)?;
+        let layout = Layout::from_toml_str(layout_toml, &file.display().to_string())?;
         let graph = graph_of(&layout)?;
         let (varmap, _) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
         load_weights(&varmap, &ck, &file)?;
         // serving only: no autograd graph
         let model = frozen(&cfg.model, &graph, &varmap)?;
-        let pre = Preprocessor::new(cfg.preprocess.clone(), &layout).map_err(data_err)?;
+        let pre = Preprocessor::new(cfg.preprocess.clone(), &layout)?;
         // The run directory holds the centre; a checkpoint may sit one level down.
         let dir = file.parent().unwrap_or(Path::new("."));
         let center_path = [dir.join(CENTER_FILE), dir.join("..").join(CENTER_FILE)]
@@ -727,8 +729,7 @@ impl TrainedModel {
     pub fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, RunError> {
         let b = self
             .pre
-            .batch_of(&[(0, "input", skeleton)], Mode::Test, 0, 0)
-            .map_err(data_err)?;
+            .batch_of(&[(0, "input", skeleton)], Mode::Test, 0, 0)?;
         let x = Tensor::from_vec(b.x, b.shape.to_vec(), &self.device)?;
         Ok(match self.model.joint_importance(&x)? {
             Some(k) => Some(k.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
@@ -828,20 +829,18 @@ pub fn evaluate_one_shot(
     cfg: &TrainConfig,
 ) -> Result<Vec<EvalReport>, RunError> {
     let (set, pool) = one_shot_data(model, src, split, a)?;
-    let eval_err = |e: &dyn std::fmt::Display| RunError::Eval(e.to_string());
     let draws = Draws {
         count: cfg.eval.draws,
         seed: cfg.eval.draw_seed,
     };
     let pool = match pool {
         Ok(p) => Some(p),
-        Err(e) if draws.count > 0 => return Err(eval_err(&format!("exemplar draws: {e}"))),
+        Err(e) if draws.count > 0 => return Err(e.into()),
         Err(_) => None,
     };
-    let mut cosine = evaluate_cosine(&set).map_err(|e| eval_err(&e))?;
+    let mut cosine = evaluate_cosine(&set)?;
     if let (Some(pool), true) = (&pool, draws.count > 0) {
-        cosine.draws =
-            Some(evaluate_draws(pool, draws, |s, _| evaluate_cosine(s)).map_err(|e| eval_err(&e))?);
+        cosine.draws = Some(evaluate_draws(pool, draws, |s, _| evaluate_cosine(s))?);
     }
     let mut reports = vec![cosine];
     if let (Some(stats), true) = (base, cfg.eval.calibration) {
@@ -849,21 +848,17 @@ pub fn evaluate_one_shot(
             seed: cfg.seed,
             ..Default::default()
         };
-        let mut cal = evaluate_calibrated(&set, stats, &cc).map_err(|e| eval_err(&e))?;
+        let mut cal = evaluate_calibrated(&set, stats, &cc)?;
         if let (Some(pool), true) = (&pool, draws.count > 0) {
             // The sampling seed follows the draw, not the training seed, so two runs draw the
             // same calibration samples for the same exemplars.
-            cal.draws = Some(
-                evaluate_draws(pool, draws, |s, d| {
-                    let cc = CalibrationConfig {
-                        seed: crossglg_data::rng::hash_words(&[draws.seed, d as u64]),
-                        ..Default::default()
-                    };
-                    evaluate_calibrated(s, stats, &cc)
-                        .map_err(|e| EvalError::Invalid(e.to_string()))
-                })
-                .map_err(|e| eval_err(&e))?,
-            );
+            cal.draws = Some(evaluate_draws(pool, draws, |s, d| {
+                let cc = CalibrationConfig {
+                    seed: crossglg_data::rng::hash_words(&[draws.seed, d as u64]),
+                    ..Default::default()
+                };
+                evaluate_calibrated(s, stats, &cc).map_err(|e| EvalError::Invalid(e.to_string()))
+            })?);
         }
         reports.push(cal);
     }
@@ -892,11 +887,12 @@ fn evaluate_text(
     pool: Option<&NovelPool>,
     cfg: &TrainConfig,
 ) -> Result<Vec<EvalReport>, RunError> {
-    let eval_err = |e: &dyn std::fmt::Display| RunError::Eval(e.to_string());
     if !model.model.has_text_target() {
-        return Err(RunError::Eval(
-            "eval.zero_shot / eval.text_prior need a model trained with the text-target branch (model.interaction.form = \"target\", guidance l2g or both)".into(),
-        ));
+        return Err(crate::config::ConfigError::Invalid {
+            origin: "eval config".into(),
+            message: "eval.zero_shot / eval.text_prior need a model trained with the text-target branch (model.interaction.form = \"target\", guidance l2g or both)".into(),
+        }
+        .into());
     }
     let names: Vec<String> = split
         .novel_classes
@@ -911,11 +907,11 @@ fn evaluate_text(
     let query_sims = sims[a.exemplars.len()..].to_vec();
     let mut reports = Vec::new();
     if cfg.eval.zero_shot {
-        reports.push(evaluate_with_text(set, &query_sims, 1.0).map_err(|e| eval_err(&e))?);
+        reports.push(evaluate_with_text(set, &query_sims, 1.0)?);
     }
     let beta = cfg.eval.text_prior as f32;
     if beta > 0.0 {
-        let mut r = evaluate_with_text(set, &query_sims, beta).map_err(|e| eval_err(&e))?;
+        let mut r = evaluate_with_text(set, &query_sims, beta)?;
         let draws = Draws {
             count: cfg.eval.draws,
             seed: cfg.eval.draw_seed,
@@ -929,17 +925,14 @@ fn evaluate_text(
                 .collect();
             let pool_sims: Vec<&Vec<f32>> =
                 pool.names.iter().map(|n| by_name[n.as_str()]).collect();
-            r.draws = Some(
-                evaluate_draws(pool, draws, |s, d| {
-                    let q: Vec<Vec<f32>> = pool
-                        .query_indices(draws.seed, d)
-                        .iter()
-                        .map(|&i| pool_sims[i].clone())
-                        .collect();
-                    evaluate_with_text(s, &q, beta)
-                })
-                .map_err(|e| eval_err(&e))?,
-            );
+            r.draws = Some(evaluate_draws(pool, draws, |s, d| {
+                let q: Vec<Vec<f32>> = pool
+                    .query_indices(draws.seed, d)
+                    .iter()
+                    .map(|&i| pool_sims[i].clone())
+                    .collect();
+                evaluate_with_text(s, &q, beta)
+            })?);
         }
         reports.push(r);
     }
@@ -954,17 +947,14 @@ fn calibrate_unknown_novel(
 ) -> Result<ThresholdCalibration, RunError> {
     let mut gallery = Gallery::new(set.exemplars.first().map_or(0, Vec::len), model_id);
     for (e, &l) in set.exemplars.iter().zip(&set.exemplar_labels) {
-        gallery
-            .enroll(&set.classes[l], std::slice::from_ref(e), None)
-            .map_err(|e| RunError::Eval(e.to_string()))?;
+        gallery.enroll(&set.classes[l], std::slice::from_ref(e), None)?;
     }
     let names: Vec<String> = set
         .query_labels
         .iter()
         .map(|&l| set.classes[l].clone())
         .collect();
-    let mut c = calibrate_threshold(&gallery, &set.queries, &names, 0.05)
-        .map_err(|e| RunError::Eval(e.to_string()))?;
+    let mut c = calibrate_threshold(&gallery, &set.queries, &names, 0.05)?;
     c.calibrated_on = "pseudo-novel classes of a validation split, one exemplar each".into();
     Ok(c)
 }
@@ -985,13 +975,11 @@ fn calibrate_unknown(
     for (k, &l) in labels.iter().enumerate() {
         if first[l as usize].is_none() {
             first[l as usize] = Some(k);
-            gallery
-                .enroll(
-                    &aux_names[l as usize],
-                    &emb[k..k + 1],
-                    Some(&src.meta(a.train[k]).name),
-                )
-                .map_err(|e| RunError::Eval(e.to_string()))?;
+            gallery.enroll(
+                &aux_names[l as usize],
+                &emb[k..k + 1],
+                Some(&src.meta(a.train[k]).name),
+            )?;
         }
     }
     let (samples, names): (Vec<Vec<f32>>, Vec<String>) = labels
@@ -1000,8 +988,7 @@ fn calibrate_unknown(
         .filter(|(k, &l)| first[l as usize] != Some(*k))
         .map(|(k, &l)| (emb[k].clone(), aux_names[l as usize].clone()))
         .unzip();
-    let mut c = calibrate_threshold(&gallery, &samples, &names, 0.05)
-        .map_err(|e| RunError::Eval(e.to_string()))?;
+    let mut c = calibrate_threshold(&gallery, &samples, &names, 0.05)?;
     c.calibrated_on = "base (training) classes".into();
     Ok(c)
 }
@@ -1048,7 +1035,7 @@ pub fn load_run(run_dir: &Path, device: &Device) -> Result<LoadedRun, RunError> 
     let (model, cfg, layout) = TrainedModel::load(run_dir, device)?;
     let src = open_source(&cfg)?;
     let split = resolve_split(&cfg)?;
-    let assignment = split.apply(&src.metas()).map_err(data_err)?;
+    let assignment = split.apply(&src.metas())?;
     Ok(LoadedRun {
         model,
         cfg,
@@ -1094,7 +1081,7 @@ pub fn evaluate_run_with(
     e.text_prior = o.text_prior.unwrap_or(e.text_prior);
     let stats_path = run_dir.join("base_stats.safetensors");
     let stats = if stats_path.exists() {
-        Some(BaseStats::load(&stats_path).map_err(|e| RunError::Eval(e.to_string()))?)
+        Some(BaseStats::load(&stats_path)?)
     } else {
         None
     };
@@ -1193,8 +1180,7 @@ pub fn open_set_table(
     if points.is_empty() {
         points.push((cal.target_false_accept_rate, cal.threshold));
     }
-    let rows =
-        crossglg_infer::eval::open_set(&set, &points).map_err(|e| RunError::Eval(e.to_string()))?;
+    let rows = crossglg_infer::eval::open_set(&set, &points)?;
     Ok((cal, rows))
 }
 

@@ -1,6 +1,7 @@
 //! Where training and evaluation read samples from: a dataset in memory (synthetic data, a
 //! freshly read folder) or a packed file, behind one small trait.
 
+use crossglg_data::pack::PackError;
 use crossglg_data::{Dataset, Layout, SampleMeta, Skeleton};
 
 /// Random access to the samples of one dataset.
@@ -10,7 +11,7 @@ pub trait SampleSource: Sync {
         self.len() == 0
     }
     fn meta(&self, i: usize) -> &SampleMeta;
-    fn skeleton(&self, i: usize) -> Result<Skeleton, String>;
+    fn skeleton(&self, i: usize) -> Result<Skeleton, PackError>;
     fn classes(&self) -> &[String];
     fn layout(&self) -> &Layout;
     fn name(&self) -> &str;
@@ -32,7 +33,7 @@ impl SampleSource for InMemory {
     fn meta(&self, i: usize) -> &SampleMeta {
         &self.dataset.samples[i].meta
     }
-    fn skeleton(&self, i: usize) -> Result<Skeleton, String> {
+    fn skeleton(&self, i: usize) -> Result<Skeleton, PackError> {
         Ok(self.dataset.samples[i].skeleton.clone())
     }
     fn classes(&self) -> &[String] {
@@ -53,9 +54,9 @@ pub struct PackedSource {
 }
 
 /// Opens a packed dataset as a [`SampleSource`].
-pub fn open_packed(path: &std::path::Path) -> Result<Box<dyn SampleSource>, String> {
-    let packed = crossglg_data::pack::Packed::open(path).map_err(|e| e.to_string())?;
-    let layout = packed.layout().map_err(|e| e.to_string())?;
+pub fn open_packed(path: &std::path::Path) -> Result<Box<dyn SampleSource>, PackError> {
+    let packed = crossglg_data::pack::Packed::open(path)?;
+    let layout = packed.layout()?;
     Ok(Box::new(PackedSource { packed, layout }))
 }
 
@@ -66,8 +67,8 @@ impl SampleSource for PackedSource {
     fn meta(&self, i: usize) -> &SampleMeta {
         &self.packed.metas()[i]
     }
-    fn skeleton(&self, i: usize) -> Result<Skeleton, String> {
-        self.packed.skeleton(i).map_err(|e| e.to_string())
+    fn skeleton(&self, i: usize) -> Result<Skeleton, PackError> {
+        self.packed.skeleton(i)
     }
     fn classes(&self) -> &[String] {
         self.packed.classes()
