@@ -12,7 +12,7 @@ use crossglg_text::import::{import_gap, import_skeletonagent, GapSet};
 use crossglg_text::llm::describe_to_file;
 use crossglg_text::{
     embed_descriptions, show_class, validate_path, DescriptionFile, KeyJointConfig, LlmConfig,
-    PromptKind, PromptTemplate, SentenceEncoder,
+    PromptKind, PromptTemplate, SentenceEncoder, TextEncoder,
 };
 
 #[derive(Subcommand)]
@@ -176,7 +176,7 @@ fn run_embed(a: EmbedArgs) -> Result<()> {
     let model = a
         .model
         .unwrap_or_else(|| crossglg_text::models_dir().join("all-MiniLM-L6-v2"));
-    let encoder = SentenceEncoder::load(&model, &Device::Cpu)?;
+    let encoder = TextEncoder::Sentence(Box::new(SentenceEncoder::load(&model, &Device::Cpu)?));
     let mut opts = EmbedOptions {
         batch: a.batch.max(1),
         progress: true,

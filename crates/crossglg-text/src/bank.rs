@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 use crossglg_data::Layout;
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::encoder::SentenceEncoder;
+use crate::encoder::TextEncoder;
 use crate::format::{validate, ClassDescription, DescriptionFile};
 use crate::keyjoints::{key_joint_targets, KeyJointConfig};
 use crate::TextError;
@@ -49,15 +49,15 @@ pub struct EmbedSummary {
     pub unique_texts: usize,
 }
 
-/// Validates `file` against `layout`, embeds every global and local text in batches and writes
-/// the bank to `out` atomically.
-pub fn embed_descriptions(
+/// Validates `file` against `layout` and embeds every global and local text in batches: the one
+/// text-bank builder, for `crossglg text embed` (then [`TextBank::save`]) and for training
+/// straight from a description file. The bank lives on the CPU.
+pub fn build_bank(
     file: &DescriptionFile,
     layout: &Layout,
-    encoder: &SentenceEncoder,
+    encoder: &TextEncoder,
     opts: &EmbedOptions,
-    out: &Path,
-) -> Result<EmbedSummary, TextError> {
+) -> Result<(TextBank, EmbedSummary), TextError> {
     validate(file, layout, &format!("descriptions for {}", file.dataset))?;
     let mut classes: Vec<&ClassDescription> = file.classes.iter().collect();
     classes.sort_by_key(|c| c.id);
@@ -112,12 +112,12 @@ pub fn embed_descriptions(
         .flatten()
         .collect();
 
-    let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
-    let meta: HashMap<String, String> = [
+    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+    let meta: BTreeMap<String, String> = [
         ("format", BANK_FORMAT.to_string()),
         ("dataset", file.dataset.clone()),
         ("layout", layout.name.clone()),
-        ("encoder", encoder.name.clone()),
+        ("encoder", encoder.name()),
         ("dim", d.to_string()),
         (
             "classes",
@@ -133,29 +133,41 @@ pub fn embed_descriptions(
     .into_iter()
     .map(|(a, b)| (a.to_string(), b))
     .collect();
-    let bytes = |x: &[f32]| -> Vec<u8> { x.iter().flat_map(|f| f.to_le_bytes()).collect() };
-    let (gb, lb, kb) = (bytes(&global), bytes(&local), bytes(&targets));
-    let bank_err = |message: String| TextError::Bank {
-        path: out.to_path_buf(),
-        message,
+    let cpu = Device::Cpu;
+    let tensor = |data: Vec<f32>, shape: &[usize]| {
+        Tensor::from_vec(data, shape, &cpu).map_err(|source| TextError::Candle {
+            context: "assembling the text bank".into(),
+            source,
+        })
     };
-    fn view<'a>(data: &'a [u8], shape: Vec<usize>) -> Result<TensorView<'a>, String> {
-        TensorView::new(Dtype::F32, shape, data).map_err(|e| e.to_string())
-    }
-    let tensors = vec![
-        ("global", view(&gb, vec![k, d]).map_err(bank_err)?),
-        ("local", view(&lb, vec![k, v, d]).map_err(bank_err)?),
-        ("key_joints", view(&kb, vec![k, v]).map_err(bank_err)?),
-    ];
-    let data =
-        safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| bank_err(e.to_string()))?;
-    write_atomic(out, &data).map_err(|e| bank_err(e.to_string()))?;
-    Ok(EmbedSummary {
+    let bank = TextBank {
+        global: tensor(global, &[k, d])?,
+        local: tensor(local, &[k, v, d])?,
+        key_joints: tensor(targets, &[k, v])?,
+        classes: names,
+        joints: layout.joints.clone(),
+        meta,
+    };
+    let summary = EmbedSummary {
         classes: k,
         joints: v,
         dim: d,
         unique_texts: unique.len(),
-    })
+    };
+    Ok((bank, summary))
+}
+
+/// [`build_bank`], then [`TextBank::save`] to `out`.
+pub fn embed_descriptions(
+    file: &DescriptionFile,
+    layout: &Layout,
+    encoder: &TextEncoder,
+    opts: &EmbedOptions,
+    out: &Path,
+) -> Result<EmbedSummary, TextError> {
+    let (bank, summary) = build_bank(file, layout, encoder, opts)?;
+    bank.save(out)?;
+    Ok(summary)
 }
 
 /// A text bank read back for training.
@@ -243,5 +255,38 @@ impl TextBank {
 
     pub fn dim(&self) -> usize {
         self.global.dims().get(1).copied().unwrap_or(0)
+    }
+
+    /// Writes the bank (tensors as f32, every metadata entry) to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), TextError> {
+        let err = |message: String| TextError::Bank {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes = |t: &Tensor| -> Result<(Vec<u8>, Vec<usize>), TextError> {
+            let v = t
+                .flatten_all()
+                .and_then(|f| f.to_vec1::<f32>())
+                .map_err(|e| err(e.to_string()))?;
+            Ok((
+                v.iter().flat_map(|f| f.to_le_bytes()).collect(),
+                t.dims().to_vec(),
+            ))
+        };
+        let parts = [
+            ("global", bytes(&self.global)?),
+            ("local", bytes(&self.local)?),
+            ("key_joints", bytes(&self.key_joints)?),
+        ];
+        let mut views = Vec::with_capacity(parts.len());
+        for (name, (data, shape)) in &parts {
+            let view =
+                TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| err(e.to_string()))?;
+            views.push((*name, view));
+        }
+        let meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
+        let data =
+            safetensors::tensor::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
+        write_atomic(path, &data).map_err(|e| err(e.to_string()))
     }
 }

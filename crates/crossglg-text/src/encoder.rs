@@ -268,3 +268,82 @@ impl SentenceEncoder {
             })
     }
 }
+
+/// Which text encoder a config names: `"hashed"` (see [`crate::hashed`]) or a sentence-encoder
+/// folder. Read from and written as that one string.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum EncoderSpec {
+    Hashed,
+    Folder(PathBuf),
+}
+
+impl From<String> for EncoderSpec {
+    fn from(s: String) -> Self {
+        if s == "hashed" {
+            EncoderSpec::Hashed
+        } else {
+            EncoderSpec::Folder(PathBuf::from(s))
+        }
+    }
+}
+
+impl From<EncoderSpec> for String {
+    fn from(e: EncoderSpec) -> Self {
+        e.to_string()
+    }
+}
+
+impl std::fmt::Display for EncoderSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncoderSpec::Hashed => f.write_str("hashed"),
+            EncoderSpec::Folder(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Every text encoder behind one interface: a frozen sentence encoder or the hashed fallback.
+#[derive(Debug)]
+pub enum TextEncoder {
+    Sentence(Box<SentenceEncoder>),
+    Hashed { dim: usize },
+}
+
+impl TextEncoder {
+    /// The encoder `spec` names; `hashed_dim` is the width of the hashed one.
+    pub fn load(spec: &EncoderSpec, hashed_dim: usize, device: &Device) -> Result<Self, TextError> {
+        Ok(match spec {
+            EncoderSpec::Hashed => TextEncoder::Hashed { dim: hashed_dim },
+            EncoderSpec::Folder(dir) => {
+                TextEncoder::Sentence(Box::new(SentenceEncoder::load(dir, device)?))
+            }
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        match self {
+            TextEncoder::Sentence(e) => e.dim(),
+            TextEncoder::Hashed { dim } => (*dim).max(1),
+        }
+    }
+
+    /// What text banks record as their `encoder`.
+    pub fn name(&self) -> String {
+        match self {
+            TextEncoder::Sentence(e) => e.name.clone(),
+            TextEncoder::Hashed { dim } => format!("hashed-{dim}"),
+        }
+    }
+
+    /// One L2-normalised row per text.
+    pub fn encode_vecs(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, TextError> {
+        match self {
+            TextEncoder::Sentence(e) => e.encode_vecs(texts),
+            TextEncoder::Hashed { dim } => Ok(texts
+                .iter()
+                .map(|t| crate::hashed::hashed_embedding(t, *dim))
+                .collect()),
+        }
+    }
+}

@@ -8,6 +8,7 @@
 pub mod bank;
 pub mod encoder;
 pub mod format;
+pub mod hashed;
 pub mod import;
 pub mod keyjoints;
 pub mod llm;
@@ -16,8 +17,8 @@ pub mod util;
 
 use std::path::PathBuf;
 
-pub use bank::{embed_descriptions, TextBank};
-pub use encoder::{EncoderKind, SentenceEncoder};
+pub use bank::{build_bank, embed_descriptions, TextBank};
+pub use encoder::{EncoderKind, EncoderSpec, SentenceEncoder, TextEncoder};
 pub use format::{validate, validate_path, ClassDescription, DescriptionFile, Provenance, FORMAT};
 pub use keyjoints::{key_joint_targets, show_class, KeyJointConfig, KeyJointSource, Lexicon};
 pub use llm::{describe, describe_to_file, DescribeError, DescribeStats, LlmConfig};

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use crossglg_data::Layout;
 use crossglg_text::bank::{embed_descriptions, EmbedOptions, TextBank};
-use crossglg_text::{models_dir, ClassDescription, DescriptionFile, Provenance, SentenceEncoder};
+use crossglg_text::{
+    models_dir, ClassDescription, DescriptionFile, Provenance, SentenceEncoder, TextEncoder,
+};
 
 fn minilm() -> SentenceEncoder {
     let dir = models_dir().join("all-MiniLM-L6-v2");
@@ -101,6 +103,7 @@ fn text_bank_round_trip() {
         batch: 5,
         ..Default::default()
     };
+    let enc = TextEncoder::Sentence(Box::new(enc));
     let s = embed_descriptions(&file, &layout, &enc, &opts, &out).unwrap();
     assert_eq!((s.classes, s.joints, s.dim), (2, 25, 384));
     // 2 globals + per class 4 hand texts + 1 shared "stays still".

@@ -286,3 +286,42 @@ fn shipped_description_files_are_valid() {
         }
     }
 }
+
+/// The one bank builder with the hashed encoder: rows are the encoder's own embeddings, in id
+/// order, and the bank survives a save / load round trip with its metadata.
+#[test]
+fn hashed_bank_builds_saves_and_loads() {
+    use crossglg_text::bank::EmbedOptions;
+    use crossglg_text::hashed::hashed_embedding;
+    use crossglg_text::{build_bank, TextBank, TextEncoder};
+    let layout = ntu();
+    let f = file(
+        &layout,
+        vec![
+            class(1, "kick", "a kick with the right foot", &layout),
+            class(0, "wave", "the right hand waves", &layout),
+        ],
+    );
+    let enc = TextEncoder::Hashed { dim: 16 };
+    let (bank, s) = build_bank(&f, &layout, &enc, &EmbedOptions::default()).unwrap();
+    assert_eq!((s.classes, s.joints, s.dim), (2, 25, 16));
+    assert_eq!(bank.classes, ["wave", "kick"]);
+    let g = bank.global.to_vec2::<f32>().unwrap();
+    assert_eq!(g[0], hashed_embedding("the right hand waves", 16));
+    let local = bank.local.to_vec3::<f32>().unwrap();
+    assert_eq!(local[1][3], hashed_embedding("the head moves", 16));
+    assert_eq!(bank.meta["encoder"], "hashed-16");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bank.safetensors");
+    bank.save(&out).unwrap();
+    let back = TextBank::load(&out, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(back.classes, bank.classes);
+    assert_eq!(back.joints, bank.joints);
+    assert_eq!(back.meta, bank.meta);
+    assert_eq!(back.global.to_vec2::<f32>().unwrap(), g);
+    assert_eq!(back.local.to_vec3::<f32>().unwrap(), local);
+    assert_eq!(
+        back.key_joints.to_vec2::<f32>().unwrap(),
+        bank.key_joints.to_vec2::<f32>().unwrap()
+    );
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crossglg_data::preprocess::PreprocessConfig;
 use crossglg_data::synth::SynthConfig;
 use crossglg_model::CrossGlgConfig;
+use crossglg_text::EncoderSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::optim::OptimConfig;
@@ -66,7 +67,7 @@ pub struct TextConfig {
     pub descriptions: Option<PathBuf>,
     /// A sentence-encoder folder, or `hashed` for the dependency-free bag-of-words fallback.
     #[serde(default = "default_encoder")]
-    pub encoder: String,
+    pub encoder: EncoderSpec,
     /// Width of the hashed fallback embedding.
     #[serde(default = "default_hashed_dim")]
     pub hashed_dim: usize,
@@ -86,8 +87,8 @@ pub enum KeyJointTargets {
     Contrast,
 }
 
-fn default_encoder() -> String {
-    "hashed".into()
+fn default_encoder() -> EncoderSpec {
+    EncoderSpec::Hashed
 }
 fn default_hashed_dim() -> usize {
     256
@@ -291,9 +292,10 @@ impl TrainConfig {
         fix(&mut self.data.exclude_list);
         fix(&mut self.text.bank);
         fix(&mut self.text.descriptions);
-        let enc = Path::new(&self.text.encoder);
-        if self.text.encoder != "hashed" && enc.is_relative() && base.join(enc).exists() {
-            self.text.encoder = base.join(enc).display().to_string();
+        if let EncoderSpec::Folder(enc) = &mut self.text.encoder {
+            if enc.is_relative() && base.join(&*enc).exists() {
+                *enc = base.join(&*enc);
+            }
         }
     }
 

@@ -2,16 +2,14 @@
 //! targets, in the order of the classes being trained.
 //!
 //! They come from a text bank written by `crossglg text embed` (a frozen sentence encoder), or
-//! from a description file embedded at start-up. When no sentence-encoder weights are at hand
-//! (a fresh machine, the demo) the `hashed` encoder stands in: a bag of word uni- and bigrams
-//! hashed into a fixed width and L2-normalised. It keeps the method runnable everywhere; it
-//! knows no synonyms, so expect less from it than from a real encoder.
-
-use std::path::Path;
+//! from a description file embedded at start-up by `crossglg_text::build_bank` (the same
+//! builder `text embed` uses) with the configured encoder: a sentence-encoder folder or the
+//! `hashed` fallback (`crossglg_text::hashed`).
 
 use candle_core::{Device, Tensor};
 use crossglg_data::Layout;
-use crossglg_text::{key_joint_targets, DescriptionFile, KeyJointConfig, TextBank};
+use crossglg_text::bank::EmbedOptions;
+use crossglg_text::{build_bank, DescriptionFile, KeyJointConfig, TextBank, TextEncoder};
 
 use crate::config::{KeyJointTargets, TextConfig};
 
@@ -67,12 +65,14 @@ pub fn load_class_text(
         let file = DescriptionFile::load(p).map_err(crossglg_text::TextError::from)?;
         crossglg_text::validate(&file, layout, &p.display().to_string())
             .map_err(crossglg_text::TextError::from)?;
-        if cfg.encoder == "hashed" {
-            hashed_bank(&file, layout, cfg.hashed_dim)?
-        } else {
-            let enc = crossglg_text::SentenceEncoder::load(Path::new(&cfg.encoder), &Device::Cpu)?;
-            bank_with_encoder(&file, layout, &enc)?
-        }
+        let enc = TextEncoder::load(&cfg.encoder, cfg.hashed_dim, &Device::Cpu)?;
+        let opts = EmbedOptions {
+            key_joints: KeyJointConfig {
+                floor: KEY_JOINT_FLOOR,
+            },
+            ..Default::default()
+        };
+        build_bank(&file, layout, &enc, &opts)?.0
     } else {
         return Err(TextSourceError::Descriptions {
             path: "-".into(),
@@ -164,97 +164,6 @@ pub fn contrast_targets(rows: &[Vec<f32>], floor: f32) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn sorted_classes(file: &DescriptionFile) -> Vec<&crossglg_text::ClassDescription> {
-    let mut classes: Vec<_> = file.classes.iter().collect();
-    classes.sort_by_key(|c| c.id);
-    classes
-}
-
-fn assemble(
-    file: &DescriptionFile,
-    layout: &Layout,
-    dim: usize,
-    embed: impl Fn(&[&str]) -> Result<Vec<Vec<f32>>, TextSourceError>,
-) -> Result<TextBank, TextSourceError> {
-    let classes = sorted_classes(file);
-    let (k, v) = (classes.len(), layout.num_joints());
-    let globals: Vec<&str> = classes.iter().map(|c| c.global.as_str()).collect();
-    let mut locals: Vec<&str> = Vec::with_capacity(k * v);
-    for c in &classes {
-        for j in &layout.joints {
-            locals.push(c.local.get(j).map(String::as_str).unwrap_or(""));
-        }
-    }
-    let g: Vec<f32> = embed(&globals)?.concat();
-    let l: Vec<f32> = embed(&locals)?.concat();
-    let kj: Vec<f32> = key_joint_targets(
-        file,
-        layout,
-        &KeyJointConfig {
-            floor: KEY_JOINT_FLOOR,
-        },
-    )
-    .concat();
-    let dev = Device::Cpu;
-    Ok(TextBank {
-        global: Tensor::from_vec(g, (k, dim), &dev)?,
-        local: Tensor::from_vec(l, (k, v, dim), &dev)?,
-        key_joints: Tensor::from_vec(kj, (k, v), &dev)?,
-        classes: classes.iter().map(|c| c.name.clone()).collect(),
-        joints: layout.joints.clone(),
-        meta: Default::default(),
-    })
-}
-
-fn bank_with_encoder(
-    file: &DescriptionFile,
-    layout: &Layout,
-    enc: &crossglg_text::SentenceEncoder,
-) -> Result<TextBank, TextSourceError> {
-    assemble(file, layout, enc.dim(), |t| Ok(enc.encode_vecs(t)?))
-}
-
-/// A text bank from the hashed bag-of-words encoder (see the module docs).
-pub fn hashed_bank(
-    file: &DescriptionFile,
-    layout: &Layout,
-    dim: usize,
-) -> Result<TextBank, TextSourceError> {
-    assemble(file, layout, dim, |t| {
-        Ok(t.iter().map(|s| hashed_embedding(s, dim)).collect())
-    })
-}
-
-/// Word uni- and bigrams, hashed (FNV-1a) with a sign bit into `dim` slots, L2-normalised.
-pub fn hashed_embedding(text: &str, dim: usize) -> Vec<f32> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect();
-    let mut v = vec![0f32; dim.max(1)];
-    let mut add = |key: &str| {
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in key.bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
-        v[(h % dim.max(1) as u64) as usize] += sign;
-    };
-    for w in &words {
-        add(w);
-    }
-    for p in words.windows(2) {
-        add(&format!("{} {}", p[0], p[1]));
-    }
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,18 +191,5 @@ mod tests {
         // Identical classes: nothing above the mean, uniform.
         let same = contrast_targets(&[vec![0.5, 0.5], vec![0.5, 0.5]], 0.1);
         assert_eq!(same, vec![vec![0.5, 0.5], vec![0.5, 0.5]]);
-    }
-
-    #[test]
-    fn hashed_embedding_is_normalised_and_separates_texts() {
-        let a = hashed_embedding("the right hand rises to the mouth", 256);
-        let b = hashed_embedding("the right hand rises to the mouth", 256);
-        let c = hashed_embedding("both feet leave the ground in a jump", 256);
-        assert_eq!(a, b);
-        let n: f32 = a.iter().map(|x| x * x).sum();
-        assert!((n - 1.0).abs() < 1e-5);
-        let dot: f32 = a.iter().zip(&c).map(|(x, y)| x * y).sum();
-        assert!(dot.abs() < 0.5, "unrelated texts too similar: {dot}");
-        assert!(hashed_embedding("", 8).iter().all(|x| *x == 0.0));
     }
 }
