@@ -153,15 +153,14 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     overrides.extend(a.overrides);
     crossglg_train::config::apply_overrides(&mut table, &overrides, "demo")?;
     let cfg = TrainConfig::from_toml_str(&toml::to_string(&table)?, "built-in demo config")?;
+    let synth = cfg
+        .data
+        .synthetic()
+        .context("the demo config's data source must stay synthetic")?;
     println!(
         "crossglg demo: {} synthetic motions on {}, encoder {:?}, guidance {:?}, text encoder {}",
-        crossglg_data::synth::class_names(cfg.data.synthetic.as_ref().expect("demo is synthetic"))?
-            .len(),
-        cfg.data
-            .synthetic
-            .as_ref()
-            .map(|s| s.layout.as_str())
-            .unwrap_or("?"),
+        crossglg_data::synth::class_names(synth)?.len(),
+        synth.layout,
         cfg.model.encoder.kind,
         cfg.model.guidance,
         encoder

@@ -24,35 +24,120 @@ pub enum ConfigError {
 }
 
 /// Where the samples come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// A packed dataset written by `crossglg data convert` (`packed = "FILE"`).
+    Packed(PathBuf),
+    /// The built-in synthetic dataset, the demo's (`[data.synthetic]`).
+    Synthetic(SynthConfig),
+}
+
+/// The samples, the split and how it is varied (`[data]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "DataConfigFile", into = "DataConfigFile")]
 pub struct DataConfig {
-    /// A packed dataset written by `crossglg data convert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packed: Option<PathBuf>,
-    /// Generate the synthetic dataset instead (the demo).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synthetic: Option<SynthConfig>,
+    pub source: DataSource,
     /// One-shot split: a built-in name (`ntu120`, `ntu60`, `nwucla`, `msr`, …) or a TOML file.
     pub split: String,
     /// Train on the first `k` auxiliary classes only (the auxiliary sweep).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auxiliary: Option<usize>,
     /// Sample names to exclude (e.g. NTU's missing-skeleton list).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_list: Option<PathBuf>,
     /// Rotated fold `k`: every class label of the split shifted by `k` (needs an exemplar
     /// rule; MSR has folds 0..4 with distinct novel classes, NW-UCLA 0..2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold: Option<usize>,
     /// Validation split `offset`: the auxiliary classes at positions `offset mod
     /// validation_every` become pseudo-novel and the test classes are left out entirely, so
     /// settings can be chosen without touching them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<usize>,
     /// See `validation` (default 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_every: Option<usize>,
+}
+
+impl DataConfig {
+    /// The synthetic dataset's settings, when that is the source.
+    pub fn synthetic(&self) -> Option<&SynthConfig> {
+        match &self.source {
+            DataSource::Synthetic(s) => Some(s),
+            DataSource::Packed(_) => None,
+        }
+    }
+}
+
+/// `[data]` sets both or neither of `packed` and `synthetic`.
+#[derive(Debug, thiserror::Error)]
+#[error("[data] needs exactly one of `packed` or `synthetic`")]
+pub struct DataSourceChoice;
+
+impl TryFrom<DataConfigFile> for DataConfig {
+    type Error = DataSourceChoice;
+    fn try_from(f: DataConfigFile) -> Result<Self, DataSourceChoice> {
+        let source = match (f.packed, f.synthetic) {
+            (Some(p), None) => DataSource::Packed(p),
+            (None, Some(s)) => DataSource::Synthetic(s),
+            _ => return Err(DataSourceChoice),
+        };
+        Ok(DataConfig {
+            source,
+            split: f.split,
+            auxiliary: f.auxiliary,
+            exclude_list: f.exclude_list,
+            fold: f.fold,
+            validation: f.validation,
+            validation_every: f.validation_every,
+        })
+    }
+}
+
+impl From<DataConfig> for DataConfigFile {
+    fn from(d: DataConfig) -> Self {
+        let (packed, synthetic) = match d.source {
+            DataSource::Packed(p) => (Some(p), None),
+            DataSource::Synthetic(s) => (None, Some(s)),
+        };
+        DataConfigFile {
+            packed,
+            synthetic,
+            split: d.split,
+            auxiliary: d.auxiliary,
+            exclude_list: d.exclude_list,
+            fold: d.fold,
+            validation: d.validation,
+            validation_every: d.validation_every,
+        }
+    }
+}
+
+/// `[data]` as written in TOML: the source as two optional keys, exactly one of them set.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataConfigFile {
+    /// A packed dataset written by `crossglg data convert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    packed: Option<PathBuf>,
+    /// Generate the synthetic dataset instead (the demo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    synthetic: Option<SynthConfig>,
+    /// One-shot split: a built-in name (`ntu120`, `ntu60`, `nwucla`, `msr`, …) or a TOML file.
+    split: String,
+    /// Train on the first `k` auxiliary classes only (the auxiliary sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auxiliary: Option<usize>,
+    /// Sample names to exclude (e.g. NTU's missing-skeleton list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exclude_list: Option<PathBuf>,
+    /// Rotated fold `k`: every class label of the split shifted by `k` (needs an exemplar
+    /// rule; MSR has folds 0..4 with distinct novel classes, NW-UCLA 0..2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fold: Option<usize>,
+    /// Validation split `offset`: the auxiliary classes at positions `offset mod
+    /// validation_every` become pseudo-novel and the test classes are left out entirely, so
+    /// settings can be chosen without touching them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validation: Option<usize>,
+    /// See `validation` (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validation_every: Option<usize>,
 }
 
 /// Where the text knowledge comes from.
@@ -288,7 +373,11 @@ impl TrainConfig {
                 }
             }
         };
-        fix(&mut self.data.packed);
+        if let DataSource::Packed(p) = &mut self.data.source {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         fix(&mut self.data.exclude_list);
         fix(&mut self.text.bank);
         fix(&mut self.text.descriptions);
@@ -306,9 +395,6 @@ impl TrainConfig {
                 message: m.into(),
             })
         };
-        if self.data.packed.is_some() == self.data.synthetic.is_some() {
-            return bad("[data] needs exactly one of `packed` or `synthetic`");
-        }
         if self.epochs == 0 || self.batch_size == 0 {
             return bad("`epochs` and `batch_size` must be positive");
         }
@@ -367,6 +453,36 @@ samples_per_class = 4
 [model]
 guidance = "none"
 "#;
+
+    #[test]
+    fn data_source_is_one_of_packed_or_synthetic() {
+        let c = TrainConfig::from_toml_str(MIN, "t").unwrap();
+        assert!(matches!(c.data.source, DataSource::Synthetic(_)));
+        let packed = MIN
+            .replace("[data.synthetic]\nsamples_per_class = 4\n", "")
+            .replace(
+                "split = \"synthetic\"",
+                "split = \"msr\"\npacked = \"x.safetensors\"",
+            );
+        let p = TrainConfig::from_toml_str(&packed, "t").unwrap();
+        assert_eq!(p.data.source, DataSource::Packed("x.safetensors".into()));
+        assert!(p.data.synthetic().is_none());
+        // The resolved config writes the source back as the key it came from.
+        let back = TrainConfig::from_toml_str(&p.to_toml(), "t").unwrap();
+        assert_eq!(back.data, p.data);
+        for bad in [
+            MIN.replace(
+                "split = \"synthetic\"",
+                "split = \"synthetic\"\npacked = \"x\"",
+            ),
+            MIN.replace("[data.synthetic]\nsamples_per_class = 4\n", ""),
+        ] {
+            let e = TrainConfig::from_toml_str(&bad, "mine.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("mine.toml") && e.contains("exactly one"), "{e}");
+        }
+    }
 
     #[test]
     fn recipes_fill_absent_keys_only() {

@@ -21,7 +21,7 @@ use crossglg_model::{
 use rand::seq::SliceRandom;
 
 use crate::checkpoint::{Checkpoint, Position};
-use crate::config::TrainConfig;
+use crate::config::{DataSource, TrainConfig};
 use crate::optim::Optimizer;
 use crate::source::{InMemory, SampleSource};
 use crate::textsrc::load_class_text;
@@ -92,13 +92,14 @@ pub fn device_from(name: &str) -> Result<Device, RunError> {
 
 /// Opens the configured dataset.
 pub fn open_source(cfg: &TrainConfig) -> Result<Box<dyn SampleSource>, RunError> {
-    if let Some(s) = &cfg.data.synthetic {
-        let layout = Layout::load(&s.layout)?;
-        let dataset = crossglg_data::synth::generate_with_layout(s, &layout)?;
-        return Ok(Box::new(InMemory { dataset, layout }));
-    }
-    let path = cfg.data.packed.as_ref().expect("config checked");
-    Ok(crate::source::open_packed(path)?)
+    Ok(match &cfg.data.source {
+        DataSource::Synthetic(s) => {
+            let layout = Layout::load(&s.layout)?;
+            let dataset = crossglg_data::synth::generate_with_layout(s, &layout)?;
+            Box::new(InMemory { dataset, layout })
+        }
+        DataSource::Packed(path) => crate::source::open_packed(path)?,
+    })
 }
 
 /// The split of the synthetic dataset: every 4th class novel (like MSR Action3D), the
@@ -123,7 +124,7 @@ pub fn synthetic_split(num_classes: usize) -> Split {
 
 /// The split the config names, restricted to `auxiliary` classes when set.
 pub fn resolve_split(cfg: &TrainConfig) -> Result<Split, RunError> {
-    let mut split = match (&cfg.data.synthetic, cfg.data.split.as_str()) {
+    let mut split = match (cfg.data.synthetic(), cfg.data.split.as_str()) {
         (Some(s), "synthetic") => synthetic_split(crossglg_data::synth::class_names(s)?.len()),
         (_, name) => Split::load(name)?,
     };
