@@ -8,7 +8,8 @@
 //!                      └──► shared classifier ◄──┘
 //! ```
 
-use crate::encoder::{Encoder, EncoderConfig, EncoderKind};
+use crate::encoder::Encoder;
+use crate::encoder_config::{EncoderConfig, EncoderKind};
 use crate::error::{config_err, Result};
 use crate::graph::Graph;
 use crate::heads::{

@@ -8,7 +8,7 @@
 //! `pa_delta` initialised to zero (same gradients; the seeded init only knows constant/random
 //! fills).
 
-use crate::encoder::EncoderConfig;
+use crate::encoder_config::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{

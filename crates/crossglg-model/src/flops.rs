@@ -4,7 +4,7 @@
 //! work (BN, activations, softmax) is not counted. The CrossGLG heads (JID, cross-modal
 //! branch) are not counted either: at the standard shapes they are about 2 % of the forward.
 
-use crate::encoder::{EncoderConfig, EncoderKind};
+use crate::encoder_config::{EncoderConfig, EncoderKind};
 use crate::CrossGlgConfig;
 
 /// Spatial partitions of the skeleton graph (self, inward, outward).
@@ -106,7 +106,7 @@ pub fn forward_flops_per_sample(cfg: &CrossGlgConfig, frames: usize, joints: usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoder::BlockSpec;
+    use crate::encoder_config::BlockSpec;
 
     fn one_block(kind: EncoderKind, c_in: usize, c_out: usize, stride: usize) -> EncoderConfig {
         EncoderConfig {

@@ -16,7 +16,7 @@
 //! variational IB bound; like the reference code we do not add a KL term to `N(mu, σ)`.
 
 use crate::ctrgcn::data_bn_mvc;
-use crate::encoder::{EncoderConfig, InfoGcnOptions};
+use crate::encoder_config::{EncoderConfig, InfoGcnOptions};
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::Linear;

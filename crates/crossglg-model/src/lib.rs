@@ -26,6 +26,7 @@
 pub mod crossglg;
 pub mod ctrgcn;
 pub mod encoder;
+pub mod encoder_config;
 pub mod error;
 pub mod flops;
 pub mod graph;
@@ -40,7 +41,8 @@ pub use crossglg::{
     build_seeded, frozen, is_buffer, param_count, trainable_vars, CrossForm, CrossGlg,
     CrossGlgConfig, Guidance, InteractionConfig, JidConfig, Outputs, Reweight, StepText,
 };
-pub use encoder::{BlockSpec, Encoder, EncoderConfig, EncoderKind, InfoGcnOptions};
+pub use encoder::Encoder;
+pub use encoder_config::{BlockSpec, EncoderConfig, EncoderKind, InfoGcnOptions};
 pub use error::{ModelError, Result, UnknownName};
 pub use flops::{encoder_macs, forward_flops_per_sample};
 pub use graph::Graph;

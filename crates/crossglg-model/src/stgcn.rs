@@ -5,7 +5,7 @@
 //! temporal conv (9, 1) → BN, plus residual, ReLU. The first block has no residual.
 //! Difference: the partitions are normalised per subset as CTR-GCN does (see [`Graph`]).
 
-use crate::encoder::EncoderConfig;
+use crate::encoder_config::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::init::CONV_INIT;
