@@ -1,0 +1,146 @@
+//! Batch norm (with the fused `act(bn(x) + residual)` path and BN folding) and layer norm.
+
+use super::*;
+use candle_core::{Module, ModuleT, Result, Tensor, Var, D};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+
+/// `act(bn(x) [+ residual])` with `act` = ReLU when `relu`. In training mode on f32 CPU
+/// tensors this is one fused kernel that also updates the layer's running statistics in place
+/// (same buffers, same PyTorch semantics as `BatchNorm::forward_t`); in eval mode one fused
+/// affine pass; otherwise plain candle.
+pub fn bn_act(
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    relu: bool,
+    train: bool,
+) -> Result<Tensor> {
+    if train {
+        if let Some((w, b)) = bn.weight_and_bias() {
+            let mut all = vec![x, w, b];
+            all.extend(residual);
+            if use_fused(&all) {
+                let (y, stats) =
+                    crossglg_kernels::batch_norm_act(x, w, b, residual, bn.eps(), relu)?;
+                // The running stats are `Var`s of the VarMap; from_tensor shares their storage.
+                let rm = Var::from_tensor(bn.running_mean())?;
+                let rv = Var::from_tensor(bn.running_var())?;
+                stats.update_running(&rm, &rv, bn.momentum())?;
+                return Ok(y);
+            }
+        }
+    }
+    if !train {
+        if let Some((w, b)) = bn.weight_and_bias() {
+            let mut all = vec![x, w, b];
+            all.extend(residual);
+            if use_fused(&all) {
+                // Inference: BN folded into one per-channel affine map, fused with the residual
+                // add and the ReLU (one pass instead of four).
+                let (scale, shift) = bn_affine(bn, w, b)?;
+                return crossglg_kernels::channel_affine_act(x, &scale, &shift, residual, relu);
+            }
+        }
+    }
+    let y = add_opt(bn.forward_t(x, train)?, residual.cloned())?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+/// Batch norm's inference map as per-channel `(scale, shift)`: `bn(x) = scale·x + shift`.
+/// candle_nn keeps the running statistics as `Var`s, which always "track" gradients; they are
+/// constants here, hence the detach.
+pub(crate) fn bn_affine(bn: &BatchNorm, w: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
+    let var = bn.running_var().detach();
+    let scale = (w / var.affine(1.0, bn.eps())?.sqrt()?)?;
+    let shift = (b - (bn.running_mean().detach() * &scale)?)?;
+    Ok((scale, shift))
+}
+
+/// A batch norm after a convolution folded into it: `w: (C_out, ...)` with every output
+/// channel's weights times the BN scale, and the bias `b·scale + shift` (`shift` alone without
+/// a conv bias). `gb` is the BN's affine weight and bias.
+pub(crate) fn fold_bn(
+    bn: &BatchNorm,
+    (g, beta): (&Tensor, &Tensor),
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (scale, shift) = bn_affine(bn, g, beta)?;
+    let mut shape = vec![1; w.rank()];
+    shape[0] = scale.dim(0)?;
+    let w = w.broadcast_mul(&scale.reshape(shape)?)?;
+    let b = match b {
+        Some(b) => ((b * &scale)? + shift)?,
+        None => shift,
+    };
+    Ok((w, b))
+}
+
+/// Channels `offset..offset + C` of a residual, `C` the batch norm's width (a branch's share of
+/// a block residual).
+pub(crate) fn residual_slice(
+    residual: Option<(&Tensor, usize)>,
+    bn: &BatchNorm,
+) -> Result<Option<Tensor>> {
+    let c = bn.running_mean().dim(0)?;
+    residual.map(|(r, off)| r.narrow(1, off, c)).transpose()
+}
+
+/// `nn.BatchNorm` with PyTorch's defaults (eps 1e-5, momentum 0.1), weight initialised to
+/// `gamma` (the GCN references use 1, and 1e-6 for the last norm of a graph conv).
+pub fn batch_norm(c: usize, gamma: f64, vb: VarBuilder) -> Result<BatchNorm> {
+    let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.))?;
+    let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
+    let weight = vb.get_with_hints(c, "weight", Init::Const(gamma))?;
+    let bias = vb.get_with_hints(c, "bias", Init::Const(0.))?;
+    let cfg = BatchNormConfig::default();
+    BatchNorm::new(c, running_mean, running_var, weight, bias, cfg.eps)
+}
+
+/// Layer norm over the last dimension written with differentiable primitives (candle-nn's
+/// `LayerNorm` dispatches contiguous inputs to a fused op that has no backward pass).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.))?,
+            eps: 1e-5,
+        })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+}
+
+impl Module for LayerNorm {
+    /// # Shapes
+    /// `(..., D)` -> `(..., D)`
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
