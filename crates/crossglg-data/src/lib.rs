@@ -13,6 +13,7 @@ pub mod read;
 pub mod rng;
 pub mod sample;
 pub mod synth;
+pub mod tagged;
 
 pub use layout::{Layout, LayoutError};
 pub use sample::{Dataset, Sample, SampleMeta, Skeleton};

@@ -20,8 +20,12 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use crate::layout::Layout;
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
 
-pub const FORMAT: &str = "crossglg-packed";
-pub const VERSION: &str = "1";
+/// The tagged-file kind and version of packed datasets (`format` = `crossglg-packed/1`; files
+/// tagged `crossglg-packed` with `version = "1"` before the tagged layer still load). Packed
+/// files are written by their own streaming writer (sample by sample, never all in memory)
+/// and memory-mapped when read, so only the tag goes through [`crate::tagged`].
+pub const KIND: &str = "packed";
+pub const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
@@ -166,8 +170,10 @@ impl Packed {
         let metas: Vec<&SampleMeta> = dataset.samples.iter().map(|s| &s.meta).collect();
         let mut meta = serde_json::Map::new();
         for (k, v) in [
-            ("format", FORMAT.to_string()),
-            ("version", VERSION.to_string()),
+            (
+                crate::tagged::FORMAT_KEY,
+                crate::tagged::format_tag(KIND, VERSION),
+            ),
             ("dataset", dataset.name.clone()),
             ("layout", layout.name.clone()),
             ("layout_toml", layout.to_toml()),
@@ -256,21 +262,10 @@ impl Packed {
                 .cloned()
                 .ok_or_else(|| corrupt(format!("header has no `{k}` entry")))
         };
-        match map.get("format") {
-            Some(f) if f == FORMAT => {}
-            Some(f) => return Err(foreign(format!("format is `{f}`, expected `{FORMAT}`"))),
-            None => {
-                return Err(foreign(
-                    "safetensors file without a crossglg `format` entry".into(),
-                ))
-            }
-        }
-        let version = get("version")?;
-        if version != VERSION {
-            return Err(corrupt(format!(
-                "format version {version}, this build reads version {VERSION}"
-            )));
-        }
+        crate::tagged::check_tag(path, &map, KIND, VERSION).map_err(|e| PackError::Foreign {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let base = 8 + header_len;
         let tensor = |name: &str, dtype: Dtype| {
             let info = meta

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::{EvalError, OneShotSet};
 use crate::report::EvalReport;
-use crossglg_data::atomic::write_atomic;
+use crossglg_data::tagged::{self, Owned, TaggedFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
@@ -64,8 +64,8 @@ pub enum CalibrateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("base statistics {path}: {message}")]
-    Format { path: PathBuf, message: String },
+    #[error("base statistics: {0}")]
+    File(#[from] crossglg_data::tagged::TaggedError),
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error(transparent)]
@@ -154,7 +154,10 @@ pub struct BaseStats {
     pub covariances: Vec<Vec<f32>>,
 }
 
-const STATS_FORMAT: &str = "crossglg.base_stats.v1";
+/// The tagged-file kind and version of base statistics (`format` = `crossglg-base-stats/1`;
+/// files tagged `crossglg.base_stats.v1` before the tagged layer still load).
+const STATS_KIND: &str = "base-stats";
+const STATS_VERSION: u32 = 1;
 
 impl BaseStats {
     /// Statistics with the default transform (λ = 0.5, signed) and class names `base_<label>`.
@@ -240,12 +243,9 @@ impl BaseStats {
     pub fn save(&self, path: &Path) -> Result<(), CalibrateError> {
         let c = self.num_classes();
         let d = self.dim;
-        let means: Vec<f32> = self.means.concat();
-        let covs: Vec<f32> = self.covariances.concat();
         let counts: Vec<i64> = self.counts.iter().map(|&x| x as i64).collect();
         let labels: Vec<i64> = self.labels.iter().map(|&x| x as i64).collect();
         let mut meta = HashMap::new();
-        meta.insert("format".to_string(), STATS_FORMAT.to_string());
         meta.insert(
             "classes".to_string(),
             serde_json::to_string(&self.classes).expect("strings serialise"),
@@ -254,72 +254,28 @@ impl BaseStats {
             "transform".to_string(),
             serde_json::to_string(&self.transform).expect("transform serialises"),
         );
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let ibytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let (mb, cb, nb, lb) = (
-            bytes(&means),
-            bytes(&covs),
-            ibytes(&counts),
-            ibytes(&labels),
-        );
-        use safetensors::tensor::TensorView;
-        use safetensors::Dtype;
-        let fmt_err = |e: safetensors::SafeTensorError| CalibrateError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
         let tensors = vec![
-            (
-                "counts",
-                TensorView::new(Dtype::I64, vec![c], &nb).map_err(fmt_err)?,
-            ),
+            ("counts", Owned::i64(vec![c], &counts)),
             (
                 "covariances",
-                TensorView::new(Dtype::F32, vec![c, d, d], &cb).map_err(fmt_err)?,
+                Owned::f32(vec![c, d, d], &self.covariances.concat()),
             ),
-            (
-                "labels",
-                TensorView::new(Dtype::I64, vec![c], &lb).map_err(fmt_err)?,
-            ),
-            (
-                "means",
-                TensorView::new(Dtype::F32, vec![c, d], &mb).map_err(fmt_err)?,
-            ),
+            ("labels", Owned::i64(vec![c], &labels)),
+            ("means", Owned::f32(vec![c, d], &self.means.concat())),
         ];
-        let out = safetensors::serialize(tensors, Some(meta)).map_err(fmt_err)?;
-        write_atomic(path, &out).map_err(|source| CalibrateError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        tagged::write_owned(path, STATS_KIND, STATS_VERSION, meta, tensors)?;
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Self, CalibrateError> {
-        let buf = std::fs::read(path).map_err(|source| CalibrateError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let bad = |message: String| CalibrateError::Format {
-            path: path.to_path_buf(),
-            message,
-        };
-        let st = safetensors::SafeTensors::deserialize(&buf).map_err(|e| bad(e.to_string()))?;
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(STATS_FORMAT) {
-            return Err(bad(format!(
-                "not a base statistics file (metadata `format` should be `{STATS_FORMAT}`)"
-            )));
-        }
-        let classes: Vec<String> = serde_json::from_str(meta.get("classes").map_or("", |s| s))
-            .map_err(|e| bad(format!("metadata `classes`: {e}")))?;
-        let transform: PowerTransform =
-            serde_json::from_str(meta.get("transform").map_or("", |s| s))
-                .map_err(|e| bad(format!("metadata `transform`: {e}")))?;
-        let means = read_f32(&st, "means", 2).map_err(&bad)?;
-        let covs = read_f32(&st, "covariances", 3).map_err(&bad)?;
-        let counts = read_i64(&st, "counts").map_err(&bad)?;
-        let labels = read_i64(&st, "labels").map_err(&bad)?;
+        let f = TaggedFile::read(path, STATS_KIND, STATS_VERSION)?;
+        let bad = |message: String| f.content_err(message);
+        let classes: Vec<String> = f.meta_json("classes")?;
+        let transform: PowerTransform = f.meta_json("transform")?;
+        let means = f.f32("means", 2)?;
+        let covs = f.f32("covariances", 3)?;
+        let counts = f.i64("counts", 1)?.1;
+        let labels = f.i64("labels", 1)?.1;
         let (c, d) = (means.0[0], means.0[1]);
         if covs.0 != [c, d, d] || counts.len() != c || labels.len() != c || classes.len() != c {
             return Err(bad(format!(
@@ -329,10 +285,11 @@ impl BaseStats {
                 counts.len(),
                 labels.len(),
                 classes.len()
-            )));
+            ))
+            .into());
         }
         if d == 0 {
-            return Err(bad("embedding dimension is 0".into()));
+            return Err(bad("embedding dimension is 0".into()).into());
         }
         Ok(BaseStats {
             dim: d,
@@ -385,46 +342,6 @@ impl BaseStats {
         }
         (nearest, mean, cov)
     }
-}
-
-fn read_f32(
-    st: &safetensors::SafeTensors,
-    name: &str,
-    rank: usize,
-) -> Result<(Vec<usize>, Vec<f32>), String> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| format!("tensor `{name}`: {e}"))?;
-    if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != rank {
-        return Err(format!(
-            "tensor `{name}` should be F32 of rank {rank}, found {:?} {:?}",
-            t.dtype(),
-            t.shape()
-        ));
-    }
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Ok((t.shape().to_vec(), v))
-}
-
-fn read_i64(st: &safetensors::SafeTensors, name: &str) -> Result<Vec<i64>, String> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| format!("tensor `{name}`: {e}"))?;
-    if t.dtype() != safetensors::Dtype::I64 || t.shape().len() != 1 {
-        return Err(format!(
-            "tensor `{name}` should be I64 of rank 1, found {:?} {:?}",
-            t.dtype(),
-            t.shape()
-        ));
-    }
-    Ok(t.data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect())
 }
 
 /// Mean and unbiased covariance (f64 accumulation, stored as f32).

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{cosine_similarity, l2_normalized};
-use crossglg_data::atomic::write_atomic;
+use crossglg_data::tagged::{self, Owned, TaggedError, TaggedFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
@@ -50,8 +50,8 @@ pub enum GalleryError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("gallery {path}: {message}")]
-    Format { path: PathBuf, message: String },
+    #[error("gallery: {0}")]
+    File(#[from] TaggedError),
 }
 
 /// What is wrong with an embedding.
@@ -118,7 +118,12 @@ struct GalleryHeader {
     threshold: Option<f32>,
 }
 
-const GALLERY_FORMAT: &str = "crossglg.gallery.v1";
+/// The tagged-file kind and version of galleries (`format` = `crossglg-gallery/1`).
+const GALLERY_KIND: &str = "gallery";
+const GALLERY_VERSION: u32 = 1;
+/// The tag galleries carried in their JSON header before the tagged layer (still written there,
+/// so older builds keep reading new galleries).
+const LEGACY_FORMAT: &str = "crossglg.gallery.v1";
 const META_KEY: &str = "crossglg.gallery";
 
 impl Gallery {
@@ -275,7 +280,7 @@ impl Gallery {
     /// under `crossglg.gallery`. Written atomically.
     pub fn save(&self, path: &Path) -> Result<(), GalleryError> {
         let header = GalleryHeader {
-            format: GALLERY_FORMAT.to_string(),
+            format: LEGACY_FORMAT.to_string(),
             dim: self.dim,
             model_id: self.model_id.clone(),
             model_hash: self.model_hash.clone(),
@@ -283,68 +288,36 @@ impl Gallery {
             entries: self.entries.clone(),
             threshold: self.threshold,
         };
-        let mut meta = HashMap::new();
-        meta.insert(
+        let meta = HashMap::from([(
             META_KEY.to_string(),
             serde_json::to_string(&header).expect("header serialises"),
-        );
-        let bytes: Vec<u8> = self
-            .embeddings
-            .iter()
-            .flatten()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
-        let fmt = |e: safetensors::SafeTensorError| GalleryError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let view = safetensors::tensor::TensorView::new(
-            safetensors::Dtype::F32,
-            vec![self.embeddings.len(), self.dim],
-            &bytes,
-        )
-        .map_err(fmt)?;
-        let out = safetensors::serialize([("embeddings", view)], Some(meta)).map_err(fmt)?;
-        write_atomic(path, &out).map_err(|source| GalleryError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        )]);
+        let flat: Vec<f32> = self.embeddings.concat();
+        let tensors = vec![(
+            "embeddings",
+            Owned::f32(vec![self.embeddings.len(), self.dim], &flat),
+        )];
+        tagged::write_owned(path, GALLERY_KIND, GALLERY_VERSION, meta, tensors)?;
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Self, GalleryError> {
-        let buf = std::fs::read(path).map_err(|source| GalleryError::Read {
+        let bytes = std::fs::read(path).map_err(|source| GalleryError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let bad = |message: String| GalleryError::Format {
-            path: path.to_path_buf(),
-            message,
+        let f = match TaggedFile::from_bytes(path, bytes, GALLERY_KIND, GALLERY_VERSION) {
+            Ok(f) => f,
+            // Galleries written before the tagged layer carry their tag in the JSON header.
+            Err(TaggedError::Kind { .. }) => Self::legacy(path)?,
+            Err(e) => return Err(e.into()),
         };
-        let st = safetensors::SafeTensors::deserialize(&buf)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let (_, md) =
-            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
-        let text = md
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
-            .ok_or_else(|| bad(format!("no `{META_KEY}` metadata; not a crossglg gallery")))?;
-        let h: GalleryHeader =
-            serde_json::from_str(text).map_err(|e| bad(format!("metadata `{META_KEY}`: {e}")))?;
-        if h.format != GALLERY_FORMAT {
+        let bad = |message: String| GalleryError::from(f.content_err(message));
+        let h: GalleryHeader = f.meta_json(META_KEY)?;
+        let (shape, flat) = f.f32("embeddings", 2)?;
+        if shape != [h.entries.len(), h.dim] {
             return Err(bad(format!(
-                "format `{}` is not supported (expected `{GALLERY_FORMAT}`)",
-                h.format
-            )));
-        }
-        let t = st
-            .tensor("embeddings")
-            .map_err(|e| bad(format!("tensor `embeddings`: {e}")))?;
-        if t.dtype() != safetensors::Dtype::F32 || t.shape() != [h.entries.len(), h.dim] {
-            return Err(bad(format!(
-                "tensor `embeddings` is {:?} {:?}, expected F32 [{}, {}] ({} entries)",
-                t.dtype(),
-                t.shape(),
+                "tensor `embeddings` is {shape:?}, expected [{}, {}] ({} entries)",
                 h.entries.len(),
                 h.dim,
                 h.entries.len()
@@ -362,11 +335,6 @@ impl Gallery {
                 h.classes.len()
             )));
         }
-        let flat: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
         let embeddings = if h.dim == 0 {
             vec![Vec::new(); h.entries.len()]
         } else {
@@ -381,6 +349,43 @@ impl Gallery {
             embeddings,
             threshold: h.threshold,
         })
+    }
+
+    /// Opens a gallery from before the tagged layer: no top-level tag, the JSON header's
+    /// `format` is [`LEGACY_FORMAT`].
+    fn legacy(path: &Path) -> Result<TaggedFile, GalleryError> {
+        let bytes = std::fs::read(path).map_err(|source| GalleryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            TaggedError::NotSafetensors {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
+        let mut meta = md.metadata().clone().unwrap_or_default();
+        if meta.contains_key(tagged::FORMAT_KEY) {
+            // Tagged, as something else: say what.
+            tagged::check_tag(path, &meta, GALLERY_KIND, GALLERY_VERSION)?;
+        }
+        let is_old = meta
+            .get(META_KEY)
+            .and_then(|t| serde_json::from_str::<GalleryHeader>(t).ok())
+            .is_some_and(|h| h.format == LEGACY_FORMAT);
+        if !is_old {
+            return Err(TaggedError::Kind {
+                path: path.to_path_buf(),
+                expected: GALLERY_KIND,
+                found: "it has neither a `format` tag nor a gallery header".into(),
+            }
+            .into());
+        }
+        meta.insert(
+            tagged::FORMAT_KEY.into(),
+            tagged::format_tag(GALLERY_KIND, 1),
+        );
+        Ok(TaggedFile::from_parts(path, 1, meta, bytes))
     }
 }
 
@@ -547,4 +552,52 @@ fn next_up(x: f32) -> f32 {
         bits - 1
     };
     f32::from_bits(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn galleries_from_before_the_tagged_layer_still_load() {
+        let mut g = Gallery::new(2, "m");
+        g.enroll("a", &[vec![1.0, 0.0]], Some("a.npy")).unwrap();
+        // As the writer before the tagged layer saved it: the tag only in the JSON header.
+        let header = GalleryHeader {
+            format: LEGACY_FORMAT.into(),
+            dim: 2,
+            model_id: "m".into(),
+            model_hash: None,
+            classes: g.classes.clone(),
+            entries: g.entries.clone(),
+            threshold: None,
+        };
+        let meta = HashMap::from([(
+            META_KEY.to_string(),
+            serde_json::to_string(&header).unwrap(),
+        )]);
+        let bytes: Vec<u8> = g.embeddings[0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 2], &bytes)
+                .unwrap();
+        let out = safetensors::serialize([("embeddings", view)], Some(meta)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.gallery");
+        std::fs::write(&old, out).unwrap();
+        assert_eq!(Gallery::load(&old).unwrap(), g);
+        // Today's files carry the tag; another kind of tagged file is named for what it is.
+        let new = dir.path().join("new.gallery");
+        g.save(&new).unwrap();
+        assert_eq!(Gallery::load(&new).unwrap(), g);
+        let other = dir.path().join("stats.safetensors");
+        tagged::write_owned(&other, "base-stats", 1, HashMap::new(), vec![]).unwrap();
+        let e = Gallery::load(&other).unwrap_err().to_string();
+        assert!(
+            e.contains("stats.safetensors") && e.contains("base-stats file"),
+            "{e}"
+        );
+    }
 }

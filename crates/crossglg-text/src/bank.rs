@@ -11,15 +11,16 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use crossglg_data::Layout;
-use safetensors::tensor::{Dtype, TensorView};
 
 use crate::encoder::TextEncoder;
 use crate::format::{validate, ClassDescription, DescriptionFile};
 use crate::keyjoints::{key_joint_targets, KeyJointConfig};
 use crate::TextError;
-use crossglg_data::atomic::write_atomic;
+use crossglg_data::tagged::{self, Owned, TaggedFile};
 
-pub const BANK_FORMAT: &str = "crossglg-textbank/1";
+/// The tagged-file kind and version of text banks (`format` = `crossglg-textbank/1`).
+pub const BANK_KIND: &str = "textbank";
+pub const BANK_VERSION: u32 = 1;
 
 #[derive(Debug, Clone)]
 pub struct EmbedOptions {
@@ -114,7 +115,10 @@ pub fn build_bank(
 
     let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
     let meta: BTreeMap<String, String> = [
-        ("format", BANK_FORMAT.to_string()),
+        (
+            tagged::FORMAT_KEY,
+            tagged::format_tag(BANK_KIND, BANK_VERSION),
+        ),
         ("dataset", file.dataset.clone()),
         ("layout", layout.name.clone()),
         ("encoder", encoder.name()),
@@ -186,70 +190,43 @@ pub struct TextBank {
 }
 
 impl TextBank {
+    /// Reads a bank written by [`TextBank::save`] (`crossglg text embed`).
     pub fn load(path: &Path, device: &Device) -> Result<Self, TextError> {
-        let err = |message: String| TextError::Bank {
-            path: path.to_path_buf(),
-            message,
+        let f = TaggedFile::read(path, BANK_KIND, BANK_VERSION)?;
+        let classes: Vec<String> = f.meta_json("classes")?;
+        let joints: Vec<String> = f.meta_json("joints")?;
+        let (k, v) = (classes.len(), joints.len());
+        let tensor = |name: &str, rank: usize| -> Result<Tensor, TextError> {
+            let (shape, vals) = f.f32(name, rank)?;
+            Tensor::from_vec(vals, shape, device).map_err(|source| TextError::Candle {
+                context: format!("text bank {}", path.display()),
+                source,
+            })
         };
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| err(e.to_string()))?;
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(&data).map_err(|e| err(e.to_string()))?;
-        let meta: BTreeMap<String, String> = header
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        match meta.get("format") {
-            Some(f) if f == BANK_FORMAT => {}
-            other => {
-                return Err(err(format!(
-                    "format is {other:?}, expected `{BANK_FORMAT}` (made by `crossglg text embed`?)"
-                )))
+        let global = tensor("global", 2)?;
+        let d = global.dims()[1];
+        let local = tensor("local", 3)?;
+        let key_joints = tensor("key_joints", 2)?;
+        for (name, got, want) in [
+            ("global", global.dims(), vec![k, d]),
+            ("local", local.dims(), vec![k, v, d]),
+            ("key_joints", key_joints.dims(), vec![k, v]),
+        ] {
+            if got != want.as_slice() {
+                return Err(f
+                    .content_err(format!(
+                        "tensor `{name}` has shape {got:?}, expected {want:?} ({k} classes, {v} joints, width {d})"
+                    ))
+                    .into());
             }
         }
-        let names = |key: &str| -> Result<Vec<String>, TextError> {
-            let s = meta
-                .get(key)
-                .ok_or_else(|| err(format!("metadata `{key}` missing")))?;
-            serde_json::from_str(s).map_err(|e| err(format!("metadata `{key}`: {e}")))
-        };
-        let classes = names("classes")?;
-        let joints = names("joints")?;
-        let tensor = |name: &str, shape: &[usize]| -> Result<Tensor, TextError> {
-            let t = st
-                .tensor(name)
-                .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(err(format!(
-                    "tensor `{name}` is {:?}, expected F32",
-                    t.dtype()
-                )));
-            }
-            let got = t.shape();
-            if got.len() != shape.len() || got.iter().zip(shape).any(|(a, b)| *b != 0 && a != b) {
-                return Err(err(format!(
-                    "tensor `{name}` has shape {got:?}, expected {shape:?} (0 = any)"
-                )));
-            }
-            let vals: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Tensor::from_vec(vals, got, device).map_err(|e| err(e.to_string()))
-        };
-        let (k, v) = (classes.len(), joints.len());
-        let global = tensor("global", &[k, 0])?;
-        let d = global.dim(1).map_err(|e| err(e.to_string()))?;
         Ok(Self {
-            local: tensor("local", &[k, v, d])?,
-            key_joints: tensor("key_joints", &[k, v])?,
             global,
+            local,
+            key_joints,
             classes,
             joints,
-            meta,
+            meta: f.meta_sorted(),
         })
     }
 
@@ -257,36 +234,28 @@ impl TextBank {
         self.global.dims().get(1).copied().unwrap_or(0)
     }
 
-    /// Writes the bank (tensors as f32, every metadata entry) to `path` atomically.
+    /// Writes the bank (tensors as f32, every metadata entry) to `path` atomically, as a
+    /// tagged `textbank` file.
     pub fn save(&self, path: &Path) -> Result<(), TextError> {
         let err = |message: String| TextError::Bank {
             path: path.to_path_buf(),
             message,
         };
-        let bytes = |t: &Tensor| -> Result<(Vec<u8>, Vec<usize>), TextError> {
+        let owned = |t: &Tensor| -> Result<Owned, TextError> {
             let v = t
                 .flatten_all()
                 .and_then(|f| f.to_vec1::<f32>())
                 .map_err(|e| err(e.to_string()))?;
-            Ok((
-                v.iter().flat_map(|f| f.to_le_bytes()).collect(),
-                t.dims().to_vec(),
-            ))
+            Ok(Owned::f32(t.dims().to_vec(), &v))
         };
-        let parts = [
-            ("global", bytes(&self.global)?),
-            ("local", bytes(&self.local)?),
-            ("key_joints", bytes(&self.key_joints)?),
+        let tensors = vec![
+            ("global", owned(&self.global)?),
+            ("local", owned(&self.local)?),
+            ("key_joints", owned(&self.key_joints)?),
         ];
-        let mut views = Vec::with_capacity(parts.len());
-        for (name, (data, shape)) in &parts {
-            let view =
-                TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| err(e.to_string()))?;
-            views.push((*name, view));
-        }
-        let meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
-        let data =
-            safetensors::tensor::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
-        write_atomic(path, &data).map_err(|e| err(e.to_string()))
+        let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
+        meta.remove(tagged::FORMAT_KEY);
+        tagged::write_owned(path, BANK_KIND, BANK_VERSION, meta, tensors)?;
+        Ok(())
     }
 }

@@ -45,6 +45,8 @@ pub enum TextError {
     },
     #[error("text bank {path}: {message}")]
     Bank { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] crossglg_data::tagged::TaggedError),
     #[error("{0}")]
     Other(String),
 }

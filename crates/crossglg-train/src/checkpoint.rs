@@ -1,16 +1,21 @@
 //! Checkpoints: one safetensors file holding the model weights (`model.*`), the optimiser
 //! state (`opt.*`) and, in its metadata, the fully resolved config and the training position.
-//! Files are written to a temporary name and renamed, so a crash never leaves half a file.
+//! Written through the tagged-file layer (atomically), so a crash never leaves half a file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use crossglg_data::tagged::{self, TaggedError, TaggedFile, FORMAT_KEY};
+
+/// The tagged-file kind and version of checkpoints (`format` = `crossglg-checkpoint/1`).
+const CHECKPOINT_KIND: &str = "checkpoint";
+const CHECKPOINT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot write checkpoint {path}: {message}")]
-    Write { path: PathBuf, message: String },
+    #[error("checkpoint: {0}")]
+    File(#[from] TaggedError),
     #[error("cannot read checkpoint {path}: {message}")]
     Read { path: PathBuf, message: String },
 }
@@ -33,55 +38,34 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let err = |message: String| CheckpointError::Write {
-            path: path.to_path_buf(),
-            message,
-        };
         let mut meta = self.metadata.clone();
-        meta.insert("format".into(), "crossglg-checkpoint/1".into());
+        meta.remove(FORMAT_KEY);
         meta.insert("config".into(), self.config_toml.clone());
         meta.insert(
             "position".into(),
-            serde_json::to_string(&self.position).map_err(|e| err(e.to_string()))?,
+            serde_json::to_string(&self.position).expect("a position serialises"),
         );
         let mut names: Vec<&String> = self.tensors.keys().collect();
         names.sort();
-        let data: Vec<(&str, &Tensor)> = names
+        let data: Vec<(String, &Tensor)> = names
             .iter()
-            .map(|n| (n.as_str(), &self.tensors[*n]))
+            .map(|n| (n.to_string(), &self.tensors[*n]))
             .collect();
-        crossglg_data::atomic::write_atomic_with(path, |tmp| {
-            safetensors::serialize_to_file(data.iter().map(|(n, t)| (*n, *t)), Some(meta), tmp)
-                .map_err(std::io::Error::other)
-        })
-        .map_err(|e| err(e.to_string()))
+        tagged::write(path, CHECKPOINT_KIND, CHECKPOINT_VERSION, meta, data)?;
+        Ok(())
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Self, CheckpointError> {
-        let err = |message: String| CheckpointError::Read {
-            path: path.to_path_buf(),
-            message,
-        };
-        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| err(format!("not a safetensors file ({e})")))?;
-        let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some("crossglg-checkpoint/1") {
-            return Err(err(
-                "not a crossglg checkpoint (metadata `format` is missing or unknown)".into(),
-            ));
-        }
-        let config_toml = meta
-            .get("config")
-            .cloned()
-            .ok_or_else(|| err("metadata has no `config`".into()))?;
-        let position: Position = serde_json::from_str(
-            meta.get("position")
-                .ok_or_else(|| err("metadata has no `position`".into()))?,
-        )
-        .map_err(|e| err(format!("bad `position`: {e}")))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| err(e.to_string()))?;
+        let f = TaggedFile::read(path, CHECKPOINT_KIND, CHECKPOINT_VERSION)?;
+        let config_toml = f.meta_str("config")?.to_string();
+        let position: Position = f.meta_json("position")?;
+        let tensors = candle_core::safetensors::load_buffer(f.bytes(), device).map_err(|e| {
+            CheckpointError::Read {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
+        let meta = f.meta;
         Ok(Checkpoint {
             tensors,
             config_toml,
