@@ -35,6 +35,9 @@ pub enum PackError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The tag names another kind of file, or a newer version (the message names the file).
+    #[error(transparent)]
+    Tag(#[from] crate::tagged::TaggedError),
     #[error("{path} is not a crossglg packed dataset: {message}")]
     Foreign { path: PathBuf, message: String },
     #[error("{path} is a corrupt packed dataset: {message}")]
@@ -262,10 +265,7 @@ impl Packed {
                 .cloned()
                 .ok_or_else(|| corrupt(format!("header has no `{k}` entry")))
         };
-        crate::tagged::check_tag(path, &map, KIND, VERSION).map_err(|e| PackError::Foreign {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        crate::tagged::check_tag(path, &map, KIND, VERSION)?;
         let base = 8 + header_len;
         let tensor = |name: &str, dtype: Dtype| {
             let info = meta

@@ -197,34 +197,35 @@ impl TaggedFile {
         kind: &'static str,
         max_version: u32,
     ) -> Result<Self, TaggedError> {
+        Self::from_bytes_or_legacy(path, bytes, kind, max_version, |_| None)
+    }
+
+    /// As [`TaggedFile::from_bytes`], for a kind whose files from before this layer kept their
+    /// tag elsewhere: when the metadata has no `format` entry, `legacy` may recognise such a
+    /// file from its metadata and give its version.
+    pub fn from_bytes_or_legacy(
+        path: &Path,
+        bytes: Vec<u8>,
+        kind: &'static str,
+        max_version: u32,
+        legacy: impl Fn(&HashMap<String, String>) -> Option<u32>,
+    ) -> Result<Self, TaggedError> {
         let (_, header) =
             SafeTensors::read_metadata(&bytes).map_err(|e| TaggedError::NotSafetensors {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
         let meta = header.metadata().clone().unwrap_or_default();
-        let version = check_tag(path, &meta, kind, max_version)?;
+        let version = match (meta.contains_key(FORMAT_KEY), legacy(&meta)) {
+            (false, Some(v)) => v,
+            _ => check_tag(path, &meta, kind, max_version)?,
+        };
         Ok(TaggedFile {
             path: path.to_path_buf(),
             version,
             meta,
             bytes,
         })
-    }
-
-    /// A file whose tag its reader established another way (a legacy layout).
-    pub fn from_parts(
-        path: &Path,
-        version: u32,
-        meta: HashMap<String, String>,
-        bytes: Vec<u8>,
-    ) -> Self {
-        TaggedFile {
-            path: path.to_path_buf(),
-            version,
-            meta,
-            bytes,
-        }
     }
 
     /// The whole file, e.g. for candle's `safetensors::load_buffer`.
@@ -259,12 +260,15 @@ impl TaggedFile {
         self.meta.clone().into_iter().collect()
     }
 
-    fn tensor(
+    /// Tensor `name`, checked to be `dtype` of `rank`, its little-endian elements of
+    /// `N` bytes converted by `from`.
+    fn tensor<T, const N: usize>(
         &self,
         name: &str,
         dtype: Dtype,
         rank: usize,
-    ) -> Result<(Vec<usize>, Vec<u8>), TaggedError> {
+        from: fn([u8; N]) -> T,
+    ) -> Result<(Vec<usize>, Vec<T>), TaggedError> {
         let st =
             SafeTensors::deserialize(&self.bytes).map_err(|e| TaggedError::NotSafetensors {
                 path: self.path.clone(),
@@ -280,27 +284,22 @@ impl TaggedFile {
                 t.shape()
             )));
         }
-        Ok((t.shape().to_vec(), t.data().to_vec()))
+        let values = t
+            .data()
+            .chunks_exact(N)
+            .map(|c| from(c.try_into().expect("chunks of N bytes")))
+            .collect();
+        Ok((t.shape().to_vec(), values))
     }
 
     /// An f32 tensor of the given rank: its shape and values.
     pub fn f32(&self, name: &str, rank: usize) -> Result<(Vec<usize>, Vec<f32>), TaggedError> {
-        let (shape, b) = self.tensor(name, Dtype::F32, rank)?;
-        let v = b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok((shape, v))
+        self.tensor(name, Dtype::F32, rank, f32::from_le_bytes)
     }
 
     /// An i64 tensor of the given rank: its shape and values.
     pub fn i64(&self, name: &str, rank: usize) -> Result<(Vec<usize>, Vec<i64>), TaggedError> {
-        let (shape, b) = self.tensor(name, Dtype::I64, rank)?;
-        let v = b
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8")))
-            .collect();
-        Ok((shape, v))
+        self.tensor(name, Dtype::I64, rank, i64::from_le_bytes)
     }
 }
 

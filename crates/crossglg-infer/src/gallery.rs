@@ -306,12 +306,15 @@ impl Gallery {
             path: path.to_path_buf(),
             source,
         })?;
-        let f = match TaggedFile::from_bytes(path, bytes, GALLERY_KIND, GALLERY_VERSION) {
-            Ok(f) => f,
-            // Galleries written before the tagged layer carry their tag in the JSON header.
-            Err(TaggedError::Kind { .. }) => Self::legacy(path)?,
-            Err(e) => return Err(e.into()),
+        // Galleries written before the tagged layer carry their tag in the JSON header.
+        let legacy = |meta: &HashMap<String, String>| {
+            meta.get(META_KEY)
+                .and_then(|t| serde_json::from_str::<GalleryHeader>(t).ok())
+                .is_some_and(|h| h.format == LEGACY_FORMAT)
+                .then_some(1)
         };
+        let f =
+            TaggedFile::from_bytes_or_legacy(path, bytes, GALLERY_KIND, GALLERY_VERSION, legacy)?;
         let bad = |message: String| GalleryError::from(f.content_err(message));
         let h: GalleryHeader = f.meta_json(META_KEY)?;
         let (shape, flat) = f.f32("embeddings", 2)?;
@@ -349,43 +352,6 @@ impl Gallery {
             embeddings,
             threshold: h.threshold,
         })
-    }
-
-    /// Opens a gallery from before the tagged layer: no top-level tag, the JSON header's
-    /// `format` is [`LEGACY_FORMAT`].
-    fn legacy(path: &Path) -> Result<TaggedFile, GalleryError> {
-        let bytes = std::fs::read(path).map_err(|source| GalleryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-            TaggedError::NotSafetensors {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
-        let mut meta = md.metadata().clone().unwrap_or_default();
-        if meta.contains_key(tagged::FORMAT_KEY) {
-            // Tagged, as something else: say what.
-            tagged::check_tag(path, &meta, GALLERY_KIND, GALLERY_VERSION)?;
-        }
-        let is_old = meta
-            .get(META_KEY)
-            .and_then(|t| serde_json::from_str::<GalleryHeader>(t).ok())
-            .is_some_and(|h| h.format == LEGACY_FORMAT);
-        if !is_old {
-            return Err(TaggedError::Kind {
-                path: path.to_path_buf(),
-                expected: GALLERY_KIND,
-                found: "it has neither a `format` tag nor a gallery header".into(),
-            }
-            .into());
-        }
-        meta.insert(
-            tagged::FORMAT_KEY.into(),
-            tagged::format_tag(GALLERY_KIND, 1),
-        );
-        Ok(TaggedFile::from_parts(path, 1, meta, bytes))
     }
 }
 
