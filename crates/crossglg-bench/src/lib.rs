@@ -43,11 +43,41 @@ pub enum BenchError {
         source: serde_json::Error,
     },
     #[error("model: {0}")]
-    Model(String),
-    #[error("{0}")]
-    Rounds(String),
+    Model(#[from] crossglg_model::ModelError),
+    #[error("{variant} uses the NTU 25-joint graph; got --joints {joints}")]
+    Joints { variant: String, joints: usize },
+    #[error("{dir}: round {round} has no {side} file")]
+    RoundFile {
+        dir: PathBuf,
+        round: usize,
+        side: &'static str,
+    },
+    #[error("{path}: not a bench report: {source}")]
+    Report {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{0}: no rust-1.json / torch-1.json (run bench/run.sh with ROUNDS=N)")]
+    NoRounds(PathBuf),
+    #[error("{dir}: round {round} has no {side} row for {variant}")]
+    RoundRow {
+        dir: PathBuf,
+        round: usize,
+        side: &'static str,
+        variant: String,
+    },
+    #[error("stream benchmark: --window, --hop and --windows must be at least 1")]
+    StreamArgs,
+    #[error("stream benchmark: synthetic sample `{0}` has no label")]
+    Unlabelled(String),
     #[error("stream benchmark: {0}")]
-    Stream(String),
+    Synth(#[from] crossglg_data::synth::SynthError),
+    #[error("stream benchmark: {0}")]
+    Embed(#[from] crossglg_infer::embedder::EmbedError),
+    #[error("stream benchmark: {0}")]
+    Gallery(#[from] crossglg_infer::gallery::GalleryError),
+    #[error("stream benchmark: {0}")]
+    Stream(#[from] crossglg_infer::stream::StreamError),
     #[error("variant `{variant}`: child process failed: {msg}")]
     Child { variant: String, msg: String },
 }
@@ -86,6 +116,10 @@ pub struct BenchConfig {
     pub isolate: bool,
     /// PyTorch results written by `bench/torch_reference.py --json`, for the ratio columns.
     pub torch_json: Option<PathBuf>,
+    /// Fused CPU kernels or plain candle for the model variants (the reference variants name
+    /// their path themselves).
+    #[serde(default)]
+    pub kernels: crossglg_model::layers::Kernels,
 }
 
 impl Default for BenchConfig {
@@ -102,6 +136,7 @@ impl Default for BenchConfig {
             variants: Vec::new(),
             isolate: true,
             torch_json: None,
+            kernels: crossglg_model::layers::Kernels::Fused,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Benchmarks of the real encoders from `crossglg-model` (as that crate runs them, fused CPU
-//! kernels included unless `CROSSGLG_PLAIN` is set): standard ST-GCN / CTR-GCN / InfoGCN with a
+//! kernels included unless `--kernels plain`): standard ST-GCN / CTR-GCN / InfoGCN with a
 //! classifier, and the full CrossGLG training graph (JID + cross-modal branch + all loss terms).
 //! Their PyTorch twins have the same names in `bench/torch_reference.py`; `run` pairs rows by
 //! name. FLOPs come from `crossglg_model::forward_flops_per_sample`, an analytic count of the
@@ -24,11 +24,10 @@ pub const MODEL_VARIANTS: [&str; 4] = [
 /// The 25-joint NTU RGB+D skeleton of `ntu25.toml`, the graph training builds for that layout.
 fn ntu_graph() -> Result<Graph, BenchError> {
     let l = crate::ntu25();
-    Graph::new(25, l.edges, l.center).map_err(|e| BenchError::Model(e.to_string()))
+    Ok(Graph::new(25, l.edges, l.center)?)
 }
 
 pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchError> {
-    let m = |e: crossglg_model::ModelError| BenchError::Model(e.to_string());
     crossglg_kernels::tune_allocator();
     // --threads, as for the reference variants and PyTorch (this used to be skipped here, so the
     // model variants ran on rayon's default of one thread per core)
@@ -42,17 +41,18 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
     };
     let c = config;
     if c.joints != 25 {
-        return Err(BenchError::Model(format!(
-            "{name} uses the NTU 25-joint graph; got --joints {}",
-            c.joints
-        )));
+        return Err(BenchError::Joints {
+            variant: name.into(),
+            joints: c.joints,
+        });
     }
     let mut cfg = CrossGlgConfig::standard(kind, c.classes);
     cfg.guidance = guidance;
     cfg.encoder.num_persons = c.persons;
+    cfg.encoder.kernels = c.kernels;
     let dev = Device::Cpu;
     let graph = ntu_graph()?;
-    let (varmap, model) = build_seeded(&cfg, &graph, 0, DType::F32, &dev).map_err(m)?;
+    let (varmap, model) = build_seeded(&cfg, &graph, 0, DType::F32, &dev)?;
     let x = Tensor::randn(0f32, 1.0, (c.batch, 3, c.frames, c.joints, c.persons), &dev)?;
     let labels: Vec<u32> = (0..c.batch).map(|i| (i % c.classes) as u32).collect();
     let y = Tensor::from_vec(labels, c.batch, &dev)?;
@@ -86,7 +86,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         })
     }?;
     // inference without an autograd graph, like PyTorch's no_grad
-    let model = frozen(&cfg, &graph, &varmap).map_err(m)?;
+    let model = frozen(&cfg, &graph, &varmap)?;
     let (infer_ms, infer_cpu_ms) = time_ms(c.warmup, c.iters, || {
         let e = model.embed(&x.detach())?;
         let _ = e.sum_all()?.to_scalar::<f32>()?;

@@ -84,35 +84,33 @@ pub fn summarize(dir: &Path) -> Result<RoundsSummary, BenchError> {
             (false, false) => break,
             (true, true) => {}
             (has_rust, _) => {
-                return Err(BenchError::Rounds(format!(
-                    "{}: round {r} has no {} file",
-                    dir.display(),
-                    if has_rust { "PyTorch" } else { "Rust" }
-                )))
+                return Err(BenchError::RoundFile {
+                    dir: dir.into(),
+                    round: r,
+                    side: if has_rust { "PyTorch" } else { "Rust" },
+                })
             }
         }
         let text = std::fs::read_to_string(&rp).map_err(io(rp.clone()))?;
-        let report: BenchReport = serde_json::from_str(&text).map_err(|e| {
-            BenchError::Rounds(format!("{}: not a bench report: {e}", rp.display()))
-        })?;
+        let report: BenchReport =
+            serde_json::from_str(&text).map_err(|source| BenchError::Report {
+                path: rp.clone(),
+                source,
+            })?;
         rounds.push((report, load_torch(&tp)?));
     }
     let Some((first, _)) = rounds.first() else {
-        return Err(BenchError::Rounds(format!(
-            "{}: no rust-1.json / torch-1.json (run bench/run.sh with ROUNDS=N)",
-            dir.display()
-        )));
+        return Err(BenchError::NoRounds(dir.into()));
     };
     let mut variants = Vec::new();
     for name in first.rows.iter().map(|r| r.name.clone()) {
         let mut q: [Vec<(f64, f64)>; 5] = Default::default();
         for (r, (report, torch)) in rounds.iter().enumerate() {
-            let missing = |side: &str| {
-                BenchError::Rounds(format!(
-                    "{}: round {} has no {side} row for {name}",
-                    dir.display(),
-                    r + 1
-                ))
+            let missing = |side: &'static str| BenchError::RoundRow {
+                dir: dir.into(),
+                round: r + 1,
+                side,
+                variant: name.clone(),
             };
             let row = report
                 .rows

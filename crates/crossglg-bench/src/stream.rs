@@ -31,10 +31,6 @@ pub struct StreamBench {
     pub peak_rss_mb: f64,
 }
 
-fn err(e: impl std::fmt::Display) -> BenchError {
-    BenchError::Stream(e.to_string())
-}
-
 /// `frames` frames of a sample's first person from `start` on (wrapping), as a skeleton.
 fn clip(sk: &Skeleton, start: usize, frames: usize) -> Skeleton {
     let mut out = Skeleton::zeros(1, frames, sk.joints, 3);
@@ -58,9 +54,7 @@ pub fn bench_stream<E: Embedder + ?Sized>(
     windows: usize,
 ) -> Result<StreamBench, BenchError> {
     if window == 0 || hop == 0 || windows == 0 {
-        return Err(BenchError::Stream(
-            "--window, --hop and --windows must be at least 1".into(),
-        ));
+        return Err(BenchError::StreamArgs);
     }
     let ds = generate_with_layout(
         &SynthConfig {
@@ -70,25 +64,20 @@ pub fn bench_stream<E: Embedder + ?Sized>(
             ..SynthConfig::default()
         },
         layout,
-    )
-    .map_err(err)?;
+    )?;
     let mut g = Gallery::new(embedder.dim(), "bench");
     let enrolled: Vec<Skeleton> = ds
         .samples
         .iter()
         .map(|s| clip(&s.skeleton, 0, window))
         .collect();
-    for (s, e) in ds
-        .samples
-        .iter()
-        .zip(embedder.embed(&enrolled).map_err(err)?)
-    {
+    for (s, e) in ds.samples.iter().zip(embedder.embed(&enrolled)?) {
         let class = s
             .meta
             .label
             .and_then(|c| ds.classes.get(c))
-            .ok_or_else(|| err("synthetic sample without a label"))?;
-        g.enroll(class, &[e], Some(&s.meta.name)).map_err(err)?;
+            .ok_or_else(|| BenchError::Unlabelled(s.meta.name.clone()))?;
+        g.enroll(class, &[e], Some(&s.meta.name))?;
     }
 
     // References: the same kind of windows embedded directly, one at a time and 16 at once;
@@ -101,7 +90,7 @@ pub fn bench_stream<E: Embedder + ?Sized>(
         for rep in 0..4 {
             let t0 = std::time::Instant::now();
             for chunk in batch.chunks(size) {
-                embedder.embed(chunk).map_err(err)?;
+                embedder.embed(chunk)?;
             }
             if rep > 0 {
                 ms.push(t0.elapsed().as_secs_f64() * 1e3 / batch.len() as f64);
@@ -112,7 +101,7 @@ pub fn bench_stream<E: Embedder + ?Sized>(
     let (ref1, ref16) = (per_window(1)?, per_window(16)?);
 
     // The stream: the samples' frames one after another until enough windows were recognised.
-    let mut rec = StreamRecognizer::new(embedder, &g, None, Ok, window, hop).map_err(err)?;
+    let mut rec = StreamRecognizer::new(embedder, &g, None, Ok, window, hop)?;
     let mut lat = Vec::with_capacity(windows);
     let mut index = 0usize;
     'outer: loop {
@@ -128,7 +117,7 @@ pub fn bench_stream<E: Embedder + ?Sized>(
                     joints,
                 };
                 index += 1;
-                if let Some(ev) = rec.push(frame).map_err(err)? {
+                if let Some(ev) = rec.push(frame)? {
                     // The first window pays for lazy initialisation; keep it out.
                     if index > window {
                         lat.push(ev.latency_ms);

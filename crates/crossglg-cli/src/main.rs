@@ -80,6 +80,10 @@ struct BenchArgs {
     /// PyTorch results from `bench/torch_reference.py --json`, for ratio columns.
     #[arg(long)]
     torch_json: Option<std::path::PathBuf>,
+    /// The model variants' implementation: `fused` (the CPU kernels, the default) or `plain`
+    /// (candle's operations only, the reference the kernels are tested against).
+    #[arg(long, default_value = "fused")]
+    kernels: crossglg_model::layers::Kernels,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -125,6 +129,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         threads: a.threads,
         variants: a.variant,
         torch_json: a.torch_json,
+        kernels: a.kernels,
         ..Default::default()
     };
     // `run` prints the table as it goes.

@@ -12,8 +12,8 @@ use crate::encoder_config::EncoderConfig;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::layers::{
-    batch_norm, bn_act, joint_weight_mul, pointwise, pointwise_stacked, sum_each, use_fused,
-    ConvBn, MultiScaleTcn, Residual, TemporalConv,
+    batch_norm, bn_act, joint_weight_mul, pointwise, pointwise_stacked, sum_each, ConvBn, Kernels,
+    MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -27,7 +27,7 @@ struct Ctrgc {
 }
 
 impl Ctrgc {
-    fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(c_in: usize, c_out: usize, k: Kernels, vb: VarBuilder) -> candle_core::Result<Self> {
         // CTR-GCN: 8 relation channels for raw coordinates, else c_in / 8.
         let rel = if c_in == 3 || c_in == 9 {
             8
@@ -35,10 +35,10 @@ impl Ctrgc {
             (c_in / 8).max(1)
         };
         Ok(Self {
-            conv1: pointwise(c_in, rel, 1, vb.pp("conv1"))?,
-            conv2: pointwise(c_in, rel, 1, vb.pp("conv2"))?,
-            conv3: pointwise(c_in, c_out, 1, vb.pp("conv3"))?,
-            conv4: pointwise(rel, c_out, 1, vb.pp("conv4"))?,
+            conv1: pointwise(c_in, rel, 1, k, vb.pp("conv1"))?,
+            conv2: pointwise(c_in, rel, 1, k, vb.pp("conv2"))?,
+            conv3: pointwise(c_in, c_out, 1, k, vb.pp("conv3"))?,
+            conv4: pointwise(rel, c_out, 1, k, vb.pp("conv4"))?,
         })
     }
 
@@ -93,7 +93,7 @@ impl UnitGcn {
     /// convolution each, the relations `tanh(φᵤ − ψᵥ)` are one fused op, `α` scales `conv4`'s
     /// weights instead of its output and `conv4` is one gemm per (sample, subset), and the
     /// per-channel aggregation, the shared topology and the sum over subsets are one fused op.
-    fn aggregate_fused(&self, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
+    fn aggregate_fused(&self, k: Kernels, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
         let (n, _, t, v) = x.dims4()?;
         let s = self.convs.len();
         let r = self.convs[0].conv1.weight_1x1()?.dim(0)?;
@@ -101,7 +101,7 @@ impl UnitGcn {
         let xm = crossglg_kernels::time_mean(x)?; // (N, C_in, 1, V)
         let mut qk: Vec<&TemporalConv> = self.convs.iter().map(|g| &g.conv1).collect();
         qk.extend(self.convs.iter().map(|g| &g.conv2));
-        let q = pointwise_stacked(&xm, &qk)?.reshape((n, 2 * s * r, v))?;
+        let q = pointwise_stacked(k, &xm, &qk)?.reshape((n, 2 * s * r, v))?;
         // tanh(φᵤ − ψᵥ) per subset, plus a row of ones so conv4's bias is a weight column
         let rel = crossglg_kernels::pairwise_tanh(&q, s)?; // (N, S, R + 1, V·V)
         let mut w4 = Vec::with_capacity(s);
@@ -114,7 +114,11 @@ impl UnitGcn {
         }
         let w4 = Tensor::stack(&w4, 0)?.broadcast_mul(&self.alpha)?; // (S, C, R + 1)
         let topo = crossglg_kernels::subset_weight_mm(&w4, &rel)?; // (N, S, C, V·V)
-        let x3 = pointwise_stacked(x, &self.convs.iter().map(|g| &g.conv3).collect::<Vec<_>>())?;
+        let x3 = pointwise_stacked(
+            k,
+            x,
+            &self.convs.iter().map(|g| &g.conv3).collect::<Vec<_>>(),
+        )?;
         crossglg_kernels::subset_aggregate(
             &x3.reshape((n, s, c, t, v))?,
             &topo.reshape((n, s, c, v, v))?,
@@ -149,7 +153,7 @@ impl CtrGcn {
             let c_out = spec.channels;
             let g = b.pp("gcn1");
             let convs = (0..k)
-                .map(|s| Ctrgc::new(c_in, c_out, g.pp(format!("convs.{s}"))))
+                .map(|s| Ctrgc::new(c_in, c_out, cfg.kernels, g.pp(format!("convs.{s}"))))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let gcn = UnitGcn {
                 convs,
@@ -158,7 +162,15 @@ impl CtrGcn {
                 // CTR-GCN's bn_init(self.bn, 1e-6): the block starts close to its residual.
                 bn: batch_norm(c_out, 1e-6, g.pp("bn"))?,
                 down: if c_in != c_out {
-                    Some(ConvBn::new(c_in, c_out, 1, 1, 1, g.pp("down"))?)
+                    Some(ConvBn::new(
+                        c_in,
+                        c_out,
+                        1,
+                        1,
+                        1,
+                        cfg.kernels,
+                        g.pp("down"),
+                    )?)
                 } else {
                     None
                 },
@@ -171,9 +183,17 @@ impl CtrGcn {
                     cfg.temporal_kernel,
                     spec.stride,
                     &cfg.dilations,
+                    cfg.kernels,
                     b.pp("tcn1"),
                 )?,
-                residual: Residual::new(i > 0, c_in, c_out, spec.stride, b.pp("residual"))?,
+                residual: Residual::new(
+                    i > 0,
+                    c_in,
+                    c_out,
+                    spec.stride,
+                    cfg.kernels,
+                    b.pp("residual"),
+                )?,
             });
             c_in = c_out;
         }
@@ -188,7 +208,7 @@ impl CtrGcn {
     /// # Shapes
     /// `x: (N, C, T, V, M)` -> `(N·M, C, T, V)`
     pub fn stem(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        data_bn_mvc(&self.data_bn, x, train)
+        data_bn_mvc(self.cfg.kernels, &self.data_bn, x, train)
     }
 
     /// # Shapes
@@ -203,8 +223,9 @@ impl CtrGcn {
         let blk = &self.blocks[i];
         let g = &blk.gcn;
         let pa = (&self.a + &g.pa_delta)?;
-        let y = if use_fused(&[h, &pa]) {
-            g.aggregate_fused(h, &pa)?
+        let k = self.cfg.kernels;
+        let y = if k.applies(&[h, &pa]) {
+            g.aggregate_fused(k, h, &pa)?
         } else {
             g.aggregate_plain(h, &pa)?
         };
@@ -212,9 +233,9 @@ impl CtrGcn {
             Some(d) => d.forward(h, train)?,
             None => h.clone(),
         };
-        let mut y = bn_act(&g.bn, &y, Some(&down), true, train)?;
+        let mut y = bn_act(k, &g.bn, &y, Some(&down), true, train)?;
         if let Some(w) = joint_weight {
-            y = joint_weight_mul(&y, w)?;
+            y = joint_weight_mul(k, &y, w)?;
         }
         let res = blk.residual.forward(h, train)?;
         blk.tcn.forward_act(&y, res.as_ref(), true, train)
@@ -225,13 +246,18 @@ impl CtrGcn {
 ///
 /// # Shapes
 /// `x: (N, C, T, V, M)` -> `(N·M, C, T, V)`
-pub(crate) fn data_bn_mvc(bn: &BatchNorm, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+pub(crate) fn data_bn_mvc(
+    k: Kernels,
+    bn: &BatchNorm,
+    x: &Tensor,
+    train: bool,
+) -> candle_core::Result<Tensor> {
     let (n, c, t, v, m) = x.dims5()?;
     let h = x
         .permute((0, 4, 3, 1, 2))?
         .contiguous()?
         .reshape((n, m * v * c, t))?;
-    let h = bn_act(bn, &h, None, false, train)?;
+    let h = bn_act(k, bn, &h, None, false, train)?;
     h.reshape((n, m, v, c, t))?
         .permute((0, 1, 3, 4, 2))?
         .contiguous()?

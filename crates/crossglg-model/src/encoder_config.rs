@@ -3,6 +3,7 @@
 //! depend on it without depending on each other.
 
 use crate::error::{config_err, Result};
+use crate::layers::Kernels;
 use serde::{Deserialize, Serialize};
 
 /// Which backbone.
@@ -88,6 +89,10 @@ pub struct EncoderConfig {
     /// ST-GCN's learnable edge-importance masks.
     pub edge_importance: bool,
     pub info: InfoGcnOptions,
+    /// Fused CPU kernels or plain candle (a run-time choice, not part of the architecture:
+    /// weights move freely between the two). Left out of written configs when fused.
+    #[serde(skip_serializing_if = "Kernels::is_fused")]
+    pub kernels: Kernels,
 }
 
 impl Default for EncoderConfig {
@@ -125,6 +130,7 @@ impl EncoderConfig {
             dilations: vec![1, 2],
             edge_importance: true,
             info: InfoGcnOptions::default(),
+            kernels: Kernels::Fused,
         }
     }
 

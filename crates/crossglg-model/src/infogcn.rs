@@ -22,7 +22,7 @@ use crate::graph::Graph;
 use crate::layers::Linear;
 use crate::layers::{
     batch_norm, bn_act, fold_bn, joint_weight_mul, linear, pointwise, pointwise_with, softmax_last,
-    sum_each, untracked, use_fused, ConvBn, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
+    sum_each, untracked, ConvBn, Kernels, LayerNorm, MultiScaleTcn, Residual, TemporalConv,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -36,6 +36,7 @@ struct SelfAttention {
     to_qk: Linear,
     heads: usize,
     hidden: usize,
+    kernels: Kernels,
 }
 
 impl SelfAttention {
@@ -45,7 +46,7 @@ impl SelfAttention {
         let (n, c, t, v) = x.dims4()?;
         let (lw, lb) = (self.ln.weight(), self.ln.bias());
         let (pw, pb) = (self.to_qk.weight(), self.to_qk.bias());
-        if let Some(pb) = pb.filter(|pb| use_fused(&[x, lw, lb, pw, pb])) {
+        if let Some(pb) = pb.filter(|pb| self.kernels.applies(&[x, lw, lb, pw, pb])) {
             // one fused op (LayerNorm, projection, scores, softmax), same result
             let eps = self.ln.eps();
             return crossglg_kernels::joint_attention(x, lw, lb, pw, pb, self.heads, eps)?
@@ -76,6 +77,7 @@ struct SaGc {
     down: Option<ConvBn>,
     bn: BatchNorm,
     attn: SelfAttention,
+    kernels: Kernels,
 }
 
 impl SaGc {
@@ -119,7 +121,7 @@ impl SaGc {
         topo: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let (z, w, b) = self.heads_and_conv(x, attn, topo)?;
-        pointwise_with(&z, &w, b.as_ref())
+        pointwise_with(self.kernels, &z, &w, b.as_ref())
     }
 
     /// `head_aggregate` of `x`, and the `conv_d`s as one `(C_out, H·C)` weight and bias.
@@ -164,7 +166,7 @@ impl SaGc {
             return Ok(None);
         };
         let all = [x, attn, topo, down, g, beta];
-        if !use_fused(&all) || !untracked(&all) {
+        if !self.kernels.applies(&all) || !untracked(&all) {
             return Ok(None);
         }
         let (z, w, b) = self.heads_and_conv(x, attn, topo)?;
@@ -247,10 +249,18 @@ impl InfoGcn {
                     Init::Const(0.),
                 )?,
                 conv_d: (0..heads)
-                    .map(|h| pointwise(c_in, c_out, 1, g.pp(format!("conv_d.{h}"))))
+                    .map(|h| pointwise(c_in, c_out, 1, cfg.kernels, g.pp(format!("conv_d.{h}"))))
                     .collect::<candle_core::Result<Vec<_>>>()?,
                 down: if c_in != c_out {
-                    Some(ConvBn::new(c_in, c_out, 1, 1, 1, g.pp("down"))?)
+                    Some(ConvBn::new(
+                        c_in,
+                        c_out,
+                        1,
+                        1,
+                        1,
+                        cfg.kernels,
+                        g.pp("down"),
+                    )?)
                 } else {
                     None
                 },
@@ -260,7 +270,9 @@ impl InfoGcn {
                     to_qk: linear(c_in, 2 * hidden * heads, sa.pp("to_qk"))?,
                     heads,
                     hidden,
+                    kernels: cfg.kernels,
                 },
+                kernels: cfg.kernels,
             };
             blocks.push(Block {
                 gcn,
@@ -270,9 +282,17 @@ impl InfoGcn {
                     cfg.temporal_kernel,
                     spec.stride,
                     &cfg.dilations,
+                    cfg.kernels,
                     b.pp("tcn"),
                 )?,
-                residual: Residual::new(true, c_in, c_out, spec.stride, b.pp("residual"))?,
+                residual: Residual::new(
+                    true,
+                    c_in,
+                    c_out,
+                    spec.stride,
+                    cfg.kernels,
+                    b.pp("residual"),
+                )?,
             });
             c_in = c_out;
         }
@@ -311,7 +331,7 @@ impl InfoGcn {
             .reshape((n, m, t, v, c0))?
             .permute((0, 4, 2, 3, 1))?
             .contiguous()?;
-        data_bn_mvc(&self.data_bn, &h, train)
+        data_bn_mvc(self.cfg.kernels, &self.data_bn, &h, train)
     }
 
     /// # Shapes
@@ -339,16 +359,16 @@ impl InfoGcn {
         let mut y = match folded {
             Some(y) => y,
             None => {
-                let y = if use_fused(&[h, &attn]) {
+                let y = if self.cfg.kernels.applies(&[h, &attn]) {
                     g.aggregate_fused(h, &attn, &topo)?
                 } else {
                     g.aggregate_plain(h, &attn, &topo)?
                 };
-                bn_act(&g.bn, &y, Some(&down), true, train)?
+                bn_act(self.cfg.kernels, &g.bn, &y, Some(&down), true, train)?
             }
         };
         if let Some(w) = joint_weight {
-            y = joint_weight_mul(&y, w)?;
+            y = joint_weight_mul(self.cfg.kernels, &y, w)?;
         }
         let res = blk.residual.forward(h, train)?;
         blk.tcn.forward_act(&y, res.as_ref(), true, train)

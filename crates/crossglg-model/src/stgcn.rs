@@ -11,7 +11,7 @@ use crate::graph::Graph;
 use crate::init::CONV_INIT;
 use crate::layers::{
     aggregate, batch_norm, bn_act, bn_affine, conv1x1, conv_bn_act, joint_weight_mul, sum_each,
-    untracked, use_fused, Residual, TemporalConv,
+    untracked, Residual, TemporalConv,
 };
 use candle_core::Tensor;
 use candle_nn::{BatchNorm, Init, VarBuilder};
@@ -72,10 +72,18 @@ impl StGcn {
                     cfg.temporal_kernel,
                     spec.stride,
                     1,
+                    cfg.kernels,
                     b.pp("tcn.2"),
                 )?,
                 bn1: batch_norm(c_out, 1.0, b.pp("tcn.3"))?,
-                residual: Residual::new(i > 0, c_in, c_out, spec.stride, b.pp("residual"))?,
+                residual: Residual::new(
+                    i > 0,
+                    c_in,
+                    c_out,
+                    spec.stride,
+                    cfg.kernels,
+                    b.pp("residual"),
+                )?,
                 importance,
                 c_out,
             });
@@ -97,7 +105,7 @@ impl StGcn {
             .permute((0, 4, 3, 1, 2))?
             .contiguous()?
             .reshape((n * m, v * c, t))?;
-        let h = bn_act(&self.data_bn, &h, None, false, train)?;
+        let h = bn_act(self.cfg.kernels, &self.data_bn, &h, None, false, train)?;
         h.reshape((n, m, v, c, t))?
             .permute((0, 1, 3, 4, 2))?
             .contiguous()?
@@ -123,11 +131,11 @@ impl StGcn {
         let k = a.dim(0)?;
         if let (false, None, Some((g0, b0))) = (train, joint_weight, blk.bn0.weight_and_bias()) {
             let all = [h, &blk.gcn_w, &blk.gcn_b, &a, g0, b0];
-            if use_fused(&all) && untracked(&all) {
+            if self.cfg.kernels.applies(&all) && untracked(&all) {
                 return self.block_infer(blk, h, &a, res.as_ref(), (g0, b0));
             }
         }
-        let mut y = if use_fused(&[h, &blk.gcn_w, &a]) {
+        let mut y = if self.cfg.kernels.applies(&[h, &blk.gcn_w, &a]) {
             // One kernel for the 1×1 conv and the K aggregations, then the bias.
             let (a_t, bias) = fused_gcn_operands(blk, &a)?;
             let y = crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?;
@@ -140,9 +148,9 @@ impl StGcn {
             }))?
         };
         if let Some(w) = joint_weight {
-            y = joint_weight_mul(&y, w)?;
+            y = joint_weight_mul(self.cfg.kernels, &y, w)?;
         }
-        let y = bn_act(&blk.bn0, &y, None, true, train)?;
+        let y = bn_act(self.cfg.kernels, &blk.bn0, &y, None, true, train)?;
         let r = res.as_ref().map(|r| (r, 0));
         conv_bn_act(&blk.tconv, &blk.bn1, &y, r, true, train)
     }

@@ -2,7 +2,7 @@
 //! logits, losses, parameter gradients and running statistics for whole tiny models.
 mod common;
 use candle_core::{DType, Device, Tensor};
-use crossglg_model::layers::{fused_enabled, set_fused, use_fused};
+use crossglg_model::layers::Kernels;
 use crossglg_model::{
     build_seeded, trainable_vars, CrossGlg, CrossGlgConfig, EncoderKind, Guidance,
 };
@@ -54,10 +54,10 @@ struct Step {
     state: Vec<(String, Tensor)>,
 }
 
-fn step(kind: EncoderKind, guidance: Guidance, fused: bool) -> Step {
-    set_fused(fused);
+fn step(kind: EncoderKind, guidance: Guidance, kernels: Kernels) -> Step {
     let mut cfg = CrossGlgConfig::tiny(kind, 4, 8);
     cfg.guidance = guidance;
+    cfg.encoder.kernels = kernels;
     let (vm, model): (_, CrossGlg) =
         build_seeded(&cfg, &common::ntu25(), 3, DType::F32, &Device::Cpu).unwrap();
     // CTR-GCN's α and the learned topology offsets start at zero, which would leave the
@@ -102,7 +102,6 @@ fn step(kind: EncoderKind, guidance: Guidance, fused: bool) -> Step {
         .collect();
     state.sort_by(|a, b| a.0.cmp(&b.0));
     let embedding = model.embed(&x).unwrap();
-    set_fused(true);
     Step {
         embedding,
         logits,
@@ -114,7 +113,6 @@ fn step(kind: EncoderKind, guidance: Guidance, fused: bool) -> Step {
 
 #[test]
 fn fused_and_plain_paths_agree_for_whole_tiny_models() {
-    assert!(fused_enabled() || std::env::var_os("CROSSGLG_PLAIN").is_some());
     for kind in [
         EncoderKind::StGcn,
         EncoderKind::CtrGcn,
@@ -122,9 +120,15 @@ fn fused_and_plain_paths_agree_for_whole_tiny_models() {
     ] {
         for guidance in [Guidance::None, Guidance::Both] {
             let tag = format!("{kind:?}/{guidance:?}");
-            let f = step(kind, guidance, true);
-            let p = step(kind, guidance, false);
+            let f = step(kind, guidance, Kernels::Fused);
+            let p = step(kind, guidance, Kernels::Plain);
             assert_eq!(f.logits.len(), p.logits.len(), "{tag}");
+            // other summation orders: proof that the two models took different paths
+            assert_ne!(
+                values(&f.logits[0]),
+                values(&p.logits[0]),
+                "{tag}: both models took the same path"
+            );
             for (a, b) in f.logits.iter().zip(&p.logits) {
                 assert_close(&format!("{tag} logits"), a, b, 1e-4, 1e-3);
             }
@@ -211,12 +215,11 @@ fn frozen_model_embeds_like_the_trained_one() {
 fn fused_path_is_only_for_f32_on_cpu() {
     let f32t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
     let f64t = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
-    set_fused(true);
-    assert!(use_fused(&[&f32t, &f32t]));
-    assert!(!use_fused(&[&f32t, &f64t]));
-    set_fused(false);
-    assert!(!use_fused(&[&f32t]));
-    set_fused(true);
+    assert!(Kernels::Fused.applies(&[&f32t, &f32t]));
+    assert!(!Kernels::Fused.applies(&[&f32t, &f64t]));
+    assert!(!Kernels::Plain.applies(&[&f32t]));
+    assert_eq!("plain".parse::<Kernels>().unwrap(), Kernels::Plain);
+    assert!("fast".parse::<Kernels>().is_err());
 }
 
 /// Forward / backward time of one tiny training step (batch 16, T = 32, 25 joints, 2 persons)
@@ -239,20 +242,20 @@ fn time_training_step() {
         {
             continue;
         }
-        let paths: &[bool] = match std::env::var("CROSSGLG_TIME_PATH").as_deref() {
-            Ok("fused") => &[true],
-            Ok("plain") => &[false],
-            _ => &[false, true],
+        let paths: &[Kernels] = match std::env::var("CROSSGLG_TIME_PATH").as_deref() {
+            Ok("fused") => &[Kernels::Fused],
+            Ok("plain") => &[Kernels::Plain],
+            _ => &[Kernels::Plain, Kernels::Fused],
         };
-        for &fused in paths {
-            set_fused(fused);
-            let (cfg, t) = if standard {
+        for &kernels in paths {
+            let (mut cfg, t) = if standard {
                 (CrossGlgConfig::standard(kind, 60), 64)
             } else {
                 let mut c = CrossGlgConfig::tiny(kind, 60, 384);
                 c.guidance = Guidance::None;
                 (c, 32)
             };
+            cfg.encoder.kernels = kernels;
             let (_vm, m) =
                 build_seeded(&cfg, &common::ntu25(), 0, DType::F32, &Device::Cpu).unwrap();
             let x = randn(&[16, 3, t, 25, 2], 7);
@@ -272,12 +275,11 @@ fn time_training_step() {
                 bwd = bwd.min((t2 - t1).as_secs_f64());
             }
             eprintln!(
-                "{kind:?} {} T={t} fused={fused}: forward {:.3} s, backward {:.3} s",
+                "{kind:?} {} T={t} {kernels:?}: forward {:.3} s, backward {:.3} s",
                 if standard { "standard" } else { "tiny" },
                 fwd,
                 bwd
             );
         }
     }
-    set_fused(true);
 }

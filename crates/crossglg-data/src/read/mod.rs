@@ -58,6 +58,12 @@ pub enum ReadError {
     },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// The layout asked for (or guessed) for this file does not load.
+    #[error("{}: {source}", path.display())]
+    Layout {
+        path: PathBuf,
+        source: crate::layout::LayoutError,
+    },
 }
 
 impl ReadError {
@@ -66,7 +72,8 @@ impl ReadError {
             ReadError::Io { path, .. }
             | ReadError::Line { path, .. }
             | ReadError::Field { path, .. }
-            | ReadError::Invalid { path, .. } => path,
+            | ReadError::Invalid { path, .. }
+            | ReadError::Layout { path, .. } => path,
         }
     }
 
@@ -90,6 +97,13 @@ impl ReadError {
         ReadError::Invalid {
             path: path.to_path_buf(),
             message: message.into(),
+        }
+    }
+
+    pub(crate) fn layout(path: &Path, source: crate::layout::LayoutError) -> Self {
+        ReadError::Layout {
+            path: path.to_path_buf(),
+            source,
         }
     }
 
@@ -649,8 +663,8 @@ pub fn read_path(
                 guess_layout(joints, path)?
             }
         };
-        let layout = crate::layout::Layout::load(&layout)
-            .map_err(|e| ReadError::invalid(path, e.to_string()))?;
+        let layout =
+            crate::layout::Layout::load(&layout).map_err(|e| ReadError::layout(path, e))?;
         let d = pyskl::parse_pyskl(&bytes, path, &layout, None, opts)?;
         Ok((d.dataset, d.report, Format::Pyskl))
     } else {

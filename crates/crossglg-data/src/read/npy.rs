@@ -428,7 +428,7 @@ pub fn read_npy_dir(
     layout: &str,
     opts: &DirOptions,
 ) -> Result<(Dataset, ReadReport), ReadError> {
-    let layout = Layout::load(layout).map_err(|e| ReadError::invalid(dir, e.to_string()))?;
+    let layout = Layout::load(layout).map_err(|e| ReadError::layout(dir, e))?;
     let (rows, classes) = read_manifest(dir)?;
     let joints = layout.num_joints();
     let results: Vec<(Row, Result<Sample, ReadError>)> = rows

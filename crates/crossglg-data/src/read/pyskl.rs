@@ -38,7 +38,7 @@ pub fn read_pyskl(
     classes: Option<Vec<String>>,
     opts: &DirOptions,
 ) -> Result<PysklData, ReadError> {
-    let layout = Layout::load(layout).map_err(|e| ReadError::invalid(path, e.to_string()))?;
+    let layout = Layout::load(layout).map_err(|e| ReadError::layout(path, e))?;
     let bytes = read_bytes(path)?;
     parse_pyskl(&bytes, path, &layout, classes, opts)
 }

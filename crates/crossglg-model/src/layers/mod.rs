@@ -1,37 +1,52 @@
 //! Building blocks shared by the encoders: temporal convolution with non-square padding and
 //! stride, point-wise convolution, batch norm, the multi-scale temporal convolution of
 //! CTR-GCN / InfoGCN, and multi-head attention for the CrossGLG heads; one file per kind. Here:
-//! the switch between the fused CPU kernels and the plain candle path.
+//! the choice between the fused CPU kernels and the plain candle path.
 
 use candle_core::{DType, Tensor};
-use std::cell::Cell;
+use serde::{Deserialize, Serialize};
 
-thread_local! {
-    /// Per thread so tests can compare both paths in parallel; starts from `CROSSGLG_PLAIN`.
-    static FUSED: Cell<bool> = Cell::new(
-        std::env::var("CROSSGLG_PLAIN").map_or(true, |v| v.is_empty() || v == "0"),
-    );
+/// Which implementation the layers use for the operations `crossglg-kernels` covers. An
+/// explicit option of every layer (set once from [`crate::EncoderConfig::kernels`]) rather than
+/// process state, so two models with different choices can run side by side, as the tests
+/// comparing both paths do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// The fused CPU kernels wherever every tensor is f32 on the CPU, else plain candle.
+    #[default]
+    Fused,
+    /// Plain candle operations everywhere (the reference the fused kernels are tested against).
+    Plain,
 }
 
-/// Turns the fused CPU kernels (`crossglg-kernels`) on or off for the calling thread. They are
-/// on by default unless the environment variable `CROSSGLG_PLAIN` is set to a non-empty value
-/// other than `0`. Either way they are only used for f32 tensors on the CPU; everything else
-/// takes the plain candle path.
-pub fn set_fused(on: bool) {
-    FUSED.with(|f| f.set(on));
+impl Kernels {
+    /// True when the fused kernels apply: chosen, and every tensor is f32 on the CPU.
+    pub fn applies(self, ts: &[&Tensor]) -> bool {
+        self == Self::Fused
+            && ts
+                .iter()
+                .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+    }
+
+    pub fn is_fused(&self) -> bool {
+        *self == Self::Fused
+    }
 }
 
-/// Whether the fused CPU kernels are enabled on the calling thread (see [`set_fused`]).
-pub fn fused_enabled() -> bool {
-    FUSED.with(|f| f.get())
-}
-
-/// True when the fused kernels apply: enabled, and every tensor is f32 on the CPU.
-pub fn use_fused(ts: &[&Tensor]) -> bool {
-    fused_enabled()
-        && ts
-            .iter()
-            .all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
+impl std::str::FromStr for Kernels {
+    type Err = crate::error::UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fused" => Ok(Self::Fused),
+            "plain" => Ok(Self::Plain),
+            _ => Err(crate::error::UnknownName {
+                what: "kernels",
+                value: s.into(),
+                expected: "fused or plain",
+            }),
+        }
+    }
 }
 
 /// True when no tensor records an autograd graph: inference-only kernels apply.

@@ -9,6 +9,7 @@ use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
 /// (same buffers, same PyTorch semantics as `BatchNorm::forward_t`); in eval mode one fused
 /// affine pass; otherwise plain candle.
 pub fn bn_act(
+    k: Kernels,
     bn: &BatchNorm,
     x: &Tensor,
     residual: Option<&Tensor>,
@@ -19,7 +20,7 @@ pub fn bn_act(
         if let Some((w, b)) = bn.weight_and_bias() {
             let mut all = vec![x, w, b];
             all.extend(residual);
-            if use_fused(&all) {
+            if k.applies(&all) {
                 let (y, stats) =
                     crossglg_kernels::batch_norm_act(x, w, b, residual, bn.eps(), relu)?;
                 // The running stats are `Var`s of the VarMap; from_tensor shares their storage.
@@ -34,7 +35,7 @@ pub fn bn_act(
         if let Some((w, b)) = bn.weight_and_bias() {
             let mut all = vec![x, w, b];
             all.extend(residual);
-            if use_fused(&all) {
+            if k.applies(&all) {
                 // Inference: BN folded into one per-channel affine map, fused with the residual
                 // add and the ReLU (one pass instead of four).
                 let (scale, shift) = bn_affine(bn, w, b)?;

@@ -67,6 +67,7 @@ impl Residual {
         c_in: usize,
         c_out: usize,
         stride: usize,
+        kernels: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(if !enabled {
@@ -74,7 +75,7 @@ impl Residual {
         } else if c_in == c_out && stride == 1 {
             Self::Identity
         } else {
-            Self::Proj(ConvBn::new(c_in, c_out, 1, stride, 1, vb)?)
+            Self::Proj(ConvBn::new(c_in, c_out, 1, stride, 1, kernels, vb)?)
         })
     }
 
@@ -107,8 +108,8 @@ pub fn sum_each(ts: impl IntoIterator<Item = Result<Tensor>>) -> Result<Tensor> 
 ///
 /// # Shapes
 /// `y: (N, C, T, V)`, `w: (N, 1, 1, V)` -> `(N, C, T, V)`
-pub fn joint_weight_mul(y: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if use_fused(&[y, w]) {
+pub fn joint_weight_mul(k: Kernels, y: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if k.applies(&[y, w]) {
         return crossglg_kernels::joint_scale(y, w);
     }
     y.broadcast_mul(w)
@@ -119,5 +120,28 @@ pub fn add_opt(y: Tensor, r: Option<Tensor>) -> Result<Tensor> {
     match r {
         Some(r) => y + r,
         None => Ok(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn aggregate_follows_a_u_v() {
+        // out[u] = Σ_v A[u][v] x[v]
+        let x = Tensor::new(&[1f32, 10., 100.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 3))
+            .unwrap();
+        let a = Tensor::new(&[[0f32, 1., 0.], [0., 0., 1.], [1., 0., 0.]], &Device::Cpu).unwrap();
+        let y: Vec<f32> = aggregate(&x, &a)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(y, vec![10., 100., 1.]);
     }
 }

@@ -39,6 +39,7 @@ pub struct TemporalConv {
     kernel: usize,
     stride: usize,
     dilation: usize,
+    kernels: Kernels,
 }
 
 impl TemporalConv {
@@ -48,6 +49,7 @@ impl TemporalConv {
         kernel: usize,
         stride: usize,
         dilation: usize,
+        kernels: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = vb.get_with_hints((c_out, c_in, kernel, 1), "weight", CONV_INIT)?;
@@ -58,6 +60,7 @@ impl TemporalConv {
             kernel,
             stride: stride.max(1),
             dilation: dilation.max(1),
+            kernels,
         })
     }
 
@@ -72,7 +75,7 @@ impl TemporalConv {
         if let Some(y) = self.forward_folded(x, None, None, false)? {
             return Ok(y);
         }
-        if use_fused(&[x, &self.weight]) {
+        if self.kernels.applies(&[x, &self.weight]) {
             let w = self.weight.reshape((c_out, c_in, k))?;
             let (s, d) = (self.stride, self.dilation);
             return crossglg_kernels::temporal_conv_bias(x, &w, self.bias.as_ref(), s, pad, d);
@@ -154,7 +157,7 @@ impl TemporalConv {
         if let Some((_, (g, beta))) = bn {
             all.extend([g, beta]);
         }
-        if !use_fused(&all) || !untracked(&all) {
+        if !self.kernels.applies(&all) || !untracked(&all) {
             return Ok(None);
         }
         let (c_out, c_in, k, _) = self.weight.dims4()?;
@@ -170,6 +173,11 @@ impl TemporalConv {
 
     pub fn kernel(&self) -> usize {
         self.kernel
+    }
+
+    /// The implementation this convolution was built with.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// The weight of a 1×1 convolution as a `(C_out, C_in)` matrix.
@@ -191,7 +199,7 @@ impl TemporalConv {
 ///
 /// # Shapes
 /// `x: (N, C_in, T, V)` -> `(N, Σ C_out, T, V)`
-pub fn pointwise_stacked(x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> {
+pub fn pointwise_stacked(k: Kernels, x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> {
     let w = Tensor::cat(
         &convs
             .iter()
@@ -205,7 +213,7 @@ pub fn pointwise_stacked(x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> 
         .collect::<Option<Vec<_>>>()
         .map(|b| Tensor::cat(&b, 0))
         .transpose()?;
-    pointwise_with(x, &w, b.as_ref())
+    pointwise_with(k, x, &w, b.as_ref())
 }
 
 /// 1×1 convolution with a given `(C_out, C_in)` weight: the fused kernel on f32 CPU tensors,
@@ -213,8 +221,8 @@ pub fn pointwise_stacked(x: &Tensor, convs: &[&TemporalConv]) -> Result<Tensor> 
 ///
 /// # Shapes
 /// `x: (N, C_in, T, V)`, `w: (C_out, C_in)`, `b: (C_out)` -> `(N, C_out, T, V)`
-pub fn pointwise_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    if use_fused(&[x, w]) {
+pub fn pointwise_with(k: Kernels, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    if k.applies(&[x, w]) {
         let (c_out, c_in) = w.dims2()?;
         return crossglg_kernels::temporal_conv_bias(x, &w.reshape((c_out, c_in, 1))?, b, 1, 0, 1);
     }
@@ -222,8 +230,14 @@ pub fn pointwise_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tens
 }
 
 /// `nn.Conv2d(c_in, c_out, 1)` (optionally with temporal stride) over `(N, C, T, V)`.
-pub fn pointwise(c_in: usize, c_out: usize, stride: usize, vb: VarBuilder) -> Result<TemporalConv> {
-    TemporalConv::new(c_in, c_out, 1, stride, 1, vb)
+pub fn pointwise(
+    c_in: usize,
+    c_out: usize,
+    stride: usize,
+    kernels: Kernels,
+    vb: VarBuilder,
+) -> Result<TemporalConv> {
+    TemporalConv::new(c_in, c_out, 1, stride, 1, kernels, vb)
 }
 
 /// Convolution followed by batch norm (`unit_tcn` in CTR-GCN, `TemporalConv` in its MS-TCN).
@@ -240,10 +254,19 @@ impl ConvBn {
         kernel: usize,
         stride: usize,
         dilation: usize,
+        kernels: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
-            conv: TemporalConv::new(c_in, c_out, kernel, stride, dilation, vb.pp("conv"))?,
+            conv: TemporalConv::new(
+                c_in,
+                c_out,
+                kernel,
+                stride,
+                dilation,
+                kernels,
+                vb.pp("conv"),
+            )?,
             bn: batch_norm(c_out, 1.0, vb.pp("bn"))?,
         })
     }
@@ -295,13 +318,20 @@ pub(crate) fn conv_bn_act(
         }
     }
     let res = residual_slice(residual, bn)?;
-    bn_act(bn, &conv.forward(x)?, res.as_ref(), relu, train)
+    bn_act(
+        conv.kernels,
+        bn,
+        &conv.forward(x)?,
+        res.as_ref(),
+        relu,
+        train,
+    )
 }
 
 /// Max pooling with kernel (3, 1), padding (1, 0) and stride (s, 1). Edge frames are
 /// replicated instead of padded with -inf, which gives the same maximum.
-pub fn max_pool_time3(x: &Tensor, stride: usize) -> Result<Tensor> {
-    if use_fused(&[x]) {
+pub fn max_pool_time3(k: Kernels, x: &Tensor, stride: usize) -> Result<Tensor> {
+    if k.applies(&[x]) {
         return crossglg_kernels::max_pool_time3(x, stride);
     }
     let t = x.dim(2)?;
@@ -336,6 +366,7 @@ enum Branch {
 /// `c_out / (len(dilations) + 2)` channels, concatenated.
 pub struct MultiScaleTcn {
     branches: Vec<Branch>,
+    kernels: Kernels,
 }
 
 impl MultiScaleTcn {
@@ -345,6 +376,7 @@ impl MultiScaleTcn {
         kernel: usize,
         stride: usize,
         dilations: &[usize],
+        kernels: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         let nb = dilations.len() + 2;
@@ -359,24 +391,24 @@ impl MultiScaleTcn {
         for (i, &d) in dilations.iter().enumerate() {
             let b = vb.pp(i);
             branches.push(Branch::Conv {
-                pre: pointwise(c_in, bc, 1, b.pp("0"))?,
+                pre: pointwise(c_in, bc, 1, kernels, b.pp("0"))?,
                 pre_bn: batch_norm(bc, 1.0, b.pp("1"))?,
-                tconv: ConvBn::new(bc, bc, kernel, stride, d, b.pp("3"))?,
+                tconv: ConvBn::new(bc, bc, kernel, stride, d, kernels, b.pp("3"))?,
             });
         }
         let b = vb.pp(dilations.len());
         branches.push(Branch::MaxPool {
-            pre: pointwise(c_in, bc, 1, b.pp("0"))?,
+            pre: pointwise(c_in, bc, 1, kernels, b.pp("0"))?,
             pre_bn: batch_norm(bc, 1.0, b.pp("1"))?,
             post_bn: batch_norm(bc, 1.0, b.pp("4"))?,
             stride,
         });
         let b = vb.pp(dilations.len() + 1);
         branches.push(Branch::Point {
-            conv: pointwise(c_in, bc, stride, b.pp("0"))?,
+            conv: pointwise(c_in, bc, stride, kernels, b.pp("0"))?,
             bn: batch_norm(bc, 1.0, b.pp("1"))?,
         });
-        Ok(Self { branches })
+        Ok(Self { branches, kernels })
     }
 
     /// # Shapes
@@ -430,8 +462,8 @@ impl MultiScaleTcn {
                     } => {
                         let h = open(pre, pre_bn)?;
                         let res = residual_slice(res, post_bn)?;
-                        let p = max_pool_time3(&h, *stride)?;
-                        bn_act(post_bn, &p, res.as_ref(), relu, train)
+                        let p = max_pool_time3(self.kernels, &h, *stride)?;
+                        bn_act(self.kernels, post_bn, &p, res.as_ref(), relu, train)
                     }
                     Branch::Point { conv, bn } => conv_bn_act(conv, bn, x, res, relu, train),
                 }
@@ -506,6 +538,7 @@ mod tests {
                     kernel: k,
                     stride: s,
                     dilation: d,
+                    kernels: Kernels::Fused,
                 };
                 let got = conv.forward(&x).unwrap();
                 let want = subsample(&reference, s).unwrap();
@@ -544,37 +577,14 @@ mod tests {
             .unwrap()
             .reshape((1, 1, 5, 1))
             .unwrap();
-        let m: Vec<f32> = max_pool_time3(&y, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(m, vec![3., 3., 5., 5., 5.]);
-        let m2: Vec<f32> = max_pool_time3(&y, 2)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(m2, vec![3., 5., 5.]);
-    }
-
-    #[test]
-    fn aggregate_follows_a_u_v() {
-        // out[u] = Σ_v A[u][v] x[v]
-        let x = Tensor::new(&[1f32, 10., 100.], &Device::Cpu)
-            .unwrap()
-            .reshape((1, 1, 1, 3))
-            .unwrap();
-        let a = Tensor::new(&[[0f32, 1., 0.], [0., 0., 1.], [1., 0., 0.]], &Device::Cpu).unwrap();
-        let y: Vec<f32> = aggregate(&x, &a)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(y, vec![10., 100., 1.]);
+        for k in [Kernels::Fused, Kernels::Plain] {
+            let pool = |s| -> Vec<f32> {
+                let m = max_pool_time3(k, &y, s).unwrap();
+                m.flatten_all().unwrap().to_vec1().unwrap()
+            };
+            assert_eq!(pool(1), vec![3., 3., 5., 5., 5.], "{k:?}");
+            assert_eq!(pool(2), vec![3., 5., 5.], "{k:?}");
+        }
     }
 }
 
@@ -597,6 +607,7 @@ mod timing {
             kernel: 9,
             stride: 1,
             dilation: 1,
+            kernels: Kernels::Fused,
         };
         for _ in 0..2 {
             let t = Instant::now();
