@@ -514,22 +514,19 @@ impl DrawSummary {
 
 /// Accuracy of `classify` on each of `draws` exemplar draws of `pool` (draws run in parallel;
 /// `classify` gets the draw index for any seeding of its own).
-pub fn evaluate_draws<F>(
-    pool: &NovelPool,
-    draws: Draws,
-    classify: F,
-) -> Result<DrawSummary, EvalError>
+pub fn evaluate_draws<F, E>(pool: &NovelPool, draws: Draws, classify: F) -> Result<DrawSummary, E>
 where
-    F: Fn(&OneShotSet, usize) -> Result<EvalReport, EvalError> + Sync,
+    F: Fn(&OneShotSet, usize) -> Result<EvalReport, E> + Sync,
+    E: From<EvalError> + Send,
 {
     use rayon::prelude::*;
     if draws.count == 0 {
-        return Err(EvalError::Invalid("draws: count must be positive".into()));
+        return Err(EvalError::Invalid("draws: count must be positive".into()).into());
     }
     let accs = (0..draws.count)
         .into_par_iter()
         .map(|d| classify(&pool.draw(draws.seed, d), d).map(|r| r.accuracy))
-        .collect::<Result<Vec<f64>, EvalError>>()?;
+        .collect::<Result<Vec<f64>, E>>()?;
     Ok(DrawSummary::new(draws, accs))
 }
 

@@ -62,6 +62,16 @@ pub enum RunError {
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("run directory {path}: {message}")]
     RunDir { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not the JSON expected here: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("evaluation: {0}")]
     Eval(#[from] crossglg_infer::eval::EvalError),
     #[error("distribution calibration: {0}")]
@@ -237,6 +247,30 @@ fn batch_tensor(
 }
 
 /// Writes a file of the run directory atomically; errors name the file.
+/// A small JSON file of a run directory (centre, thresholds): read with a size cap, so a
+/// wrong path (a device, a huge file) fails instead of filling memory.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RunError> {
+    use std::io::Read;
+    const CAP: u64 = 64 << 20;
+    let read = |source| RunError::Read {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut text = Vec::new();
+    file.take(CAP + 1).read_to_end(&mut text).map_err(read)?;
+    if text.len() as u64 > CAP {
+        return Err(RunError::RunDir {
+            path: path.into(),
+            message: format!("larger than {} MiB; not a file this run wrote", CAP >> 20),
+        });
+    }
+    serde_json::from_slice(&text).map_err(|source| RunError::Json {
+        path: path.into(),
+        source,
+    })
+}
+
 fn write_run_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     crossglg_data::atomic::write_atomic(path, bytes).map_err(|e| RunError::RunDir {
         path: path.to_path_buf(),
@@ -623,13 +657,7 @@ impl TrainedModel {
             .find(|p| p.exists());
         let center = match center_path {
             Some(p) => {
-                let c: Vec<f32> = std::fs::read_to_string(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-                    .map_err(|message| RunError::RunDir {
-                        path: p.clone(),
-                        message,
-                    })?;
+                let c: Vec<f32> = read_json(&p)?;
                 if c.len() != model.embedding_dim() {
                     return Err(RunError::RunDir {
                         path: p,
@@ -858,7 +886,7 @@ pub fn evaluate_one_shot(
                     seed: crossglg_data::rng::hash_words(&[draws.seed, d as u64]),
                     ..Default::default()
                 };
-                evaluate_calibrated(s, stats, &cc).map_err(|e| EvalError::Invalid(e.to_string()))
+                evaluate_calibrated(s, stats, &cc)
             })?);
         }
         reports.push(cal);
@@ -1165,13 +1193,7 @@ pub fn open_set_table(
     let path = calibration
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run_dir.join("unknown_threshold.json"));
-    let cal: ThresholdCalibration = std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-        .map_err(|message| RunError::RunDir {
-            path: path.clone(),
-            message: format!("not a readable threshold calibration: {message}"),
-        })?;
+    let cal: ThresholdCalibration = read_json(&path)?;
     let set = loaded.one_shot_set()?;
     let mut points: Vec<(f64, f32)> = cal
         .operating_points
