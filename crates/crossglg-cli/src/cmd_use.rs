@@ -155,9 +155,17 @@ pub struct EnrollArgs {
     files: Vec<PathBuf>,
 }
 
-fn new_gallery(l: &Loaded) -> Result<Gallery> {
+fn new_gallery(l: &Loaded, threshold: Option<f32>) -> Gallery {
     let mut g = Gallery::new(l.model.dim(), &l.model_dir.display().to_string());
-    g.threshold = read_calibration(l)?.map(|c| c.threshold);
+    g.model_hash = l.model.model_hash();
+    g.threshold = threshold;
+    g
+}
+
+/// The gallery at `path`, refused when another model made it.
+fn load_gallery(l: &Loaded, path: &Path) -> Result<Gallery> {
+    let g = Gallery::load(path)?;
+    g.check_model(path, l.model.dim(), l.model.model_hash().as_deref())?;
     Ok(g)
 }
 
@@ -176,25 +184,21 @@ fn read_calibration(l: &Loaded) -> Result<Option<ThresholdCalibration>> {
 
 pub fn enroll(a: EnrollArgs) -> Result<()> {
     let l = load_model(&a.model)?;
-    let mut g = if a.gallery.exists() {
-        Gallery::load(&a.gallery)?
-    } else {
-        new_gallery(&l)?
-    };
-    if g.dim != l.model.dim() {
-        bail!(
-            "{}: gallery embeddings have width {}, the model {}; was it made with another model?",
-            a.gallery.display(),
-            g.dim,
-            l.model.dim()
-        );
-    }
+    let threshold = read_calibration(&l)?.map(|c| c.threshold);
     let inputs = read_inputs(&l, &a.files, a.model.layout.as_deref())?;
     let emb = embed_all(&l, &inputs)?;
-    for ((n, _), e) in inputs.iter().zip(&emb) {
-        g.enroll(&a.name, std::slice::from_ref(e), Some(n))?;
-    }
-    g.save(&a.gallery)?;
+    // under the gallery's lock from read to write: concurrent enrolls lose nothing
+    let (g, ()) = Gallery::update(
+        &a.gallery,
+        || new_gallery(&l, threshold),
+        |g| {
+            g.check_model(&a.gallery, l.model.dim(), l.model.model_hash().as_deref())?;
+            for ((n, _), e) in inputs.iter().zip(&emb) {
+                g.enroll(&a.name, std::slice::from_ref(e), Some(n))?;
+            }
+            Ok(())
+        },
+    )?;
     println!(
         "enrolled {} exemplar(s) as `{}`; {} now has {} classes, {} exemplars",
         emb.len(),
@@ -228,7 +232,7 @@ pub struct RecognizeArgs {
 
 pub fn recognize(a: RecognizeArgs) -> Result<()> {
     let l = load_model(&a.model)?;
-    let mut g = Gallery::load(&a.gallery)?;
+    let mut g = load_gallery(&l, &a.gallery)?;
     if a.threshold.is_some() {
         g.threshold = a.threshold;
     }
@@ -311,7 +315,7 @@ pub struct StreamArgs {
 
 pub fn stream(a: StreamArgs) -> Result<()> {
     let l = load_model(&a.model)?;
-    let g = Gallery::load(&a.gallery)?;
+    let g = load_gallery(&l, &a.gallery)?;
     let joints = a.joints.unwrap_or_else(|| match &l.mapping {
         Some(m) => m.source.num_joints(),
         None => l.layout.num_joints(),

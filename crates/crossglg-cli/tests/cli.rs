@@ -122,46 +122,79 @@ fn bad_inputs_fail_with_the_file_named() {
 /// files with `data synth`, `embed` them, `enroll` one per class, `recognize` the rest (also at
 /// another calibrated operating point), `stream` frames of one file on stdin, and draw every
 /// picture.
+/// One model trained by `crossglg demo` (one short epoch) and nine sample files written by
+/// `data synth`, shared by the tests of this binary (trained once).
+struct Demo {
+    _dir: tempfile::TempDir,
+    run: String,
+    manifest: String,
+    files: PathBuf,
+}
+
+impl Demo {
+    fn by_class(&self, class: &str) -> Vec<String> {
+        self.manifest
+            .lines()
+            .skip(1)
+            .filter(|l| l.split(',').nth(1) == Some(class))
+            .map(|l| {
+                let f = self.files.join(l.split(',').next().unwrap());
+                f.to_str().unwrap().to_string()
+            })
+            .collect()
+    }
+}
+
+fn demo() -> &'static Demo {
+    static DEMO: std::sync::OnceLock<Demo> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run").to_str().unwrap().to_string();
+        ok(&[
+            "demo",
+            "--out",
+            &run,
+            "--quiet",
+            "--text-encoder",
+            "hashed",
+            "--set",
+            "epochs=1",
+            "--set",
+            "data.synthetic.samples_per_class=6",
+            "--set",
+            "preprocess.frames=16",
+        ]);
+        let files = dir.path().join("files");
+        let out = ok(&[
+            "data",
+            "synth",
+            "--out",
+            files.to_str().unwrap(),
+            "--classes",
+            "wave,kick,squat",
+            "--samples-per-class",
+            "3",
+        ]);
+        assert!(out.contains("9 samples of 3 motions"), "{out}");
+        let manifest = std::fs::read_to_string(files.join("manifest.csv")).unwrap();
+        Demo {
+            _dir: dir,
+            run,
+            manifest,
+            files,
+        }
+    })
+}
+
 #[test]
 fn demo_model_serves_synth_files_through_every_command() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
-    let run = p("run");
-    ok(&[
-        "demo",
-        "--out",
-        &run,
-        "--quiet",
-        "--text-encoder",
-        "hashed",
-        "--set",
-        "epochs=1",
-        "--set",
-        "data.synthetic.samples_per_class=6",
-        "--set",
-        "preprocess.frames=16",
-    ]);
-    let out = ok(&[
-        "data",
-        "synth",
-        "--out",
-        &p("files"),
-        "--classes",
-        "wave,kick,squat",
-        "--samples-per-class",
-        "3",
-    ]);
-    assert!(out.contains("9 samples of 3 motions"), "{out}");
+    let d = demo();
+    let run = d.run.clone();
+    let by_class = |class: &str| d.by_class(class);
     // The manifest lists each file with its class.
-    let manifest = std::fs::read_to_string(tmp.path().join("files/manifest.csv")).unwrap();
-    let by_class = |class: &str| -> Vec<String> {
-        manifest
-            .lines()
-            .skip(1)
-            .filter(|l| l.split(',').nth(1) == Some(class))
-            .map(|l| p(&format!("files/{}", l.split(',').next().unwrap())))
-            .collect()
-    };
+    let manifest = &d.manifest;
     let all: Vec<String> = ["wave", "kick", "squat"]
         .iter()
         .flat_map(|c| by_class(c))
@@ -346,4 +379,65 @@ fn demo_model_serves_synth_files_through_every_command() {
             }
         }
     }
+}
+
+/// Twenty `crossglg enroll` processes into one gallery at once: every class is there
+/// afterwards (each holds the gallery's lock from read to write).
+#[test]
+fn concurrent_enrolls_keep_every_class() {
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let gallery = tmp.path().join("c.gallery");
+    let file = d.by_class("wave")[0].clone();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_crossglg"))
+                .args(["enroll", "--model", &d.run, "--gallery"])
+                .arg(&gallery)
+                .args(["--name", &format!("class{i}"), &file])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let g = crossglg_infer::gallery::Gallery::load(&gallery).unwrap();
+    assert_eq!(g.classes.len(), 20, "{:?}", g.classes);
+    assert_eq!(g.len(), 20);
+    assert!(g.model_hash.as_ref().is_some_and(|h| h.len() == 64));
+}
+
+/// A gallery enrolled by other weights is refused by `recognize` with a message naming it.
+#[test]
+fn gallery_of_another_model_is_refused() {
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let gallery = tmp.path().join("g.gallery");
+    let gs = gallery.to_str().unwrap();
+    let file = d.by_class("kick")[0].clone();
+    ok(&[
+        "enroll",
+        "--model",
+        &d.run,
+        "--gallery",
+        gs,
+        "--name",
+        "kick",
+        &file,
+    ]);
+    ok(&["recognize", "--model", &d.run, "--gallery", gs, &file]);
+    let mut g = crossglg_infer::gallery::Gallery::load(&gallery).unwrap();
+    g.model_hash = Some("0".repeat(64));
+    g.save(&gallery).unwrap();
+    let o = crossglg(&["recognize", "--model", &d.run, "--gallery", gs, &file]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("g.gallery") && e.contains("not by this one"),
+        "{e}"
+    );
 }

@@ -53,6 +53,17 @@ impl EmbedError {
 pub trait Embedder {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError>;
     fn dim(&self) -> usize;
+    /// A hash of the weights, so a gallery can refuse embeddings of another model. `None`:
+    /// unknown (galleries then only compare widths).
+    fn model_hash(&self) -> Option<String> {
+        None
+    }
+    /// How much the model weighs each joint of `skeleton` (one value per joint of the model's
+    /// layout), for models that have such a head (CrossGLG's JID); `None` otherwise.
+    fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
+        let _ = skeleton;
+        Ok(None)
+    }
 }
 
 impl<E: Embedder + ?Sized> Embedder for &E {
@@ -62,6 +73,12 @@ impl<E: Embedder + ?Sized> Embedder for &E {
     fn dim(&self) -> usize {
         (**self).dim()
     }
+    fn model_hash(&self) -> Option<String> {
+        (**self).model_hash()
+    }
+    fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
+        (**self).joint_importance(skeleton)
+    }
 }
 
 impl<E: Embedder + ?Sized> Embedder for Box<E> {
@@ -70,5 +87,11 @@ impl<E: Embedder + ?Sized> Embedder for Box<E> {
     }
     fn dim(&self) -> usize {
         (**self).dim()
+    }
+    fn model_hash(&self) -> Option<String> {
+        (**self).model_hash()
+    }
+    fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
+        (**self).joint_importance(skeleton)
     }
 }

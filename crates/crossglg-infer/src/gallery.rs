@@ -52,6 +52,26 @@ pub enum GalleryError {
     },
     #[error("gallery: {0}")]
     File(#[from] TaggedError),
+    /// The gallery was enrolled with another model: its embeddings cannot be compared with
+    /// this model's.
+    #[error("gallery {path}: made by model {gallery} (weights {gallery_hash}), not by this one (weights {model_hash}); enroll into a new gallery")]
+    OtherModel {
+        path: PathBuf,
+        gallery: String,
+        gallery_hash: String,
+        model_hash: String,
+    },
+    #[error("gallery {path}: embeddings have width {gallery}, the model's {model}; was it made with another model?")]
+    Width {
+        path: PathBuf,
+        gallery: usize,
+        model: usize,
+    },
+    #[error("cannot lock gallery {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What is wrong with an embedding.
@@ -61,6 +81,8 @@ pub enum EmbeddingProblem {
     Dimension { got: usize, expected: usize },
     #[error("contains NaN or infinity")]
     NotFinite,
+    #[error("is all zeros or too large to normalise (length {0})")]
+    Degenerate(f64),
 }
 
 /// One enrolled exemplar.
@@ -192,6 +214,91 @@ impl Gallery {
         Ok(class)
     }
 
+    /// Renames class `from` to `to`; merges into `to` when that class exists already. Returns
+    /// whether `from` existed.
+    pub fn rename_class(&mut self, from: &str, to: &str) -> Result<bool, GalleryError> {
+        if to.trim().is_empty() {
+            return Err(GalleryError::Invalid("class name is empty".into()));
+        }
+        let Some(ci) = self.classes.iter().position(|c| c == from) else {
+            return Ok(false);
+        };
+        if from == to {
+            return Ok(true);
+        }
+        match self.classes.iter().position(|c| c == to) {
+            None => self.classes[ci] = to.to_string(),
+            Some(ti) => {
+                for e in &mut self.entries {
+                    if e.class == ci {
+                        e.class = ti;
+                    }
+                }
+                // `from` has no entries left; remove it (and renumber)
+                self.remove_class(from);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Exemplars per class, indexed like `classes`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut n = vec![0; self.classes.len()];
+        for e in &self.entries {
+            n[e.class] += 1;
+        }
+        n
+    }
+
+    /// Refuses a model whose embeddings this gallery cannot hold: another width, or (when
+    /// both sides know it) other weights.
+    pub fn check_model(
+        &self,
+        path: &Path,
+        dim: usize,
+        model_hash: Option<&str>,
+    ) -> Result<(), GalleryError> {
+        if self.dim != dim {
+            return Err(GalleryError::Width {
+                path: path.into(),
+                gallery: self.dim,
+                model: dim,
+            });
+        }
+        if let (Some(g), Some(m)) = (self.model_hash.as_deref(), model_hash) {
+            if g != m {
+                return Err(GalleryError::OtherModel {
+                    path: path.into(),
+                    gallery: self.model_id.clone(),
+                    gallery_hash: g.into(),
+                    model_hash: m.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of the gallery file at `path` under an exclusive lock (on
+    /// `<path>.lock`, a file that stays: removing it would let two writers lock different
+    /// files), so concurrent writers (several `crossglg enroll`, a server) lose nothing. The
+    /// file is read under the lock (or `create`d when missing), `change` applied, and the result
+    /// written atomically before the lock is released; on an error nothing is written.
+    pub fn update<R>(
+        path: &Path,
+        create: impl FnOnce() -> Gallery,
+        change: impl FnOnce(&mut Gallery) -> Result<R, GalleryError>,
+    ) -> Result<(Gallery, R), GalleryError> {
+        let _lock = lock_file(path)?;
+        let mut g = if path.exists() {
+            Gallery::load(path)?
+        } else {
+            create()
+        };
+        let r = change(&mut g)?;
+        g.save(path)?;
+        Ok((g, r))
+    }
+
     /// Removes a class and its exemplars; returns whether it existed.
     pub fn remove_class(&mut self, name: &str) -> bool {
         let Some(ci) = self.classes.iter().position(|c| c == name) else {
@@ -219,10 +326,7 @@ impl Gallery {
                 expected: self.dim,
             });
         }
-        if e.iter().any(|x| !x.is_finite()) {
-            return Err(EmbeddingProblem::NotFinite);
-        }
-        Ok(())
+        check_values(e)
     }
 
     /// Per-class similarity (best exemplar of each class), indexed like `classes`.
@@ -338,11 +442,16 @@ impl Gallery {
                 h.classes.len()
             )));
         }
-        let embeddings = if h.dim == 0 {
+        let embeddings: Vec<Vec<f32>> = if h.dim == 0 {
             vec![Vec::new(); h.entries.len()]
         } else {
             flat.chunks(h.dim).map(<[f32]>::to_vec).collect()
         };
+        for (i, e) in embeddings.iter().enumerate() {
+            if let Err(p) = check_values(e) {
+                return Err(bad(format!("stored embedding {i}: {p}")));
+            }
+        }
         Ok(Gallery {
             dim: h.dim,
             model_id: h.model_id,
@@ -353,6 +462,38 @@ impl Gallery {
             threshold: h.threshold,
         })
     }
+}
+
+/// Finite, and with a length that normalises (not zero, not overflowing).
+fn check_values(e: &[f32]) -> Result<(), EmbeddingProblem> {
+    if e.iter().any(|x| !x.is_finite()) {
+        return Err(EmbeddingProblem::NotFinite);
+    }
+    let norm = e.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    // an f32 normalisation squares the entries: beyond ~1e19 they overflow
+    if !(norm > 1e-12 && norm < 1e18) {
+        return Err(EmbeddingProblem::Degenerate(norm));
+    }
+    Ok(())
+}
+
+/// An exclusive lock on `<path>.lock`, held until the returned file is dropped.
+fn lock_file(path: &Path) -> Result<std::fs::File, GalleryError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let err = |source| GalleryError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err)?;
+    f.lock().map_err(err)?;
+    Ok(f)
 }
 
 /// The outcome of [`calibrate_threshold`].

@@ -408,3 +408,84 @@ fn stream_maps_coco_2d_input_to_the_model_layout() {
         m.target.joints[j]
     );
 }
+
+/// Twenty writers enroll one class each into one gallery file at the same time, through
+/// `Gallery::update` (each opens its own lock handle, as separate processes would): every class
+/// is there afterwards.
+#[test]
+fn concurrent_updates_lose_no_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.gallery");
+    std::thread::scope(|s| {
+        for i in 0..20 {
+            let path = &path;
+            s.spawn(move || {
+                let e = vec![1.0 + i as f32, 0.5, -(i as f32)];
+                Gallery::update(
+                    path,
+                    || Gallery::new(3, "m"),
+                    |g| g.enroll(&format!("class{i}"), &[e], None),
+                )
+                .unwrap();
+            });
+        }
+    });
+    let g = Gallery::load(&path).unwrap();
+    let mut names = g.classes.clone();
+    names.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("class{i}")).collect();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(g.len(), 20);
+}
+
+#[test]
+fn gallery_refuses_other_models_and_degenerate_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.gallery");
+    let mut g = Gallery::new(2, "model-a");
+    g.model_hash = Some("aaaa".into());
+    for bad in [vec![0.0, 0.0], vec![f32::NAN, 1.0], vec![1e30, 1e30]] {
+        let e = g.enroll("x", &[bad.clone()], None).unwrap_err();
+        assert!(
+            e.to_string().contains("class `x`, embedding 0"),
+            "{bad:?}: {e}"
+        );
+    }
+    g.enroll("x", &[vec![1.0, 0.0]], None).unwrap();
+    g.save(&path).unwrap();
+    let g = Gallery::load(&path).unwrap();
+    g.check_model(&path, 2, Some("aaaa")).unwrap();
+    g.check_model(&path, 2, None).unwrap();
+    let e = g
+        .check_model(&path, 2, Some("bbbb"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("g.gallery") && e.contains("model-a") && e.contains("bbbb"),
+        "{e}"
+    );
+    let e = g
+        .check_model(&path, 3, Some("aaaa"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("width 2") && e.contains("3"), "{e}");
+}
+
+#[test]
+fn rename_merges_and_counts_follow() {
+    let mut g = Gallery::new(2, "m");
+    g.enroll("a", &[vec![1.0, 0.0]], None).unwrap();
+    g.enroll("b", &[vec![0.0, 1.0], vec![0.1, 1.0]], None)
+        .unwrap();
+    g.enroll("c", &[vec![1.0, 1.0]], None).unwrap();
+    assert!(g.rename_class("a", "z").unwrap());
+    assert_eq!(g.classes, ["z", "b", "c"]);
+    assert!(!g.rename_class("nope", "y").unwrap());
+    // into an existing class: merged
+    assert!(g.rename_class("z", "c").unwrap());
+    assert_eq!(g.classes, ["b", "c"]);
+    assert_eq!(g.class_counts(), [2, 2]);
+    assert_eq!(g.recognize(&[1.0, 0.05]).unwrap().class, "c");
+    assert!(g.rename_class("b", " ").is_err());
+}

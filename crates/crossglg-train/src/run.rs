@@ -181,6 +181,26 @@ pub fn graph_of(layout: &Layout) -> Result<Graph, RunError> {
 }
 
 /// Loads `tensors["model.<name>"]` into every variable of `varmap`.
+/// See [`TrainedModel::weights_hash`].
+fn weights_hash(varmap: &VarMap) -> Result<String, RunError> {
+    use sha2::{Digest, Sha256};
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut h = Sha256::new();
+    for name in names {
+        let t = data[name].as_tensor();
+        h.update(name.as_bytes());
+        for d in t.dims() {
+            h.update((*d as u64).to_le_bytes());
+        }
+        for x in t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? {
+            h.update(x.to_le_bytes());
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn load_weights(varmap: &VarMap, ck: &Checkpoint, origin: &Path) -> Result<(), RunError> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     for (name, var) in data.iter() {
@@ -556,6 +576,7 @@ pub fn train(
             device: device.clone(),
             batch_size: cfg.eval.batch_size,
             center: None,
+            weights_hash: weights_hash(&varmap)?,
         };
         // Base statistics for distribution calibration, from the training samples (test-mode
         // preprocessing: what the model sees at inference), after centring on their mean.
@@ -624,6 +645,9 @@ pub struct TrainedModel {
     /// pair; centring spreads them, which the nearest-exemplar rule and, above all, the
     /// "unknown" threshold need. Saved as `embedding_center.json` in the run directory.
     pub center: Option<Vec<f32>>,
+    /// SHA-256 of the weights (names, shapes, f32 values in name order): the model's identity
+    /// in galleries, the same whether the model was just trained or loaded from its checkpoint.
+    pub weights_hash: String,
 }
 
 const CENTER_FILE: &str = "embedding_center.json";
@@ -679,6 +703,7 @@ impl TrainedModel {
                 device: device.clone(),
                 batch_size: cfg.eval.batch_size,
                 center,
+                weights_hash: weights_hash(&varmap)?,
             },
             cfg,
             layout,
@@ -789,6 +814,14 @@ impl Embedder for TrainedModel {
 
     fn dim(&self) -> usize {
         self.model.embedding_dim()
+    }
+
+    fn model_hash(&self) -> Option<String> {
+        Some(self.weights_hash.clone())
+    }
+
+    fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
+        TrainedModel::joint_importance(self, skeleton).map_err(EmbedError::new)
     }
 }
 
