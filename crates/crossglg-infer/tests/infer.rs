@@ -446,7 +446,7 @@ fn gallery_refuses_other_models_and_degenerate_embeddings() {
     let mut g = Gallery::new(2, "model-a");
     g.model_hash = Some("aaaa".into());
     for bad in [vec![0.0, 0.0], vec![f32::NAN, 1.0], vec![1e30, 1e30]] {
-        let e = g.enroll("x", &[bad.clone()], None).unwrap_err();
+        let e = g.enroll("x", std::slice::from_ref(&bad), None).unwrap_err();
         assert!(
             e.to_string().contains("class `x`, embedding 0"),
             "{bad:?}: {e}"
