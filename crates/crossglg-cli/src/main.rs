@@ -51,6 +51,8 @@ enum Command {
     Recognize(cmd_use::RecognizeArgs),
     /// Recognise actions in a pose stream on stdin (JSON lines or CSV), one event per window.
     Stream(cmd_use::StreamArgs),
+    /// Serve a model and a gallery over HTTP: JSON API, WebSocket stream, metrics, web page.
+    Serve(cmd_use::ServeArgs),
     /// Time training steps and inference of the encoders (and a PyTorch reference, see bench/run.sh).
     Bench(BenchArgs),
     /// Pictures: training curves, confusion matrix, joint importance, embedding map.
@@ -173,6 +175,7 @@ fn main() -> std::process::ExitCode {
         Command::Enroll(a) => cmd_use::enroll(a),
         Command::Recognize(a) => cmd_use::recognize(a),
         Command::Stream(a) => cmd_use::stream(a),
+        Command::Serve(a) => cmd_use::serve(a),
         Command::Plot(c) => cmd_use::plot(c),
         Command::Bench(a) => bench(a),
     };

@@ -441,3 +441,216 @@ fn gallery_of_another_model_is_refused() {
         "{e}"
     );
 }
+
+/// `crossglg serve` as a child process; killed (SIGKILL) when dropped.
+struct Served {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(run: &str, gallery: &Path) -> Served {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args(["serve", "--model", run, "--gallery"])
+        .arg(gallery)
+        .args(["--addr", "127.0.0.1:0", "--window", "16", "--hop", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in `{line}`"))
+        .to_string();
+    Served { child, base }
+}
+
+fn http(method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, serde_json::Value) {
+    let a: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let r = match (method, body) {
+        ("GET", _) => a.get(url).call(),
+        (_, Some(b)) => a
+            .post(url)
+            .header("Content-Type", "application/octet-stream")
+            .send(&b[..]),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    let st = r.status().as_u16();
+    let v = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    (st, v)
+}
+
+/// Enroll a file over HTTP, kill the server with SIGKILL, start it again: the class is there
+/// and recognises the file.
+#[test]
+fn served_gallery_survives_a_kill_and_restart() {
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let gallery = tmp.path().join("served.gallery");
+    let file = d.by_class("squat")[0].clone();
+    let name = Path::new(&file).file_name().unwrap().to_str().unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let s = serve(&d.run, &gallery);
+    let (st, v) = http(
+        "POST",
+        &format!("{}/api/classes/squat?filename={name}", s.base),
+        Some(bytes.clone()),
+    );
+    assert_eq!(st, 201, "{v}");
+    drop(s);
+    let s = serve(&d.run, &gallery);
+    let (_, v) = http("GET", &format!("{}/api/classes", s.base), None);
+    assert_eq!(v["classes"][0]["name"], "squat", "{v}");
+    let (st, v) = http(
+        "POST",
+        &format!("{}/api/recognize?filename={name}", s.base),
+        Some(bytes),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["results"][0]["recognition"]["class"], "squat");
+    assert!(
+        v["results"][0]["recognition"]["similarity"]
+            .as_f64()
+            .unwrap()
+            > 0.999
+    );
+}
+
+/// The chromium binary for the browser test: `CROSSGLG_CHROMIUM`, else Debian's.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CROSSGLG_CHROMIUM") {
+        return Some(p.into());
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// The web page in headless Chromium, driven over the DevTools protocol: its self-test
+/// (`?selftest=1`) generates a motion, plays it, enrolls it, recognises it as the new class,
+/// streams it over the WebSocket, renames and deletes the class, with the page's own
+/// functions. Needs Chromium (`apt-get install chromium`; `scripts/test.sh` installs it); set
+/// `CROSSGLG_SKIP_BROWSER=1` to leave it out on a machine without one.
+#[test]
+fn web_page_selftest_passes_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        if std::env::var_os("CROSSGLG_SKIP_BROWSER").is_some() {
+            eprintln!("CROSSGLG_SKIP_BROWSER set and no Chromium: browser test left out");
+            return;
+        }
+        panic!("no Chromium found: install Debian's `chromium` or set CROSSGLG_CHROMIUM");
+    };
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(&d.run, &tmp.path().join("page.gallery"));
+    let mut chrome = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            tmp.path().join("profile").display()
+        ))
+        .arg(format!("{}/?selftest=1", s.base))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = chrome.stderr.take().unwrap();
+    let chrome = Kill(chrome);
+    // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("ws://127.0.0.1:").nth(1) {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = tx.send(port);
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("Chromium did not open its DevTools port");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let page_ws = loop {
+        let (_, list) = http("GET", &format!("http://127.0.0.1:{port}/json/list"), None);
+        let page = list.as_array().and_then(|l| {
+            l.iter()
+                .find(|t| t["type"] == "page")
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_string))
+        });
+        if let Some(p) = page {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no page target");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (mut cdp, _) = tungstenite::connect(page_ws).unwrap();
+    let mut id = 0;
+    let status = loop {
+        id += 1;
+        let req = serde_json::json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": {
+                "expression": "document.getElementById('status') ? document.getElementById('status').textContent : ''",
+                "returnByValue": true
+            }
+        });
+        cdp.send(tungstenite::Message::text(req.to_string()))
+            .unwrap();
+        let text = loop {
+            let m: serde_json::Value =
+                serde_json::from_str(cdp.read().unwrap().to_text().unwrap()).unwrap();
+            if m["id"] == id {
+                break m["result"]["result"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        if text.starts_with("SELFTEST") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page's self-test did not finish; status: `{text}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    drop(chrome);
+    assert!(status.starts_with("SELFTEST PASS"), "{status}");
+    assert!(status.contains("importance shown"), "{status}");
+}

@@ -11,5 +11,7 @@ pub mod embedder;
 pub mod eval;
 pub mod gallery;
 pub mod report;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod stats;
 pub mod stream;
