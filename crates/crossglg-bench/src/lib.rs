@@ -7,6 +7,7 @@
 //! its peak RSS is its own and allocator settings do not leak between variants. A binary that
 //! calls [`run`] must therefore call [`child_main_if_requested`] first thing in `main`.
 
+pub mod load;
 pub mod models;
 pub mod rounds;
 pub mod stgcn;
@@ -68,6 +69,8 @@ pub enum BenchError {
     },
     #[error("stream benchmark: --window, --hop and --windows must be at least 1")]
     StreamArgs,
+    #[error("load test: {0}")]
+    Load(String),
     #[error("stream benchmark: synthetic sample `{0}` has no label")]
     Unlabelled(String),
     #[error("stream benchmark: {0}")]

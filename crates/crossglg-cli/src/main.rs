@@ -106,6 +106,19 @@ struct BenchArgs {
     /// Stream windows to time (with --stream).
     #[arg(long, default_value_t = 50)]
     windows: usize,
+    /// Instead of the variants: a load test of a running `crossglg serve` at this URL
+    /// (`http://127.0.0.1:8080`; a token from CROSSGLG_SERVE_TOKEN).
+    #[arg(long, value_name = "URL")]
+    load: Option<String>,
+    /// Concurrent clients (with --load).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Duration in seconds (with --load).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Every n-th request of a client enrolls a class of its own (with --load; 0: never).
+    #[arg(long, default_value_t = 10)]
+    enroll_every: usize,
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -113,6 +126,31 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         // Threads: as for every command (RAYON_NUM_THREADS / CANDLE_NUM_THREADS); --threads
         // only applies to the variant children.
         return cmd_use::bench_stream(run, a.window, a.hop, a.windows);
+    }
+    if let Some(url) = &a.load {
+        let r = crossglg_bench::load::run_load(&crossglg_bench::load::LoadConfig {
+            url: url.clone(),
+            clients: a.clients,
+            seconds: a.seconds,
+            enroll_every: a.enroll_every,
+            frames: a.frames,
+            token: std::env::var("CROSSGLG_SERVE_TOKEN").ok(),
+        })?;
+        print!("{}", r.table());
+        for e in &r.error_samples {
+            eprintln!("error: {e}");
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        if r.lost_enrolls > 0 || r.recognize.errors + r.enroll.errors > 0 {
+            anyhow::bail!(
+                "{} errors and {} lost enrolls under load",
+                r.recognize.errors + r.enroll.errors,
+                r.lost_enrolls
+            );
+        }
+        return Ok(());
     }
     if let Some(dir) = &a.summary {
         let s = crossglg_bench::rounds::summarize(dir)?;

@@ -543,114 +543,241 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The web page in headless Chromium, driven over the DevTools protocol: its self-test
-/// (`?selftest=1`) generates a motion, plays it, enrolls it, recognises it as the new class,
-/// streams it over the WebSocket, renames and deletes the class, with the page's own
-/// functions. Needs Chromium (`apt-get install chromium`; `scripts/test.sh` installs it); set
-/// `CROSSGLG_SKIP_BROWSER=1` to leave it out on a machine without one.
+/// Headless Chromium on `url`, driven over the DevTools protocol; killed when dropped.
+struct Browser {
+    child: std::process::Child,
+    cdp: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    fn open(binary: &Path, url: &str) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=1280,860",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("ws://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("Chromium did not open its DevTools port");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let page_ws = loop {
+            let (_, list) = http("GET", &format!("http://127.0.0.1:{port}/json/list"), None);
+            let page = list.as_array().and_then(|l| {
+                l.iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_string))
+            });
+            if let Some(p) = page {
+                break p;
+            }
+            assert!(std::time::Instant::now() < deadline, "no page target");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        let (cdp, _) = tungstenite::connect(page_ws).unwrap();
+        Browser {
+            child,
+            cdp,
+            id: 0,
+            _profile: profile,
+        }
+    }
+
+    /// A DevTools command's result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.id += 1;
+        let req = serde_json::json!({ "id": self.id, "method": method, "params": params });
+        self.cdp
+            .send(tungstenite::Message::text(req.to_string()))
+            .unwrap();
+        loop {
+            let m: serde_json::Value =
+                serde_json::from_str(self.cdp.read().unwrap().to_text().unwrap()).unwrap();
+            if m["id"] == self.id {
+                return m["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page (promises awaited).
+    fn eval(&mut self, expr: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// The page's `#status` text once `done` accepts it (polled up to `secs`).
+    fn wait_status(&mut self, secs: u64, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let v = self.eval(
+                "document.getElementById('status') ? document.getElementById('status').textContent : ''",
+            );
+            let text = v.as_str().unwrap_or_default().to_string();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page did not get there; status: `{text}`"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
+fn browser_or_skip() -> Option<PathBuf> {
+    let b = chromium();
+    if b.is_none() {
+        assert!(
+            std::env::var_os("CROSSGLG_SKIP_BROWSER").is_some(),
+            "no Chromium found: install Debian's `chromium` or set CROSSGLG_CHROMIUM \
+             (or CROSSGLG_SKIP_BROWSER=1 to leave the browser tests out)"
+        );
+        eprintln!("CROSSGLG_SKIP_BROWSER set and no Chromium: browser test left out");
+    }
+    b
+}
+
+/// The web page in headless Chromium: its self-test (`?selftest=1`) generates a motion, plays
+/// it, enrolls it, recognises it as the new class, streams it over the WebSocket, renames and
+/// deletes the class, with the page's own functions. Needs Chromium (`scripts/test.sh`
+/// installs Debian's); `CROSSGLG_SKIP_BROWSER=1` leaves it out on a machine without one.
 #[test]
 fn web_page_selftest_passes_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        if std::env::var_os("CROSSGLG_SKIP_BROWSER").is_some() {
-            eprintln!("CROSSGLG_SKIP_BROWSER set and no Chromium: browser test left out");
-            return;
-        }
-        panic!("no Chromium found: install Debian's `chromium` or set CROSSGLG_CHROMIUM");
+    let Some(binary) = browser_or_skip() else {
+        return;
     };
     let d = demo();
     let tmp = tempfile::tempdir().unwrap();
     let s = serve(&d.run, &tmp.path().join("page.gallery"));
-    let mut chrome = Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            tmp.path().join("profile").display()
-        ))
-        .arg(format!("{}/?selftest=1", s.base))
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stderr = chrome.stderr.take().unwrap();
-    let chrome = Kill(chrome);
-    // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("ws://127.0.0.1:").nth(1) {
-                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                let _ = tx.send(port);
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("Chromium did not open its DevTools port");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let page_ws = loop {
-        let (_, list) = http("GET", &format!("http://127.0.0.1:{port}/json/list"), None);
-        let page = list.as_array().and_then(|l| {
-            l.iter()
-                .find(|t| t["type"] == "page")
-                .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_string))
-        });
-        if let Some(p) = page {
-            break p;
-        }
-        assert!(std::time::Instant::now() < deadline, "no page target");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let (mut cdp, _) = tungstenite::connect(page_ws).unwrap();
-    let mut id = 0;
-    let status = loop {
-        id += 1;
-        let req = serde_json::json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": {
-                "expression": "document.getElementById('status') ? document.getElementById('status').textContent : ''",
-                "returnByValue": true
-            }
-        });
-        cdp.send(tungstenite::Message::text(req.to_string()))
-            .unwrap();
-        let text = loop {
-            let m: serde_json::Value =
-                serde_json::from_str(cdp.read().unwrap().to_text().unwrap()).unwrap();
-            if m["id"] == id {
-                break m["result"]["result"]["value"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-        };
-        if text.starts_with("SELFTEST") {
-            break text;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page's self-test did not finish; status: `{text}`"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    };
-    drop(chrome);
+    let mut b = Browser::open(&binary, &format!("{}/?selftest=1", s.base));
+    let status = b.wait_status(120, |t| t.starts_with("SELFTEST"));
     assert!(status.starts_with("SELFTEST PASS"), "{status}");
     assert!(status.contains("importance shown"), "{status}");
+}
+
+/// The load test against a served model: a few clients for two seconds, no errors, no lost
+/// enrolls, and the table printed.
+#[test]
+fn load_bench_against_a_served_model() {
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(&d.run, &tmp.path().join("load.gallery"));
+    let out = ok(&[
+        "bench",
+        "--load",
+        &s.base,
+        "--clients",
+        "3",
+        "--seconds",
+        "2",
+        "--enroll-every",
+        "3",
+        "--frames",
+        "16",
+    ]);
+    assert!(out.contains("0 lost enrolls"), "{out}");
+    assert!(
+        out.contains("| recognize |") && out.contains("| enroll |"),
+        "{out}"
+    );
+    let (_, v) = http("GET", &format!("{}/api/classes", s.base), None);
+    assert!(v["classes"].as_array().unwrap().len() > 1, "{v}");
+}
+
+/// The picture of the page in the docs: a served model, three classes enrolled from synthetic
+/// files, a fourth file dropped on the page. Writes `docs/img/serve-page.png`:
+/// `CROSSGLG_SCREENSHOT_RUN=RUN cargo test -p crossglg-cli --test cli screenshot -- --ignored`
+/// (RUN: a `crossglg demo` run; the shared one-epoch model otherwise).
+#[test]
+#[ignore]
+fn screenshot_for_docs() {
+    use base64::Engine;
+    let binary = chromium().expect("Chromium");
+    let d = demo();
+    let run = std::env::var("CROSSGLG_SCREENSHOT_RUN").unwrap_or(d.run.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(&run, &tmp.path().join("shot.gallery"));
+    for class in ["wave", "kick", "squat"] {
+        let f = d.by_class(class)[0].clone();
+        let name = Path::new(&f)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let (st, v) = http(
+            "POST",
+            &format!("{}/api/classes/{class}?filename={name}", s.base),
+            Some(std::fs::read(&f).unwrap()),
+        );
+        assert_eq!(st, 201, "{v}");
+    }
+    let f = d.by_class("kick")[1].clone();
+    let name = Path::new(&f)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&f).unwrap());
+    let mut b = Browser::open(&binary, &format!("{}/", s.base));
+    b.wait_status(60, |t| t.starts_with("ready"));
+    b.eval(&format!(
+        "(async () => {{ const bytes = Uint8Array.from(atob('{b64}'), c => c.charCodeAt(0)); \
+         await setSequence({{ name: '{name}', frames: 0, joints: 0, data: null, \
+         file: new File([bytes], '{name}') }}); $('play').click(); state.frame = 30; \
+         return 1; }})()"
+    ));
+    b.wait_status(60, |t| t.contains("similarity"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let shot = b.call(
+        "Page.captureScreenshot",
+        serde_json::json!({ "format": "png" }),
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/img/serve-page.png");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, png).unwrap();
+    eprintln!("wrote {}", out.display());
 }

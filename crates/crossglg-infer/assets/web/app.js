@@ -405,7 +405,7 @@ async function start() {
   } else if (params.get("demo")) {
     // a populated view for screenshots: a generated motion, recognised
     await setSequence(generate(+params.get("demo") || 1)).catch((e) => status(e.message, true));
-    state.playing = false;
+    $("play").click();
     state.frame = 20;
   }
 }
