@@ -342,10 +342,7 @@ impl SlidingWindow {
         }
         self.frames.push_back(frame);
         self.seen += 1;
-        // `%` rather than `is_multiple_of`, which needs Rust 1.87 (workspace MSRV is 1.85).
-        #[allow(clippy::manual_is_multiple_of)]
-        let due = self.seen >= self.window && (self.seen - self.window) % self.hop == 0;
-        due
+        self.seen >= self.window && (self.seen - self.window).is_multiple_of(self.hop)
     }
 
     /// The current window as a `[1, window, joints, 3]` skeleton.
