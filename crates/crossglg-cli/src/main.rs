@@ -196,7 +196,11 @@ fn main() -> std::process::ExitCode {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+        // The HTTP client's debug and trace records dump request headers, the LLM API key
+        // among them: never below warn, whatever RUST_LOG asks for.
+        .add_directive("ureq=warn".parse().expect("static directive"))
+        .add_directive("ureq_proto=warn".parse().expect("static directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

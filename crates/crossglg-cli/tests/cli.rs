@@ -781,3 +781,73 @@ fn screenshot_for_docs() {
     std::fs::write(&out, png).unwrap();
     eprintln!("wrote {}", out.display());
 }
+
+/// `text describe` against a server that echoes the request headers back as a 400 body, with
+/// `RUST_LOG=trace`: the key appears nowhere in the output, at any log level.
+#[test]
+fn llm_key_never_reaches_output_even_at_trace_level() {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut r = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                head += &line;
+            }
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 400 Bad\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                head.len()
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let classes = tmp.path().join("classes.txt");
+    std::fs::write(&classes, "wave\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args(["text", "describe", "--classes"])
+        .arg(&classes)
+        .args(["--layout", "ntu25", "--dataset", "t", "--out"])
+        .arg(tmp.path().join("d.json"))
+        .args([
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+            "--api-key-env",
+            "CROSSGLG_TEST_KEY",
+        ])
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .env("CROSSGLG_TEST_KEY", "sekrit-4242-key")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success());
+    // the echoed request reached the error message, the key did not
+    assert!(
+        all.contains("HTTP 400") && all.contains("[redacted]"),
+        "{all}"
+    );
+    // not even in pieces: a hex dump splits text over 16-byte lines
+    let key = "sekrit-4242-key";
+    for i in 0..=key.len() - 6 {
+        let piece = &key[i..i + 6];
+        assert!(
+            !all.contains(piece),
+            "`{piece}` of the key in the output:\n{all}"
+        );
+    }
+}

@@ -128,6 +128,16 @@ impl LlmError {
     }
 }
 
+/// The longest wait a `Retry-After` header can ask for; longer answers are cut to this, so a
+/// server saying "come back tomorrow" cannot stall a run for a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A `Retry-After` header in seconds, cut to [`MAX_RETRY_AFTER`].
+fn retry_after(v: &str) -> Option<Duration> {
+    let s = v.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(s).min(MAX_RETRY_AFTER))
+}
+
 /// The API key, kept out of Debug output so it never lands in a log.
 struct Secret(String);
 
@@ -196,7 +206,7 @@ impl ChatClient {
             (
                 LlmError::Transport {
                     url: self.url.clone(),
-                    message: e.to_string(),
+                    message: self.redact(&e.to_string()),
                 },
                 None,
             )
@@ -207,9 +217,10 @@ impl ChatClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = resp.into_body().read_to_string().map_err(transport)?;
+            .and_then(retry_after);
+        // Everything after this point may be printed, logged or cached: a server that echoes
+        // the request (or a proxy's error page) must not carry the key there.
+        let text = self.redact(&resp.into_body().read_to_string().map_err(transport)?);
         if !(200..300).contains(&status) {
             let body: String = text.chars().take(500).collect();
             return Err((
@@ -243,6 +254,14 @@ impl ChatClient {
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| malformed("choices[0].message.content is not a string".into()))
+    }
+
+    /// `text` with every occurrence of the API key replaced.
+    fn redact(&self, text: &str) -> String {
+        match &self.key {
+            Some(Secret(k)) if !k.is_empty() => text.replace(k.as_str(), "[redacted]"),
+            _ => text.to_string(),
+        }
     }
 
     /// Backoff delay before attempt `attempt + 1`.
@@ -561,4 +580,16 @@ pub fn describe_to_file(
     crate::format::validate(&file, layout, &out.display().to_string())?;
     file.save(out)?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod retry_tests {
+    #[test]
+    fn retry_after_is_capped() {
+        use super::{retry_after, MAX_RETRY_AFTER};
+        use std::time::Duration;
+        assert_eq!(retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(" 86400 "), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 }

@@ -388,3 +388,35 @@ fn bad_key_stops_the_run() {
         "{err}"
     );
 }
+
+/// A server that echoes the request's headers (a debugging proxy, a misconfigured gateway): as
+/// an error body, and as the "answer". The key appears in no error, no cache file.
+#[test]
+fn echoed_key_never_reaches_messages_or_the_cache() {
+    let layout = Layout::builtin("ntu25").unwrap();
+    let echo = "POST /v1/chat/completions\nauthorization: Bearer test-key-123\n";
+    for status in [400, 200] {
+        let handler: Arc<Handler> = Arc::new(move |_, _: &str, _: &Value| {
+            if status == 200 {
+                Reply::Answer(echo.into())
+            } else {
+                Reply::Status(status, echo.into())
+            }
+        });
+        let server = serve(handler);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(&server.url, dir.path());
+        cfg.concurrency = 1;
+        cfg.retries = 1;
+        let err = describe(&cfg, &classes(), &layout).unwrap_err().to_string();
+        assert!(!err.contains("test-key-123"), "{status}: {err}");
+        assert!(
+            err.contains("[redacted]") || status == 200,
+            "{status}: {err}"
+        );
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            assert!(!text.contains("test-key-123"), "{}", f.path().display());
+        }
+    }
+}
