@@ -9,7 +9,7 @@ use crossglg_data::read::{read_path, DirOptions};
 use crossglg_data::{Layout, Skeleton};
 use crossglg_infer::embedder::Embedder;
 use crossglg_infer::gallery::{Gallery, ThresholdCalibration};
-use crossglg_infer::stream::{json_lines, run_stream, PoseFormat, StreamConfig};
+use crossglg_infer::stream::{json_lines, run_stream, PoseFormat, StreamConfig, StreamItem};
 use crossglg_train::run::{self, TrainedModel};
 
 #[derive(Args)]
@@ -415,6 +415,9 @@ pub struct StreamArgs {
     /// Negate y (image coordinates).
     #[arg(long)]
     flip_y: bool,
+    /// Stop at the first bad input line (default: report it on stderr and go on).
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn stream(a: StreamArgs) -> Result<()> {
@@ -436,8 +439,10 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         flip_y: a.flip_y,
         window: a.window,
         hop: a.hop,
+        strict: a.strict,
         ..Default::default()
     };
+    let mut events = json_lines(std::io::stdout().lock());
     let s = run_stream(
         std::io::stdin().lock(),
         &cfg,
@@ -445,11 +450,17 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         &g,
         l.mapping.as_ref(),
         Ok,
-        json_lines(std::io::stdout().lock()),
+        |item| match item {
+            StreamItem::Event(e) => events(e),
+            StreamItem::Skipped(e) => {
+                eprintln!("skipped {e}");
+                Ok(())
+            }
+        },
     )?;
     eprintln!(
-        "{} frames, {} windows; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
-        s.frames, s.events, s.latency_mean_ms, s.latency_p50_ms, s.latency_p95_ms
+        "{} frames, {} windows, {} bad lines skipped; latency per window: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
+        s.frames, s.events, s.skipped, s.latency_mean_ms, s.latency_p50_ms, s.latency_p95_ms
     );
     Ok(())
 }

@@ -287,6 +287,10 @@ fn demo_model_serves_synth_files_through_every_command() {
             .collect();
         input += &serde_json::json!({ "joints": joints }).to_string();
         input.push('\n');
+        if t == 2 {
+            // a bad line is reported and passed over; the stream goes on
+            input += "{\"joints\": oops\n";
+        }
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
         .args([
@@ -330,6 +334,10 @@ fn demo_model_serves_synth_files_through_every_command() {
         .iter()
         .all(|e| e["latency_ms"].as_f64().unwrap() > 0.0));
     assert!(err.contains("latency per window"), "{err}");
+    assert!(
+        err.contains("skipped input line 4") && err.contains("1 bad lines skipped"),
+        "{err}"
+    );
 
     // the stream latency benchmark on this model.
     let out = ok(&[

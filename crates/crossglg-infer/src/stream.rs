@@ -31,6 +31,10 @@ pub enum StreamError {
     Parse { line: usize, message: String },
     #[error("input line {line}: cannot read: {source}")]
     Read { line: usize, source: std::io::Error },
+    #[error("input line {line}: longer than {limit} bytes; skipped")]
+    LineTooLong { line: usize, limit: usize },
+    #[error("no frame could be read: {skipped} lines skipped, the first: {first}")]
+    NoFrames { skipped: usize, first: String },
     #[error("stream settings: {0}")]
     Config(String),
     #[error("window ending at frame {frame}: {source}")]
@@ -74,7 +78,15 @@ pub struct StreamConfig {
     pub window: usize,
     /// Frames between consecutive windows.
     pub hop: usize,
+    /// Stop at the first bad line instead of reporting it and going on.
+    pub strict: bool,
+    /// Longest input line read; longer ones are skipped (or stop a strict stream) without
+    /// being held in memory.
+    pub max_line_bytes: usize,
 }
+
+/// The longest window a stream may ask for (frames): what a window holds is allocated once.
+pub const MAX_WINDOW: usize = 10_000;
 
 impl Default for StreamConfig {
     fn default() -> Self {
@@ -88,6 +100,8 @@ impl Default for StreamConfig {
             flip_y: false,
             window: 64,
             hop: 16,
+            strict: false,
+            max_line_bytes: 1 << 20,
         }
     }
 }
@@ -107,8 +121,23 @@ impl StreamConfig {
                 self.window, self.hop
             ));
         }
+        if self.window > MAX_WINDOW || self.hop > self.window {
+            return bad(format!(
+                "window ({}) must be at most {MAX_WINDOW} frames and hop ({}) at most the window",
+                self.window, self.hop
+            ));
+        }
+        if self.joints > 1024 {
+            return bad(format!("joints must be at most 1024, got {}", self.joints));
+        }
         if !(self.fps > 0.0 && self.fps.is_finite()) {
             return bad(format!("fps must be positive, got {}", self.fps));
+        }
+        if self.max_line_bytes < 64 {
+            return bad(format!(
+                "max_line_bytes must be at least 64, got {}",
+                self.max_line_bytes
+            ));
         }
         Ok(())
     }
@@ -140,7 +169,9 @@ pub struct FrameReader<R> {
     cfg: StreamConfig,
     line: usize,
     frames: usize,
-    buf: String,
+    buf: Vec<u8>,
+    /// A CSV header may only be the first non-empty line.
+    seen_line: bool,
 }
 
 impl<R: BufRead> FrameReader<R> {
@@ -151,8 +182,42 @@ impl<R: BufRead> FrameReader<R> {
             cfg: cfg.clone(),
             line: 0,
             frames: 0,
-            buf: String::new(),
+            buf: Vec::new(),
+            seen_line: false,
         })
+    }
+
+    /// The next line into `buf` (without its end), reading at most `max_line_bytes` of it:
+    /// `Ok(None)` at the end of input, `Ok(Some(false))` for a line that was too long (consumed
+    /// up to its end, not kept).
+    fn read_line_bounded(&mut self) -> std::io::Result<Option<bool>> {
+        self.buf.clear();
+        let limit = self.cfg.max_line_bytes;
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(any.then_some(!too_long));
+            }
+            any = true;
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if !too_long {
+                if self.buf.len() + take > limit {
+                    too_long = true;
+                    self.buf.clear();
+                } else {
+                    self.buf.extend_from_slice(&chunk[..take]);
+                }
+            }
+            self.reader.consume(take + usize::from(done));
+            if done {
+                return Ok(Some(!too_long));
+            }
+        }
     }
 
     fn parse_err(&self, message: String) -> StreamError {
@@ -221,7 +286,7 @@ impl<R: BufRead> FrameReader<R> {
                 s.parse::<f64>().map(Some).map_err(|_| ())
             }
         };
-        if self.frames == 0 && num(fields[0]).is_err() {
+        if self.frames == 0 && !self.seen_line && num(fields[0]).is_err() {
             return Ok(None);
         }
         let per = self.cfg.values_per_joint();
@@ -264,11 +329,17 @@ impl<R: BufRead> Iterator for FrameReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            self.buf.clear();
             self.line += 1;
-            match self.reader.read_line(&mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
+            match self.read_line_bounded() {
+                Ok(None) => return None,
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    self.seen_line = true;
+                    return Some(Err(StreamError::LineTooLong {
+                        line: self.line,
+                        limit: self.cfg.max_line_bytes,
+                    }));
+                }
                 Err(source) => {
                     return Some(Err(StreamError::Read {
                         line: self.line,
@@ -276,7 +347,13 @@ impl<R: BufRead> Iterator for FrameReader<R> {
                     }))
                 }
             }
-            let text = self.buf.trim().to_string();
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(t) => t.trim().to_string(),
+                Err(_) => {
+                    self.seen_line = true;
+                    return Some(Err(self.parse_err("not UTF-8 text".into())));
+                }
+            };
             if text.is_empty() {
                 continue;
             }
@@ -284,6 +361,7 @@ impl<R: BufRead> Iterator for FrameReader<R> {
                 PoseFormat::JsonLines => self.parse_json(&text).map(Some),
                 PoseFormat::Csv => self.parse_csv(&text),
             };
+            self.seen_line = true;
             match parsed {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => continue,
@@ -465,15 +543,30 @@ where
 pub struct StreamSummary {
     pub frames: usize,
     pub events: usize,
+    /// Bad lines reported and passed over (always 0 when strict).
+    #[serde(default)]
+    pub skipped: usize,
     /// Per-window latency (window assembly, embedding, gallery lookup), ms; 0 without events.
     pub latency_mean_ms: f64,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
 }
 
-/// Reads frames from `input`, recognises every window and hands each [`StreamEvent`] to
-/// `on_event` as it happens (an error from it stops the stream). Frames after the last full
-/// window produce no event. [`json_lines`] makes the handler the CLI uses.
+/// What [`run_stream`] hands its handler as it goes.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A window's recognition.
+    Event(StreamEvent),
+    /// A line that could not be read as a frame, passed over (not in strict mode).
+    Skipped(StreamError),
+}
+
+/// Reads frames from `input`, recognises every window and hands each [`StreamItem`] to `on`
+/// as it happens (an error from it stops the stream). A bad line (malformed, too long, not
+/// text) is handed over as [`StreamItem::Skipped`] and the stream goes on, unless
+/// `cfg.strict`, which stops with its error; input without a single good frame but with bad
+/// lines is an error either way. Frames after the last full window produce no event.
+/// [`json_lines`] writes events the way the CLI does.
 pub fn run_stream<R, E, P, H>(
     input: R,
     cfg: &StreamConfig,
@@ -481,13 +574,13 @@ pub fn run_stream<R, E, P, H>(
     gallery: &Gallery,
     mapping: Option<&Mapping>,
     preprocess: P,
-    mut on_event: H,
+    mut on: H,
 ) -> Result<StreamSummary, StreamError>
 where
     R: BufRead,
     E: Embedder + ?Sized,
     P: FnMut(Skeleton) -> Result<Skeleton, EmbedError>,
-    H: FnMut(StreamEvent) -> Result<(), StreamError>,
+    H: FnMut(StreamItem) -> Result<(), StreamError>,
 {
     if let Some(m) = mapping {
         if m.source.num_joints() != cfg.joints {
@@ -503,23 +596,55 @@ where
     let mut rec =
         StreamRecognizer::new(embedder, gallery, mapping, preprocess, cfg.window, cfg.hop)?;
     let mut frames = 0;
+    let mut skipped = 0;
+    let mut first_skip: Option<String> = None;
     let mut latencies = Vec::new();
     for frame in reader {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e @ StreamError::Read { .. }) => return Err(e),
+            Err(e) if cfg.strict => return Err(e),
+            Err(e) => {
+                skipped += 1;
+                first_skip.get_or_insert_with(|| e.to_string());
+                on(StreamItem::Skipped(e))?;
+                continue;
+            }
+        };
         frames += 1;
-        if let Some(ev) = rec.push(frame?)? {
+        if let Some(ev) = rec.push(frame)? {
             latencies.push(ev.latency_ms);
-            on_event(ev)?;
+            on(StreamItem::Event(ev))?;
         }
+    }
+    if frames == 0 && skipped > 0 {
+        return Err(StreamError::NoFrames {
+            skipped,
+            first: first_skip.unwrap_or_default(),
+        });
     }
     let events = latencies.len();
     latencies.sort_by(f64::total_cmp);
     Ok(StreamSummary {
         frames,
         events,
+        skipped,
         latency_mean_ms: latencies.iter().sum::<f64>() / events.max(1) as f64,
         latency_p50_ms: percentile(&latencies, 0.5),
         latency_p95_ms: percentile(&latencies, 0.95),
     })
+}
+
+/// A [`run_stream`] handler from an event handler: skipped lines pass silently (they are still
+/// counted in [`StreamSummary::skipped`]).
+pub fn events_only<F>(mut f: F) -> impl FnMut(StreamItem) -> Result<(), StreamError>
+where
+    F: FnMut(StreamEvent) -> Result<(), StreamError>,
+{
+    move |item| match item {
+        StreamItem::Event(e) => f(e),
+        StreamItem::Skipped(_) => Ok(()),
+    }
 }
 
 /// An event handler for [`run_stream`] that writes each event as one JSON line to `out`,

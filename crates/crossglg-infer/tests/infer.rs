@@ -6,8 +6,8 @@ use crossglg_data::Skeleton;
 use crossglg_infer::embedder::{EmbedError, Embedder};
 use crossglg_infer::gallery::{calibrate_threshold, Gallery};
 use crossglg_infer::stream::{
-    json_lines, run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamEvent,
-    StreamRecognizer,
+    events_only, json_lines, run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamError,
+    StreamEvent, StreamItem, StreamRecognizer,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -243,7 +243,7 @@ fn stream_emits_one_event_per_hop_with_the_active_class() {
             assert_eq!(sk.shape(), [1, 10, joints, 3]);
             Ok(sk)
         },
-        json_lines(&mut out),
+        events_only(json_lines(&mut out)),
     )
     .unwrap();
     assert_eq!(summary.frames, 60);
@@ -282,6 +282,7 @@ fn stream_errors_name_the_line() {
         joints,
         window: 2,
         hop: 1,
+        strict: true,
         ..Default::default()
     };
     let emb = OneHotOfLargestX { joints };
@@ -395,7 +396,7 @@ fn stream_maps_coco_2d_input_to_the_model_layout() {
         &g,
         Some(&m),
         Ok,
-        json_lines(&mut out),
+        events_only(json_lines(&mut out)),
     )
     .unwrap();
     assert_eq!(s.events, 2);
@@ -488,4 +489,87 @@ fn rename_merges_and_counts_follow() {
     assert_eq!(g.class_counts(), [2, 2]);
     assert_eq!(g.recognize(&[1.0, 0.05]).unwrap().class, "c");
     assert!(g.rename_class("b", " ").is_err());
+}
+
+/// Not strict (the default): a bad line is handed over as skipped, named by its line, and
+/// every later frame still counts; an over-long line is passed over without being kept; input
+/// with no good frame at all (JSON read as CSV) is an error, not "0 frames".
+#[test]
+fn stream_reports_bad_lines_and_goes_on() {
+    let joints = 3;
+    let cfg = StreamConfig {
+        joints,
+        window: 2,
+        hop: 1,
+        max_line_bytes: 200,
+        ..Default::default()
+    };
+    let emb = OneHotOfLargestX { joints };
+    let g = one_hot_gallery(joints);
+    let good = "{\"joints\": [[1,2,3],[1,2,3],[1,2,3]]}\n";
+    let long = format!("{{\"joints\": [{}]}}\n", vec!["[1,2,3]"; 5000].join(","));
+    let mut input = format!("{good}{{oops\n{good}{long}").into_bytes();
+    input.extend_from_slice(b"\xff\xfe\n");
+    input.extend_from_slice(format!("{good}{good}").as_bytes());
+    let mut skipped = Vec::new();
+    let mut events = 0;
+    let s = run_stream(&input[..], &cfg, &emb, &g, None, Ok, |item| {
+        match item {
+            StreamItem::Event(_) => events += 1,
+            StreamItem::Skipped(e) => skipped.push(e.to_string()),
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        (s.frames, s.skipped, s.events, events),
+        (4, 3, 3, 3),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[0].contains("line 2") && skipped[0].contains("invalid JSON"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].contains("line 4") && skipped[1].contains("longer than 200"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[2].contains("line 5") && skipped[2].contains("not UTF-8"),
+        "{skipped:?}"
+    );
+
+    // JSON fed as CSV: every line is bad, which is an error
+    let csv = StreamConfig {
+        format: PoseFormat::Csv,
+        ..cfg.clone()
+    };
+    let e = run_stream(
+        format!("{good}{good}").as_bytes(),
+        &csv,
+        &emb,
+        &g,
+        None,
+        Ok,
+        events_only(|_| Ok(())),
+    )
+    .unwrap_err();
+    assert!(matches!(e, StreamError::NoFrames { skipped: 1, .. }), "{e}");
+
+    // windows beyond the cap are refused before anything is allocated
+    let huge = StreamConfig {
+        window: 1_000_000_000,
+        ..cfg.clone()
+    };
+    let e = run_stream(
+        good.as_bytes(),
+        &huge,
+        &emb,
+        &g,
+        None,
+        Ok,
+        events_only(|_| Ok(())),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 10000"), "{e}");
 }
