@@ -398,6 +398,28 @@ impl TrainConfig {
         if self.epochs == 0 || self.batch_size == 0 {
             return bad("`epochs` and `batch_size` must be positive");
         }
+        // Every number must be finite (checked first, so the comparisons below see no NaN):
+        // `--set optim.lr=nan` used to train to NaN weights and report chance with exit 0.
+        let v = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return bad(&format!("cannot be written back as TOML: {e}")),
+        };
+        if let Some(key) = first_non_finite(&v, String::new()) {
+            return bad(&format!("`{key}` is not a finite number"));
+        }
+        let o = &self.optim;
+        if o.lr <= 0.0 {
+            return bad(&format!("`optim.lr` must be positive, got {}", o.lr));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return bad(&format!(
+                "`optim.momentum` must be in [0, 1), got {}",
+                o.momentum
+            ));
+        }
+        if o.weight_decay < 0.0 || o.gamma <= 0.0 {
+            return bad("`optim.weight_decay` must be at least 0 and `optim.gamma` positive");
+        }
         if self.model.guidance != crossglg_model::Guidance::None
             && self.text.bank.is_none()
             && self.text.descriptions.is_none()
@@ -405,6 +427,26 @@ impl TrainConfig {
             return bad("guidance needs text: set [text] bank or descriptions (or model.guidance = \"none\")");
         }
         Ok(())
+    }
+}
+
+/// The dotted key of the first NaN or infinite float in `v`, if any.
+fn first_non_finite(v: &toml::Value, at: String) -> Option<String> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(at),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
+            let key = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            first_non_finite(v, key)
+        }),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_non_finite(v, format!("{at}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -453,6 +495,24 @@ samples_per_class = 4
 [model]
 guidance = "none"
 "#;
+
+    #[test]
+    fn numbers_must_be_finite_and_in_range() {
+        for (set, key) in [
+            ("optim.lr=nan", "optim.lr"),
+            ("optim.lr=inf", "optim.lr"),
+            ("optim.lr=-0.1", "optim.lr"),
+            ("optim.momentum=1.5", "optim.momentum"),
+            ("model.loss.cross=nan", "model.loss.cross"),
+        ] {
+            let mut t: toml::Table = toml::from_str(MIN).unwrap();
+            apply_overrides(&mut t, &[set.to_string()], "t").unwrap();
+            let e = TrainConfig::from_toml_str(&toml::to_string(&t).unwrap(), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+    }
 
     #[test]
     fn data_source_is_one_of_packed_or_synthetic() {
