@@ -1139,6 +1139,48 @@ fn tiny_pickle(shape: &[u8], dtype: &str, data: &[u8], label: u8) -> Vec<u8> {
     p
 }
 
+/// A label far beyond any dataset's class count (10^9, 2^63 - 1) is a clean error naming the
+/// field, not a billion class names or a capacity-overflow panic.
+#[test]
+fn pyskl_huge_labels_are_refused() {
+    let layout = Layout::builtin("coco17").unwrap();
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let good = tiny_pickle(&[1, 1, 17, 2], "f4", &f32s(&[0.25; 34]), 2);
+    let d = parse_pyskl(
+        &good,
+        Path::new("l.pkl"),
+        &layout,
+        None,
+        &DirOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(d.dataset.classes, ["0", "1", "2"]);
+    for (bytes, name) in [
+        (&b"J\x00\xca\x9a\x3b"[..], "1000000000"),
+        (
+            &b"\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x7f"[..],
+            "9223372036854775807",
+        ),
+    ] {
+        let mut label = b"label".to_vec();
+        label.extend_from_slice(bytes);
+        let p = replace_bytes(&good, b"labelK\x02", &label);
+        let e = parse_pyskl(
+            &p,
+            Path::new("l.pkl"),
+            &layout,
+            None,
+            &DirOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("l.pkl") && e.contains(".label") && e.contains(name),
+            "{name}: {e}"
+        );
+    }
+}
+
 #[test]
 fn pyskl_malformed_pickles_give_errors_naming_file() {
     let layout = Layout::builtin("coco17").unwrap();

@@ -125,14 +125,30 @@ pub fn parse_pyskl(
         }
     }
     report.read = samples.len();
-    let classes = classes.unwrap_or_else(|| {
-        let n = samples
-            .iter()
-            .filter_map(|s| s.meta.label)
-            .max()
-            .map_or(0, |m| m + 1);
-        (0..n).map(|i| i.to_string()).collect()
-    });
+    let classes = match classes {
+        Some(c) => c,
+        None => {
+            // pyskl labels are class indices: name them "0".."max". A label beyond any real
+            // dataset's class count would make that many names (10^9 of them, or a
+            // capacity-overflow panic for 2^63 - 1): refused instead.
+            let max = samples.iter().filter_map(|s| s.meta.label).max();
+            if let Some((s, l)) = samples
+                .iter()
+                .find_map(|s| s.meta.label.filter(|&l| l >= MAX_CLASSES).map(|l| (s, l)))
+            {
+                return Err(ReadError::field(
+                    path,
+                    format!("annotations[{}].label", s.meta.name),
+                    format!(
+                        "is {l}, more classes than any dataset has (at most {MAX_CLASSES}); pass the class names"
+                    ),
+                ));
+            }
+            (0..max.map_or(0, |m| m + 1))
+                .map(|i| i.to_string())
+                .collect()
+        }
+    };
     if let Some(s) = samples
         .iter()
         .find(|s| s.meta.label.is_some_and(|l| l >= classes.len()))
@@ -162,6 +178,9 @@ pub fn parse_pyskl(
         report,
     })
 }
+
+/// The most classes a pickle's labels may imply without class names (Kinetics-700 has 700).
+pub const MAX_CLASSES: usize = 100_000;
 
 fn meta_from_name(name: &str) -> SampleMeta {
     parse_ntu_name(name)
