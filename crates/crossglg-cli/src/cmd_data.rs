@@ -61,6 +61,10 @@ pub struct ConvertArgs {
     /// Persons kept per sample.
     #[arg(long, default_value_t = 2)]
     max_bodies: usize,
+    /// The most the dataset may hold in memory, GiB of f32 (default 4; reading stops with an
+    /// error beyond).
+    #[arg(long)]
+    max_gib: Option<f64>,
 }
 
 #[derive(Args)]
@@ -199,6 +203,12 @@ fn convert(a: ConvertArgs) -> Result<()> {
         max_bodies: a.max_bodies,
         ..Default::default()
     };
+    if let Some(g) = a.max_gib {
+        if !(g.is_finite() && g > 0.0) {
+            bail!("--max-gib must be a positive number, got {g}");
+        }
+        opts.max_total_values = (g * (1u64 << 30) as f64 / 4.0) as usize;
+    }
     if let Some(p) = &a.exclude {
         opts.exclude = read_name_list(p)?.into_iter().collect();
     }

@@ -1487,3 +1487,51 @@ mod props {
         }
     }
 }
+
+/// Small files that used to ask for huge allocations: a body of 1000 joints (NTU bodies have
+/// 25), and a frame count whose array alone would pass the per-sample budget; both refused
+/// with the line named, before the array exists.
+#[test]
+fn ntu_small_files_cannot_ask_for_huge_arrays() {
+    let joints_1000 = "1\n1\n72057594037965350 0 1 1 0 0 0 0.1 0.2 2\n1000\n";
+    let e = parse_ntu_recording(joints_1000.as_bytes(), Path::new("j.skeleton"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("j.skeleton:4") && e.contains("joint count is 1000"),
+        "{e}"
+    );
+    let frames = "999999\n0\n0\n";
+    let e = parse_ntu_recording(frames.as_bytes(), Path::new("f.skeleton"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("f.skeleton:1") && e.contains("999999 frames"),
+        "{e}"
+    );
+}
+
+/// The dataset's value budget stops reading once passed, naming the source (a pickle that
+/// references one memoised annotation thousands of times used to become gigabytes).
+#[test]
+fn dataset_value_budget_stops_reading() {
+    let layout = Layout::builtin("coco17").unwrap();
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let good = tiny_pickle(&[1, 1, 17, 2], "f4", &f32s(&[0.25; 34]), 2);
+    let opts = DirOptions {
+        max_total_values: 10,
+        ..Default::default()
+    };
+    let e = parse_pyskl(&good, Path::new("m.pkl"), &layout, None, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m.pkl") && e.contains("more than 10 values"),
+        "{e}"
+    );
+    let opts = DirOptions {
+        max_total_values: 34,
+        ..Default::default()
+    };
+    parse_pyskl(&good, Path::new("m.pkl"), &layout, None, &opts).unwrap();
+}

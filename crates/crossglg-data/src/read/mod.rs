@@ -31,6 +31,10 @@ pub const MAX_ABS_VALUE: f32 = 1.0e6;
 /// Caps applied to counts read from a file before anything is allocated from them.
 pub const MAX_FRAMES: usize = 1_000_000;
 pub const MAX_BODIES_PER_FRAME: usize = 64;
+/// The most values (persons × frames × joints × channels) one sample may hold: 2^26, 256 MiB of
+/// f32 (a 25-joint, 2-person sequence of about 7 hours at 30 fps). Checked before its array is
+/// allocated.
+pub const MAX_SAMPLE_VALUES: usize = 1 << 26;
 pub const MAX_JOINTS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +236,8 @@ pub struct DirOptions {
     pub exclude: std::collections::BTreeSet<String>,
     /// Keep samples whose every value is zero (default: leave them out, list them as flagged).
     pub keep_all_zero: bool,
+    /// The most values (f32) the whole dataset may hold; reading stops with an error beyond.
+    pub max_total_values: usize,
 }
 
 impl Default for DirOptions {
@@ -241,7 +247,87 @@ impl Default for DirOptions {
             max_bodies: 2,
             exclude: Default::default(),
             keep_all_zero: false,
+            max_total_values: DEFAULT_MAX_TOTAL_VALUES,
         }
+    }
+}
+
+/// The default of [`DirOptions::max_total_values`]: 2^30 values, 4 GiB of f32 (NTU-120 whole,
+/// 114 480 samples of about 300 frames × 25 joints × 2 persons × 3, is about 5 · 10^9 values
+/// before resampling: pack it in parts or raise the budget).
+pub const DEFAULT_MAX_TOTAL_VALUES: usize = 1 << 30;
+
+/// Collects samples as a reader produces them: the quality flags, the strict / skip choice and
+/// the dataset's value budget, in one place for every reader.
+pub(crate) struct Collector<'a> {
+    opts: &'a DirOptions,
+    origin: &'a Path,
+    samples: Vec<Sample>,
+    report: ReadReport,
+    values: usize,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(opts: &'a DirOptions, origin: &'a Path, report: ReadReport) -> Self {
+        Collector {
+            opts,
+            origin,
+            samples: Vec::new(),
+            report,
+            values: 0,
+        }
+    }
+
+    /// Takes one reader result (`path` names it in the report): flagged when its quality is
+    /// off, left out when all zero (unless kept), an error in strict mode or skipped otherwise;
+    /// an error once the dataset's values pass the budget.
+    pub fn add(
+        &mut self,
+        path: PathBuf,
+        result: Result<Sample, ReadError>,
+    ) -> Result<(), ReadError> {
+        match result {
+            Ok(sample) => {
+                let quality = Quality::of(&sample.skeleton);
+                let kept = self.opts.keep_all_zero || !matches!(quality, Quality::AllZero { .. });
+                if !quality.is_ok() {
+                    self.report.flagged.push(Flagged {
+                        path,
+                        quality,
+                        kept,
+                    });
+                }
+                if kept && !self.opts.exclude.contains(&sample.meta.name) {
+                    self.values += sample.skeleton.data.len();
+                    if self.values > self.opts.max_total_values {
+                        return Err(ReadError::invalid(
+                            self.origin,
+                            format!(
+                                "the dataset would hold more than {} values ({:.3} GiB of f32) after {} samples; raise the budget (--max-gib) or read it in parts",
+                                self.opts.max_total_values,
+                                self.opts.max_total_values as f64 * 4.0 / (1u64 << 30) as f64,
+                                self.samples.len()
+                            ),
+                        ));
+                    }
+                    self.samples.push(sample);
+                }
+                Ok(())
+            }
+            Err(e) if self.opts.strict => Err(e),
+            Err(e) => {
+                self.report.skipped.push(Skipped {
+                    path,
+                    reason: e.to_string(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> (Vec<Sample>, ReadReport) {
+        self.report.read = self.samples.len();
+        (self.samples, self.report)
     }
 }
 
@@ -280,6 +366,7 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
 
 /// Reads every file with `read_one` on rayon's pool and assembles a dataset in file order.
 pub(crate) fn read_files_parallel<F>(
+    origin: &Path,
     files: Vec<PathBuf>,
     opts: &DirOptions,
     name: &str,
@@ -303,38 +390,16 @@ where
             reason: "excluded (listed in the exclusion list)".into(),
         });
     }
-    let results: Vec<(PathBuf, Result<Sample, ReadError>)> = todo
-        .into_par_iter()
-        .map(|p| {
-            let r = read_one(&p);
-            (p, r)
-        })
-        .collect();
-    let mut samples = Vec::with_capacity(results.len());
-    for (path, result) in results {
-        match result {
-            Ok(sample) => {
-                let quality = Quality::of(&sample.skeleton);
-                let kept = opts.keep_all_zero || !matches!(quality, Quality::AllZero { .. });
-                if !quality.is_ok() {
-                    report.flagged.push(Flagged {
-                        path,
-                        quality,
-                        kept,
-                    });
-                }
-                if kept {
-                    samples.push(sample);
-                }
-            }
-            Err(e) if opts.strict => return Err(e),
-            Err(e) => report.skipped.push(Skipped {
-                path,
-                reason: e.to_string(),
-            }),
+    // In chunks, so the budget stops a large folder after at most one chunk past it.
+    let mut c = Collector::new(opts, origin, report);
+    for chunk in todo.chunks(64) {
+        let results: Vec<(PathBuf, Result<Sample, ReadError>)> =
+            chunk.par_iter().map(|p| (p.clone(), read_one(p))).collect();
+        for (path, result) in results {
+            c.add(path, result)?;
         }
     }
-    report.read = samples.len();
+    let (samples, report) = c.finish();
     Ok((
         Dataset {
             name: name.to_string(),

@@ -165,6 +165,7 @@ pub fn parse_msr(
 pub fn read_msr_dir(dir: &Path, opts: &DirOptions) -> Result<(Dataset, ReadReport), ReadError> {
     let files = list_files(dir, ".txt")?;
     read_files_parallel(
+        dir,
         files,
         opts,
         "msr-action3d",

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{
-    check_value, read_bytes, DirOptions, Flagged, Lines, Quality, ReadError, ReadReport, Skipped,
+    check_value, read_bytes, Collector, DirOptions, Lines, ReadError, ReadReport,
     MAX_BODIES_PER_FRAME, MAX_FRAMES, MAX_JOINTS,
 };
 use crate::layout::Layout;
@@ -454,35 +454,15 @@ pub fn read_npy_dir(
             (row, r)
         })
         .collect();
-    let mut report = ReadReport {
+    let report = ReadReport {
         files: results.len(),
         ..Default::default()
     };
-    let mut samples = Vec::new();
+    let mut c = Collector::new(opts, dir, report);
     for (row, r) in results {
-        match r {
-            Ok(s) => {
-                let quality = Quality::of(&s.skeleton);
-                let kept = opts.keep_all_zero || !matches!(quality, Quality::AllZero { .. });
-                if !quality.is_ok() {
-                    report.flagged.push(Flagged {
-                        path: row.file.clone(),
-                        quality,
-                        kept,
-                    });
-                }
-                if kept {
-                    samples.push(s);
-                }
-            }
-            Err(e) if opts.strict => return Err(e),
-            Err(e) => report.skipped.push(Skipped {
-                path: row.file,
-                reason: e.to_string(),
-            }),
-        }
+        c.add(row.file, r)?;
     }
-    report.read = samples.len();
+    let (samples, report) = c.finish();
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

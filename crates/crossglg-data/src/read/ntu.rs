@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::{
     list_files, parse_count, parse_f32, read_bytes, read_files_parallel, show, split_n, stem,
     tokens, DirOptions, Lines, ReadError, ReadReport, MAX_BODIES_PER_FRAME, MAX_FRAMES, MAX_JOINTS,
+    MAX_SAMPLE_VALUES,
 };
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
 
@@ -204,12 +205,18 @@ pub struct NtuRecording {
 impl NtuRecording {
     /// Distinct body ids in order of first appearance, with the number of frames each is in.
     pub fn body_tracks(&self) -> Vec<(u64, usize)> {
+        // indexed by id: a file with many distinct ids must not cost a search per body
+        let mut index: std::collections::HashMap<u64, usize> = Default::default();
         let mut tracks: Vec<(u64, usize)> = Vec::new();
         for frame in &self.frames {
             for body in &frame.bodies {
-                match tracks.iter_mut().find(|(id, _)| *id == body.info.body_id) {
-                    Some((_, n)) => *n += 1,
-                    None => tracks.push((body.info.body_id, 1)),
+                let id = body.info.body_id;
+                match index.get(&id) {
+                    Some(&i) => tracks[i].1 += 1,
+                    None => {
+                        index.insert(id, tracks.len());
+                        tracks.push((id, 1));
+                    }
                 }
             }
         }
@@ -302,6 +309,9 @@ pub fn recording_to_sample(rec: &NtuRecording, max_bodies: usize) -> Sample {
     }
 }
 
+/// Joints of a Kinect v2 body.
+pub const NTU_JOINTS: usize = 25;
+
 /// Parses the bytes of a `.skeleton` file; `path` is only used to name the file in errors and
 /// to derive the sample name.
 pub fn parse_ntu_recording(data: &[u8], path: &Path) -> Result<NtuRecording, ReadError> {
@@ -311,6 +321,12 @@ pub fn parse_ntu_recording(data: &[u8], path: &Path) -> Result<NtuRecording, Rea
     };
     let header = p.line(|| "the frame count".into())?;
     let n_frames = p.count(header, "frame count", MAX_FRAMES)?;
+    // What the sample's array will hold (2 persons kept by default), checked before reading on.
+    if n_frames * NTU_JOINTS * 3 * 2 > MAX_SAMPLE_VALUES {
+        return Err(p.err(format!(
+            "{n_frames} frames would need more than {MAX_SAMPLE_VALUES} values; not a Kinect recording"
+        )));
+    }
     let mut frames = Vec::with_capacity(n_frames.min(4096));
     let mut joints_per_body: Option<usize> = None;
     for t in 0..n_frames {
@@ -323,8 +339,10 @@ pub fn parse_ntu_recording(data: &[u8], path: &Path) -> Result<NtuRecording, Rea
             let line =
                 p.line(|| format!("the joint count of body {} in frame {}", b + 1, t + 1))?;
             let n_joints = p.count(line, "joint count", MAX_JOINTS)?;
-            if n_joints == 0 {
-                return Err(p.err("joint count is 0"));
+            if n_joints != NTU_JOINTS {
+                return Err(p.err(format!(
+                    "joint count is {n_joints}; a Kinect v2 body has {NTU_JOINTS}"
+                )));
             }
             match joints_per_body {
                 None => joints_per_body = Some(n_joints),
@@ -364,7 +382,7 @@ pub fn parse_ntu_recording(data: &[u8], path: &Path) -> Result<NtuRecording, Rea
     Ok(NtuRecording {
         name: stem(path, ".skeleton"),
         frames,
-        joints: joints_per_body.unwrap_or(25),
+        joints: joints_per_body.unwrap_or(NTU_JOINTS),
     })
 }
 
@@ -607,6 +625,7 @@ pub fn read_ntu_dir(dir: &Path, opts: &DirOptions) -> Result<(Dataset, ReadRepor
     let files = list_files(dir, ".skeleton")?;
     let max_bodies = opts.max_bodies;
     read_files_parallel(
+        dir,
         files,
         opts,
         "ntu-rgbd",

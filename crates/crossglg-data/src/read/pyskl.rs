@@ -14,8 +14,8 @@ use super::ntu::parse_ntu_name;
 use super::pickle::{unpickle, Value};
 use super::ucla::parse_ucla_name;
 use super::{
-    check_value, read_bytes, DirOptions, Flagged, Quality, ReadError, ReadReport, Skipped,
-    MAX_BODIES_PER_FRAME, MAX_FRAMES, MAX_JOINTS,
+    check_value, read_bytes, Collector, DirOptions, ReadError, ReadReport, MAX_BODIES_PER_FRAME,
+    MAX_FRAMES, MAX_JOINTS,
 };
 use crate::layout::Layout;
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
@@ -96,35 +96,20 @@ pub fn parse_pyskl(
         .as_seq()
         .ok_or_else(|| ReadError::field(path, "annotations", "is not a list"))?;
 
-    let mut report = ReadReport {
+    let report = ReadReport {
         files: anns.len(),
         ..Default::default()
     };
-    let mut samples = Vec::with_capacity(anns.len());
+    let mut c = Collector::new(opts, path, report);
     for (i, ann) in anns.iter().enumerate() {
-        match annotation(ann, i, path, layout) {
-            Ok(s) => {
-                let quality = Quality::of(&s.skeleton);
-                let kept = opts.keep_all_zero || !matches!(quality, Quality::AllZero { .. });
-                if !quality.is_ok() {
-                    report.flagged.push(Flagged {
-                        path: path.join(&s.meta.name),
-                        quality,
-                        kept,
-                    });
-                }
-                if kept && !opts.exclude.contains(&s.meta.name) {
-                    samples.push(s);
-                }
-            }
-            Err(e) if opts.strict => return Err(e),
-            Err(e) => report.skipped.push(Skipped {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-        }
+        let r = annotation(ann, i, path, layout);
+        let at = match &r {
+            Ok(s) => path.join(&s.meta.name),
+            Err(_) => path.to_path_buf(),
+        };
+        c.add(at, r)?;
     }
-    report.read = samples.len();
+    let (samples, report) = c.finish();
     let classes = match classes {
         Some(c) => c,
         None => {

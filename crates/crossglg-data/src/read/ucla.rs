@@ -139,6 +139,7 @@ pub fn parse_ucla(data: &[u8], path: &Path) -> Result<Sample, ReadError> {
 pub fn read_ucla_dir(dir: &Path, opts: &DirOptions) -> Result<(Dataset, ReadReport), ReadError> {
     let files = list_files(dir, ".json")?;
     read_files_parallel(
+        dir,
         files,
         opts,
         "nw-ucla",
