@@ -334,10 +334,11 @@ fn torch_base(name: &str) -> &str {
 }
 
 fn load_torch(p: &FsPath) -> Result<Vec<TorchRow>, BenchError> {
-    let s = std::fs::read_to_string(p).map_err(|source| BenchError::Io {
-        path: p.into(),
-        source,
-    })?;
+    let s = crossglg_data::bounded::read_to_string(p, crossglg_data::bounded::SMALL_FILE_BYTES)
+        .map_err(|source| BenchError::Io {
+            path: p.into(),
+            source,
+        })?;
     serde_json::from_str(&s).map_err(|source| BenchError::TorchJson {
         path: p.into(),
         source,

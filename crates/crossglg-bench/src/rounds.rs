@@ -91,7 +91,9 @@ pub fn summarize(dir: &Path) -> Result<RoundsSummary, BenchError> {
                 })
             }
         }
-        let text = std::fs::read_to_string(&rp).map_err(io(rp.clone()))?;
+        let text =
+            crossglg_data::bounded::read_to_string(&rp, crossglg_data::bounded::SMALL_FILE_BYTES)
+                .map_err(io(rp.clone()))?;
         let report: BenchReport =
             serde_json::from_str(&text).map_err(|source| BenchError::Report {
                 path: rp.clone(),

@@ -65,6 +65,9 @@ pub struct ConvertArgs {
     /// error beyond).
     #[arg(long)]
     max_gib: Option<f64>,
+    /// Let a `.npy` folder's manifest name files outside that folder (refused by default).
+    #[arg(long)]
+    allow_outside_paths: bool,
 }
 
 #[derive(Args)]
@@ -201,6 +204,7 @@ fn convert(a: ConvertArgs) -> Result<()> {
     let mut opts = DirOptions {
         strict: a.strict,
         max_bodies: a.max_bodies,
+        allow_outside_paths: a.allow_outside_paths,
         ..Default::default()
     };
     if let Some(g) = a.max_gib {

@@ -135,8 +135,11 @@ pub fn run(cmd: TextCommand) -> Result<()> {
 }
 
 fn run_describe(a: DescribeArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.classes)
-        .with_context(|| format!("reading class list {}", a.classes.display()))?;
+    let text = crossglg_data::bounded::read_to_string(
+        &a.classes,
+        crossglg_data::bounded::SMALL_FILE_BYTES,
+    )
+    .with_context(|| format!("reading class list {}", a.classes.display()))?;
     let classes: Vec<String> = text
         .lines()
         .map(str::trim)

@@ -176,7 +176,8 @@ fn read_calibration(l: &Loaded) -> Result<Option<ThresholdCalibration>> {
         return Ok(None);
     }
     let c = serde_json::from_str(
-        &std::fs::read_to_string(&t).with_context(|| format!("reading {}", t.display()))?,
+        &crossglg_data::bounded::read_to_string(&t, crossglg_data::bounded::SMALL_FILE_BYTES)
+            .with_context(|| format!("reading {}", t.display()))?,
     )
     .with_context(|| format!("{}: not a threshold calibration", t.display()))?;
     Ok(Some(c))
@@ -323,7 +324,7 @@ fn read_token(a: &ServeArgs) -> Result<Option<String>> {
                 );
             }
             Some(
-                std::fs::read_to_string(f)
+                crossglg_data::bounded::read_to_string(f, 4096)
                     .with_context(|| format!("reading token file {}", f.display()))?
                     .trim()
                     .to_string(),
@@ -529,7 +530,11 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
         PlotCommand::Confusion { run, out, method } => {
             let p = run.join("report.json");
             let reports: Vec<crossglg_infer::report::EvalReport> = serde_json::from_str(
-                &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+                &crossglg_data::bounded::read_to_string(
+                    &p,
+                    crossglg_data::bounded::SMALL_FILE_BYTES,
+                )
+                .with_context(|| format!("reading {}", p.display()))?,
             )
             .with_context(|| format!("{}: not a report", p.display()))?;
             let r = reports

@@ -89,10 +89,12 @@ impl Layout {
     }
 
     pub fn from_toml_file(path: &Path) -> Result<Self, LayoutError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::bounded::read_to_string(path, crate::bounded::SMALL_FILE_BYTES).map_err(
+            |source| LayoutError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 

@@ -3,6 +3,7 @@
 //! protocols.
 
 pub mod atomic;
+pub mod bounded;
 pub mod inspect;
 pub mod layout;
 pub mod mapping;

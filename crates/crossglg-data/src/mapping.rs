@@ -114,10 +114,12 @@ impl Mapping {
             return Self::from_file_layouts(&file, &origin);
         }
         let path = Path::new(name_or_path);
-        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::bounded::read_to_string(path, crate::bounded::SMALL_FILE_BYTES).map_err(
+            |source| MappingError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         let origin = path.display().to_string();
         let file = MappingFile::from_toml_str(&text, &origin)?;
         Self::from_file_layouts(&file, &origin)

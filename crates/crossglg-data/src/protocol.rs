@@ -461,10 +461,12 @@ impl Split {
     }
 
     pub fn from_toml_file(path: &Path) -> Result<Split, ProtocolError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProtocolError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::bounded::read_to_string(path, crate::bounded::SMALL_FILE_BYTES).map_err(
+            |source| ProtocolError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         let base = path.parent().unwrap_or(Path::new("."));
         Split::from_toml_str(&text, &path.display().to_string(), base)
     }
@@ -636,10 +638,12 @@ pub fn parse_name_list(text: &str) -> Vec<String> {
 }
 
 pub fn read_name_list(path: &Path) -> Result<Vec<String>, ProtocolError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ProtocolError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::bounded::read_to_string(path, crate::bounded::SMALL_FILE_BYTES).map_err(
+        |source| ProtocolError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )?;
     Ok(parse_name_list(&text))
 }
 

@@ -183,10 +183,13 @@ pub struct TaggedFile {
 impl TaggedFile {
     /// Reads `path`, which must be a `kind` file of version 1 ..= `max_version`.
     pub fn read(path: &Path, kind: &'static str, max_version: u32) -> Result<Self, TaggedError> {
-        let bytes = std::fs::read(path).map_err(|source| TaggedError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            crate::bounded::read(path, crate::bounded::DATA_FILE_BYTES).map_err(|source| {
+                TaggedError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         Self::from_bytes(path, bytes, kind, max_version)
     }
 

@@ -1535,3 +1535,69 @@ fn dataset_value_budget_stops_reading() {
     };
     parse_pyskl(&good, Path::new("m.pkl"), &layout, None, &opts).unwrap();
 }
+
+/// A manifest is data from elsewhere: rows that leave the folder (`..`, absolute paths, a link
+/// out) or name something that is not a regular file (a device) are refused, naming the
+/// manifest line; `allow_outside_paths` lets the first kinds through.
+#[test]
+fn npy_manifest_paths_stay_in_their_folder() {
+    use crossglg_data::read::npy::write_npy_folder;
+    use crossglg_data::synth::{generate, SynthConfig};
+    let ds = generate(&SynthConfig {
+        classes: vec!["wave".into()],
+        samples_per_class: 1,
+        frames: [10, 10],
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("data");
+    write_npy_folder(&ds, &dir).unwrap();
+    let name = format!("{}.npy", ds.samples[0].meta.name);
+    std::fs::copy(dir.join(&name), outer.path().join("outside.npy")).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("outside.npy"), dir.join("link.npy")).unwrap();
+    for (entry, what) in [
+        ("../outside.npy", "inside the manifest's folder"),
+        ("/dev/zero", "inside the manifest's folder"),
+        ("link.npy", "through a link"),
+    ] {
+        std::fs::write(
+            dir.join("manifest.csv"),
+            format!("file,label\n{entry},wave\n"),
+        )
+        .unwrap();
+        let e = read_npy_dir(&dir, "ntu25", &DirOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("manifest.csv:2") && e.contains(what) && e.contains(entry),
+            "{entry}: {e}"
+        );
+    }
+    // allowed explicitly: the link and the parent path read; a device still does not
+    let opts = DirOptions {
+        allow_outside_paths: true,
+        ..Default::default()
+    };
+    for entry in ["../outside.npy", "link.npy"] {
+        std::fs::write(
+            dir.join("manifest.csv"),
+            format!("file,label\n{entry},wave\n"),
+        )
+        .unwrap();
+        let (d, _) = read_npy_dir(&dir, "ntu25", &opts).unwrap();
+        assert_eq!(d.samples.len(), 1, "{entry}");
+    }
+    std::fs::write(dir.join("manifest.csv"), "file,label\n/dev/zero,wave\n").unwrap();
+    let strict = DirOptions {
+        strict: true,
+        ..opts
+    };
+    let e = read_npy_dir(&dir, "ntu25", &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+}

@@ -406,10 +406,11 @@ impl Gallery {
     }
 
     pub fn load(path: &Path) -> Result<Self, GalleryError> {
-        let bytes = std::fs::read(path).map_err(|source| GalleryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crossglg_data::bounded::read(path, crossglg_data::bounded::DATA_FILE_BYTES)
+            .map_err(|source| GalleryError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         // Galleries written before the tagged layer carry their tag in the JSON header.
         let legacy = |meta: &HashMap<String, String>| {
             meta.get(META_KEY)

@@ -219,10 +219,12 @@ impl EvalReport {
     }
 
     pub fn read_json(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crossglg_data::bounded::read_to_string(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+                .map_err(|source| ReportError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         serde_json::from_str(&text).map_err(|source| ReportError::Json {
             path: path.to_path_buf(),
             source,

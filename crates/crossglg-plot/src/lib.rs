@@ -269,10 +269,12 @@ pub struct MetricSeries {
 /// Reads one JSON object per line; every numeric top-level field except `step` and `epoch`
 /// becomes a series. Blank lines are skipped; non-numeric fields are ignored.
 pub fn read_metrics_jsonl(path: &Path) -> Result<MetricSeries, PlotError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlotError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        crossglg_data::bounded::read_to_string(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+            .map_err(|source| PlotError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -62,7 +62,7 @@ fn model_err(dir: &Path, message: impl Into<String>) -> TextError {
 
 fn read_json(dir: &Path, name: &str) -> Result<Option<serde_json::Value>, TextError> {
     let p = dir.join(name);
-    match std::fs::read_to_string(&p) {
+    match crossglg_data::bounded::read_to_string(&p, crossglg_data::bounded::SMALL_FILE_BYTES) {
         Ok(t) => serde_json::from_str(&t)
             .map(Some)
             .map_err(|e| model_err(dir, format!("{name}: {e}"))),

@@ -91,10 +91,12 @@ impl DescriptionFile {
 
     /// Reads a file without checking it against a layout (see [`validate`]).
     pub fn load(path: &Path) -> Result<Self, FormatError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FormatError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crossglg_data::bounded::read_to_string(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+                .map_err(|source| FormatError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         Self::from_json_str(&text, path)
     }
 

@@ -45,10 +45,11 @@ pub const BODY_PARTS: [(&str, &str); 6] = [
 ];
 
 fn read(path: &Path) -> Result<String, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crossglg_data::bounded::read(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+        .map_err(|source| ImportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
 }
 

@@ -353,7 +353,10 @@ pub fn cache_path(
 }
 
 fn read_cache(path: &Path, expect: &CachedAnswer) -> Result<Option<CachedAnswer>, LlmError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crossglg_data::bounded::read_to_string(
+        path,
+        crossglg_data::bounded::SMALL_FILE_BYTES,
+    ) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

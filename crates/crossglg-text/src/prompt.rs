@@ -71,10 +71,12 @@ impl PromptTemplate {
 
     /// A template from a file; it must contain `{action}` and `{joints}`.
     pub fn from_file(kind: PromptKind, path: &Path) -> Result<Self, PromptError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PromptError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crossglg_data::bounded::read_to_string(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+                .map_err(|source| PromptError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         Self::from_text(kind, &text, &path.display().to_string())
     }
 

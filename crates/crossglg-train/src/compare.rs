@@ -56,12 +56,17 @@ pub fn read_run(dir: &Path) -> Result<RunResult, CompareError> {
         message,
     };
     let cfg_path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&cfg_path)
-        .map_err(|e| err(format!("cannot read config.toml: {e}")))?;
+    let text =
+        crossglg_data::bounded::read_to_string(&cfg_path, crossglg_data::bounded::SMALL_FILE_BYTES)
+            .map_err(|e| err(format!("cannot read config.toml: {e}")))?;
     let cfg = TrainConfig::from_toml_str(&text, &cfg_path.display().to_string())
         .map_err(|e| err(e.to_string()))?;
     let report_path = dir.join("report.json");
-    let text = std::fs::read_to_string(&report_path).map_err(|e| {
+    let text = crossglg_data::bounded::read_to_string(
+        &report_path,
+        crossglg_data::bounded::SMALL_FILE_BYTES,
+    )
+    .map_err(|e| {
         err(format!(
             "cannot read report.json (did the run finish?): {e}"
         ))

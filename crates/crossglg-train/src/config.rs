@@ -344,10 +344,12 @@ impl TrainConfig {
     /// Reads a config file, applies `key=value` overrides (TOML values; bare words are taken
     /// as strings), and resolves relative paths against the file's folder.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crossglg_data::bounded::read_to_string(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+                .map_err(|source| ConfigError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         let origin = path.display().to_string();
         let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             origin: origin.clone(),

@@ -238,6 +238,8 @@ pub struct DirOptions {
     pub keep_all_zero: bool,
     /// The most values (f32) the whole dataset may hold; reading stops with an error beyond.
     pub max_total_values: usize,
+    /// Let a `.npy` folder's manifest name files outside its folder (default: refused).
+    pub allow_outside_paths: bool,
 }
 
 impl Default for DirOptions {
@@ -248,6 +250,7 @@ impl Default for DirOptions {
             exclude: Default::default(),
             keep_all_zero: false,
             max_total_values: DEFAULT_MAX_TOTAL_VALUES,
+            allow_outside_paths: false,
         }
     }
 }
@@ -361,7 +364,7 @@ pub(crate) fn stem(path: &Path, suffix: &str) -> String {
 }
 
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
-    std::fs::read(path).map_err(|e| ReadError::io(path, e))
+    crate::bounded::read(path, crate::bounded::DATA_FILE_BYTES).map_err(|e| ReadError::io(path, e))
 }
 
 /// Reads every file with `read_one` on rayon's pool and assembles a dataset in file order.

@@ -1,0 +1,70 @@
+//! Reading a file whole, safely: only regular files (a device such as `/dev/zero` or a FIFO
+//! would read forever or block), and never more than a cap (a file that grows while it is read
+//! stops at the cap). Every reader of the workspace that takes a whole file goes through here.
+
+use std::io::Read;
+use std::path::Path;
+
+/// Cap for configuration-sized files: TOML, JSON, CSV manifests, class lists, descriptions.
+pub const SMALL_FILE_BYTES: u64 = 64 << 20;
+/// Cap for data files: skeleton files, `.npy` arrays, pyskl pickles (NTU-120's 3-D pickle is
+/// about 4 GB), safetensors.
+pub const DATA_FILE_BYTES: u64 = 16 << 30;
+
+/// The bytes of the regular file at `path`, at most `cap` of them (more is an error of kind
+/// `FileTooLarge`; not a regular file is `InvalidInput`).
+pub fn read(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let too_large = |n: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("{n} bytes or more; at most {cap} are read"),
+        )
+    };
+    if meta.len() > cap {
+        return Err(too_large(meta.len()));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(cap + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > cap {
+        return Err(too_large(out.len() as u64));
+    }
+    Ok(out)
+}
+
+/// [`read`] as UTF-8 text (a leading byte-order mark is dropped).
+pub fn read_to_string(path: &Path, cap: u64) -> std::io::Result<String> {
+    let bytes = read(path, cap)?;
+    let mut s = String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))?;
+    if s.starts_with('\u{feff}') {
+        s.drain(..3);
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_devices_and_caps_size() {
+        let e = read(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"\xef\xbb\xbfhello").unwrap();
+        assert_eq!(read_to_string(&p, 100).unwrap(), "hello");
+        let e = read(&p, 4).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(read(dir.path(), 100).is_err());
+    }
+}
