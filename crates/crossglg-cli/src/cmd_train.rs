@@ -43,6 +43,9 @@ pub struct TrainArgs {
     /// Continue from the run directory's last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// With --resume: continue although the config differs from the one the run started with.
+    #[arg(long, requires = "resume")]
+    force: bool,
     #[arg(long)]
     quiet: bool,
 }
@@ -165,12 +168,18 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         cfg.model.guidance,
         encoder
     );
-    run_and_report(&cfg, &a.out, false, a.quiet)
+    run_and_report(&cfg, &a.out, (false, false), a.quiet)
 }
 
-fn run_and_report(cfg: &TrainConfig, out: &Path, resume: bool, quiet: bool) -> Result<()> {
+fn run_and_report(
+    cfg: &TrainConfig,
+    out: &Path,
+    (resume, force): (bool, bool),
+    quiet: bool,
+) -> Result<()> {
     let opts = TrainOptions {
         resume,
+        force,
         progress: !quiet,
         max_epochs_this_call: None,
     };
@@ -195,7 +204,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(a.config.file_stem().unwrap_or_default()));
-    run_and_report(&cfg, &out, a.resume, a.quiet)
+    run_and_report(&cfg, &out, (a.resume, a.force), a.quiet)
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
@@ -305,9 +314,8 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             cfg.seed = seed;
             let out = a.out.join(format!("aux{k}-seed{seed}"));
             let opts = TrainOptions {
-                resume: false,
                 progress: !a.quiet,
-                max_epochs_this_call: None,
+                ..TrainOptions::default()
             };
             let s = run::train(&cfg, &out, &opts)?;
             accs.push(

@@ -69,6 +69,45 @@ fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, AtomicError> {
         .map_err(AtomicError::new("create a temporary file beside", path))
 }
 
+/// Removes the temporary files an interrupted writer (a killed process) left in `dir`:
+/// `.NAME.XXXXXX.EXT`, the name this writer gives them, whose extension matches NAME's.
+/// Returns how many were removed. For folders the project owns (run directories).
+pub fn clean_leftovers(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_leftover(name) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// `.TARGET.XXXXXX` or `.TARGET.XXXXXX.EXT` where EXT is TARGET's extension.
+fn is_leftover(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let random = |s: &str| s.len() == 6 && s.chars().all(|c| c.is_ascii_alphanumeric());
+    // without an extension: TARGET has none either
+    if let Some((target, r)) = rest.rsplit_once('.') {
+        if random(r) && !target.is_empty() && Path::new(target).extension().is_none() {
+            return true;
+        }
+    }
+    // with one: `.TARGET.XXXXXX.EXT`, TARGET ending in `.EXT`
+    let Some((head, ext)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    let Some((target, r)) = head.rsplit_once('.') else {
+        return false;
+    };
+    random(r) && target.ends_with(&format!(".{ext}")) && target.len() > ext.len() + 1
+}
+
 /// Syncs the temporary file's contents, renames it over `path` and syncs the folder.
 fn commit(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), AtomicError> {
     // Reopened: the caller may have written through its own handle to the temporary path.
@@ -118,6 +157,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftovers_are_recognised_and_only_they() {
+        assert!(is_leftover(".last.safetensors.a1B2c3.safetensors"));
+        assert!(is_leftover(".metrics.jsonl.Zz09aa.jsonl"));
+        assert!(is_leftover(".LOCK.abcdef"));
+        assert!(!is_leftover("last.safetensors"));
+        assert!(!is_leftover(".gitignore"));
+        assert!(!is_leftover(".last.safetensors.toolong1.safetensors"));
+        assert!(!is_leftover(".a.b1c2d3.json"));
+        let d = tempfile::tempdir().unwrap();
+        let keep = d.path().join("config.toml");
+        std::fs::write(&keep, "x").unwrap();
+        std::fs::write(d.path().join(".config.toml.q1w2e3.toml"), "half").unwrap();
+        assert_eq!(clean_leftovers(d.path()).unwrap(), 1);
+        assert_eq!(clean_leftovers(d.path()).unwrap(), 0);
+        assert!(keep.exists());
+    }
 
     #[test]
     fn replaces_whole_file_and_cleans_up_on_failure() {

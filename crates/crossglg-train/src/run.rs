@@ -298,6 +298,54 @@ fn write_run_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     })
 }
 
+/// The dotted keys whose values differ between two configs (TOML texts).
+fn config_changes(old: &str, new: &str) -> Vec<String> {
+    fn walk(a: Option<&toml::Value>, b: Option<&toml::Value>, at: String, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let key = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    walk(x.get(k), y.get(k), key, out);
+                }
+            }
+            (x, y) if x != y => out.push(at),
+            _ => {}
+        }
+    }
+    let parse = |t: &str| t.parse::<toml::Table>().ok().map(toml::Value::Table);
+    let mut out = Vec::new();
+    walk(
+        parse(old).as_ref(),
+        parse(new).as_ref(),
+        String::new(),
+        &mut out,
+    );
+    out
+}
+
+/// Keeps the metric rows of steps up to `step` (those the checkpoint covers).
+fn truncate_metrics(path: &Path, step: u64) -> Result<(), RunError> {
+    let Ok(text) = crossglg_data::bounded::read_to_string(path, 1 << 30) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_run_file(path, kept.as_bytes())
+}
+
 /// [`write_run_file`] of a value as pretty JSON.
 fn write_run_json(path: &Path, value: &impl serde::Serialize) -> Result<(), RunError> {
     write_run_file(
@@ -342,6 +390,8 @@ pub struct TrainSummary {
 
 pub struct TrainOptions {
     pub resume: bool,
+    /// Resume although the config differs from the checkpoint's (otherwise refused).
+    pub force: bool,
     pub progress: bool,
     /// Stop after this many epochs of this call (for tests of `--resume`).
     pub max_epochs_this_call: Option<usize>,
@@ -351,6 +401,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             resume: false,
+            force: false,
             progress: true,
             max_epochs_this_call: None,
         }
@@ -410,23 +461,46 @@ pub fn train(
         path: run_dir.to_path_buf(),
         message: e.to_string(),
     })?;
+    // A killed writer leaves its temporary files behind: sweep them before writing again.
+    for d in [run_dir.to_path_buf(), run_dir.join("checkpoints")] {
+        let n = crossglg_data::atomic::clean_leftovers(&d).map_err(|e| RunError::RunDir {
+            path: d.clone(),
+            message: format!("cannot remove leftover temporary files: {e}"),
+        })?;
+        if n > 0 {
+            tracing::info!("removed {n} leftover temporary files in {}", d.display());
+        }
+    }
     let last = run_dir.join("last.safetensors");
+    let metrics_path = run_dir.join("metrics.jsonl");
     let mut start_epoch = 0;
     if opts.resume && last.exists() {
         let ck = Checkpoint::load(&last, &device)?;
+        let changed = config_changes(&ck.config_toml, &config_toml);
+        if !changed.is_empty() && !opts.force {
+            return Err(RunError::RunDir {
+                path: last.clone(),
+                message: format!(
+                    "the config differs from the one this run was started with ({}); resume with the same config, or force it (--force)",
+                    changed.join(", ")
+                ),
+            });
+        }
         load_weights(&varmap, &ck, &last)?;
         opt.load_state(|n| ck.tensors.get(n).cloned(), ck.position.step);
         start_epoch = ck.position.epoch;
+        // Rows written after the checkpoint (an interrupted epoch) would be written again.
+        truncate_metrics(&metrics_path, ck.position.step)?;
         tracing::info!("resuming from {} at epoch {start_epoch}", last.display());
     } else {
         // A fresh run starts a fresh metrics file.
-        let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
+        let _ = std::fs::remove_file(&metrics_path);
     }
     write_run_file(&run_dir.join("config.toml"), config_toml.as_bytes())?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(run_dir.join("metrics.jsonl"))
+        .open(&metrics_path)
         .map_err(|e| RunError::RunDir {
             path: run_dir.to_path_buf(),
             message: e.to_string(),

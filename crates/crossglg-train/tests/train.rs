@@ -60,9 +60,8 @@ batch_size = 32
 
 fn quiet() -> TrainOptions {
     TrainOptions {
-        resume: false,
         progress: false,
-        max_epochs_this_call: None,
+        ..TrainOptions::default()
     }
 }
 
@@ -104,7 +103,20 @@ fn resume_continues_exactly_and_run_writes_its_artefacts() {
         resume: true,
         ..quiet()
     };
+    // What a kill mid-epoch leaves: metric rows past the checkpoint and a writer's temporary
+    // file. Resuming drops both.
+    let mut m = std::fs::read_to_string(split_run.join("metrics.jsonl")).unwrap();
+    m += "{\"epoch\": 1, \"step\": 999999, \"loss\": 1.0}\n";
+    std::fs::write(split_run.join("metrics.jsonl"), m).unwrap();
+    let leftover = split_run.join(".last.safetensors.k1ll3d.safetensors");
+    std::fs::write(&leftover, b"half a checkpoint").unwrap();
+    // A changed config is refused, naming what changed.
+    let mut other = cfg.clone();
+    other.seed += 1;
+    let e = train(&other, &split_run, &rest).unwrap_err().to_string();
+    assert!(e.contains("seed") && e.contains("--force"), "{e}");
     train(&cfg, &split_run, &rest).unwrap();
+    assert!(!leftover.exists(), "leftover temporary file kept");
     assert_eq!(
         weights(&straight),
         weights(&split_run),
@@ -126,6 +138,15 @@ fn resume_continues_exactly_and_run_writes_its_artefacts() {
     let lines = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
     let resumed = std::fs::read_to_string(split_run.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), resumed.lines().count());
+    // forced, the changed config is accepted (nothing left to train here)
+    let mut other = cfg.clone();
+    other.seed += 1;
+    let forced = TrainOptions {
+        resume: true,
+        force: true,
+        ..quiet()
+    };
+    train(&other, &split_run, &forced).unwrap();
 
     // `crossglg eval` on the finished run reproduces the report written by training.
     let written: Vec<EvalReport> =
