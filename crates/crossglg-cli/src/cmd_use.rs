@@ -69,6 +69,13 @@ fn read_inputs(
                 Some(m) => map_skeleton(&s.skeleton, m)?,
                 None => s.skeleton,
             };
+            if let Some(c) = l.model.input_channels().filter(|&c| c != sk.channels) {
+                bail!(
+                    "{}: {} values per joint, but the model takes {c} (x, y, z)",
+                    f.display(),
+                    sk.channels
+                );
+            }
             if sk.joints != l.layout.num_joints() {
                 bail!(
                     "{}: {} joints, but the model uses layout {} ({} joints); pass --mapping",

@@ -859,3 +859,22 @@ fn llm_key_never_reaches_output_even_at_trace_level() {
         );
     }
 }
+
+/// A file with another number of values per joint is refused naming the file, instead of
+/// failing inside a kernel ("channel_affine_act: scale must have shape …").
+#[test]
+fn wrong_channel_count_is_refused_naming_the_file() {
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("c16.npy");
+    let vals: Vec<f32> = (0..10 * 25 * 16).map(|i| (i % 7) as f32 * 0.1).collect();
+    crossglg_data::read::npy::write_npy_f32(&f, &[10, 25, 16], &vals).unwrap();
+    let fs = f.to_str().unwrap();
+    let o = crossglg(&["embed", "--model", &d.run, "--out", "/dev/null", fs]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("c16.npy") && e.contains("16 values per joint") && !e.contains("channel_affine"),
+        "{e}"
+    );
+}

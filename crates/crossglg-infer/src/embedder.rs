@@ -53,6 +53,11 @@ impl EmbedError {
 pub trait Embedder {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError>;
     fn dim(&self) -> usize;
+    /// Values per joint the embedder takes (3 for xyz), when it needs a fixed number; inputs
+    /// with another count are refused before they reach the model.
+    fn input_channels(&self) -> Option<usize> {
+        None
+    }
     /// A hash of the weights, so a gallery can refuse embeddings of another model. `None`:
     /// unknown (galleries then only compare widths).
     fn model_hash(&self) -> Option<String> {
@@ -76,6 +81,9 @@ impl<E: Embedder + ?Sized> Embedder for &E {
     fn model_hash(&self) -> Option<String> {
         (**self).model_hash()
     }
+    fn input_channels(&self) -> Option<usize> {
+        (**self).input_channels()
+    }
     fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
         (**self).joint_importance(skeleton)
     }
@@ -90,6 +98,9 @@ impl<E: Embedder + ?Sized> Embedder for Box<E> {
     }
     fn model_hash(&self) -> Option<String> {
         (**self).model_hash()
+    }
+    fn input_channels(&self) -> Option<usize> {
+        (**self).input_channels()
     }
     fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
         (**self).joint_importance(skeleton)

@@ -366,10 +366,24 @@ fn read_cache(path: &Path, expect: &CachedAnswer) -> Result<Option<CachedAnswer>
             })
         }
     };
-    let c: CachedAnswer = serde_json::from_str(&text).map_err(|e| LlmError::Cache {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let c: CachedAnswer = match serde_json::from_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            // A torn or hand-broken entry is a miss, not a reason to fail every later run: it
+            // is moved aside (kept for a look) and the class is asked again.
+            let aside = path.with_extension("json.corrupt");
+            std::fs::rename(path, &aside).map_err(|r| LlmError::Cache {
+                path: path.into(),
+                message: format!("unreadable ({e}) and cannot be moved aside: {r}"),
+            })?;
+            tracing::warn!(
+                "cache entry {} is unreadable ({e}); moved to {} and asking again",
+                path.display(),
+                aside.display()
+            );
+            return Ok(None);
+        }
+    };
     // A hash collision or a hand-edited file must not hand one class's text to another.
     if c.class != expect.class
         || c.kind != expect.kind

@@ -420,3 +420,28 @@ fn echoed_key_never_reaches_messages_or_the_cache() {
         }
     }
 }
+
+/// A cache entry broken on disk (a torn write by an older build, a hand edit) is moved aside
+/// and its class asked again; the run succeeds instead of failing on every later run.
+#[test]
+fn corrupt_cache_entry_is_asked_again() {
+    let layout = Layout::builtin("ntu25").unwrap();
+    let server = serve(normal(layout.joints.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&server.url, dir.path());
+    describe(&cfg, &classes(), &layout).unwrap();
+    let before = server.requests.load(Ordering::SeqCst);
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a cache entry");
+    std::fs::write(&entry, b"{\"class\": \"wave\", \"answ").unwrap();
+    describe(&cfg, &classes(), &layout).unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before + 1);
+    assert!(entry.with_extension("json.corrupt").exists());
+    // the re-asked answer is cached again
+    describe(&cfg, &classes(), &layout).unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before + 1);
+}

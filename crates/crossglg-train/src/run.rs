@@ -868,6 +868,17 @@ impl TrainedModel {
 
 impl Embedder for TrainedModel {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let want = self.model.config().encoder.in_channels;
+        if let Some((i, s)) = skeletons
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.channels != want)
+        {
+            return Err(EmbedError::new(format!(
+                "sequence {i} has {} values per joint; this model takes {want}",
+                s.channels
+            )));
+        }
         let mut out = Vec::with_capacity(skeletons.len());
         for chunk in skeletons.chunks(self.batch_size.max(1)) {
             let items: Vec<(usize, &str, &Skeleton)> = chunk
@@ -892,6 +903,10 @@ impl Embedder for TrainedModel {
 
     fn model_hash(&self) -> Option<String> {
         Some(self.weights_hash.clone())
+    }
+
+    fn input_channels(&self) -> Option<usize> {
+        Some(self.model.config().encoder.in_channels)
     }
 
     fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {

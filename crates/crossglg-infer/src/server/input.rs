@@ -126,6 +126,17 @@ pub(crate) fn decode(
                 )));
             }
             let mapped = to_model_layout(state, mapping.as_ref(), &name, &sk)?;
+            if let Some(c) = state
+                .model
+                .embedder
+                .input_channels()
+                .filter(|&c| c != mapped.channels)
+            {
+                return Err(ApiError::unprocessable(format!(
+                    "`{name}` has {} values per joint; the model takes {c}",
+                    mapped.channels
+                )));
+            }
             Ok(Input {
                 name,
                 skeleton: mapped,
