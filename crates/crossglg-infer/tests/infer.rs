@@ -573,3 +573,71 @@ fn stream_reports_bad_lines_and_goes_on() {
     .unwrap_err();
     assert!(e.to_string().contains("at most 10000"), "{e}");
 }
+
+/// The stream's frame reader and the gallery file reader on random bytes and byte-level
+/// mutations of valid input: nothing panics (every input is a frame, a skipped line or an
+/// error).
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seed_frames() -> String {
+        jsonl_frames(6, 3, |f| f % 3)
+    }
+
+    fn seed_gallery() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.gallery");
+        let mut g = Gallery::new(3, "m");
+        g.enroll("a", &[vec![1.0, 0.0, 0.5]], Some("x.npy"))
+            .unwrap();
+        g.save(&p).unwrap();
+        std::fs::read(&p).unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) {
+        for format in [PoseFormat::JsonLines, PoseFormat::Csv] {
+            let cfg = StreamConfig {
+                format,
+                joints: 3,
+                max_line_bytes: 256,
+                ..Default::default()
+            };
+            for f in FrameReader::new(bytes, &cfg).unwrap().take(1000) {
+                let _ = f;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.gallery");
+        std::fs::write(&p, bytes).unwrap();
+        if let Ok(g) = Gallery::load(&p) {
+            let _ = g.recognize(&[1.0, 0.0, 0.0]);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            read_all(&bytes);
+        }
+
+        #[test]
+        fn mutated_valid_input_never_panics(
+            gallery in any::<bool>(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
+        ) {
+            let mut b = if gallery { seed_gallery() } else { seed_frames().into_bytes() };
+            for (i, x, kind) in edits {
+                let i = i % b.len().max(1);
+                match kind {
+                    0 if i < b.len() => b[i] = x,
+                    1 => b.truncate(i),
+                    _ => b.insert(i.min(b.len()), x),
+                }
+            }
+            read_all(&b);
+        }
+    }
+}

@@ -570,3 +570,44 @@ fn stream_answers_windows_and_survives_bad_frames() {
     );
     ws.close(None).unwrap();
 }
+
+/// Mutated request bodies (JSON and file uploads) against one running server: every answer is
+/// a success or a 4xx with a JSON message, never a 5xx or a dropped connection, and the server
+/// still answers afterwards.
+#[test]
+fn mutated_bodies_get_answers_not_crashes() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let (_d, path) = tmp_gallery();
+    let s = start(&path, ServeOptions::default());
+    post_json(&s.url("/api/classes/a"), &json!({"frames": seq(1.0, 4)}));
+    let valid = json!({"frames": seq(2.0, 3)}).to_string().into_bytes();
+    let mut runner = TestRunner::new(Config {
+        cases: 120,
+        ..Config::default()
+    });
+    let edits = proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6);
+    runner
+        .run(&(edits, any::<bool>()), |(edits, as_file)| {
+            let mut b = valid.clone();
+            for (i, x, kind) in edits {
+                let i = i % b.len().max(1);
+                match kind {
+                    0 if i < b.len() => b[i] = x,
+                    1 => b.truncate(i),
+                    _ => b.insert(i.min(b.len()), x),
+                }
+            }
+            let (route, ct) = if as_file {
+                ("/api/recognize?filename=x.json", "application/octet-stream")
+            } else {
+                ("/api/recognize", "application/json")
+            };
+            let (st, v) = call("POST", &s.url(route), Some((ct, b)), None);
+            prop_assert!(st == 200 || (400..500).contains(&st), "{st}: {v}");
+            prop_assert!(st == 200 || v["error"].is_string(), "{st}: {v}");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(call("GET", &s.url("/health"), None, None).0, 200);
+}

@@ -325,3 +325,58 @@ fn hashed_bank_builds_saves_and_loads() {
         bank.key_joints.to_vec2::<f32>().unwrap()
     );
 }
+
+/// Description files under random bytes and byte-level mutations of a shipped file: parsing,
+/// validation and key-joint targets never panic.
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        if let Ok(f) = DescriptionFile::from_json_str(&text, Path::new("m.json")) {
+            let layout = Layout::builtin("msr20").unwrap();
+            if validate(&f, &layout, "m.json").is_ok() {
+                let _ = key_joint_targets(&f, &layout, &KeyJointConfig::default());
+            }
+        }
+    }
+
+    fn seed() -> Vec<u8> {
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("descriptions/msr-action3d.json"))
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn mutated_shipped_file_never_panics(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
+        ) {
+            let mut b = seed();
+            for (i, x, kind) in edits {
+                let i = i % b.len().max(1);
+                match kind {
+                    0 if i < b.len() => b[i] = x,
+                    1 => b.truncate(i),
+                    _ => b.insert(i.min(b.len()), x),
+                }
+            }
+            check(&b);
+        }
+    }
+
+    #[test]
+    fn the_seed_is_valid() {
+        let f =
+            DescriptionFile::from_json_str(std::str::from_utf8(&seed()).unwrap(), Path::new("s"))
+                .unwrap();
+        validate(&f, &Layout::builtin("msr20").unwrap(), "s").unwrap();
+    }
+}
