@@ -122,7 +122,7 @@ pub fn run(cmd: TextCommand) -> Result<()> {
         }
         TextCommand::Show { file, class } => {
             let d = DescriptionFile::load(&file)?;
-            let layout = Layout::load(&d.layout)?;
+            let layout = Layout::load_named_in(&d.layout, &file)?;
             print!(
                 "{}",
                 show_class(&d, &class, &layout, &KeyJointConfig::default())?
@@ -175,7 +175,7 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
 
 fn run_embed(a: EmbedArgs) -> Result<()> {
     let file = DescriptionFile::load(&a.file)?;
-    let layout = Layout::load(&file.layout)?;
+    let layout = Layout::load_named_in(&file.layout, &a.file)?;
     let model = a
         .model
         .unwrap_or_else(|| crossglg_text::models_dir().join("all-MiniLM-L6-v2"));

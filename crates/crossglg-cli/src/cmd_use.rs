@@ -573,7 +573,7 @@ pub fn plot(cmd: PlotCommand) -> Result<()> {
             out,
         } => {
             let d = crossglg_text::DescriptionFile::load(&descriptions)?;
-            let layout = Layout::load(&d.layout)?;
+            let layout = Layout::load_named_in(&d.layout, &descriptions)?;
             let c = d
                 .find_class(&class)
                 .with_context(|| format!("{}: no class `{class}`", descriptions.display()))?;

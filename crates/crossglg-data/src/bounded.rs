@@ -3,7 +3,7 @@
 //! stops at the cap). Every reader of the workspace that takes a whole file goes through here.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Cap for configuration-sized files: TOML, JSON, CSV manifests, class lists, descriptions.
 pub const SMALL_FILE_BYTES: u64 = 64 << 20;
@@ -49,6 +49,42 @@ pub fn read_to_string(path: &Path, cap: u64) -> std::io::Result<String> {
         s.drain(..3);
     }
     Ok(s)
+}
+
+/// `file`, a path named inside a data file (a manifest row, a description's layout), resolved
+/// inside `dir`: relative, without `..`, and after resolving symbolic links still inside `dir`
+/// and a regular file; a file that does not exist is returned as is, for its reader to report.
+/// Such files are data from elsewhere: without this, an entry could read any file the user can
+/// (`../x`, `/etc/…`) or a device that never ends (`/dev/zero`).
+pub fn confined(dir: &Path, file: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let rel = Path::new(file);
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err("must be a path inside the folder (no `..`, not absolute)".into());
+    }
+    let joined = dir.join(rel);
+    let real = match joined.canonicalize() {
+        Ok(r) => r,
+        // a missing file is the reader's to report (and skip, unless strict)
+        Err(_) if !joined.exists() && joined.symlink_metadata().is_err() => return Ok(joined),
+        Err(e) => return Err(format!("cannot be opened: {e}")),
+    };
+    let root = dir
+        .canonicalize()
+        .map_err(|e| format!("its folder cannot be opened: {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "leads outside the folder (to {}) through a link",
+            real.display()
+        ));
+    }
+    if !real.is_file() {
+        return Err("is not a regular file".into());
+    }
+    Ok(joined)
 }
 
 #[cfg(test)]

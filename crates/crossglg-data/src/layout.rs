@@ -29,6 +29,15 @@ pub enum LayoutError {
     },
     #[error("layout {origin}: {message}")]
     Invalid { origin: String, message: String },
+    /// A layout named inside another file that leads outside that file's folder.
+    #[error(
+        "{file}: layout `{value}` {message}; name a built-in layout or a layout file beside it"
+    )]
+    Named {
+        file: PathBuf,
+        value: String,
+        message: String,
+    },
 }
 
 /// The on-disk form: joints are referred to by name everywhere, so a file reads on its own.
@@ -79,6 +88,28 @@ impl Layout {
             return Self::from_toml_file(p);
         }
         Err(LayoutError::Unknown(name_or_path.to_string()))
+    }
+
+    /// A layout named inside another file (a description file's `layout`): a built-in name,
+    /// or a layout TOML file inside the folder of `file` (see [`crate::bounded::confined`]);
+    /// a file's content must not make the program read elsewhere.
+    pub fn load_named_in(value: &str, file: &Path) -> Result<Self, LayoutError> {
+        if BUILTIN.iter().any(|(n, _)| *n == value) {
+            return Self::builtin(value);
+        }
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let p = crate::bounded::confined(dir, value).map_err(|m| LayoutError::Named {
+            file: file.to_path_buf(),
+            value: value.to_string(),
+            message: m,
+        })?;
+        if !p.exists() {
+            return Err(LayoutError::Unknown(value.to_string()));
+        }
+        Self::from_toml_file(&p)
     }
 
     pub fn builtin(name: &str) -> Result<Self, LayoutError> {

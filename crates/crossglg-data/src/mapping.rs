@@ -111,7 +111,7 @@ impl Mapping {
         if let Some((_, text)) = BUILTIN_MAPPINGS.iter().find(|(n, _)| *n == name_or_path) {
             let origin = format!("built-in `{name_or_path}`");
             let file = MappingFile::from_toml_str(text, &origin)?;
-            return Self::from_file_layouts(&file, &origin);
+            return Self::from_file_layouts(&file, &origin, None);
         }
         let path = Path::new(name_or_path);
         let text = crate::bounded::read_to_string(path, crate::bounded::SMALL_FILE_BYTES).map_err(
@@ -122,12 +122,22 @@ impl Mapping {
         )?;
         let origin = path.display().to_string();
         let file = MappingFile::from_toml_str(&text, &origin)?;
-        Self::from_file_layouts(&file, &origin)
+        Self::from_file_layouts(&file, &origin, Some(path))
     }
 
-    fn from_file_layouts(file: &MappingFile, origin: &str) -> Result<Self, MappingError> {
+    /// Resolves the file's layouts: built-in names, or (for a mapping read from `path`) layout
+    /// files beside it.
+    fn from_file_layouts(
+        file: &MappingFile,
+        origin: &str,
+        path: Option<&Path>,
+    ) -> Result<Self, MappingError> {
         let layout = |n: &str| {
-            Layout::load(n).map_err(|source| MappingError::Layout {
+            match path {
+                Some(p) => Layout::load_named_in(n, p),
+                None => Layout::builtin(n),
+            }
+            .map_err(|source| MappingError::Layout {
                 origin: origin.to_string(),
                 source,
             })

@@ -1557,8 +1557,8 @@ fn npy_manifest_paths_stay_in_their_folder() {
     std::fs::copy(dir.join(&name), outer.path().join("outside.npy")).unwrap();
     std::os::unix::fs::symlink(outer.path().join("outside.npy"), dir.join("link.npy")).unwrap();
     for (entry, what) in [
-        ("../outside.npy", "inside the manifest's folder"),
-        ("/dev/zero", "inside the manifest's folder"),
+        ("../outside.npy", "inside the folder"),
+        ("/dev/zero", "inside the folder"),
         ("link.npy", "through a link"),
     ] {
         std::fs::write(

@@ -245,7 +245,7 @@ pub fn validate_path(path: &Path, layout: Option<&Layout>) -> Result<String, cra
     let layout = match layout {
         Some(l) => l,
         None => {
-            loaded = Layout::load(&file.layout)?;
+            loaded = Layout::load_named_in(&file.layout, path)?;
             &loaded
         }
     };

@@ -380,3 +380,36 @@ mod mutations {
         validate(&f, &Layout::builtin("msr20").unwrap(), "s").unwrap();
     }
 }
+
+/// A description file names its layout; that name must not make the program read elsewhere:
+/// a path outside the file's folder is refused without being read (its content never appears
+/// in the message), a layout file beside it is used.
+#[test]
+fn description_layout_paths_stay_beside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = ntu();
+    let mut f = file(&layout, vec![class(0, "wave", "a wave", &layout)]);
+    let path = dir.path().join("d.json");
+    for bad in ["/etc/passwd", "../outside.toml", "/dev/zero"] {
+        f.layout = bad.to_string();
+        std::fs::write(&path, serde_json::to_string(&f).unwrap()).unwrap();
+        let e = validate_path(&path, None).unwrap_err().to_string();
+        assert!(
+            e.contains("d.json") && e.contains(bad) && e.contains("inside the folder"),
+            "{bad}: {e}"
+        );
+        assert!(!e.contains("root:"), "{bad}: quotes the file: {e}");
+    }
+    let mut own = layout.clone();
+    own.name = "my25".into();
+    std::fs::write(dir.path().join("my25.toml"), own.to_toml()).unwrap();
+    f.layout = "my25.toml".into();
+    std::fs::write(&path, serde_json::to_string(&f).unwrap()).unwrap();
+    let e = validate_path(&path, None);
+    // read (beside the file); the name check then compares `my25.toml` with `my25`
+    assert!(
+        e.as_ref()
+            .map_or_else(|e| !e.to_string().contains("inside the folder"), |_| true),
+        "{e:?}"
+    );
+}

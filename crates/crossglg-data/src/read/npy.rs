@@ -260,44 +260,6 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// `file` (a manifest entry) inside `dir`: relative, without `..`, and after resolving
-/// symbolic links still inside `dir` and a regular file. A manifest is data from elsewhere;
-/// without this, a row could read any file the user can (`../x`, `/etc/…`) or a device that
-/// never ends (`/dev/zero`). `DirOptions::allow_outside_paths` turns the check off.
-fn confined(dir: &Path, file: &str) -> Result<PathBuf, String> {
-    use std::path::Component;
-    let rel = Path::new(file);
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(
-            "must be a path inside the manifest's folder (no `..`, not absolute; --allow-outside-paths allows it)"
-                .into(),
-        );
-    }
-    let joined = dir.join(rel);
-    let real = match joined.canonicalize() {
-        Ok(r) => r,
-        // a missing file is the reader's to report (and skip, unless strict)
-        Err(_) if !joined.exists() && joined.symlink_metadata().is_err() => return Ok(joined),
-        Err(e) => return Err(format!("cannot be opened: {e}")),
-    };
-    let root = dir
-        .canonicalize()
-        .map_err(|e| format!("its folder cannot be opened: {e}"))?;
-    if !real.starts_with(&root) {
-        return Err(format!(
-            "leads outside the manifest's folder (to {}) through a link; --allow-outside-paths allows it",
-            real.display()
-        ));
-    }
-    if !real.is_file() {
-        return Err("is not a regular file".into());
-    }
-    Ok(joined)
-}
-
 /// Reads `manifest.csv` (and `classes.txt` if present) into rows and the class list.
 fn read_manifest(dir: &Path, opts: &DirOptions) -> Result<(Vec<Row>, Vec<String>), ReadError> {
     let path = dir.join("manifest.csv");
@@ -453,7 +415,12 @@ fn read_manifest(dir: &Path, opts: &DirOptions) -> Result<(Vec<Row>, Vec<String>
         let file = if opts.allow_outside_paths {
             dir.join(&file)
         } else {
-            confined(dir, &file).map_err(|m| err(line, format!("file `{file}`: {m}")))?
+            crate::bounded::confined(dir, &file).map_err(|m| {
+                err(
+                    line,
+                    format!("file `{file}`: {m} of the manifest (--allow-outside-paths allows it)"),
+                )
+            })?
         };
         rows.push(Row { line, file, meta });
     }
