@@ -878,3 +878,31 @@ fn wrong_channel_count_is_refused_naming_the_file() {
         "{e}"
     );
 }
+
+/// Error chains say each thing once ("No such file or directory" used to appear twice or three
+/// times: once in the message, again from each `source()`).
+#[test]
+fn errors_do_not_repeat_their_cause() {
+    for args in [
+        vec!["data", "inspect", "/nonexistent.skeleton"],
+        vec!["train", "-c", "/nonexistent.toml"],
+        vec!["text", "validate", "/nonexistent.json"],
+        vec![
+            "recognize",
+            "--model",
+            "/nonexistent",
+            "--gallery",
+            "/tmp/x.g",
+            "/x.npy",
+        ],
+    ] {
+        let o = crossglg(&args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert_eq!(
+            e.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {e}"
+        );
+    }
+}
