@@ -69,6 +69,12 @@ fn read_inputs(
                 Some(m) => map_skeleton(&s.skeleton, m)?,
                 None => s.skeleton,
             };
+            if sk.data.iter().all(|&x| x == 0.0) {
+                bail!(
+                    "{}: every coordinate is zero (no pose detected?); nothing to embed",
+                    f.display()
+                );
+            }
             if let Some(c) = l.model.input_channels().filter(|&c| c != sk.channels) {
                 bail!(
                     "{}: {} values per joint, but the model takes {c} (x, y, z)",
