@@ -225,7 +225,10 @@ fn convert(a: ConvertArgs) -> Result<()> {
     if dataset.samples.is_empty() {
         bail!("no samples read from {}", a.input.display());
     }
-    let summary = pack::convert(&dataset, None, &a.out, true)?;
+    // The layout travels by value: a layout file given here is what the packed file carries,
+    // whatever its `name` (looking the name up again would fail for anything not built in).
+    let layout = a.layout.as_deref().map(Layout::load).transpose()?;
+    let summary = pack::convert(&dataset, layout.as_ref(), &a.out, true)?;
     println!(
         "wrote {}: {} samples, {} frames, {:.1} MB",
         a.out.display(),

@@ -906,3 +906,79 @@ fn errors_do_not_repeat_their_cause() {
         );
     }
 }
+
+/// A layout of the user's own, named anything: `data convert --layout my.toml` packs with it
+/// (the packed file carries it whole), and a description file written for that layout file
+/// validates against it, compared by joints, not by name.
+#[test]
+fn own_layout_file_works_for_convert_and_descriptions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let ntu = ok(&["data", "layouts", "ntu25"]);
+    let mine: String = ntu
+        .lines()
+        .map(|l| {
+            if l.starts_with("name = ") {
+                "name = \"my25\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(p("my25.toml"), &mine).unwrap();
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &p("files"),
+        "--classes",
+        "wave,kick",
+        "--samples-per-class",
+        "2",
+    ]);
+    let out = ok(&[
+        "data",
+        "convert",
+        "--format",
+        "npy",
+        &p("files"),
+        "--layout",
+        &p("my25.toml"),
+        "--out",
+        &p("my.safetensors"),
+    ]);
+    assert!(out.contains("4 samples"), "{out}");
+    let inspect = ok(&["data", "inspect", &p("my.safetensors")]);
+    assert!(inspect.contains("layout my25"), "{inspect}");
+
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crossglg-text/descriptions/ntu120.json");
+    let mut d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+    d["layout"] = "my25.toml".into();
+    std::fs::write(p("d.json"), d.to_string()).unwrap();
+    let v = ok(&[
+        "text",
+        "validate",
+        &p("d.json"),
+        "--layout",
+        &p("my25.toml"),
+    ]);
+    assert!(v.contains("valid"), "{v}");
+    // a layout with one joint renamed is told apart by its joints, briefly
+    std::fs::write(p("other.toml"), mine.replace("\"head\"", "\"skull\"")).unwrap();
+    let o = crossglg(&[
+        "text",
+        "validate",
+        &p("d.json"),
+        "--layout",
+        &p("other.toml"),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("joint 3 is `head` against `skull`") && e.contains("more problems"),
+        "{e}"
+    );
+}

@@ -152,10 +152,21 @@ pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result
         p.push(format!("format is `{}`, expected `{FORMAT}`", file.format));
     }
     if file.layout != layout.name {
-        p.push(format!(
-            "written for layout `{}`, checked against layout `{}`",
-            file.layout, layout.name
-        ));
+        // Compared by joints, not by name: a layout file and a built-in name (or two files
+        // with different names) that list the same joints are the same layout.
+        match Layout::load_named_in(&file.layout, Path::new(origin)) {
+            Ok(own) if own.joints == layout.joints => {}
+            Ok(own) => p.push(format!(
+                "written for layout `{}`, checked against layout `{}`: {}",
+                file.layout,
+                layout.name,
+                joint_difference(&own.joints, &layout.joints)
+            )),
+            Err(e) => p.push(format!(
+                "written for layout `{}`, checked against layout `{}` (cannot compare their joints: {e})",
+                file.layout, layout.name
+            )),
+        }
     }
     if file.dataset.trim().is_empty() {
         p.push("field `dataset` is empty".into());
@@ -229,6 +240,13 @@ pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result
     if p.is_empty() {
         Ok(())
     } else {
+        // the first problems say what is wrong; hundreds of repeats of one cause do not
+        const SHOWN: usize = 20;
+        if p.len() > SHOWN {
+            let more = p.len() - SHOWN;
+            p.truncate(SHOWN);
+            p.push(format!("and {more} more problems"));
+        }
         Err(FormatError::Invalid {
             origin: origin.to_string(),
             problems: p,
@@ -258,4 +276,20 @@ pub fn validate_path(path: &Path, layout: Option<&Layout>) -> Result<String, cra
         file.layout,
         file.provenance.model
     ))
+}
+
+/// What differs between two joint lists, briefly.
+fn joint_difference(a: &[String], b: &[String]) -> String {
+    if a.len() != b.len() {
+        return format!("{} joints against {}", a.len(), b.len());
+    }
+    let diff: Vec<String> = a
+        .iter()
+        .zip(b)
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .take(5)
+        .map(|(i, (x, y))| format!("joint {i} is `{x}` against `{y}`"))
+        .collect();
+    diff.join(", ")
 }
