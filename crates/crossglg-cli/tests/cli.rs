@@ -982,3 +982,35 @@ fn own_layout_file_works_for_convert_and_descriptions() {
         "{e}"
     );
 }
+
+/// With stderr not a terminal (here a pipe), training logs plain progress lines at a steady
+/// interval instead of an invisible bar.
+#[test]
+fn progress_lines_when_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args(["demo", "--out"])
+        .arg(tmp.path().join("run"))
+        .args(["--text-encoder", "hashed", "--set", "epochs=1"])
+        .args([
+            "--set",
+            "data.synthetic.samples_per_class=6",
+            "--set",
+            "preprocess.frames=16",
+        ])
+        .env("CROSSGLG_PROGRESS_SECS", "0")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    let lines: Vec<&str> = e
+        .lines()
+        .filter(|l| l.starts_with("training steps: "))
+        .collect();
+    assert!(lines.len() >= 3, "{e}");
+    assert!(
+        lines[0].contains("0/") && lines.last().unwrap().ends_with("(done)"),
+        "{e}"
+    );
+    assert!(lines.iter().any(|l| l.contains("loss")), "{e}");
+}

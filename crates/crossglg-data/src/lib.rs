@@ -9,6 +9,7 @@ pub mod layout;
 pub mod mapping;
 pub mod pack;
 pub mod preprocess;
+pub mod progress;
 pub mod protocol;
 pub mod read;
 pub mod rng;

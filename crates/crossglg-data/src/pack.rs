@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::Progress;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::layout::Layout;
@@ -106,7 +106,7 @@ impl Packed {
             dataset: dataset.name.clone(),
             message: e.to_string(),
         })?;
-        Self::write_with(dataset, &layout, path, &ProgressBar::hidden())
+        Self::write_with(dataset, &layout, path, &Progress::new("packing", 0, false))
     }
 
     /// Writes `dataset` with an explicit layout; `progress` ticks once per sample. The file is
@@ -115,7 +115,7 @@ impl Packed {
         dataset: &Dataset,
         layout: &Layout,
         path: &Path,
-        progress: &ProgressBar,
+        progress: &Progress,
     ) -> Result<PackSummary, PackError> {
         let input = |message: String| PackError::Input {
             dataset: dataset.name.clone(),
@@ -501,17 +501,11 @@ pub fn convert(
             &resolved
         }
     };
-    let bar = if show_progress {
-        let b = ProgressBar::new(dataset.samples.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} samples ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b.set_message(format!("packing {}", dataset.name));
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::Progress::new(
+        &format!("packing {}", dataset.name),
+        dataset.samples.len() as u64,
+        show_progress,
+    );
     Packed::write_with(dataset, layout, out, &bar)
 }
 

@@ -79,11 +79,11 @@ pub fn build_bank(
             refs.push(i);
         }
     }
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(unique.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crossglg_data::progress::Progress::new(
+        "texts embedded",
+        unique.len() as u64,
+        opts.progress,
+    );
     // Batches of similar length waste little work on padding (global texts are long, joint
     // texts short).
     let mut order: Vec<usize> = (0..unique.len()).collect();
@@ -96,7 +96,7 @@ pub fn build_bank(
         }
         bar.inc(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    bar.finish();
 
     let mut global = Vec::with_capacity(k * d);
     let mut local = Vec::with_capacity(k * v * d);

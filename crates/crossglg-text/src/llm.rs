@@ -456,12 +456,8 @@ pub fn describe(
     let stop = AtomicBool::new(false);
     let from_cache = AtomicUsize::new(0);
     let requested = AtomicUsize::new(0);
-    let bar = if cfg.progress {
-        indicatif::ProgressBar::new(jobs.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_message("describing");
+    let bar =
+        crossglg_data::progress::Progress::new("descriptions", jobs.len() as u64, cfg.progress);
 
     let run_job = |(c, k): (usize, usize)| -> Result<Answer, LlmError> {
         let kind = templates[k].kind;
@@ -526,7 +522,7 @@ pub fn describe(
             });
         }
     });
-    bar.finish_and_clear();
+    bar.finish();
 
     let mut failures = Vec::new();
     let mut globals = vec![None; classes.len()];

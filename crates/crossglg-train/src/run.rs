@@ -513,19 +513,11 @@ pub fn train(
         Some(k) => (start_epoch + k).min(cfg.epochs),
         None => cfg.epochs,
     };
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(((end_epoch - start_epoch) * steps_per_epoch) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crossglg_data::progress::Progress::new(
+        "training steps",
+        ((end_epoch - start_epoch) * steps_per_epoch) as u64,
+        opts.progress,
+    );
     let paper_form = mcfg.interaction.form == CrossForm::Paper;
     let mut final_loss = f64::NAN;
     let mut train_acc = 0.0;
@@ -639,7 +631,7 @@ pub fn train(
         ck.save(&run_dir.join(format!("checkpoints/epoch-{:03}.safetensors", epoch + 1)))?;
         ck.save(&last)?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     let train_secs = t_train.elapsed().as_secs_f64();
 
     let mut finished = (Vec::new(), None);
