@@ -37,6 +37,8 @@ pub enum TextCommand {
     Embed(EmbedArgs),
     /// Convert published descriptions (GAP, SkeletonAgent) into this project's format.
     Import(ImportArgs),
+    /// List the sentence-encoder folders found, and where each was found.
+    Models,
 }
 
 #[derive(Args)]
@@ -80,7 +82,7 @@ pub struct DescribeArgs {
 pub struct EmbedArgs {
     file: PathBuf,
     /// Sentence-encoder folder (config.json, tokenizer.json, model.safetensors); default
-    /// all-MiniLM-L6-v2 under $CROSSGLG_MODELS.
+    /// all-MiniLM-L6-v2 wherever `crossglg text models` finds it.
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, short)]
@@ -131,6 +133,27 @@ pub fn run(cmd: TextCommand) -> Result<()> {
         }
         TextCommand::Embed(a) => run_embed(a),
         TextCommand::Import(a) => run_import(a),
+        TextCommand::Models => {
+            let roots = crossglg_text::models::model_roots();
+            println!("searched, in order:");
+            for r in &roots {
+                println!("  {} ({})", r.path.display(), r.source);
+            }
+            match crossglg_text::models::hf_hub() {
+                Some(h) => println!("  {} (the Hugging Face cache)", h.display()),
+                None => println!("  (no Hugging Face cache)"),
+            }
+            let found = crossglg_text::models::list_models();
+            if found.is_empty() {
+                println!(
+                    "no sentence encoder found; scripts/fetch-minilm.sh fetches all-MiniLM-L6-v2"
+                );
+            }
+            for (dir, source) in found {
+                println!("{}\t{source}", dir.display());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -176,9 +199,10 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
 fn run_embed(a: EmbedArgs) -> Result<()> {
     let file = DescriptionFile::load(&a.file)?;
     let layout = Layout::load_named_in(&file.layout, &a.file)?;
-    let model = a
-        .model
-        .unwrap_or_else(|| crossglg_text::models_dir().join("all-MiniLM-L6-v2"));
+    let model = match a.model {
+        Some(m) => m,
+        None => crossglg_text::default_model().map_err(anyhow::Error::msg)?,
+    };
     let encoder = TextEncoder::Sentence(Box::new(SentenceEncoder::load(&model, &Device::Cpu)?));
     let mut opts = EmbedOptions {
         batch: a.batch.max(1),

@@ -20,8 +20,8 @@ pub struct DemoArgs {
     /// Config overrides, e.g. `--set epochs=10 --set model.guidance=none`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Sentence-encoder folder for the descriptions (default: all-MiniLM-L6-v2 under
-    /// $CROSSGLG_MODELS when present, else the hashed bag-of-words encoder).
+    /// Sentence-encoder folder for the descriptions (default: all-MiniLM-L6-v2 wherever
+    /// `crossglg text models` finds it, else the hashed bag-of-words encoder).
     #[arg(long)]
     text_encoder: Option<String>,
     /// No progress bar.
@@ -134,11 +134,9 @@ fn print_reports(reports: &[EvalReport]) {
 }
 
 fn default_text_encoder() -> String {
-    let minilm = crossglg_text::models_dir().join("all-MiniLM-L6-v2");
-    if minilm.join("config.json").exists() {
-        minilm.display().to_string()
-    } else {
-        "hashed".into()
+    match crossglg_text::default_model() {
+        Ok(dir) => dir.display().to_string(),
+        Err(_) => "hashed".into(),
     }
 }
 

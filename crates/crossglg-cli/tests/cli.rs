@@ -1014,3 +1014,53 @@ fn progress_lines_when_stderr_is_not_a_terminal() {
     );
     assert!(lines.iter().any(|l| l.contains("loss")), "{e}");
 }
+
+/// Model folders are found where a user expects (`$CROSSGLG_MODELS`, the Hugging Face cache),
+/// and outside a checkout nothing is found from a path compiled into the binary.
+#[test]
+fn text_models_are_found_where_users_expect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = |dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::write(dir.join(f), "{}").unwrap();
+        }
+    };
+    let mine = tmp.path().join("mine");
+    fake(&mine.join("my-encoder"));
+    let hf = tmp.path().join("hf");
+    fake(&hf.join("hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/r1"));
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = |envs: &[(&str, &Path)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_crossglg"));
+        c.args(["text", "models"]).current_dir(tmp.path());
+        for k in [
+            "CROSSGLG_MODELS",
+            "CROSSGLG_HOME",
+            "HF_HOME",
+            "HF_HUB_CACHE",
+            "XDG_CACHE_HOME",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", &home);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        String::from_utf8(c.output().unwrap().stdout).unwrap()
+    };
+    let out = run(&[("CROSSGLG_MODELS", &mine), ("HF_HOME", &hf)]);
+    assert!(out.contains("my-encoder\t$CROSSGLG_MODELS"), "{out}");
+    assert!(
+        out.contains("snapshots/r1\tthe Hugging Face cache"),
+        "{out}"
+    );
+    let bare = run(&[]);
+    assert!(bare.contains("no sentence encoder found"), "{bare}");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    assert!(!bare.contains(workspace.to_str().unwrap()), "{bare}");
+}

@@ -79,7 +79,7 @@ impl SentenceEncoder {
         if !dir.is_dir() {
             return Err(model_err(
                 dir,
-                "not found (run scripts/fetch-minilm.sh for all-MiniLM-L6-v2, or set CROSSGLG_MODELS)",
+                "not found (run scripts/fetch-minilm.sh for all-MiniLM-L6-v2, or set CROSSGLG_MODELS; `crossglg text models` lists what is found)",
             ));
         }
         let config = read_json(dir, "config.json")?

@@ -12,6 +12,7 @@ pub mod hashed;
 pub mod import;
 pub mod keyjoints;
 pub mod llm;
+pub mod models;
 pub mod prompt;
 pub mod util;
 
@@ -51,11 +52,10 @@ pub enum TextError {
     Other(String),
 }
 
-/// Where the sentence-encoder folders live: `$CROSSGLG_MODELS`, else `<workspace>/cache/models`
-/// (the folder `scripts/fetch-minilm.sh` fills).
-pub fn models_dir() -> PathBuf {
-    match std::env::var_os("CROSSGLG_MODELS") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../cache/models"),
-    }
+/// The default sentence encoder's folder, found where [`models::find_model`] looks.
+pub fn default_model() -> Result<PathBuf, String> {
+    models::find_model(DEFAULT_MODEL)
 }
+
+/// The sentence encoder used unless another is named.
+pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";

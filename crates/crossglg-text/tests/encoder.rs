@@ -1,6 +1,6 @@
 //! The candle sentence encoder against sentence-transformers, and the text bank round trip.
-//! Needs all-MiniLM-L6-v2 at `$CROSSGLG_MODELS/all-MiniLM-L6-v2` (default
-//! `<workspace>/cache/models`), put there by `scripts/fetch-minilm.sh`; fails when it is absent.
+//! Needs all-MiniLM-L6-v2 where `crossglg_text::default_model` finds it (the checkout's
+//! `cache/models`, put there by `scripts/fetch-minilm.sh`); fails when it is absent.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,16 +9,11 @@ use candle_core::Device;
 use crossglg_data::Layout;
 use crossglg_text::bank::{embed_descriptions, EmbedOptions, TextBank};
 use crossglg_text::{
-    models_dir, ClassDescription, DescriptionFile, Provenance, SentenceEncoder, TextEncoder,
+    default_model, ClassDescription, DescriptionFile, Provenance, SentenceEncoder, TextEncoder,
 };
 
 fn minilm() -> SentenceEncoder {
-    let dir = models_dir().join("all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} has no model: run scripts/fetch-minilm.sh (or set CROSSGLG_MODELS)",
-        dir.display()
-    );
+    let dir = default_model().unwrap_or_else(|e| panic!("{e}"));
     SentenceEncoder::load(&dir, &Device::Cpu).unwrap()
 }
 
@@ -167,7 +162,7 @@ fn debertav2_loads_and_ignores_padding() {
     debertav2::DebertaV2Model::load(vb, &cfg).unwrap();
     vm.save(dir.path().join("model.safetensors")).unwrap();
     // Any WordPiece tokenizer with the same vocabulary size will do.
-    let minilm_dir = models_dir().join("all-MiniLM-L6-v2");
+    let minilm_dir = default_model().unwrap_or_else(|e| panic!("{e}"));
     std::fs::copy(
         minilm_dir.join("tokenizer.json"),
         dir.path().join("tokenizer.json"),
