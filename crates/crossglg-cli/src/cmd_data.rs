@@ -68,6 +68,10 @@ pub struct ConvertArgs {
     /// Let a `.npy` folder's manifest name files outside that folder (refused by default).
     #[arg(long)]
     allow_outside_paths: bool,
+    /// Class names, one per line, in label order (pyskl pickles: label i is line i+1).
+    /// Default for NTU pickles: the official NTU RGB+D 120 names; else the label numbers.
+    #[arg(long)]
+    classes: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -184,6 +188,7 @@ pub fn read_dataset(
     format: Format,
     input: &Path,
     layout: Option<&str>,
+    classes: Option<Vec<String>>,
     opts: &DirOptions,
 ) -> Result<(Dataset, ReadReport)> {
     let need_layout =
@@ -194,7 +199,7 @@ pub fn read_dataset(
         Format::Msr => read::msr::read_msr_dir(input, opts)?,
         Format::Npy => read::npy::read_npy_dir(input, need_layout()?, opts)?,
         Format::Pyskl => {
-            let d = read::pyskl::read_pyskl(input, need_layout()?, None, opts)?;
+            let d = read::pyskl::read_pyskl(input, need_layout()?, classes, opts)?;
             (d.dataset, d.report)
         }
     })
@@ -219,7 +224,17 @@ fn convert(a: ConvertArgs) -> Result<()> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!("reading {}", a.input.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let (dataset, report) = read_dataset(a.format, &a.input, a.layout.as_deref(), &opts)?;
+    let classes = match &a.classes {
+        Some(p) if !matches!(a.format, Format::Pyskl) => {
+            bail!(
+                "--classes {}: only pyskl pickles take class names",
+                p.display()
+            )
+        }
+        Some(p) => Some(read::read_class_names(p)?),
+        None => None,
+    };
+    let (dataset, report) = read_dataset(a.format, &a.input, a.layout.as_deref(), classes, &opts)?;
     spinner.finish_and_clear();
     print_read_report(&report);
     if dataset.samples.is_empty() {

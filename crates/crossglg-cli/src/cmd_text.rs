@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use crossglg_data::Layout;
@@ -158,17 +158,7 @@ pub fn run(cmd: TextCommand) -> Result<()> {
 }
 
 fn run_describe(a: DescribeArgs) -> Result<()> {
-    let text = crossglg_data::bounded::read_to_string(
-        &a.classes,
-        crossglg_data::bounded::SMALL_FILE_BYTES,
-    )
-    .with_context(|| format!("reading class list {}", a.classes.display()))?;
-    let classes: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let classes = crossglg_data::read::read_class_names(&a.classes)?;
     if classes.is_empty() {
         bail!("{}: no class names", a.classes.display());
     }

@@ -1064,3 +1064,68 @@ fn text_models_are_found_where_users_expect() {
         .unwrap();
     assert!(!bare.contains(workspace.to_str().unwrap()), "{bare}");
 }
+
+/// pyskl pickles: class names from `--classes FILE`, and for NTU pickles the official names by
+/// default (what description files match), so training with text can start from a pickle.
+#[test]
+fn pyskl_pickles_get_class_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crossglg-data/tests/fixtures/pyskl/ntu_p2.pkl");
+    let f = fixture.to_str().unwrap();
+    let classes = |packed: &str| {
+        crossglg_data::pack::Packed::open(Path::new(packed))
+            .unwrap()
+            .classes()
+            .to_vec()
+    };
+    ok(&[
+        "data",
+        "convert",
+        "--format",
+        "pyskl",
+        f,
+        "--layout",
+        "ntu25",
+        "--out",
+        &p("a.safetensors"),
+    ]);
+    let c = classes(&p("a.safetensors"));
+    assert_eq!((c.len(), c[12].as_str()), (13, "tear up paper"));
+    let names: Vec<String> = (0..13).map(|i| format!("action {i}")).collect();
+    std::fs::write(p("names.txt"), names.join("\n")).unwrap();
+    ok(&[
+        "data",
+        "convert",
+        "--format",
+        "pyskl",
+        f,
+        "--layout",
+        "ntu25",
+        "--classes",
+        &p("names.txt"),
+        "--out",
+        &p("b.safetensors"),
+    ]);
+    assert_eq!(classes(&p("b.safetensors")), names);
+    std::fs::write(p("short.txt"), "a\nb\n").unwrap();
+    let o = crossglg(&[
+        "data",
+        "convert",
+        "--format",
+        "pyskl",
+        f,
+        "--layout",
+        "ntu25",
+        "--classes",
+        &p("short.txt"),
+        "--out",
+        &p("c.safetensors"),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("is 12, but only 2 class names"),
+        "{e}"
+    );
+}

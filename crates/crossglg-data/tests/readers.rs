@@ -1074,6 +1074,9 @@ fn pyskl_fixtures_read_for_protocols_2_4_5() {
             );
         }
         assert_eq!(d.dataset.classes.len(), 13);
+        // NTU pickles get the official names their labels index (what descriptions match)
+        assert_eq!(d.dataset.classes[12], "tear up paper", "p{proto}");
+        assert_eq!(d.dataset.classes[0], "drink water", "p{proto}");
     }
 }
 

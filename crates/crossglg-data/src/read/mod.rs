@@ -363,6 +363,19 @@ pub(crate) fn stem(path: &Path, suffix: &str) -> String {
     name.strip_suffix(suffix).unwrap_or(&name).to_string()
 }
 
+/// A class-name list: one name per line, in label order, surrounding blanks trimmed, empty
+/// lines skipped (`classes.txt` of `.npy` folders, `--classes` files).
+pub fn read_class_names(path: &Path) -> Result<Vec<String>, ReadError> {
+    let text = crate::bounded::read_to_string(path, crate::bounded::SMALL_FILE_BYTES)
+        .map_err(|e| ReadError::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
     crate::bounded::read(path, crate::bounded::DATA_FILE_BYTES).map_err(|e| ReadError::io(path, e))
 }

@@ -341,15 +341,7 @@ fn read_manifest(dir: &Path, opts: &DirOptions) -> Result<(Vec<Row>, Vec<String>
 
     let classes_path = dir.join("classes.txt");
     let given: Option<Vec<String>> = if classes_path.exists() {
-        let text = String::from_utf8(read_bytes(&classes_path)?)
-            .map_err(|_| ReadError::invalid(&classes_path, "is not UTF-8"))?;
-        Some(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
+        Some(super::read_class_names(&classes_path)?)
     } else {
         None
     };

@@ -129,9 +129,19 @@ pub fn parse_pyskl(
                     ),
                 ));
             }
-            (0..max.map_or(0, |m| m + 1))
-                .map(|i| i.to_string())
-                .collect()
+            let n = max.map_or(0, |m| m + 1);
+            // An NTU RGB+D pickle (pyskl's ntu60/ntu120 files, 25 Kinect joints): its labels
+            // are the official action indices, so the official names (NTU-60's are the first
+            // 60 of NTU-120's), which description files match by.
+            let ntu = Layout::builtin("ntu25").is_ok_and(|l| l.joints == layout.joints);
+            if ntu && n <= super::ntu::NTU120_CLASSES.len() {
+                super::ntu::NTU120_CLASSES[..n]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                (0..n).map(|i| i.to_string()).collect()
+            }
         }
     };
     if let Some(s) = samples
