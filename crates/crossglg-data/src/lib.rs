@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod bounded;
+pub mod fuzz;
 pub mod inspect;
 pub mod layout;
 pub mod mapping;

@@ -56,23 +56,6 @@ fn all_layers(bytes: &[u8]) {
     let _ = Split::from_toml_str(&text, "m.toml", Path::new("."));
 }
 
-fn mutate(mut b: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
-    for &(i, x, kind) in edits {
-        let n = b.len().max(1);
-        let i = i % n;
-        match kind % 4 {
-            0 if i < b.len() => b[i] = x,
-            1 => b.truncate(i),
-            2 => b.insert(i.min(b.len()), x),
-            _ if i < b.len() => {
-                b.remove(i);
-            }
-            _ => {}
-        }
-    }
-    b
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -86,7 +69,7 @@ proptest! {
         which in 0usize..5,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
     ) {
-        let b = mutate(seeds().swap_remove(which), &edits);
+        let b = crossglg_data::fuzz::mutate(seeds().swap_remove(which), &edits);
         all_layers(&b);
     }
 }

@@ -628,15 +628,8 @@ mod mutations {
             gallery in any::<bool>(),
             edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
         ) {
-            let mut b = if gallery { seed_gallery() } else { seed_frames().into_bytes() };
-            for (i, x, kind) in edits {
-                let i = i % b.len().max(1);
-                match kind {
-                    0 if i < b.len() => b[i] = x,
-                    1 => b.truncate(i),
-                    _ => b.insert(i.min(b.len()), x),
-                }
-            }
+            let seed = if gallery { seed_gallery() } else { seed_frames().into_bytes() };
+            let b = crossglg_data::fuzz::mutate(seed, &edits);
             read_all(&b);
         }
     }

@@ -589,15 +589,7 @@ fn mutated_bodies_get_answers_not_crashes() {
     let edits = proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6);
     runner
         .run(&(edits, any::<bool>()), |(edits, as_file)| {
-            let mut b = valid.clone();
-            for (i, x, kind) in edits {
-                let i = i % b.len().max(1);
-                match kind {
-                    0 if i < b.len() => b[i] = x,
-                    1 => b.truncate(i),
-                    _ => b.insert(i.min(b.len()), x),
-                }
-            }
+            let b = crossglg_data::fuzz::mutate(valid.clone(), &edits);
             let (route, ct) = if as_file {
                 ("/api/recognize?filename=x.json", "application/octet-stream")
             } else {

@@ -84,6 +84,20 @@ pub fn is_model_dir(dir: &Path) -> bool {
         .all(|f| dir.join(f).is_file())
 }
 
+/// The model folders directly inside `dir`, sorted (none when it cannot be read).
+fn model_dirs_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_model_dir(p))
+        .collect();
+    found.sort();
+    found
+}
+
 /// A model's snapshot in the Hugging Face cache: `name` as `org/name` or a bare name
 /// (`sentence-transformers/` is tried for bare names).
 fn in_hf_cache(hub: &Path, name: &str) -> Option<PathBuf> {
@@ -94,16 +108,7 @@ fn in_hf_cache(hub: &Path, name: &str) -> Option<PathBuf> {
     };
     for repo in repos {
         let snaps = hub.join(format!("models--{repo}")).join("snapshots");
-        let Ok(entries) = std::fs::read_dir(&snaps) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_model_dir(p))
-            .collect();
-        found.sort();
-        if let Some(p) = found.pop() {
+        if let Some(p) = model_dirs_in(&snaps).pop() {
             return Some(p);
         }
     }
@@ -138,15 +143,11 @@ pub fn find_model(name: &str) -> Result<PathBuf, String> {
 pub fn list_models() -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
     for r in model_roots() {
-        if let Ok(entries) = std::fs::read_dir(&r.path) {
-            let mut found: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| is_model_dir(p))
-                .collect();
-            found.sort();
-            out.extend(found.into_iter().map(|p| (p, r.source.to_string())));
-        }
+        out.extend(
+            model_dirs_in(&r.path)
+                .into_iter()
+                .map(|p| (p, r.source.to_string())),
+        );
     }
     if let Some(hub) = hf_hub() {
         if let Ok(entries) = std::fs::read_dir(&hub) {

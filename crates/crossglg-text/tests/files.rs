@@ -359,15 +359,7 @@ mod mutations {
         fn mutated_shipped_file_never_panics(
             edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
         ) {
-            let mut b = seed();
-            for (i, x, kind) in edits {
-                let i = i % b.len().max(1);
-                match kind {
-                    0 if i < b.len() => b[i] = x,
-                    1 => b.truncate(i),
-                    _ => b.insert(i.min(b.len()), x),
-                }
-            }
+            let b = crossglg_data::fuzz::mutate(seed(), &edits);
             check(&b);
         }
     }
