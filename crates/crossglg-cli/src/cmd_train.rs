@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Print the results as JSON on stdout (messages go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -48,6 +51,9 @@ pub struct TrainArgs {
     force: bool,
     #[arg(long)]
     quiet: bool,
+    /// Print the results as JSON on stdout (messages go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -125,6 +131,9 @@ pub struct SweepArgs {
     overrides: Vec<String>,
     #[arg(long)]
     quiet: bool,
+    /// Print the results as JSON on stdout (messages go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 fn print_reports(reports: &[EvalReport]) {
@@ -158,7 +167,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         .data
         .synthetic()
         .context("the demo config's data source must stay synthetic")?;
-    println!(
+    let intro = format!(
         "crossglg demo: {} synthetic motions on {}, encoder {:?}, guidance {:?}, text encoder {}",
         crossglg_data::synth::class_names(synth)?.len(),
         synth.layout,
@@ -166,7 +175,12 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         cfg.model.guidance,
         encoder
     );
-    run_and_report(&cfg, &a.out, (false, false), a.quiet)
+    if a.json {
+        eprintln!("{intro}");
+    } else {
+        println!("{intro}");
+    }
+    run_and_report(&cfg, &a.out, (false, false), a.quiet, a.json)
 }
 
 fn run_and_report(
@@ -174,6 +188,7 @@ fn run_and_report(
     out: &Path,
     (resume, force): (bool, bool),
     quiet: bool,
+    json: bool,
 ) -> Result<()> {
     let opts = TrainOptions {
         resume,
@@ -182,6 +197,12 @@ fn run_and_report(
         max_epochs_this_call: None,
     };
     let s = run::train(cfg, out, &opts)?;
+    if json {
+        let mut v = serde_json::to_value(&s)?;
+        v["run_dir"] = out.display().to_string().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     println!(
         "trained {} epochs ({} steps, {} parameters) in {:.1} s, {:.0} samples/s; final loss {:.4}, train accuracy {:.1}%",
         s.epochs,
@@ -202,7 +223,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(a.config.file_stem().unwrap_or_default()));
-    run_and_report(&cfg, &out, (a.resume, a.force), a.quiet)
+    run_and_report(&cfg, &out, (a.resume, a.force), a.quiet, a.json)
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
@@ -330,6 +351,25 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         .and_then(|(_, a)| a.first())
         .map(|m| m.iter().map(|(n, _)| n.clone()).collect())
         .unwrap_or_default();
+    if a.json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(k, accs)| {
+                let per_method: serde_json::Map<String, serde_json::Value> = methods
+                    .iter()
+                    .enumerate()
+                    .map(|(m, name)| {
+                        let v: Vec<f64> = accs.iter().map(|a| a[m].1).collect();
+                        (name.clone(), serde_json::json!(v))
+                    })
+                    .collect();
+                serde_json::json!({ "auxiliary_classes": k, "accuracy_per_seed": per_method })
+            })
+            .collect();
+        let out = serde_json::json!({ "seeds": a.seeds, "rows": rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     println!("| auxiliary classes | {} |", methods.join(" | "));
     println!("|---|{}", "---|".repeat(methods.len()));
     for (k, accs) in &rows {

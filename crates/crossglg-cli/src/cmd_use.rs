@@ -166,6 +166,9 @@ pub struct EnrollArgs {
     name: String,
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn new_gallery(l: &Loaded, threshold: Option<f32>) -> Gallery {
@@ -213,6 +216,17 @@ pub fn enroll(a: EnrollArgs) -> Result<()> {
             Ok(())
         },
     )?;
+    if a.json {
+        let v = serde_json::json!({
+            "gallery": a.gallery.display().to_string(),
+            "class": a.name,
+            "added": emb.len(),
+            "classes": g.classes.len(),
+            "exemplars": g.len(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     println!(
         "enrolled {} exemplar(s) as `{}`; {} now has {} classes, {} exemplars",
         emb.len(),

@@ -1129,3 +1129,54 @@ fn pyskl_pickles_get_class_names() {
         "{e}"
     );
 }
+
+/// `--json` on the commands that report results: stdout is one JSON document.
+#[test]
+fn json_output_of_train_and_enroll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = ok(&[
+        "demo",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--json",
+        "--text-encoder",
+        "hashed",
+        "--set",
+        "epochs=1",
+        "--set",
+        "data.synthetic.samples_per_class=6",
+        "--set",
+        "preprocess.frames=16",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("demo --json prints JSON only");
+    assert_eq!(v["epochs"], 1);
+    assert!(
+        v["reports"].as_array().is_some_and(|r| !r.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["run_dir"], run.to_str().unwrap());
+    let d = demo();
+    let g = tmp.path().join("g.gallery");
+    let out = ok(&[
+        "enroll",
+        "--model",
+        &d.run,
+        "--gallery",
+        g.to_str().unwrap(),
+        "--name",
+        "wave",
+        "--json",
+        &d.by_class("wave")[0],
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            v["class"].as_str(),
+            v["added"].as_u64(),
+            v["classes"].as_u64()
+        ),
+        (Some("wave"), Some(1), Some(1))
+    );
+}
