@@ -38,6 +38,9 @@ pub enum Format {
     Npy,
     /// A pyskl annotation pickle (needs --layout).
     Pyskl,
+    /// A folder of OpenPose per-frame JSON (`NAME_<frame>_keypoints.json`); layout body25
+    /// unless --layout says otherwise.
+    Openpose,
 }
 
 #[derive(Args)]
@@ -201,6 +204,10 @@ pub fn read_dataset(
         Format::Pyskl => {
             let d = read::pyskl::read_pyskl(input, need_layout()?, classes, opts)?;
             (d.dataset, d.report)
+        }
+        Format::Openpose => {
+            let l = Layout::load(layout.unwrap_or("body25"))?;
+            read::openpose::read_openpose_dir(input, &l, opts)?
         }
     })
 }

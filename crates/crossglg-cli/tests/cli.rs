@@ -1330,3 +1330,73 @@ mlp_ratio = 2
     assert_eq!(classes.len(), 2, "{v}");
     assert!(classes.iter().any(|c| c == "brushing hair"), "{v}");
 }
+
+/// OpenPose output (a folder of BODY_25 per-frame JSON) enrolled and recognised by a model of
+/// the NTU layout through the shipped `body25_to_ntu25` mapping.
+#[test]
+fn openpose_output_through_a_mapping() {
+    let d = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("openpose");
+    std::fs::create_dir_all(&dir).unwrap();
+    for t in 0..40 {
+        let kp: Vec<f64> = (0..25)
+            .flat_map(|v| {
+                let v = v as f64;
+                [
+                    100.0 + 5.0 * v + 10.0 * (t as f64 / 5.0 + v).sin(),
+                    200.0 + 8.0 * v,
+                    0.9,
+                ]
+            })
+            .collect();
+        let f = serde_json::json!({ "people": [{ "person_id": [-1], "pose_keypoints_2d": kp }] });
+        std::fs::write(
+            dir.join(format!("clip_{t:012}_keypoints.json")),
+            f.to_string(),
+        )
+        .unwrap();
+    }
+    let inspect = ok(&["data", "inspect", dir.to_str().unwrap()]);
+    assert!(inspect.contains("openpose, layout body25"), "{inspect}");
+    let g = tmp.path().join("g.gallery");
+    let (gs, ds) = (g.to_str().unwrap(), dir.to_str().unwrap());
+    let m = ["--mapping", "body25_to_ntu25"];
+    ok(&[
+        &[
+            "enroll",
+            "--model",
+            &d.run,
+            "--gallery",
+            gs,
+            "--name",
+            "sway",
+        ][..],
+        &m,
+        &[ds],
+    ]
+    .concat());
+    let out = ok(&[
+        &["recognize", "--model", &d.run, "--gallery", gs, "--json"][..],
+        &m,
+        &[ds],
+    ]
+    .concat());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["recognition"]["class"], "sway", "{v}");
+    // a mapping from another layout (17 COCO joints) is refused for 25-joint BODY_25 input
+    let o = crossglg(&[
+        "recognize",
+        "--model",
+        &d.run,
+        "--gallery",
+        gs,
+        "--mapping",
+        "coco17_to_ntu25",
+        ds,
+    ]);
+    assert!(
+        !o.status.success(),
+        "a COCO mapping must not accept BODY_25 input"
+    );
+}

@@ -16,6 +16,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("msr20", include_str!("../layouts/msr20.toml")),
     ("coco17", include_str!("../layouts/coco17.toml")),
     ("mediapipe33", include_str!("../layouts/mediapipe33.toml")),
+    ("body25", include_str!("../layouts/body25.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,10 @@ use serde::{Deserialize, Serialize};
 /// Mapping files shipped with crossglg: (name, TOML text).
 pub const BUILTIN_MAPPINGS: &[(&str, &str)] = &[
     (
+        "body25_to_ntu25",
+        include_str!("../mappings/body25_to_ntu25.toml"),
+    ),
+    (
         "coco17_to_ntu25",
         include_str!("../mappings/coco17_to_ntu25.toml"),
     ),

@@ -62,7 +62,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 fn every_builtin_is_a_tree_with_parts_and_round_trips() {
     assert_eq!(
         builtin_names(),
-        ["ntu25", "nwucla20", "msr20", "coco17", "mediapipe33"]
+        [
+            "ntu25",
+            "nwucla20",
+            "msr20",
+            "coco17",
+            "mediapipe33",
+            "body25"
+        ]
     );
     let sizes = BTreeMap::from([
         ("ntu25", 25),
@@ -70,6 +77,7 @@ fn every_builtin_is_a_tree_with_parts_and_round_trips() {
         ("msr20", 20),
         ("coco17", 17),
         ("mediapipe33", 33),
+        ("body25", 25),
     ]);
     for name in builtin_names() {
         let l = Layout::builtin(name).unwrap();
@@ -1601,6 +1609,86 @@ fn npy_manifest_paths_stay_in_their_folder() {
         .to_string();
     assert!(
         e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+}
+
+/// OpenPose output: files of one name form a sequence in frame-number order, people become
+/// persons (in OpenPose's order, up to max_bodies), channels are x, y, confidence.
+#[test]
+fn openpose_folders_read_as_sequences() {
+    use crossglg_data::read::openpose::{read_openpose_dir, split_name};
+    assert_eq!(
+        split_name("walk_000000000012_keypoints.json"),
+        Some(("walk".into(), 12))
+    );
+    assert_eq!(
+        split_name("a_b_000000000001_keypoints.json"),
+        Some(("a_b".into(), 1))
+    );
+    assert_eq!(split_name("walk_keypoints.json"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let person = |base: f64| {
+        let kp: Vec<f64> = (0..25)
+            .flat_map(|v| [base + v as f64, 2.0 * v as f64, 0.9])
+            .collect();
+        serde_json::json!({ "person_id": [-1], "pose_keypoints_2d": kp })
+    };
+    let frame = |people: Vec<serde_json::Value>| {
+        serde_json::json!({ "version": 1.3, "people": people }).to_string()
+    };
+    // written out of order: the frame number decides
+    for (file, people) in [
+        ("walk_000000000002_keypoints.json", vec![person(30.0)]),
+        ("walk_000000000000_keypoints.json", vec![person(10.0)]),
+        (
+            "walk_000000000001_keypoints.json",
+            vec![person(20.0), person(100.0)],
+        ),
+        ("jump_000000000000_keypoints.json", vec![]),
+        ("jump_000000000001_keypoints.json", vec![person(5.0)]),
+    ] {
+        std::fs::write(dir.path().join(file), frame(people)).unwrap();
+    }
+    let layout = Layout::builtin("body25").unwrap();
+    let (ds, rep) = read_openpose_dir(dir.path(), &layout, &DirOptions::default()).unwrap();
+    assert_eq!(rep.files, 5);
+    let names: Vec<&str> = ds.samples.iter().map(|s| s.meta.name.as_str()).collect();
+    assert_eq!(names, ["jump", "walk"]);
+    let walk = &ds.samples[1].skeleton;
+    assert_eq!(walk.shape(), [2, 3, 25, 3]);
+    assert_eq!(
+        (
+            walk.get(0, 0, 0, 0),
+            walk.get(0, 1, 3, 0),
+            walk.get(0, 2, 0, 0)
+        ),
+        (10.0, 23.0, 30.0)
+    );
+    assert_eq!((walk.get(0, 0, 4, 1), walk.get(0, 0, 4, 2)), (8.0, 0.9));
+    assert_eq!((walk.get(1, 1, 0, 0), walk.get(1, 0, 0, 0)), (100.0, 0.0));
+    let jump = &ds.samples[0].skeleton;
+    assert_eq!(
+        (jump.shape(), jump.get(0, 0, 0, 0), jump.get(0, 1, 0, 0)),
+        ([1, 2, 25, 3], 0.0, 5.0)
+    );
+    // COCO-18 output against the BODY_25 layout: an error naming the file and the field
+    std::fs::write(
+        dir.path().join("coco_000000000000_keypoints.json"),
+        frame(vec![
+            serde_json::json!({ "pose_keypoints_2d": vec![0.5; 54] }),
+        ]),
+    )
+    .unwrap();
+    let strict = DirOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let e = read_openpose_dir(dir.path(), &layout, &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("coco_000000000000_keypoints.json") && e.contains("54 values"),
         "{e}"
     );
 }

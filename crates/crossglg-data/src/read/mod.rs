@@ -13,6 +13,7 @@
 pub mod msr;
 pub mod npy;
 pub mod ntu;
+pub mod openpose;
 pub mod pickle;
 pub mod pyskl;
 pub mod ucla;
@@ -631,6 +632,7 @@ pub enum Format {
     Msr,
     Npy,
     Pyskl,
+    OpenPose,
 }
 
 impl Format {
@@ -641,6 +643,7 @@ impl Format {
             Format::Msr => "msr",
             Format::Npy => "npy",
             Format::Pyskl => "pyskl",
+            Format::OpenPose => "openpose",
         }
     }
 }
@@ -648,8 +651,9 @@ impl Format {
 /// Reads a file or a folder in whichever supported format it is, for callers (the CLI's
 /// `prepare`/`inspect`) that take a path from the user:
 ///
-/// - a folder with `manifest.csv` is an `.npy` folder (needs `layout`); otherwise the most
-///   common of `.skeleton` / `.json` / `.txt` decides between NTU, NW-UCLA and MSR;
+/// - a folder with `manifest.csv` is an `.npy` folder (needs `layout`); one with OpenPose's
+///   `*_keypoints.json` files is OpenPose output (layout `body25` unless given); otherwise the
+///   most common of `.skeleton` / `.json` / `.txt` decides between NTU, NW-UCLA and MSR;
 /// - a file is read by its extension (`.skeleton`, `.json`, `.txt`, `.npy`, `.pkl`/`.pickle`)
 ///   into a one-sample dataset (all samples for a pickle).
 ///
@@ -770,6 +774,12 @@ fn read_dir_any(
         })?;
         let (ds, rep) = npy::read_npy_dir(dir, layout, opts)?;
         return Ok((ds, rep, Format::Npy));
+    }
+    if openpose::looks_like_openpose(dir) {
+        let layout = crate::layout::Layout::load(layout.unwrap_or("body25"))
+            .map_err(|e| ReadError::layout(dir, e))?;
+        let (ds, rep) = openpose::read_openpose_dir(dir, &layout, opts)?;
+        return Ok((ds, rep, Format::OpenPose));
     }
     let candidates = [
         (list_files(dir, ".skeleton")?.len(), Format::Ntu),
