@@ -8,6 +8,8 @@ use std::path::Path;
 use crossglg_data::layout::{Layout, BUILTIN};
 use crossglg_data::mapping::{MappingFile, BUILTIN_MAPPINGS};
 use crossglg_data::protocol::Split;
+use crossglg_data::read::openpose::read_openpose_dir;
+use crossglg_data::read::DirOptions;
 use crossglg_data::tagged::{self, Owned, TaggedFile};
 use proptest::prelude::*;
 
@@ -40,6 +42,9 @@ fn seeds() -> Vec<Vec<u8>> {
         b"name = \"x\"\nnovel = [1, 2]\nauxiliary = [0, 3]\n[exemplars]\n1 = \"a\"\n2 = [\"b\"]\n"
             .to_vec(),
     );
+    let kp: Vec<f64> = (0..75).map(|i| i as f64 * 0.5).collect();
+    let frame = serde_json::json!({ "people": [{ "person_id": [-1], "pose_keypoints_2d": kp }] });
+    s.push(frame.to_string().into_bytes());
     s
 }
 
@@ -54,6 +59,11 @@ fn all_layers(bytes: &[u8]) {
     let _ = Layout::from_toml_str(&text, "m.toml");
     let _ = MappingFile::from_toml_str(&text, "m.toml");
     let _ = Split::from_toml_str(&text, "m.toml", Path::new("."));
+    // OpenPose output: the bytes as one frame file of a sequence
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x_000000000000_keypoints.json"), bytes).unwrap();
+    let body25 = Layout::builtin("body25").unwrap();
+    let _ = read_openpose_dir(dir.path(), &body25, &DirOptions::default());
 }
 
 proptest! {
@@ -66,7 +76,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_files_never_panic(
-        which in 0usize..5,
+        which in 0usize..6,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
     ) {
         let b = crossglg_data::fuzz::mutate(seeds().swap_remove(which), &edits);
@@ -83,4 +93,9 @@ fn seeds_are_valid() {
     Layout::from_toml_str(std::str::from_utf8(&s[1]).unwrap(), "l").unwrap();
     MappingFile::from_toml_str(std::str::from_utf8(&s[3]).unwrap(), "m").unwrap();
     Split::from_toml_str(std::str::from_utf8(&s[4]).unwrap(), "s", Path::new(".")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x_000000000000_keypoints.json"), &s[5]).unwrap();
+    let body25 = Layout::builtin("body25").unwrap();
+    let (d, _) = read_openpose_dir(dir.path(), &body25, &DirOptions::default()).unwrap();
+    assert_eq!(d.samples.len(), 1);
 }
