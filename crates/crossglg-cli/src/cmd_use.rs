@@ -174,6 +174,7 @@ pub struct EnrollArgs {
 fn new_gallery(l: &Loaded, threshold: Option<f32>) -> Gallery {
     let mut g = Gallery::new(l.model.dim(), &l.model_dir.display().to_string());
     g.model_hash = l.model.model_hash();
+    g.layout_toml = Some(l.layout.to_toml());
     g.threshold = threshold;
     g
 }
@@ -182,6 +183,7 @@ fn new_gallery(l: &Loaded, threshold: Option<f32>) -> Gallery {
 fn load_gallery(l: &Loaded, path: &Path) -> Result<Gallery> {
     let g = Gallery::load(path)?;
     g.check_model(path, l.model.dim(), l.model.model_hash().as_deref())?;
+    g.check_layout(path, &l.layout)?;
     Ok(g)
 }
 
@@ -210,6 +212,7 @@ pub fn enroll(a: EnrollArgs) -> Result<()> {
         || new_gallery(&l, threshold),
         |g| {
             g.check_model(&a.gallery, l.model.dim(), l.model.model_hash().as_deref())?;
+            g.check_layout(&a.gallery, &l.layout)?;
             for ((n, _), e) in inputs.iter().zip(&emb) {
                 g.enroll(&a.name, std::slice::from_ref(e), Some(n))?;
             }

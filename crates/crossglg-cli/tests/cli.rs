@@ -417,6 +417,7 @@ fn concurrent_enrolls_keep_every_class() {
     assert_eq!(g.classes.len(), 20, "{:?}", g.classes);
     assert_eq!(g.len(), 20);
     assert!(g.model_hash.as_ref().is_some_and(|h| h.len() == 64));
+    assert!(g.layout_toml.as_ref().is_some_and(|t| t.contains("ntu25")));
 }
 
 /// A gallery enrolled by other weights is refused by `recognize` with a message naming it.

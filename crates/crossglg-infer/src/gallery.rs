@@ -67,6 +67,15 @@ pub enum GalleryError {
         gallery: usize,
         model: usize,
     },
+    #[error(
+        "gallery {path}: enrolled from layout `{gallery}`, the model takes `{model}`: {difference}"
+    )]
+    Layout {
+        path: PathBuf,
+        gallery: String,
+        model: String,
+        difference: String,
+    },
     #[error("cannot lock gallery {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -104,6 +113,9 @@ pub struct Gallery {
     pub model_id: String,
     /// A hash of the checkpoint, if the caller has one.
     pub model_hash: Option<String>,
+    /// The skeleton layout the embedded sequences were in (its TOML), so the gallery says by
+    /// itself what input it expects.
+    pub layout_toml: Option<String>,
     pub classes: Vec<String>,
     pub entries: Vec<Entry>,
     embeddings: Vec<Vec<f32>>,
@@ -134,6 +146,8 @@ struct GalleryHeader {
     model_id: String,
     #[serde(default)]
     model_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layout_toml: Option<String>,
     classes: Vec<String>,
     entries: Vec<Entry>,
     #[serde(default)]
@@ -154,6 +168,7 @@ impl Gallery {
             dim,
             model_id: model_id.to_string(),
             model_hash: None,
+            layout_toml: None,
             classes: Vec::new(),
             entries: Vec::new(),
             embeddings: Vec::new(),
@@ -278,6 +293,47 @@ impl Gallery {
         Ok(())
     }
 
+    /// Refuses a model whose input layout is not the one this gallery was enrolled from
+    /// (compared by joints; galleries from before layouts were recorded pass).
+    pub fn check_layout(
+        &self,
+        path: &Path,
+        layout: &crossglg_data::Layout,
+    ) -> Result<(), GalleryError> {
+        let Some(toml) = &self.layout_toml else {
+            return Ok(());
+        };
+        let own = crossglg_data::Layout::from_toml_str(toml, &path.display().to_string()).map_err(
+            |e| GalleryError::Invalid(format!("{}: stored layout: {e}", path.display())),
+        )?;
+        if own.joints == layout.joints {
+            return Ok(());
+        }
+        let difference = if own.joints.len() != layout.joints.len() {
+            format!(
+                "{} joints against {}",
+                own.joints.len(),
+                layout.joints.len()
+            )
+        } else {
+            own.joints
+                .iter()
+                .zip(&layout.joints)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .take(3)
+                .map(|(i, (a, b))| format!("joint {i} is `{a}` against `{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(GalleryError::Layout {
+            path: path.into(),
+            gallery: own.name,
+            model: layout.name.clone(),
+            difference,
+        })
+    }
+
     /// Read-modify-write of the gallery file at `path` under an exclusive lock (on
     /// `<path>.lock`, a file that stays: removing it would let two writers lock different
     /// files), so concurrent writers (several `crossglg enroll`, a server) lose nothing. The
@@ -388,6 +444,7 @@ impl Gallery {
             dim: self.dim,
             model_id: self.model_id.clone(),
             model_hash: self.model_hash.clone(),
+            layout_toml: self.layout_toml.clone(),
             classes: self.classes.clone(),
             entries: self.entries.clone(),
             threshold: self.threshold,
@@ -457,6 +514,7 @@ impl Gallery {
             dim: h.dim,
             model_id: h.model_id,
             model_hash: h.model_hash,
+            layout_toml: h.layout_toml,
             classes: h.classes,
             entries: h.entries,
             embeddings,
@@ -676,6 +734,7 @@ mod tests {
             dim: 2,
             model_id: "m".into(),
             model_hash: None,
+            layout_toml: None,
             classes: g.classes.clone(),
             entries: g.entries.clone(),
             threshold: None,

@@ -471,6 +471,24 @@ fn gallery_refuses_other_models_and_degenerate_embeddings() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("width 2") && e.contains("3"), "{e}");
+    // the layout it was enrolled from travels with it and is compared by joints
+    let mut g = g;
+    let ntu = crossglg_data::Layout::builtin("ntu25").unwrap();
+    g.layout_toml = Some(ntu.to_toml());
+    g.save(&path).unwrap();
+    let g = Gallery::load(&path).unwrap();
+    g.check_layout(&path, &ntu).unwrap();
+    let mut renamed = ntu.clone();
+    renamed.name = "mine".into();
+    g.check_layout(&path, &renamed).unwrap();
+    let e = g
+        .check_layout(&path, &crossglg_data::Layout::builtin("body25").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ntu25") && e.contains("body25") && e.contains("joint 0"),
+        "{e}"
+    );
 }
 
 #[test]

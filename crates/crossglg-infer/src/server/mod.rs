@@ -131,6 +131,7 @@ impl AppState {
     fn new_gallery(&self) -> Gallery {
         let mut g = Gallery::new(self.model.embedder.dim(), &self.model.model_id);
         g.model_hash = self.model.embedder.model_hash();
+        g.layout_toml = Some(self.model.layout.to_toml());
         g.threshold = self.model.threshold;
         g
     }
@@ -167,10 +168,12 @@ impl Server {
         let g = if gallery.exists() {
             let g = Gallery::load(&gallery)?;
             g.check_model(&gallery, dim, hash.as_deref())?;
+            g.check_layout(&gallery, &model.layout)?;
             g
         } else {
             let mut g = Gallery::new(dim, &model.model_id);
             g.model_hash = hash;
+            g.layout_toml = Some(model.layout.to_toml());
             g.threshold = model.threshold;
             g
         };
