@@ -69,18 +69,8 @@ fn read_inputs(
                 Some(m) => map_skeleton(&s.skeleton, m)?,
                 None => s.skeleton,
             };
-            if sk.data.iter().all(|&x| x == 0.0) {
-                bail!(
-                    "{}: every coordinate is zero (no pose detected?); nothing to embed",
-                    f.display()
-                );
-            }
-            if let Some(c) = l.model.input_channels().filter(|&c| c != sk.channels) {
-                bail!(
-                    "{}: {} values per joint, but the model takes {c} (x, y, z)",
-                    f.display(),
-                    sk.channels
-                );
+            if let Some(problem) = crossglg_infer::embedder::input_problem(&l.model, &sk) {
+                bail!("{}: {problem}", f.display());
             }
             if sk.joints != l.layout.num_joints() {
                 bail!(
@@ -172,18 +162,14 @@ pub struct EnrollArgs {
 }
 
 fn new_gallery(l: &Loaded, threshold: Option<f32>) -> Gallery {
-    let mut g = Gallery::new(l.model.dim(), &l.model_dir.display().to_string());
-    g.model_hash = l.model.model_hash();
-    g.layout_toml = Some(l.layout.to_toml());
-    g.threshold = threshold;
-    g
+    let id = l.model_dir.display().to_string();
+    Gallery::for_embedder(&l.model, &id, &l.layout, threshold)
 }
 
 /// The gallery at `path`, refused when another model made it.
 fn load_gallery(l: &Loaded, path: &Path) -> Result<Gallery> {
     let g = Gallery::load(path)?;
-    g.check_model(path, l.model.dim(), l.model.model_hash().as_deref())?;
-    g.check_layout(path, &l.layout)?;
+    g.check_for(path, &l.model, &l.layout)?;
     Ok(g)
 }
 
@@ -211,12 +197,11 @@ pub fn enroll(a: EnrollArgs) -> Result<()> {
         &a.gallery,
         || new_gallery(&l, threshold),
         |g| {
-            g.check_model(&a.gallery, l.model.dim(), l.model.model_hash().as_deref())?;
-            g.check_layout(&a.gallery, &l.layout)?;
+            g.check_for(&a.gallery, &l.model, &l.layout)?;
             for ((n, _), e) in inputs.iter().zip(&emb) {
                 g.enroll(&a.name, std::slice::from_ref(e), Some(n))?;
             }
-            Ok(())
+            Ok::<_, crossglg_infer::gallery::GalleryError>(())
         },
     )?;
     if a.json {

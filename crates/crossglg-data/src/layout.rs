@@ -113,6 +113,27 @@ impl Layout {
         Self::from_toml_file(&p)
     }
 
+    /// How this layout's joints differ from `other`'s, briefly (`None` when they are the same
+    /// joints in the same order, whatever the names of the layouts): a layout is its joints.
+    pub fn joint_difference(&self, other: &Layout) -> Option<String> {
+        let (a, b) = (&self.joints, &other.joints);
+        if a == b {
+            return None;
+        }
+        if a.len() != b.len() {
+            return Some(format!("{} joints against {}", a.len(), b.len()));
+        }
+        let diff: Vec<String> = a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .filter(|(_, (x, y))| x != y)
+            .take(5)
+            .map(|(i, (x, y))| format!("joint {i} is `{x}` against `{y}`"))
+            .collect();
+        Some(diff.join(", "))
+    }
+
     pub fn builtin(name: &str) -> Result<Self, LayoutError> {
         match BUILTIN.iter().find(|(n, _)| *n == name) {
             Some((_, text)) => Self::from_toml_str(text, &format!("built-in `{name}`")),

@@ -106,3 +106,20 @@ impl<E: Embedder + ?Sized> Embedder for Box<E> {
         (**self).joint_importance(skeleton)
     }
 }
+
+/// Why `embedder` cannot take `skeleton`, if it cannot: no pose at all (every value zero, what
+/// a pose estimator writes when it found nobody), or another number of values per joint than
+/// it takes. What the CLI and the server check before embedding, so neither fails deep inside
+/// the model.
+pub fn input_problem<E: Embedder + ?Sized>(embedder: &E, skeleton: &Skeleton) -> Option<String> {
+    if skeleton.data.iter().all(|&x| x == 0.0) {
+        return Some("every coordinate is zero (no pose detected?); nothing to embed".into());
+    }
+    match embedder.input_channels() {
+        Some(c) if c != skeleton.channels => Some(format!(
+            "{} values per joint, but the model takes {c}",
+            skeleton.channels
+        )),
+        _ => None,
+    }
+}

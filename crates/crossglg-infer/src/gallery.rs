@@ -306,25 +306,8 @@ impl Gallery {
         let own = crossglg_data::Layout::from_toml_str(toml, &path.display().to_string()).map_err(
             |e| GalleryError::Invalid(format!("{}: stored layout: {e}", path.display())),
         )?;
-        if own.joints == layout.joints {
+        let Some(difference) = own.joint_difference(layout) else {
             return Ok(());
-        }
-        let difference = if own.joints.len() != layout.joints.len() {
-            format!(
-                "{} joints against {}",
-                own.joints.len(),
-                layout.joints.len()
-            )
-        } else {
-            own.joints
-                .iter()
-                .zip(&layout.joints)
-                .enumerate()
-                .filter(|(_, (a, b))| a != b)
-                .take(3)
-                .map(|(i, (a, b))| format!("joint {i} is `{a}` against `{b}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
         };
         Err(GalleryError::Layout {
             path: path.into(),
@@ -334,16 +317,44 @@ impl Gallery {
         })
     }
 
+    /// An empty gallery for `embedder` taking sequences in `layout`: its width, weights hash
+    /// and layout recorded, so [`Gallery::check_for`] can tell another model later.
+    pub fn for_embedder(
+        embedder: &(impl crate::embedder::Embedder + ?Sized),
+        model_id: &str,
+        layout: &crossglg_data::Layout,
+        threshold: Option<f32>,
+    ) -> Self {
+        let mut g = Gallery::new(embedder.dim(), model_id);
+        g.model_hash = embedder.model_hash();
+        g.layout_toml = Some(layout.to_toml());
+        g.threshold = threshold;
+        g
+    }
+
+    /// Refuses a gallery that `embedder` (taking sequences in `layout`) cannot use: another
+    /// width, other weights, another layout. What every user of a gallery file checks.
+    pub fn check_for(
+        &self,
+        path: &Path,
+        embedder: &(impl crate::embedder::Embedder + ?Sized),
+        layout: &crossglg_data::Layout,
+    ) -> Result<(), GalleryError> {
+        self.check_model(path, embedder.dim(), embedder.model_hash().as_deref())?;
+        self.check_layout(path, layout)
+    }
+
     /// Read-modify-write of the gallery file at `path` under an exclusive lock (on
     /// `<path>.lock`, a file that stays: removing it would let two writers lock different
     /// files), so concurrent writers (several `crossglg enroll`, a server) lose nothing. The
     /// file is read under the lock (or `create`d when missing), `change` applied, and the result
-    /// written atomically before the lock is released; on an error nothing is written.
-    pub fn update<R>(
+    /// written atomically before the lock is released; on an error (the caller's own kind, or a
+    /// gallery error converted into it) nothing is written.
+    pub fn update<R, E: From<GalleryError>>(
         path: &Path,
         create: impl FnOnce() -> Gallery,
-        change: impl FnOnce(&mut Gallery) -> Result<R, GalleryError>,
-    ) -> Result<(Gallery, R), GalleryError> {
+        change: impl FnOnce(&mut Gallery) -> Result<R, E>,
+    ) -> Result<(Gallery, R), E> {
         let _lock = lock_file(path)?;
         let mut g = if path.exists() {
             Gallery::load(path)?

@@ -155,13 +155,14 @@ pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result
         // Compared by joints, not by name: a layout file and a built-in name (or two files
         // with different names) that list the same joints are the same layout.
         match Layout::load_named_in(&file.layout, Path::new(origin)) {
-            Ok(own) if own.joints == layout.joints => {}
-            Ok(own) => p.push(format!(
-                "written for layout `{}`, checked against layout `{}`: {}",
-                file.layout,
-                layout.name,
-                joint_difference(&own.joints, &layout.joints)
-            )),
+            Ok(own) => {
+                if let Some(d) = own.joint_difference(layout) {
+                    p.push(format!(
+                        "written for layout `{}`, checked against layout `{}`: {d}",
+                        file.layout, layout.name
+                    ));
+                }
+            }
             Err(e) => p.push(format!(
                 "written for layout `{}`, checked against layout `{}` (cannot compare their joints: {e})",
                 file.layout, layout.name
@@ -276,20 +277,4 @@ pub fn validate_path(path: &Path, layout: Option<&Layout>) -> Result<String, cra
         file.layout,
         file.provenance.model
     ))
-}
-
-/// What differs between two joint lists, briefly.
-fn joint_difference(a: &[String], b: &[String]) -> String {
-    if a.len() != b.len() {
-        return format!("{} joints against {}", a.len(), b.len());
-    }
-    let diff: Vec<String> = a
-        .iter()
-        .zip(b)
-        .enumerate()
-        .filter(|(_, (x, y))| x != y)
-        .take(5)
-        .map(|(i, (x, y))| format!("joint {i} is `{x}` against `{y}`"))
-        .collect();
-    diff.join(", ")
 }

@@ -270,21 +270,11 @@ fn batch_tensor(
 /// A small JSON file of a run directory (centre, thresholds): read with a size cap, so a
 /// wrong path (a device, a huge file) fails instead of filling memory.
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RunError> {
-    use std::io::Read;
-    const CAP: u64 = 64 << 20;
-    let read = |source| RunError::Read {
-        path: path.into(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read)?;
-    let mut text = Vec::new();
-    file.take(CAP + 1).read_to_end(&mut text).map_err(read)?;
-    if text.len() as u64 > CAP {
-        return Err(RunError::RunDir {
+    let text = crossglg_data::bounded::read(path, crossglg_data::bounded::SMALL_FILE_BYTES)
+        .map_err(|source| RunError::Read {
             path: path.into(),
-            message: format!("larger than {} MiB; not a file this run wrote", CAP >> 20),
-        });
-    }
+            source,
+        })?;
     serde_json::from_slice(&text).map_err(|source| RunError::Json {
         path: path.into(),
         source,
@@ -330,8 +320,15 @@ fn config_changes(old: &str, new: &str) -> Vec<String> {
 
 /// Keeps the metric rows of steps up to `step` (those the checkpoint covers).
 fn truncate_metrics(path: &Path, step: u64) -> Result<(), RunError> {
-    let Ok(text) = crossglg_data::bounded::read_to_string(path, 1 << 30) else {
-        return Ok(());
+    let text = match crossglg_data::bounded::read_to_string(path, 1 << 30) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RunError::Read {
+                path: path.into(),
+                source,
+            })
+        }
     };
     let kept: String = text
         .lines()

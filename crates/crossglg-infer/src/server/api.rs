@@ -489,29 +489,14 @@ async fn change_gallery<R: Send + 'static>(
     let _w = s.write.lock().await;
     let st = s.clone();
     let (g, r) = tokio::task::spawn_blocking(move || {
-        let mut failure = None;
-        let out = Gallery::update(
+        Gallery::update(
             &st.gallery_path,
             || st.new_gallery(),
             |g| {
-                g.check_model(
-                    &st.gallery_path,
-                    st.model.embedder.dim(),
-                    st.model.embedder.model_hash().as_deref(),
-                )?;
-                change(g).map_err(|e| {
-                    // keep the API error's status; the gallery writes nothing
-                    let msg = e.message.clone();
-                    failure = Some(e);
-                    GalleryError::Invalid(msg)
-                })
+                g.check_for(&st.gallery_path, &*st.model.embedder, &st.model.layout)?;
+                change(g)
             },
-        );
-        match (out, failure) {
-            (_, Some(e)) => Err(e),
-            (Ok(v), None) => Ok(v),
-            (Err(e), None) => Err(ApiError::from(e)),
-        }
+        )
     })
     .await
     .map_err(|e| ApiError::internal(format!("gallery update failed: {e}")))??;

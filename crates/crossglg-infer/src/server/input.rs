@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::api::ApiError;
 use super::AppState;
+use crate::embedder::input_problem;
 
 /// Most joints per frame a JSON sequence may have (the largest shipped layout has 33).
 pub const MAX_JOINTS: usize = 256;
@@ -120,22 +121,9 @@ pub(crate) fn decode(
                     sk.frames, state.opts.max_frames
                 )));
             }
-            if sk.data.iter().all(|&x| x == 0.0) {
-                return Err(ApiError::unprocessable(format!(
-                    "`{name}`: every coordinate is zero (no pose detected?)"
-                )));
-            }
             let mapped = to_model_layout(state, mapping.as_ref(), &name, &sk)?;
-            if let Some(c) = state
-                .model
-                .embedder
-                .input_channels()
-                .filter(|&c| c != mapped.channels)
-            {
-                return Err(ApiError::unprocessable(format!(
-                    "`{name}` has {} values per joint; the model takes {c}",
-                    mapped.channels
-                )));
+            if let Some(problem) = input_problem(&*state.model.embedder, &mapped) {
+                return Err(ApiError::unprocessable(format!("`{name}`: {problem}")));
             }
             Ok(Input {
                 name,

@@ -95,6 +95,17 @@ pub struct ServedModel {
     pub threshold: Option<f32>,
 }
 
+impl ServedModel {
+    fn new_gallery(&self) -> Gallery {
+        Gallery::for_embedder(
+            &*self.embedder,
+            &self.model_id,
+            &self.layout,
+            self.threshold,
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -129,11 +140,7 @@ impl AppState {
     }
 
     fn new_gallery(&self) -> Gallery {
-        let mut g = Gallery::new(self.model.embedder.dim(), &self.model.model_id);
-        g.model_hash = self.model.embedder.model_hash();
-        g.layout_toml = Some(self.model.layout.to_toml());
-        g.threshold = self.model.threshold;
-        g
+        self.model.new_gallery()
     }
 }
 
@@ -163,19 +170,12 @@ impl Server {
         if opts.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(ServeError::Options("the token is empty".into()));
         }
-        let dim = model.embedder.dim();
-        let hash = model.embedder.model_hash();
         let g = if gallery.exists() {
             let g = Gallery::load(&gallery)?;
-            g.check_model(&gallery, dim, hash.as_deref())?;
-            g.check_layout(&gallery, &model.layout)?;
+            g.check_for(&gallery, &*model.embedder, &model.layout)?;
             g
         } else {
-            let mut g = Gallery::new(dim, &model.model_id);
-            g.model_hash = hash;
-            g.layout_toml = Some(model.layout.to_toml());
-            g.threshold = model.threshold;
-            g
+            model.new_gallery()
         };
         let state = AppState {
             jobs: tokio::sync::Semaphore::new(opts.max_concurrent),
