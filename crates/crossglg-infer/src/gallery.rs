@@ -424,6 +424,23 @@ impl Gallery {
         embedding: &[f32],
         exclude: Option<usize>,
     ) -> Result<Recognition, GalleryError> {
+        Ok(self.ranked_excluding(embedding, exclude)?.0)
+    }
+
+    /// The recognition and every class with its similarity, best first: what a caller that
+    /// shows the top classes needs, from one pass over the exemplars.
+    pub fn ranked(
+        &self,
+        embedding: &[f32],
+    ) -> Result<(Recognition, Vec<(usize, f32)>), GalleryError> {
+        self.ranked_excluding(embedding, None)
+    }
+
+    fn ranked_excluding(
+        &self,
+        embedding: &[f32],
+        exclude: Option<usize>,
+    ) -> Result<(Recognition, Vec<(usize, f32)>), GalleryError> {
         let sims = self.class_similarities(embedding)?;
         let mut order: Vec<usize> = (0..sims.len())
             .filter(|&c| Some(c) != exclude && sims[c].is_finite())
@@ -437,13 +454,17 @@ impl Gallery {
         let best = order[0];
         let second = order.get(1).map_or(-1.0, |&c| sims[c]);
         let similarity = sims[best];
-        Ok(Recognition {
+        let recognition = Recognition {
             class: self.classes[best].clone(),
             class_index: best,
             similarity,
             margin: similarity - second,
             unknown: self.threshold.is_some_and(|t| similarity < t),
-        })
+        };
+        Ok((
+            recognition,
+            order.into_iter().map(|c| (c, sims[c])).collect(),
+        ))
     }
 
     /// Saves as safetensors: tensor `embeddings` `[N, D]` f32, and a JSON header (format,

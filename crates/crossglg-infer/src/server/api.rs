@@ -335,16 +335,13 @@ async fn recognize(
     let rows = compute(&s, move |st| {
         let mut rows = Vec::with_capacity(inputs.len());
         for (inp, e) in inputs.into_iter().zip(&emb) {
-            let recognition = g.recognize(e)?;
-            let sims = g.class_similarities(e)?;
-            let mut order: Vec<usize> = (0..sims.len()).collect();
-            order.sort_by(|&a, &b| sims[b].total_cmp(&sims[a]).then(a.cmp(&b)));
-            let top = order
+            let (recognition, ranked) = g.ranked(e)?;
+            let top = ranked
                 .into_iter()
                 .take(top_n)
-                .map(|c| ClassScore {
+                .map(|(c, similarity)| ClassScore {
                     class: g.classes[c].clone(),
-                    similarity: sims[c],
+                    similarity,
                 })
                 .collect();
             let joint_importance = st
