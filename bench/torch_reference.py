@@ -159,13 +159,47 @@ def ntu_partitions(torch):
     return torch.stack([torch.eye(v), norm(inw), norm(outw)]), inw.clone()
 
 
-def build_model(torch, nn, name, num_class, persons):
+def default_arch(name, num_class, persons):
+    """The architecture of a bench variant, in the form of `crossglg export`'s config.json
+    (`architecture`): CrossGlgConfig::standard on the NTU graph."""
+    kind = {"model-stgcn": "st_gcn", "model-ctrgcn": "ctr_gcn", "model-infogcn": "info_gcn",
+            "crossglg-infogcn": "info_gcn"}[name]
+    guided = name == "crossglg-infogcn"
+    c_out = STANDARD_BLOCKS[-1][0]
+    return {
+        "encoder": kind, "in_channels": 3, "persons": persons, "joints": 25, "partitions": 3,
+        "blocks": [list(b) for b in STANDARD_BLOCKS],
+        "temporal_kernel": 9 if kind == "st_gcn" else 5, "dilations": [1, 2],
+        "edge_importance": kind == "st_gcn", "attention_heads": 3, "input_transform_power": 1,
+        "jid": {"after_block": 5, "hidden": 256, "reweight": "multiplicative"} if guided else None,
+        "info_bottleneck": kind == "info_gcn",
+        "cross": {"text_dim": 384, "dim": 256, "heads": 4, "depth": 2, "mlp_ratio": 2,
+                  "text_residual": True} if guided else None,
+        "classifier": "linear", "classifier_hidden": c_out, "classifier_scale": 16.0,
+        "num_classes": num_class, "embedding_dim": c_out,
+    }
+
+
+def build_model(torch, nn, name, num_class, persons, arch=None):
+    """A bench variant's twin, or (with `arch`, the `architecture` of an export's config.json)
+    the twin of any exported model. With `arch` the graph buffers and topologies are zeros until
+    the export's weights are loaded (they travel in pytorch_model.safetensors)."""
     import math
 
     import torch.nn.functional as F
 
-    A, A_outward_binary = ntu_partitions(torch)
+    if arch is None:
+        arch = default_arch(name, num_class, persons)
+        A, A_outward_binary = ntu_partitions(torch)
+    else:
+        v_, k_ = arch["joints"], arch["partitions"]
+        A, A_outward_binary = torch.zeros(k_, v_, v_), torch.zeros(v_, v_)
+    num_class, persons = arch["num_classes"], arch["persons"]
     K, V = A.shape[0], A.shape[1]
+    BLOCKS = [tuple(b) for b in arch["blocks"]]
+    C_IN = arch["in_channels"]
+    TK = arch["temporal_kernel"]
+    DILATIONS = tuple(arch["dilations"])
 
     def conv_init(conv):  # CTR-GCN's conv_init = the Rust CONV_INIT (Kaiming normal, fan-out)
         nn.init.kaiming_normal_(conv.weight, mode="fan_out")
@@ -195,7 +229,7 @@ def build_model(torch, nn, name, num_class, persons):
         """CTR-GCN's MultiScale_TemporalConv(residual=False): one branch per dilation, a max-pool
         branch and a strided 1x1 branch, concatenated."""
 
-        def __init__(self, cin, cout, kernel, stride, dilations=(1, 2)):
+        def __init__(self, cin, cout, kernel, stride, dilations=DILATIONS):
             super().__init__()
             bc = cout // (len(dilations) + 2)
             self.branches = nn.ModuleList([
@@ -223,7 +257,7 @@ def build_model(torch, nn, name, num_class, persons):
             self.gcn = nn.Conv2d(cin, K * cout, 1)  # ConvTemporalGraphical.conv
             conv_init(self.gcn)
             self.tcn = nn.Sequential(nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                                     conv(cout, cout, 9, stride), nn.BatchNorm2d(cout))
+                                     conv(cout, cout, TK, stride), nn.BatchNorm2d(cout))
             self.residual = residual(res, cin, cout, stride)
             self.edge_importance = nn.Parameter(torch.ones(K, V, V))
             # st-gcn stores A source-first: einsum('nkctv,kvw->nctw')
@@ -243,9 +277,9 @@ def build_model(torch, nn, name, num_class, persons):
     class StGcn(nn.Module):
         def __init__(self):
             super().__init__()
-            self.data_bn = nn.BatchNorm1d(3 * V)
-            layers, cin = [], 3
-            for i, (cout, stride) in enumerate(STANDARD_BLOCKS):
+            self.data_bn = nn.BatchNorm1d(C_IN * V)
+            layers, cin = [], C_IN
+            for i, (cout, stride) in enumerate(BLOCKS):
                 layers.append(StGcnBlock(cin, cout, stride, i > 0))
                 cin = cout
             self.blocks = nn.ModuleList(layers)
@@ -260,7 +294,7 @@ def build_model(torch, nn, name, num_class, persons):
     class CTRGC(nn.Module):
         def __init__(self, cin, cout):
             super().__init__()
-            rel = 8 if cin in (3, 9) else cin // 8
+            rel = 8 if cin in (3, 9) else max(cin // 8, 1)
             self.conv1 = conv(cin, rel)
             self.conv2 = conv(cin, rel)
             self.conv3 = conv(cin, cout)
@@ -294,7 +328,7 @@ def build_model(torch, nn, name, num_class, persons):
         def __init__(self, gcn, cin, cout, stride, res):
             super().__init__()
             self.gcn1 = gcn
-            self.tcn1 = MultiScaleTemporalConv(cout, cout, 5, stride)
+            self.tcn1 = MultiScaleTemporalConv(cout, cout, TK, stride)
             self.residual = residual(res, cin, cout, stride)
 
         def forward(self, x, joint_weight=None):
@@ -309,9 +343,9 @@ def build_model(torch, nn, name, num_class, persons):
     class CtrGcn(nn.Module):
         def __init__(self):
             super().__init__()
-            self.data_bn = nn.BatchNorm1d(persons * V * 3)
-            layers, cin = [], 3
-            for i, (cout, stride) in enumerate(STANDARD_BLOCKS):
+            self.data_bn = nn.BatchNorm1d(persons * V * C_IN)
+            layers, cin = [], C_IN
+            for i, (cout, stride) in enumerate(BLOCKS):
                 layers.append(TcnGcnUnit(UnitGcn(cin, cout), cin, cout, stride, i > 0))
                 cin = cout
             self.blocks = nn.ModuleList(layers)
@@ -323,7 +357,7 @@ def build_model(torch, nn, name, num_class, persons):
             return x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).contiguous().view(n * m, c, t, v)
 
     # ---- InfoGCN (crossglg-model infogcn.rs, after stnoah1/infogcn model/infogcn.py, modules.py)
-    heads = 3
+    heads = arch["attention_heads"]
 
     class SelfAttention(nn.Module):
         def __init__(self, cin, hidden, n_heads):
@@ -346,7 +380,7 @@ def build_model(torch, nn, name, num_class, persons):
             self.down = UnitTcn(cin, cout) if cin != cout else nn.Identity()
             self.bn = nn.BatchNorm2d(cout)
             bn_init(self.bn, 1e-6)
-            self.attn = SelfAttention(cin, cin // 8, heads)
+            self.attn = SelfAttention(cin, max(cin // 8, 1), heads)
 
         def forward(self, x):
             n, c, t, v = x.shape
@@ -362,13 +396,13 @@ def build_model(torch, nn, name, num_class, persons):
     class InfoGcn(nn.Module):
         def __init__(self):
             super().__init__()
-            c0 = STANDARD_BLOCKS[0][0]
+            c0 = BLOCKS[0][0]
             self.register_buffer("A_vector", torch.eye(V) - A_outward_binary)  # k = 1
-            self.to_joint_embedding = nn.Linear(3, c0)
+            self.to_joint_embedding = nn.Linear(C_IN, c0)
             self.pos_embedding = nn.Parameter(torch.randn(1, V, c0))
             self.data_bn = nn.BatchNorm1d(persons * V * c0)
             layers, cin = [], c0
-            for cout, stride in STANDARD_BLOCKS:
+            for cout, stride in BLOCKS:
                 layers.append(TcnGcnUnit(SAGC(cin, cout), cin, cout, stride, True))
                 cin = cout
             self.blocks = nn.ModuleList(layers)
@@ -414,8 +448,9 @@ def build_model(torch, nn, name, num_class, persons):
 
     class InteractionBlock(nn.Module):
         # nn.MultiheadAttention = the Rust q/k/v/o linears (same parameter count and math)
-        def __init__(self, dim, n_heads, mlp_ratio):
+        def __init__(self, dim, n_heads, mlp_ratio, text_residual=True):
             super().__init__()
+            self.text_residual = text_residual
             self.ln_self, self.ln_q, self.ln_kv, self.ln_mlp = (nn.LayerNorm(dim) for _ in range(4))
             self.self_attn = nn.MultiheadAttention(dim, n_heads, batch_first=True)
             self.cross_attn = nn.MultiheadAttention(dim, n_heads, batch_first=True)
@@ -425,16 +460,18 @@ def build_model(torch, nn, name, num_class, persons):
         def forward(self, t, s):
             h = self.ln_self(t)
             t = t + self.self_attn(h, h, h, need_weights=False)[0]
-            kv = self.ln_kv(s)  # text residual kept: InteractionConfig::text_residual = true
-            t = t + self.cross_attn(self.ln_q(t), kv, kv, need_weights=False)[0]
+            kv = self.ln_kv(s)  # InteractionConfig::text_residual keeps t in the sum
+            ctx = self.cross_attn(self.ln_q(t), kv, kv, need_weights=False)[0]
+            t = t + ctx if self.text_residual else ctx
             return t + self.mlp(self.ln_mlp(t))
 
     class CrossModal(nn.Module):
-        def __init__(self, text_dim, skel_dim, dim=256, n_heads=4, depth=2, mlp_ratio=2):
+        def __init__(self, text_dim, skel_dim, dim=256, heads=4, depth=2, mlp_ratio=2,
+                     text_residual=True):
             super().__init__()
             self.text_proj, self.skel_proj = nn.Linear(text_dim, dim), nn.Linear(skel_dim, dim)
             self.joint_pos = nn.Parameter(torch.randn(1, V, dim) * 0.02)
-            self.blocks = nn.ModuleList([InteractionBlock(dim, n_heads, mlp_ratio)
+            self.blocks = nn.ModuleList([InteractionBlock(dim, heads, mlp_ratio, text_residual)
                                          for _ in range(depth)])
             self.ln_out, self.out_proj = nn.LayerNorm(dim), nn.Linear(dim, skel_dim)
 
@@ -445,16 +482,36 @@ def build_model(torch, nn, name, num_class, persons):
             return self.out_proj(self.ln_out(t.mean(1)))
 
     # ---- CrossGlg (crossglg-model crossglg.rs) ----
+    class CosineClassifier(nn.Module):  # heads.rs Classifier::Cosine (logits without margin)
+        def __init__(self, dim, scale):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(num_class, dim) / math.sqrt(dim))
+            self.scale = scale
+
+        def forward(self, x):
+            def l2(m):  # heads.rs l2_normalize
+                return m / ((m * m).sum(-1, keepdim=True) + 1e-12).sqrt()
+            return l2(x) @ l2(self.weight).t() * self.scale
+
     class CrossGlg(nn.Module):
-        def __init__(self, encoder, guided, text_dim=384, jid_after=5):
+        def __init__(self, encoder):
             super().__init__()
             self.encoder, self.persons = encoder, persons
-            c_out = STANDARD_BLOCKS[-1][0]
-            self.jid_after = jid_after
-            self.jid = Jid(STANDARD_BLOCKS[jid_after - 1][0]) if guided else None
-            self.ib = InfoBottleneck(c_out) if isinstance(encoder, InfoGcn) else None
-            self.cross = CrossModal(text_dim, c_out) if guided else None
-            self.classifier = nn.Linear(c_out, num_class)
+            c_out = BLOCKS[-1][0]
+            jid = arch["jid"]
+            self.jid_after = jid["after_block"] if jid else 0
+            self.reweight = jid["reweight"] if jid else "off"
+            self.jid = Jid(BLOCKS[self.jid_after - 1][0], jid["hidden"]) if jid else None
+            self.ib = InfoBottleneck(c_out) if arch["info_bottleneck"] else None
+            self.cross = CrossModal(skel_dim=c_out, **arch["cross"]) if arch["cross"] else None
+            if arch["classifier"] == "mlp":
+                h = arch["classifier_hidden"]
+                self.classifier = nn.Sequential(nn.Linear(c_out, h), nn.ReLU(),
+                                                nn.Linear(h, num_class))
+            elif arch["classifier"] == "cosine":
+                self.classifier = CosineClassifier(c_out, arch["classifier_scale"])
+            else:
+                self.classifier = nn.Linear(c_out, num_class)
 
         def joint_features(self, h):  # (N*M, C, T, V) -> (N, V, C)
             nm, c, _, v = h.shape
@@ -466,9 +523,11 @@ def build_model(torch, nn, name, num_class, persons):
                 h = block(h, weight)
                 if i + 1 == self.jid_after and self.jid is not None:
                     k_out = self.jid(self.joint_features(h))  # (N, V)
-                    n, v = k_out.shape  # multiplicative re-weighting: features x V*k_out
-                    weight = (k_out * v).unsqueeze(1).expand(n, self.persons, v) \
-                        .reshape(n * self.persons, 1, 1, v)
+                    n, v = k_out.shape  # features x V*k_out, x (1 + k_out), or untouched
+                    if self.reweight != "off":
+                        w = k_out * v if self.reweight == "multiplicative" else k_out + 1
+                        weight = w.unsqueeze(1).expand(n, self.persons, v) \
+                            .reshape(n * self.persons, 1, 1, v)
             return h, k_out
 
         def forward(self, x, text=None):
@@ -499,9 +558,8 @@ def build_model(torch, nn, name, num_class, persons):
                 total = total + 0.1 * mmd + 1e-4 * l2
             return total
 
-    encoder = {"model-stgcn": StGcn, "model-ctrgcn": CtrGcn, "model-infogcn": InfoGcn,
-               "crossglg-infogcn": InfoGcn}[name]()
-    return CrossGlg(encoder, guided=name == "crossglg-infogcn")
+    encoder = {"st_gcn": StGcn, "ctr_gcn": CtrGcn, "info_gcn": InfoGcn}[arch["encoder"]]()
+    return CrossGlg(encoder)
 
 
 def peak_rss_mb():

@@ -385,3 +385,54 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     println!("(top-1 %, mean ± std over seeds {:?})", a.seeds);
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A run directory, a checkpoint file, or an earlier export.
+    run: PathBuf,
+    /// The folder to write (made atomically: it appears whole or not at all).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write `pytorch_model.safetensors` under the names of the PyTorch twins in
+    /// `bench/torch_reference.py` (check it with `bench/check_export.py OUT`).
+    #[arg(long)]
+    torch: bool,
+    /// Replace OUT if it is an earlier export.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn export(a: ExportArgs) -> Result<()> {
+    let s = crossglg_train::export::export(
+        &a.run,
+        &a.out,
+        &crossglg_train::export::ExportOptions {
+            torch: a.torch,
+            force: a.force,
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "exported {} weights ({} parameters) to {}",
+        s.tensors,
+        s.parameters,
+        s.dir.display()
+    );
+    for f in &s.files {
+        println!("  {f}");
+    }
+    if !s.torch_left_out.is_empty() {
+        println!(
+            "left out of pytorch_model.safetensors (no PyTorch twin): {} weights of the \
+             text-target branch",
+            s.torch_left_out.len()
+        );
+    }
+    Ok(())
+}

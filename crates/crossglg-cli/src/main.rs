@@ -51,6 +51,9 @@ enum Command {
     Recognize(cmd_use::RecognizeArgs),
     /// Recognise actions in a pose stream on stdin (JSON lines or CSV), one event per window.
     Stream(cmd_use::StreamArgs),
+    /// Write a trained model as a folder: weights only, config.json, layout, model card, a
+    /// golden input and outputs; `--torch` adds the weights under the PyTorch twins' names.
+    Export(cmd_train::ExportArgs),
     /// Serve a model and a gallery over HTTP: JSON API, WebSocket stream, metrics, web page.
     Serve(cmd_use::ServeArgs),
     /// Time training steps and inference of the encoders (and a PyTorch reference, see bench/run.sh).
@@ -211,6 +214,7 @@ fn main() -> std::process::ExitCode {
         Command::Text(c) => cmd_text::run(c),
         Command::Train(a) => cmd_train::train(a),
         Command::Eval(a) => cmd_train::eval(a),
+        Command::Export(a) => cmd_train::export(a),
         Command::Sweep(a) => cmd_train::sweep(a),
         Command::Compare(a) => cmd_train::compare(a),
         Command::Embed(a) => cmd_use::embed(a),

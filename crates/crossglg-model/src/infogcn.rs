@@ -210,23 +210,28 @@ fn mat_pow(a: &[Vec<f32>], k: usize) -> Vec<Vec<f32>> {
     r
 }
 
+/// InfoGCN's input transform `I − A_outwardᵏ` (`k = 0`: the identity), `(V, V)` row-major.
+pub fn input_transform(graph: &Graph, k: usize) -> Vec<f32> {
+    let v = graph.num_joints;
+    if k == 0 {
+        return mat_pow(&graph.outward_binary(), 0).concat();
+    }
+    let p = mat_pow(&graph.outward_binary(), k);
+    (0..v)
+        .flat_map(|i| {
+            let p = &p;
+            (0..v).map(move |j| f32::from(u8::from(i == j)) - p[i][j])
+        })
+        .collect()
+}
+
 impl InfoGcn {
     pub fn new(cfg: &EncoderConfig, graph: &Graph, vb: VarBuilder) -> Result<Self> {
         let v = graph.num_joints;
         let dev = vb.device().clone();
         let dt = vb.dtype();
         let opts = &cfg.info;
-        let a_vec: Vec<f32> = if opts.k == 0 {
-            mat_pow(&graph.outward_binary(), 0).concat()
-        } else {
-            let p = mat_pow(&graph.outward_binary(), opts.k);
-            (0..v)
-                .flat_map(|i| {
-                    let p = &p;
-                    (0..v).map(move |j| f32::from(u8::from(i == j)) - p[i][j])
-                })
-                .collect()
-        };
+        let a_vec = input_transform(graph, opts.k);
         let a_vector = Tensor::from_vec(a_vec, (v, v), &dev)?.to_dtype(dt)?;
         let c0 = cfg.blocks[0].channels;
         let heads = opts.heads;

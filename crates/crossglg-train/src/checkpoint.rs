@@ -57,6 +57,22 @@ impl Checkpoint {
 
     pub fn load(path: &Path, device: &Device) -> Result<Self, CheckpointError> {
         let f = TaggedFile::read(path, CHECKPOINT_KIND, CHECKPOINT_VERSION)?;
+        Self::from_tagged(f, device)
+    }
+
+    /// As [`Checkpoint::load`], for bytes already read (`path` names them in errors).
+    pub fn from_bytes(
+        path: &Path,
+        bytes: Vec<u8>,
+        device: &Device,
+    ) -> Result<Self, CheckpointError> {
+        let f = TaggedFile::from_bytes(path, bytes, CHECKPOINT_KIND, CHECKPOINT_VERSION)?;
+        Self::from_tagged(f, device)
+    }
+
+    fn from_tagged(f: TaggedFile, device: &Device) -> Result<Self, CheckpointError> {
+        let path = f.path.clone();
+        let path = path.as_path();
         let config_toml = f.meta_str("config")?.to_string();
         let position: Position = f.meta_json("position")?;
         let tensors = candle_core::safetensors::load_buffer(f.bytes(), device).map_err(|e| {

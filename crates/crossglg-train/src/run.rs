@@ -13,6 +13,7 @@ use candle_nn::VarMap;
 use crossglg_data::preprocess::{Mode, Preprocessor};
 use crossglg_data::protocol::{Assignment, Split};
 use crossglg_data::rng::keyed_rng;
+use crossglg_data::tagged::{format_tag, TaggedFile, FORMAT_KEY};
 use crossglg_data::{Layout, Skeleton};
 use crossglg_model::{
     build_seeded, frozen, trainable_vars, CrossForm, CrossGlg, CrossGlgConfig, Graph, Guidance,
@@ -202,14 +203,23 @@ fn weights_hash(varmap: &VarMap) -> Result<String, RunError> {
 }
 
 fn load_weights(varmap: &VarMap, ck: &Checkpoint, origin: &Path) -> Result<(), RunError> {
+    set_weights(varmap, &ck.tensors, "model.", origin)
+}
+
+/// Sets every variable of `varmap` from `tensors["<prefix><name>"]`.
+fn set_weights(
+    varmap: &VarMap,
+    tensors: &std::collections::HashMap<String, Tensor>,
+    prefix: &str,
+    origin: &Path,
+) -> Result<(), RunError> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     for (name, var) in data.iter() {
-        let t = ck
-            .tensors
-            .get(&format!("model.{name}"))
+        let t = tensors
+            .get(&format!("{prefix}{name}"))
             .ok_or_else(|| RunError::RunDir {
                 path: origin.to_path_buf(),
-                message: format!("checkpoint lacks weight `{name}` (different model config?)"),
+                message: format!("the weights lack `{name}` (different model config?)"),
             })?;
         var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)
             .map_err(|e| RunError::RunDir {
@@ -218,6 +228,85 @@ fn load_weights(varmap: &VarMap, ck: &Checkpoint, origin: &Path) -> Result<(), R
             })?;
     }
     Ok(())
+}
+
+/// A trained model's weights with what rebuilds it, read from a run directory's
+/// `last.safetensors`, a checkpoint, or an exported folder's `model.safetensors`.
+pub struct LoadedWeights {
+    pub varmap: VarMap,
+    pub cfg: TrainConfig,
+    pub layout: Layout,
+    pub graph: Graph,
+    /// The file the weights came from.
+    pub file: PathBuf,
+}
+
+/// Tagged-file kind of exported weights (`crossglg export`): the model's variables under their
+/// own names, no optimiser state, the config and layout in the metadata.
+pub const MODEL_KIND: &str = "model";
+pub const MODEL_VERSION: u32 = 1;
+
+impl LoadedWeights {
+    pub fn load(path: &Path, device: &Device) -> Result<Self, RunError> {
+        let file = if path.is_dir() {
+            let last = path.join("last.safetensors");
+            let exported = path.join("model.safetensors");
+            if !last.exists() && exported.exists() {
+                exported
+            } else {
+                last
+            }
+        } else {
+            path.to_path_buf()
+        };
+        let bytes = crossglg_data::bounded::read(&file, crossglg_data::bounded::DATA_FILE_BYTES)
+            .map_err(|source| RunError::Read {
+                path: file.clone(),
+                source,
+            })?;
+        let tag = safetensors::SafeTensors::read_metadata(&bytes)
+            .ok()
+            .and_then(|(_, h)| h.metadata().as_ref()?.get(FORMAT_KEY).cloned());
+        let (tensors, prefix, config_toml, meta) =
+            if tag.as_deref() == Some(format_tag(MODEL_KIND, MODEL_VERSION).as_str()) {
+                let f = TaggedFile::from_bytes(&file, bytes, MODEL_KIND, MODEL_VERSION)
+                    .map_err(crate::checkpoint::CheckpointError::from)?;
+                if f.meta.get("names").is_some_and(|n| n != "crossglg") {
+                    return Err(RunError::RunDir {
+                        path: file,
+                        message: "these weights carry PyTorch names (`crossglg export --torch`); \
+                                  load the folder's crossglg-named `model.safetensors` instead"
+                            .into(),
+                    });
+                }
+                let t = candle_core::safetensors::load_buffer(f.bytes(), device)?;
+                let config = f
+                    .meta_str("config")
+                    .map_err(crate::checkpoint::CheckpointError::from)?
+                    .to_string();
+                (t, "", config, f.meta)
+            } else {
+                let ck = Checkpoint::from_bytes(&file, bytes, device)?;
+                (ck.tensors, "model.", ck.config_toml, ck.metadata)
+            };
+        let cfg = TrainConfig::from_toml_str(&config_toml, &file.display().to_string())?;
+        // The layout travels with the weights, so a model serves without its training data.
+        let layout_toml = meta.get("layout").ok_or_else(|| RunError::RunDir {
+            path: file.clone(),
+            message: "the weights' metadata has no `layout`".into(),
+        })?;
+        let layout = Layout::from_toml_str(layout_toml, &file.display().to_string())?;
+        let graph = graph_of(&layout)?;
+        let (varmap, _) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
+        set_weights(&varmap, &tensors, prefix, &file)?;
+        Ok(Self {
+            varmap,
+            cfg,
+            layout,
+            graph,
+            file,
+        })
+    }
 }
 
 /// Labels of the training samples, remapped to `0..aux.len()` in the split's auxiliary order.
@@ -716,24 +805,16 @@ pub struct TrainedModel {
 const CENTER_FILE: &str = "embedding_center.json";
 
 impl TrainedModel {
-    /// Loads `last.safetensors` (or the given checkpoint file) of a run directory.
+    /// Loads `last.safetensors` (or the given checkpoint file) of a run directory, or an
+    /// exported folder (`crossglg export`).
     pub fn load(path: &Path, device: &Device) -> Result<(Self, TrainConfig, Layout), RunError> {
-        let file = if path.is_dir() {
-            path.join("last.safetensors")
-        } else {
-            path.to_path_buf()
-        };
-        let ck = Checkpoint::load(&file, device)?;
-        let cfg = TrainConfig::from_toml_str(&ck.config_toml, &file.display().to_string())?;
-        // The layout travels in the checkpoint, so a model serves without its training data.
-        let layout_toml = ck.metadata.get("layout").ok_or_else(|| RunError::RunDir {
-            path: file.clone(),
-            message: "checkpoint metadata has no `layout`".into(),
-        })?;
-        let layout = Layout::from_toml_str(layout_toml, &file.display().to_string())?;
-        let graph = graph_of(&layout)?;
-        let (varmap, _) = build_seeded(&cfg.model, &graph, cfg.seed, DType::F32, device)?;
-        load_weights(&varmap, &ck, &file)?;
+        let LoadedWeights {
+            varmap,
+            cfg,
+            layout,
+            graph,
+            file,
+        } = LoadedWeights::load(path, device)?;
         // serving only: no autograd graph
         let model = frozen(&cfg.model, &graph, &varmap)?;
         let pre = Preprocessor::new(cfg.preprocess.clone(), &layout)?;
