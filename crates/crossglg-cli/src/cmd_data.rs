@@ -38,9 +38,11 @@ pub enum Format {
     Npy,
     /// A pyskl annotation pickle (needs --layout).
     Pyskl,
-    /// A folder of OpenPose per-frame JSON (`NAME_<frame>_keypoints.json`); layout body25
-    /// unless --layout says otherwise.
+    /// A folder of OpenPose per-frame JSON (`NAME_<frame>_keypoints.json`); layout body25 or
+    /// openpose18 by the keypoint count unless --layout says otherwise.
     Openpose,
+    /// A folder of Kinetics-skeleton videos (ST-GCN's per-video JSON); layout openpose18.
+    Kinetics,
 }
 
 #[derive(Args)]
@@ -206,8 +208,15 @@ pub fn read_dataset(
             (d.dataset, d.report)
         }
         Format::Openpose => {
-            let l = Layout::load(layout.unwrap_or("body25"))?;
-            read::openpose::read_openpose_dir(input, &l, opts)?
+            let name = match layout {
+                Some(l) => l.to_string(),
+                None => read::openpose::guess_layout(input)?,
+            };
+            read::openpose::read_openpose_dir(input, &Layout::load(&name)?, opts)?
+        }
+        Format::Kinetics => {
+            let l = Layout::load(layout.unwrap_or("openpose18"))?;
+            read::kinetics::read_kinetics_dir(input, &l, opts)?
         }
     })
 }

@@ -17,6 +17,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("coco17", include_str!("../layouts/coco17.toml")),
     ("mediapipe33", include_str!("../layouts/mediapipe33.toml")),
     ("body25", include_str!("../layouts/body25.toml")),
+    ("openpose18", include_str!("../layouts/openpose18.toml")),
+    ("h36m17", include_str!("../layouts/h36m17.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]

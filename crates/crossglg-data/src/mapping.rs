@@ -45,6 +45,14 @@ pub const BUILTIN_MAPPINGS: &[(&str, &str)] = &[
         "mediapipe33_to_ntu25",
         include_str!("../mappings/mediapipe33_to_ntu25.toml"),
     ),
+    (
+        "openpose18_to_ntu25",
+        include_str!("../mappings/openpose18_to_ntu25.toml"),
+    ),
+    (
+        "h36m17_to_ntu25",
+        include_str!("../mappings/h36m17_to_ntu25.toml"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,8 @@ pub const BUILTIN: &[&str] = &[
     "ntu60-val",
     "nwucla",
     "msr",
+    "kinetics400",
+    "kinetics400-val",
 ];
 
 /// How each novel class's exemplar is found.
@@ -192,6 +194,26 @@ impl Split {
                 queries: QueryRule::default(),
                 excluded: BTreeSet::new(),
                 sweep: vec![15],
+            },
+            "kinetics400" => Split {
+                name: name.into(),
+                description: "Kinetics-400 skeleton (reconstruction: no published one-shot protocol pins it): novel = labels 0, 10, ..., 390 (40 classes, every tenth as NTU-120's split takes every sixth); exemplar = each novel class's first sample by name; 360 auxiliary classes".into(),
+                novel_classes: every(0, 10, 400),
+                auxiliary_classes: (0..400).filter(|l| l % 10 != 0).collect(),
+                exemplars: Exemplars::Rule { subject: None, view: None, setup: None },
+                queries: QueryRule::default(),
+                excluded: BTreeSet::new(),
+                sweep: vec![90, 180, 270, 360],
+            },
+            "kinetics400-val" => Split {
+                name: name.into(),
+                description: "Kinetics-400 skeleton validation split for tuning (reconstruction): novel = labels 1, 11, ..., 391; auxiliary = the 320 classes novel in neither this nor kinetics400".into(),
+                novel_classes: every(1, 10, 400),
+                auxiliary_classes: (0..400).filter(|l| l % 10 > 1).collect(),
+                exemplars: Exemplars::Rule { subject: None, view: None, setup: None },
+                queries: QueryRule::default(),
+                excluded: BTreeSet::new(),
+                sweep: vec![80, 160, 240, 320],
             },
             _ => return Err(ProtocolError::Unknown(name.to_string())),
         };

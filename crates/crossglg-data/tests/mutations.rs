@@ -45,6 +45,9 @@ fn seeds() -> Vec<Vec<u8>> {
     let kp: Vec<f64> = (0..75).map(|i| i as f64 * 0.5).collect();
     let frame = serde_json::json!({ "people": [{ "person_id": [-1], "pose_keypoints_2d": kp }] });
     s.push(frame.to_string().into_bytes());
+    let pose: Vec<f64> = (0..36).map(|i| i as f64 * 0.01).collect();
+    let video = serde_json::json!({ "data": [{ "frame_index": 1, "skeleton": [{ "pose": pose, "score": vec![0.5; 18] }] }], "label": "x", "label_index": 3 });
+    s.push(video.to_string().into_bytes());
     s
 }
 
@@ -64,6 +67,12 @@ fn all_layers(bytes: &[u8]) {
     std::fs::write(dir.path().join("x_000000000000_keypoints.json"), bytes).unwrap();
     let body25 = Layout::builtin("body25").unwrap();
     let _ = read_openpose_dir(dir.path(), &body25, &DirOptions::default());
+    let _ = crossglg_data::read::openpose::guess_layout(dir.path());
+    // Kinetics-skeleton: the bytes as one video
+    let v = dir.path().join("v.json");
+    std::fs::write(&v, bytes).unwrap();
+    let op18 = Layout::builtin("openpose18").unwrap();
+    let _ = crossglg_data::read::kinetics::read_kinetics(&v, &op18, 2);
 }
 
 proptest! {
@@ -76,7 +85,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_files_never_panic(
-        which in 0usize..6,
+        which in 0usize..7,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
     ) {
         let b = crossglg_data::fuzz::mutate(seeds().swap_remove(which), &edits);

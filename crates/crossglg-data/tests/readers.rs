@@ -68,7 +68,9 @@ fn every_builtin_is_a_tree_with_parts_and_round_trips() {
             "msr20",
             "coco17",
             "mediapipe33",
-            "body25"
+            "body25",
+            "openpose18",
+            "h36m17"
         ]
     );
     let sizes = BTreeMap::from([
@@ -78,6 +80,8 @@ fn every_builtin_is_a_tree_with_parts_and_round_trips() {
         ("coco17", 17),
         ("mediapipe33", 33),
         ("body25", 25),
+        ("openpose18", 18),
+        ("h36m17", 17),
     ]);
     for name in builtin_names() {
         let l = Layout::builtin(name).unwrap();
@@ -1691,4 +1695,158 @@ fn openpose_folders_read_as_sequences() {
         e.contains("coco_000000000000_keypoints.json") && e.contains("54 values"),
         "{e}"
     );
+}
+
+/// OpenPose's COCO model (18 keypoints) is recognised by its keypoint count and read with the
+/// `openpose18` layout, which maps to NTU-25.
+#[test]
+fn openpose_coco18_folders_pick_their_layout() {
+    use crossglg_data::mapping::{map_skeleton, Mapping};
+    use crossglg_data::read::{read_path, Format};
+    let dir = tempfile::tempdir().unwrap();
+    let kp: Vec<f64> = (0..18).flat_map(|v| [v as f64, 1.0, 0.8]).collect();
+    for i in 0..3 {
+        let f = serde_json::json!({ "people": [{ "pose_keypoints_2d": kp }] });
+        std::fs::write(
+            dir.path().join(format!("wave_{i:012}_keypoints.json")),
+            f.to_string(),
+        )
+        .unwrap();
+    }
+    let (ds, _, format) = read_path(dir.path(), None, &DirOptions::default()).unwrap();
+    assert!(matches!(format, Format::OpenPose));
+    assert_eq!(ds.layout, "openpose18");
+    let sk = &ds.samples[0].skeleton;
+    assert_eq!(sk.shape(), [1, 3, 18, 3]);
+    // NTU's left hand repeats the left wrist (joint 7), its spine shoulder is the neck (1)
+    let ntu = map_skeleton(sk, &Mapping::load("openpose18_to_ntu25").unwrap()).unwrap();
+    assert_eq!(ntu.shape(), [1, 3, 25, 3]);
+    let ntu25 = Layout::builtin("ntu25").unwrap();
+    let at = |name: &str| ntu25.joints.iter().position(|j| j == name).unwrap();
+    assert_eq!(ntu.get(0, 0, at("left_hand"), 0), 7.0);
+    assert_eq!(ntu.get(0, 0, at("spine_shoulder"), 0), 1.0);
+    // a keypoint count of neither model is an error that names the file and asks for a layout
+    std::fs::write(
+        dir.path().join("odd_000000000000_keypoints.json"),
+        serde_json::json!({ "people": [{ "pose_keypoints_2d": vec![0.5; 51] }] }).to_string(),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("wave_000000000000_keypoints.json")).unwrap();
+    std::fs::remove_file(dir.path().join("wave_000000000001_keypoints.json")).unwrap();
+    std::fs::remove_file(dir.path().join("wave_000000000002_keypoints.json")).unwrap();
+    let e = read_path(dir.path(), None, &DirOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("odd_000000000000") && e.contains("--layout"),
+        "{e}"
+    );
+}
+
+/// A Kinetics-skeleton video as ST-GCN released them.
+fn kinetics_video(label: Option<(usize, &str)>, frames: &[(i64, Vec<(f64, f64)>)]) -> String {
+    let data: Vec<serde_json::Value> = frames
+        .iter()
+        .map(|(i, people)| {
+            let skeleton: Vec<serde_json::Value> = people
+                .iter()
+                .map(|&(x, s)| {
+                    let pose: Vec<f64> = (0..18).flat_map(|v| [x + v as f64, 0.5]).collect();
+                    serde_json::json!({ "pose": pose, "score": vec![s; 18] })
+                })
+                .collect();
+            serde_json::json!({ "frame_index": i, "skeleton": skeleton })
+        })
+        .collect();
+    let mut v = serde_json::json!({ "data": data });
+    if let Some((i, name)) = label {
+        v["label"] = name.into();
+        v["label_index"] = i.into();
+    }
+    v.to_string()
+}
+
+/// Kinetics-skeleton: frames placed by frame_index, people ranked by score (the best two kept),
+/// channels x, y, score, classes from the files, told apart from NW-UCLA's JSON.
+#[test]
+fn kinetics_skeleton_folders_read_with_labels() {
+    use crossglg_data::read::{read_path, Format};
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+    // frame 2 missing; frame 3 lists three people, the best-scored two kept in score order
+    w(
+        "abc.json",
+        kinetics_video(
+            Some((2, "abseiling")),
+            &[
+                (1, vec![(10.0, 0.5)]),
+                (3, vec![(1.0, 0.1), (2.0, 0.9), (3.0, 0.4)]),
+            ],
+        ),
+    );
+    w(
+        "def.json",
+        kinetics_video(Some((0, "air drumming")), &[(1, vec![(5.0, 0.7)])]),
+    );
+    let (ds, rep, format) = read_path(dir.path(), None, &DirOptions::default()).unwrap();
+    assert!(matches!(format, Format::Kinetics));
+    assert_eq!((rep.files, ds.layout.as_str()), (2, "openpose18"));
+    assert_eq!(ds.classes, ["air drumming", "label_1", "abseiling"]);
+    let abc = &ds.samples[0];
+    assert_eq!((abc.meta.name.as_str(), abc.meta.label), ("abc", Some(2)));
+    let sk = &abc.skeleton;
+    assert_eq!(sk.shape(), [2, 3, 18, 3]);
+    assert_eq!(sk.get(0, 0, 0, 0), 10.0);
+    assert_eq!((sk.get(0, 1, 0, 0), sk.get(0, 1, 0, 2)), (0.0, 0.0));
+    assert_eq!((sk.get(0, 2, 3, 0), sk.get(0, 2, 3, 2)), (5.0, 0.9));
+    assert_eq!(sk.get(1, 2, 0, 0), 3.0);
+    // one file alone reads too, with its class at its index
+    let (one, _, f) =
+        read_path(&dir.path().join("abc.json"), None, &DirOptions::default()).unwrap();
+    assert!(matches!(f, Format::Kinetics));
+    assert_eq!(one.classes[2], "abseiling");
+    // broken files: named, with the field
+    w(
+        "bad.json",
+        r#"{"data": [{"frame_index": 1, "skeleton": [{"pose": [1, 2], "score": [1]}]}]}"#.into(),
+    );
+    w(
+        "far.json",
+        r#"{"data": [{"frame_index": 0, "skeleton": []}, {"frame_index": 9000000000, "skeleton": []}]}"#
+            .into(),
+    );
+    w(
+        "huge.json",
+        r#"{"data": [], "label_index": 99999999999}"#.into(),
+    );
+    let (ds, rep, _) = read_path(dir.path(), None, &DirOptions::default()).unwrap();
+    assert_eq!(ds.samples.len(), 2);
+    let skipped: Vec<String> = rep.skipped.iter().map(|s| format!("{s:?}")).collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    let strict = DirOptions {
+        strict: true,
+        ..Default::default()
+    };
+    let e = read_path(dir.path(), None, &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.json") && e.contains("2 pose values"), "{e}");
+}
+
+/// The Kinetics one-shot splits: 40 novel classes each, disjoint, auxiliary never novel.
+#[test]
+fn kinetics_splits_are_disjoint() {
+    use crossglg_data::protocol::Split;
+    let test = Split::builtin("kinetics400").unwrap();
+    let val = Split::builtin("kinetics400-val").unwrap();
+    assert_eq!(
+        (test.novel_classes.len(), val.novel_classes.len()),
+        (40, 40)
+    );
+    assert_eq!(test.auxiliary_classes.len(), 360);
+    assert_eq!(val.auxiliary_classes.len(), 320);
+    for c in &val.auxiliary_classes {
+        assert!(!test.novel_classes.contains(c) && !val.novel_classes.contains(c));
+    }
+    assert!(test.description.contains("reconstruction"));
 }

@@ -85,13 +85,13 @@ fn export_serves_like_its_run_and_names_weights_for_pytorch() {
         ..SynthConfig::default()
     })
     .unwrap();
-    let skeletons: Vec<_> = samples
-        .samples
-        .iter()
-        .map(|s| s.skeleton.clone())
-        .collect();
+    let skeletons: Vec<_> = samples.samples.iter().map(|s| s.skeleton.clone()).collect();
 
-    for (kind, recipe) in [("ctr_gcn", "paper"), ("info_gcn", "target"), ("st_gcn", "paper")] {
+    for (kind, recipe) in [
+        ("ctr_gcn", "paper"),
+        ("info_gcn", "target"),
+        ("st_gcn", "paper"),
+    ] {
         let run = tmp.path().join(format!("run-{kind}"));
         train(&config(kind, recipe), &run, &quiet).unwrap();
         let out = tmp.path().join(format!("export-{kind}"));
@@ -235,7 +235,11 @@ fn export_serves_like_its_run_and_names_weights_for_pytorch() {
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".crossglg-export-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".crossglg-export-")
+        })
         .collect();
     assert!(leftovers.is_empty());
 }

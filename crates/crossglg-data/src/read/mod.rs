@@ -10,6 +10,7 @@
 //! | `.npy` + `manifest.csv` | [`npy::read_npy`] | [`npy::read_npy_dir`] |
 //! | pyskl annotation pickle | — | [`pyskl::read_pyskl`] |
 
+pub mod kinetics;
 pub mod msr;
 pub mod npy;
 pub mod ntu;
@@ -633,6 +634,7 @@ pub enum Format {
     Npy,
     Pyskl,
     OpenPose,
+    Kinetics,
 }
 
 impl Format {
@@ -644,6 +646,7 @@ impl Format {
             Format::Npy => "npy",
             Format::Pyskl => "pyskl",
             Format::OpenPose => "openpose",
+            Format::Kinetics => "kinetics",
         }
     }
 }
@@ -652,13 +655,16 @@ impl Format {
 /// `prepare`/`inspect`) that take a path from the user:
 ///
 /// - a folder with `manifest.csv` is an `.npy` folder (needs `layout`); one with OpenPose's
-///   `*_keypoints.json` files is OpenPose output (layout `body25` unless given); otherwise the
-///   most common of `.skeleton` / `.json` / `.txt` decides between NTU, NW-UCLA and MSR;
+///   `*_keypoints.json` files is OpenPose output (layout from the keypoint count: `body25` or
+///   `openpose18`, unless given); one whose `.json` files are Kinetics-skeleton videos is
+///   Kinetics (layout `openpose18`); otherwise the most common of `.skeleton` / `.json` /
+///   `.txt` decides between NTU, NW-UCLA and MSR;
 /// - a file is read by its extension (`.skeleton`, `.json`, `.txt`, `.npy`, `.pkl`/`.pickle`)
 ///   into a one-sample dataset (all samples for a pickle).
 ///
 /// `layout` is needed for `.npy` folders and optional for `.npy` files and pickles (guessed
-/// from the joint count: 25 → ntu25, 20 → nwucla20, 17 → coco17, 33 → mediapipe33).
+/// from the joint count: 25 → ntu25, 20 → nwucla20, 17 → coco17, 18 → openpose18,
+/// 33 → mediapipe33).
 pub fn read_path(
     path: &Path,
     layout: Option<&str>,
@@ -696,6 +702,23 @@ pub fn read_path(
         let s = ntu::read_ntu(path, opts.max_bodies)?;
         let classes = ntu::NTU120_CLASSES.iter().map(|s| s.to_string()).collect();
         Ok(one(s, "ntu25", classes, Format::Ntu))
+    } else if name.ends_with(".json") && kinetics::looks_like_kinetics_file(path) {
+        let l = crate::layout::Layout::load(layout.unwrap_or("openpose18"))
+            .map_err(|e| ReadError::layout(path, e))?;
+        let (s, label) = kinetics::read_kinetics(path, &l, opts.max_bodies)?;
+        let classes = match (s.meta.label, label) {
+            (Some(i), Some(n)) => (0..=i)
+                .map(|k| {
+                    if k == i {
+                        n.clone()
+                    } else {
+                        format!("label_{k}")
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(one(s, &l.name, classes, Format::Kinetics))
     } else if name.ends_with(".json") {
         let s = ucla::read_ucla(path)?;
         let classes = ucla::UCLA_CLASSES
@@ -776,10 +799,19 @@ fn read_dir_any(
         return Ok((ds, rep, Format::Npy));
     }
     if openpose::looks_like_openpose(dir) {
-        let layout = crate::layout::Layout::load(layout.unwrap_or("body25"))
-            .map_err(|e| ReadError::layout(dir, e))?;
+        let name = match layout {
+            Some(l) => l.to_string(),
+            None => openpose::guess_layout(dir)?,
+        };
+        let layout = crate::layout::Layout::load(&name).map_err(|e| ReadError::layout(dir, e))?;
         let (ds, rep) = openpose::read_openpose_dir(dir, &layout, opts)?;
         return Ok((ds, rep, Format::OpenPose));
+    }
+    if kinetics::looks_like_kinetics(dir) {
+        let layout = crate::layout::Layout::load(layout.unwrap_or("openpose18"))
+            .map_err(|e| ReadError::layout(dir, e))?;
+        let (ds, rep) = kinetics::read_kinetics_dir(dir, &layout, opts)?;
+        return Ok((ds, rep, Format::Kinetics));
     }
     let candidates = [
         (list_files(dir, ".skeleton")?.len(), Format::Ntu),
@@ -810,6 +842,7 @@ fn guess_layout(joints: usize, path: &Path) -> Result<String, ReadError> {
         25 => Ok("ntu25".into()),
         20 => Ok("nwucla20".into()),
         17 => Ok("coco17".into()),
+        18 => Ok("openpose18".into()),
         33 => Ok("mediapipe33".into()),
         v => Err(ReadError::invalid(
             path,

@@ -3,8 +3,9 @@
 //! sharing NAME are one sequence (frames in number order). Channels are `x, y, confidence` in
 //! image coordinates, as pyskl's 2-D annotations; a keypoint OpenPose did not find is `0, 0, 0`.
 //!
-//! BODY_25 output (25 keypoints) reads with the `body25` layout; `body25_to_ntu25` maps it to
-//! the NTU layout. People are kept in the order OpenPose lists them (it does not track them
+//! BODY_25 output (25 keypoints) reads with the `body25` layout, the COCO model's (18) with
+//! `openpose18` (chosen from the keypoint count unless a layout is given); `body25_to_ntu25`
+//! and `openpose18_to_ntu25` map them to the NTU layout. People are kept in the order OpenPose lists them (it does not track them
 //! across frames; `person_id` is -1 unless a tracker filled it, in which case it is followed),
 //! up to `DirOptions::max_bodies`.
 
@@ -47,6 +48,28 @@ pub fn split_name(file: &str) -> Option<(String, u64)> {
 /// True when `dir` holds OpenPose per-frame files.
 pub fn looks_like_openpose(dir: &Path) -> bool {
     list_files(dir, "_keypoints.json").is_ok_and(|f| !f.is_empty())
+}
+
+/// The layout of the OpenPose model that wrote `dir`, from the keypoint count of the first
+/// person found: 25 → `body25`, 18 → `openpose18` (the COCO model).
+pub fn guess_layout(dir: &Path) -> Result<String, ReadError> {
+    for f in list_files(dir, "_keypoints.json")? {
+        let bytes = super::read_bytes(&f)?;
+        let frame: FrameFile = serde_json::from_slice(&bytes)
+            .map_err(|e| ReadError::invalid(&f, format!("not an OpenPose frame: {e}")))?;
+        if let Some(p) = frame.people.first() {
+            return match p.pose_keypoints_2d.len() {
+                75 => Ok("body25".into()),
+                54 => Ok("openpose18".into()),
+                n => Err(ReadError::field(
+                    &f,
+                    "people[0].pose_keypoints_2d",
+                    format!("has {n} values: neither BODY_25 (75) nor COCO-18 (54); pass --layout"),
+                )),
+            };
+        }
+    }
+    Ok("body25".into())
 }
 
 /// Reads every sequence in `dir` (see the module docs) with `layout` (`body25` for BODY_25).
