@@ -43,6 +43,9 @@ pub enum Format {
     Openpose,
     /// A folder of Kinetics-skeleton videos (ST-GCN's per-video JSON); layout openpose18.
     Kinetics,
+    /// An `.npz` archive: CTR-GCN's x_train/y_train/x_test/y_test (layout ntu25 unless given)
+    /// or one [T, V, C] / [M, T, V, C] array per sequence.
+    Npz,
 }
 
 #[derive(Args)]
@@ -218,6 +221,7 @@ pub fn read_dataset(
             let l = Layout::load(layout.unwrap_or("openpose18"))?;
             read::kinetics::read_kinetics_dir(input, &l, opts)?
         }
+        Format::Npz => read::npz::read_npz(input, layout, opts)?,
     })
 }
 

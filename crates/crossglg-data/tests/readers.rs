@@ -986,8 +986,13 @@ fn npy_malformed_files_give_errors_naming_file() {
         ("truncated_header", ok[..20].to_vec(), "header"),
         ("truncated_data", ok[..ok.len() - 3].to_vec(), "truncated"),
         (
-            "int",
-            npy_bytes("<i4", "(1, 2, 3)", &[0; 24]),
+            "complex",
+            npy_bytes("<c8", "(1, 2, 3)", &[0; 48]),
+            "not supported",
+        ),
+        (
+            "big_endian_int",
+            npy_bytes(">i4", "(1, 2, 3)", &[0; 24]),
             "not supported",
         ),
         (
@@ -1025,6 +1030,14 @@ fn npy_malformed_files_give_errors_naming_file() {
         let text = names_file(r.expect_err(name), &file);
         assert!(text.contains(what), "{name}: {text}");
     }
+    // little-endian integers read as numbers (label arrays in .npz archives), sign-extended
+    let mut ints = Vec::new();
+    for v in [-2i16, 7, 300] {
+        ints.extend_from_slice(&v.to_le_bytes());
+    }
+    let p = write(dir.path(), "ints.npy", &npy_bytes("<i2", "(3,)", &ints));
+    let a = crossglg_data::read::npy::read_npy_array(&p).unwrap();
+    assert_eq!(a.data, [-2.0, 7.0, 300.0]);
     let mut latin = npy_bytes("<f4", "(1,)", &[0; 4]);
     latin[12] = 0xff;
     let p = write(dir.path(), "latin.npy", &latin);
@@ -1849,4 +1862,159 @@ fn kinetics_splits_are_disjoint() {
         assert!(!test.novel_classes.contains(c) && !val.novel_classes.contains(c));
     }
     assert!(test.description.contains("reconstruction"));
+}
+
+/// A pickle as mmcv.dump writes pyskl's released 2D annotations: protocol 2, float16 keypoints
+/// and scores (fixture written by numpy and pickle, tests/fixtures/make_fixtures.py).
+#[test]
+fn pyskl_mmcv_protocol2_float16_pickles_read() {
+    let p = fixtures().join("pyskl/hrnet_mmcv_p2.pkl");
+    let d = read_pyskl(&p, "coco17", None, &DirOptions::default()).unwrap();
+    assert!(d.report.skipped.is_empty(), "{:?}", d.report.skipped);
+    let s = &d.dataset.samples[0];
+    assert_eq!(s.skeleton.shape(), [2, 3, 17, 3]);
+    assert_eq!((s.meta.label, s.meta.subject), (Some(1), Some(1)));
+    // keypoint[1, 2, 5] = (i, i+1) * 0.01 in float16, i = ((1*3 + 2)*17 + 5) * 2
+    let i = (((3 + 2) * 17 + 5) * 2) as f32;
+    let f16 = |x: f32| half_round(x);
+    assert_eq!(s.skeleton.get(1, 2, 5, 0), f16(i * 0.01));
+    assert_eq!(s.skeleton.get(1, 2, 5, 1), f16((i + 1.0) * 0.01));
+    let j = ((3 + 2) * 17 + 5) as f32;
+    assert_eq!(s.skeleton.get(1, 2, 5, 2), f16(j * 0.01 + 0.25));
+}
+
+/// The float16 nearest to `x` (round to nearest even), as numpy's astype(np.float16) gives.
+fn half_round(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let exp = ((bits >> 23) & 0xff) as i32 - 127;
+    // normal float16 range only: 10 mantissa bits
+    assert!(
+        (-14..16).contains(&exp),
+        "{x} outside the test's float16 range"
+    );
+    let drop = 13;
+    let mant = bits & ((1 << 23) - 1);
+    let rem = mant & ((1 << drop) - 1);
+    let half = 1 << (drop - 1);
+    let mut kept = bits & !((1 << drop) - 1);
+    if rem > half || (rem == half && (mant >> drop) & 1 == 1) {
+        kept += 1 << drop;
+    }
+    f32::from_bits(kept)
+}
+
+/// `.npz`: CTR-GCN's x/y arrays (written by np.savez_compressed) become labelled samples with
+/// their padding dropped; an archive of one array per sequence (np.savez) becomes one sample
+/// each.
+#[test]
+fn npz_archives_read_in_both_forms() {
+    use crossglg_data::read::{read_path, Format};
+    let (ds, rep, f) = read_path(
+        &fixtures().join("npz/ntu_ctrgcn.npz"),
+        None,
+        &DirOptions::default(),
+    )
+    .unwrap();
+    assert!(matches!(f, Format::Npz));
+    assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+    assert_eq!(ds.layout, "ntu25");
+    assert_eq!(ds.classes.len(), 60);
+    assert_eq!(ds.classes[0], "drink water");
+    let names: Vec<&str> = ds.samples.iter().map(|s| s.meta.name.as_str()).collect();
+    assert_eq!(names, ["train_000000", "train_000001", "test_000000"]);
+    let labels: Vec<Option<usize>> = ds.samples.iter().map(|s| s.meta.label).collect();
+    assert_eq!(labels, [Some(0), Some(1), Some(5)]);
+    assert_eq!(ds.samples[2].meta.extra["part"], "test");
+    // valid frames 4, 6, 3 of 6; two persons, the second all zero
+    let shapes: Vec<[usize; 4]> = ds.samples.iter().map(|s| s.skeleton.shape()).collect();
+    assert_eq!(shapes, [[2, 4, 25, 3], [2, 6, 25, 3], [2, 3, 25, 3]]);
+    // x[1, f, (j*3 + c)] = (f*75 + j*3 + c) * 0.01 + 1
+    let s = &ds.samples[1].skeleton;
+    let want = (2 * 75 + 4 * 3 + 1) as f32 * 0.01f32 + 1.0;
+    assert_eq!(s.get(0, 2, 4, 1), want);
+    assert_eq!(s.get(1, 2, 4, 1), 0.0);
+
+    let (ds, _, _) = read_path(
+        &fixtures().join("npz/clips.npz"),
+        None,
+        &DirOptions::default(),
+    )
+    .unwrap();
+    let names: Vec<&str> = ds.samples.iter().map(|s| s.meta.name.as_str()).collect();
+    assert_eq!(names, ["wave", "kick"]);
+    assert_eq!(ds.layout, "ntu25");
+    assert_eq!(ds.samples[0].skeleton.shape(), [1, 4, 25, 3]);
+    assert_eq!(ds.samples[1].skeleton.shape(), [2, 3, 25, 3]);
+    assert_eq!(ds.samples[0].skeleton.get(0, 1, 0, 0), 75.0 * 0.01f32);
+}
+
+/// Broken archives: not a zip, a non-.npy entry, labels that do not fit; each named.
+#[test]
+fn npz_errors_name_the_archive_and_entry() {
+    use crossglg_data::read::npz::read_npz;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DirOptions::default();
+    let junk = dir.path().join("junk.npz");
+    std::fs::write(&junk, b"PK not really").unwrap();
+    let e = read_npz(&junk, None, &opts).unwrap_err().to_string();
+    assert!(e.contains("junk.npz") && e.contains("zip"), "{e}");
+
+    let write = |name: &str, entries: &[(&str, Vec<u8>)]| {
+        let p = dir.path().join(name);
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        for (n, b) in entries {
+            z.start_file(*n, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(b).unwrap();
+        }
+        z.finish().unwrap();
+        p
+    };
+    let npy = |shape: &[usize], data: &[f32]| {
+        let t = dir.path().join("t.npy");
+        crossglg_data::read::npy::write_npy_f32(&t, shape, data).unwrap();
+        std::fs::read(&t).unwrap()
+    };
+    let p = write("notes.npz", &[("notes.txt", b"hello".to_vec())]);
+    let e = read_npz(&p, None, &opts).unwrap_err().to_string();
+    assert!(e.contains("notes.txt") && e.contains(".npy"), "{e}");
+    let p = write(
+        "nolabels.npz",
+        &[("x_train.npy", npy(&[1, 2, 75], &[0.5; 150]))],
+    );
+    let e = read_npz(&p, None, &opts).unwrap_err().to_string();
+    assert!(e.contains("y_train"), "{e}");
+    let p = write(
+        "badlabels.npz",
+        &[
+            ("x_train.npy", npy(&[1, 2, 75], &[0.5; 150])),
+            ("y_train.npy", npy(&[1], &[-3.0])),
+        ],
+    );
+    let e = read_npz(&p, None, &opts).unwrap_err().to_string();
+    assert!(e.contains("y_train[0]") && e.contains("class index"), "{e}");
+    let p = write(
+        "width.npz",
+        &[
+            ("x_train.npy", npy(&[1, 2, 70], &[0.5; 140])),
+            ("y_train.npy", npy(&[1], &[0.0])),
+        ],
+    );
+    let e = read_npz(&p, None, &opts).unwrap_err().to_string();
+    assert!(
+        e.contains("x_train") && e.contains("70 values per frame"),
+        "{e}"
+    );
+    // an entry bigger than the budget is refused before it is kept
+    let small = DirOptions {
+        max_total_values: 10,
+        ..Default::default()
+    };
+    let p = write(
+        "big.npz",
+        &[("a.npy", npy(&[800, 25, 1], &vec![0.5; 20_000]))],
+    );
+    let e = read_npz(&p, None, &small).unwrap_err().to_string();
+    assert!(e.contains("a.npy") && e.contains("budget"), "{e}");
 }

@@ -13,6 +13,7 @@
 pub mod kinetics;
 pub mod msr;
 pub mod npy;
+pub mod npz;
 pub mod ntu;
 pub mod openpose;
 pub mod pickle;
@@ -635,6 +636,7 @@ pub enum Format {
     Pyskl,
     OpenPose,
     Kinetics,
+    Npz,
 }
 
 impl Format {
@@ -647,6 +649,7 @@ impl Format {
             Format::Pyskl => "pyskl",
             Format::OpenPose => "openpose",
             Format::Kinetics => "kinetics",
+            Format::Npz => "npz",
         }
     }
 }
@@ -746,6 +749,9 @@ pub fn read_path(
             Vec::new(),
             Format::Npy,
         ))
+    } else if name.ends_with(".npz") {
+        let (ds, rep) = npz::read_npz(path, layout, opts)?;
+        Ok((ds, rep, Format::Npz))
     } else if name.ends_with(".pkl") || name.ends_with(".pickle") {
         let bytes = read_bytes(path)?;
         let layout = match layout {
@@ -778,7 +784,7 @@ pub fn read_path(
     } else {
         Err(ReadError::invalid(
             path,
-            "unknown file type (expected .skeleton, .json, .txt, .npy, .pkl or a folder)",
+            "unknown file type (expected .skeleton, .json, .txt, .npy, .npz, .pkl or a folder)",
         ))
     }
 }
@@ -837,7 +843,7 @@ fn read_dir_any(
     Ok((ds, rep, format))
 }
 
-fn guess_layout(joints: usize, path: &Path) -> Result<String, ReadError> {
+pub(crate) fn guess_layout(joints: usize, path: &Path) -> Result<String, ReadError> {
     match joints {
         25 => Ok("ntu25".into()),
         20 => Ok("nwucla20".into()),

@@ -104,15 +104,27 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray, ReadError> {
             "fortran_order arrays are not supported; save with np.ascontiguousarray".into(),
         ));
     }
-    let (little, size) = match h.descr.as_str() {
-        "<f4" | "=f4" => (true, 4),
-        "<f8" | "=f8" => (true, 8),
-        ">f4" => (false, 4),
-        ">f8" => (false, 8),
+    // floats, and whole numbers for label arrays (`.npz` archives carry those beside the data)
+    let (kind, little, size) = match h.descr.as_str() {
+        "<f4" | "=f4" => ('f', true, 4),
+        "<f8" | "=f8" => ('f', true, 8),
+        ">f4" => ('f', false, 4),
+        ">f8" => ('f', false, 8),
+        "|i1" => ('i', true, 1),
+        "|u1" | "|b1" => ('u', true, 1),
+        "<i2" | "=i2" => ('i', true, 2),
+        "<i4" | "=i4" => ('i', true, 4),
+        "<i8" | "=i8" => ('i', true, 8),
+        "<u2" | "=u2" => ('u', true, 2),
+        "<u4" | "=u4" => ('u', true, 4),
+        "<u8" | "=u8" => ('u', true, 8),
         other => {
             return Err(bad(
                 "descr",
-                format!("dtype `{other}` is not supported (use float32 or float64)"),
+                format!(
+                    "dtype `{other}` is not supported (use float32 or float64, or little-endian \
+                     integers for labels)"
+                ),
             ))
         }
     };
@@ -136,11 +148,23 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray, ReadError> {
     }
     let mut data = Vec::with_capacity(count);
     for (i, chunk) in body.chunks_exact(size).enumerate() {
-        let x = match (size, little) {
-            (4, true) => f32::from_le_bytes(chunk.try_into().unwrap_or_default()),
-            (4, false) => f32::from_be_bytes(chunk.try_into().unwrap_or_default()),
-            (_, true) => f64::from_le_bytes(chunk.try_into().unwrap_or_default()) as f32,
-            (_, false) => f64::from_be_bytes(chunk.try_into().unwrap_or_default()) as f32,
+        let mut b = [0u8; 8];
+        if little {
+            b[..size].copy_from_slice(chunk);
+        } else {
+            b[8 - size..].copy_from_slice(chunk);
+        }
+        let x = match (kind, size, little) {
+            ('f', 4, true) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            ('f', 4, false) => f32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            ('f', _, true) => f64::from_le_bytes(b) as f32,
+            ('f', _, false) => f64::from_be_bytes(b) as f32,
+            ('i', _, _) => {
+                // sign-extend from `size` bytes
+                let shift = 64 - 8 * size as u32;
+                ((i64::from_le_bytes(b) << shift) >> shift) as f32
+            }
+            _ => u64::from_le_bytes(b) as f32,
         };
         check_value(x, "value").map_err(|m| bad(&format!("data[{i}]"), m))?;
         data.push(x);
