@@ -46,6 +46,9 @@ pub enum Format {
     /// An `.npz` archive: CTR-GCN's x_train/y_train/x_test/y_test (layout ntu25 unless given)
     /// or one [T, V, C] / [M, T, V, C] array per sequence.
     Npz,
+    /// A folder of MMPose video predictions (MMPoseInferencer's pred_out_dir JSON); layout
+    /// coco17 (2-D) or h36m17 (3-D) by the keypoints unless --layout says otherwise.
+    Mmpose,
 }
 
 #[derive(Args)]
@@ -222,6 +225,19 @@ pub fn read_dataset(
             read::kinetics::read_kinetics_dir(input, &l, opts)?
         }
         Format::Npz => read::npz::read_npz(input, layout, opts)?,
+        Format::Mmpose => {
+            let name = match layout {
+                Some(l) => l.to_string(),
+                None => {
+                    let files = read::list_files(input, ".json")?;
+                    let first = files
+                        .first()
+                        .ok_or_else(|| anyhow::anyhow!("{} has no .json files", input.display()))?;
+                    read::mmpose::guess_layout(first)?
+                }
+            };
+            read::mmpose::read_mmpose_dir(input, &Layout::load(&name)?, opts)?
+        }
     })
 }
 

@@ -48,6 +48,9 @@ fn seeds() -> Vec<Vec<u8>> {
     let pose: Vec<f64> = (0..36).map(|i| i as f64 * 0.01).collect();
     let video = serde_json::json!({ "data": [{ "frame_index": 1, "skeleton": [{ "pose": pose, "score": vec![0.5; 18] }] }], "label": "x", "label_index": 3 });
     s.push(video.to_string().into_bytes());
+    let kp: Vec<[f64; 2]> = (0..17).map(|v| [v as f64, 1.0]).collect();
+    let mm = serde_json::json!([{ "frame_id": 0, "instances": [{ "keypoints": kp, "keypoint_scores": vec![0.5; 17] }] }]);
+    s.push(mm.to_string().into_bytes());
     let npz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/npz/clips.npz");
     s.push(std::fs::read(npz).unwrap());
     s
@@ -75,6 +78,9 @@ fn all_layers(bytes: &[u8]) {
     std::fs::write(&v, bytes).unwrap();
     let op18 = Layout::builtin("openpose18").unwrap();
     let _ = crossglg_data::read::kinetics::read_kinetics(&v, &op18, 2);
+    let coco = Layout::builtin("coco17").unwrap();
+    let _ = crossglg_data::read::mmpose::read_mmpose(&v, &coco, 2);
+    let _ = crossglg_data::read::mmpose::guess_layout(&v);
     // .npz: the bytes as an archive
     let z = dir.path().join("a.npz");
     std::fs::write(&z, bytes).unwrap();
@@ -91,7 +97,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_files_never_panic(
-        which in 0usize..8,
+        which in 0usize..9,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
     ) {
         let b = crossglg_data::fuzz::mutate(seeds().swap_remove(which), &edits);

@@ -2018,3 +2018,79 @@ fn npz_errors_name_the_archive_and_entry() {
     let e = read_npz(&p, None, &small).unwrap_err().to_string();
     assert!(e.contains("a.npy") && e.contains("budget"), "{e}");
 }
+
+/// MMPose video predictions: 2-D keypoints with scores (coco17 by count, people ranked by score)
+/// and 3-D ones (h36m17, followed by track_id); frames placed by frame_id.
+#[test]
+fn mmpose_predictions_read_in_2d_and_3d() {
+    use crossglg_data::read::{read_path, Format};
+    let dir = tempfile::tempdir().unwrap();
+    let inst2 = |x: f64, s: f64| {
+        let kp: Vec<[f64; 2]> = (0..17).map(|v| [x + v as f64, 2.0]).collect();
+        serde_json::json!({ "keypoints": kp, "keypoint_scores": vec![s; 17], "bbox": [[0, 0, 1, 1]] })
+    };
+    let video = serde_json::json!([
+        { "frame_id": 0, "instances": [inst2(1.0, 0.2), inst2(50.0, 0.9)] },
+        { "frame_id": 2, "instances": [inst2(3.0, 0.8)] },
+    ]);
+    let p2 = dir.path().join("clip2d.json");
+    std::fs::write(&p2, video.to_string()).unwrap();
+    let (ds, _, f) = read_path(&p2, None, &DirOptions::default()).unwrap();
+    assert!(matches!(f, Format::MmPose));
+    assert_eq!(ds.layout, "coco17");
+    let sk = &ds.samples[0].skeleton;
+    assert_eq!(sk.shape(), [2, 3, 17, 3]);
+    // the better-scored instance first; frame 1 empty; score as the third channel
+    assert_eq!((sk.get(0, 0, 0, 0), sk.get(1, 0, 0, 0)), (50.0, 1.0));
+    assert_eq!((sk.get(0, 1, 0, 0), sk.get(0, 2, 4, 0)), (0.0, 7.0));
+    assert_eq!(sk.get(0, 2, 4, 2), 0.8);
+
+    let inst3 = |x: f64, track: i64| {
+        let kp: Vec<[f64; 3]> = (0..17).map(|v| [x, v as f64, 0.5]).collect();
+        serde_json::json!({ "keypoints": kp, "keypoint_scores": vec![0.1; 17], "track_id": track })
+    };
+    let video = serde_json::json!([
+        { "frame_id": 10, "instances": [inst3(1.0, 7), inst3(2.0, 4)] },
+        { "frame_id": 11, "instances": [inst3(3.0, 4), inst3(4.0, 7)] },
+    ]);
+    let p3 = dir.path().join("clip3d.json");
+    std::fs::write(&p3, video.to_string()).unwrap();
+    let (ds, _, _) = read_path(&p3, None, &DirOptions::default()).unwrap();
+    assert_eq!(ds.layout, "h36m17");
+    let sk = &ds.samples[0].skeleton;
+    assert_eq!(sk.shape(), [2, 2, 17, 3]);
+    // track 7 is person 0 in both frames, whatever the order MMPose lists them in
+    assert_eq!((sk.get(0, 0, 0, 0), sk.get(0, 1, 0, 0)), (1.0, 4.0));
+    assert_eq!((sk.get(1, 0, 0, 0), sk.get(1, 1, 0, 0)), (2.0, 3.0));
+    assert_eq!((sk.get(0, 0, 5, 1), sk.get(0, 0, 5, 2)), (5.0, 0.5));
+
+    // a folder of predictions reads as one sample per video
+    let folder = dir.path().join("preds");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&p2, folder.join("a.json")).unwrap();
+    std::fs::copy(&p2, folder.join("b.json")).unwrap();
+    let (ds, _, f) = read_path(&folder, None, &DirOptions::default()).unwrap();
+    assert!(matches!(f, Format::MmPose));
+    assert_eq!(ds.samples.len(), 2);
+
+    // whole-body keypoints need a layout; a wrong count names the instance
+    let wb: Vec<[f64; 2]> = vec![[0.0, 0.0]; 133];
+    let p = dir.path().join("wholebody.json");
+    std::fs::write(
+        &p,
+        serde_json::json!([{ "frame_id": 0, "instances": [{ "keypoints": wb, "keypoint_scores": vec![1.0; 133] }] }])
+            .to_string(),
+    )
+    .unwrap();
+    let e = read_path(&p, None, &DirOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("wholebody.json") && e.contains("133 keypoints"),
+        "{e}"
+    );
+    let e = read_path(&p, Some("coco17"), &DirOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("instances[0]") && e.contains("133"), "{e}");
+}

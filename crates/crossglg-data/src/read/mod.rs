@@ -11,6 +11,7 @@
 //! | pyskl annotation pickle | — | [`pyskl::read_pyskl`] |
 
 pub mod kinetics;
+pub mod mmpose;
 pub mod msr;
 pub mod npy;
 pub mod npz;
@@ -637,6 +638,7 @@ pub enum Format {
     OpenPose,
     Kinetics,
     Npz,
+    MmPose,
 }
 
 impl Format {
@@ -650,6 +652,7 @@ impl Format {
             Format::OpenPose => "openpose",
             Format::Kinetics => "kinetics",
             Format::Npz => "npz",
+            Format::MmPose => "mmpose",
         }
     }
 }
@@ -660,7 +663,8 @@ impl Format {
 /// - a folder with `manifest.csv` is an `.npy` folder (needs `layout`); one with OpenPose's
 ///   `*_keypoints.json` files is OpenPose output (layout from the keypoint count: `body25` or
 ///   `openpose18`, unless given); one whose `.json` files are Kinetics-skeleton videos is
-///   Kinetics (layout `openpose18`); otherwise the most common of `.skeleton` / `.json` /
+///   Kinetics (layout `openpose18`); one of MMPose video predictions is MMPose (layout from the
+///   keypoints); otherwise the most common of `.skeleton` / `.json` /
 ///   `.txt` decides between NTU, NW-UCLA and MSR;
 /// - a file is read by its extension (`.skeleton`, `.json`, `.txt`, `.npy`, `.pkl`/`.pickle`)
 ///   into a one-sample dataset (all samples for a pickle).
@@ -722,6 +726,14 @@ pub fn read_path(
             _ => Vec::new(),
         };
         Ok(one(s, &l.name, classes, Format::Kinetics))
+    } else if name.ends_with(".json") && mmpose::looks_like_mmpose_file(path) {
+        let l = match layout {
+            Some(l) => l.to_string(),
+            None => mmpose::guess_layout(path)?,
+        };
+        let l = crate::layout::Layout::load(&l).map_err(|e| ReadError::layout(path, e))?;
+        let s = mmpose::read_mmpose(path, &l, opts.max_bodies)?;
+        Ok(one(s, &l.name, Vec::new(), Format::MmPose))
     } else if name.ends_with(".json") {
         let s = ucla::read_ucla(path)?;
         let classes = ucla::UCLA_CLASSES
@@ -818,6 +830,15 @@ fn read_dir_any(
             .map_err(|e| ReadError::layout(dir, e))?;
         let (ds, rep) = kinetics::read_kinetics_dir(dir, &layout, opts)?;
         return Ok((ds, rep, Format::Kinetics));
+    }
+    if mmpose::looks_like_mmpose(dir) {
+        let name = match layout {
+            Some(l) => l.to_string(),
+            None => mmpose::guess_layout(&list_files(dir, ".json")?[0])?,
+        };
+        let layout = crate::layout::Layout::load(&name).map_err(|e| ReadError::layout(dir, e))?;
+        let (ds, rep) = mmpose::read_mmpose_dir(dir, &layout, opts)?;
+        return Ok((ds, rep, Format::MmPose));
     }
     let candidates = [
         (list_files(dir, ".skeleton")?.len(), Format::Ntu),
