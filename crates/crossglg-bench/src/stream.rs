@@ -115,6 +115,7 @@ pub fn bench_stream<E: Embedder + ?Sized>(
                     line: index + 1,
                     t: index as f64 / 30.0,
                     joints,
+                    track: None,
                 };
                 index += 1;
                 if let Some(ev) = rec.push(frame)? {

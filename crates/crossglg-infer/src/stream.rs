@@ -4,7 +4,9 @@
 //!
 //! Input formats (see `docs/inference.md`):
 //! - JSON lines, one frame per line: `{"t": 0.033, "joints": [[x, y, z, c], ...]}`. `t` (seconds)
-//!   is optional; a joint may be `null` (missing). Unknown keys are ignored.
+//!   is optional; a joint may be `null` (missing). Unknown keys are ignored. Several tracked
+//!   people: `{"t": 0.033, "people": [{"id": 3, "joints": [...]}, ...]}` (or `"id"` beside
+//!   `"joints"` for one); each track id gets its own window and its own events.
 //! - CSV, one frame per row: `t, x0, y0, z0, c0, x1, ...`. An optional header row (first field
 //!   not a number) is skipped; an empty `t` or joint field means "no time" / "missing joint".
 //!
@@ -147,21 +149,40 @@ impl StreamConfig {
     }
 }
 
-/// One parsed frame: time in seconds and `joints × 3` positions (missing joints are zero).
+/// One parsed frame of one person: time in seconds and `joints × 3` positions (missing joints
+/// are zero); `track` is the person's id when the input tracks people.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     pub index: usize,
     pub line: usize,
     pub t: f64,
     pub joints: Vec<[f32; 3]>,
+    pub track: Option<i64>,
 }
 
 #[derive(Deserialize)]
 struct JsonFrame {
     #[serde(default)]
     t: Option<f64>,
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    joints: Option<Vec<Option<Vec<f64>>>>,
+    #[serde(default)]
+    people: Option<Vec<JsonPerson>>,
+}
+
+#[derive(Deserialize)]
+struct JsonPerson {
+    id: i64,
     joints: Vec<Option<Vec<f64>>>,
 }
+
+/// Most tracks followed at once; the one seen longest ago makes way for a new one.
+pub const MAX_TRACKS: usize = 16;
+
+/// People on one input line, each `(track, joints)`.
+type People = Vec<(Option<i64>, Vec<[f32; 3]>)>;
 
 /// Reads frames one at a time from any buffered reader (stdin in the CLI).
 pub struct FrameReader<R> {
@@ -172,6 +193,8 @@ pub struct FrameReader<R> {
     buf: Vec<u8>,
     /// A CSV header may only be the first non-empty line.
     seen_line: bool,
+    /// Further people of the last line read, handed out before the next line.
+    pending: VecDeque<Frame>,
 }
 
 impl<R: BufRead> FrameReader<R> {
@@ -184,6 +207,7 @@ impl<R: BufRead> FrameReader<R> {
             frames: 0,
             buf: Vec::new(),
             seen_line: false,
+            pending: VecDeque::new(),
         })
     }
 
@@ -256,28 +280,54 @@ impl<R: BufRead> FrameReader<R> {
         Ok([v[0] as f32, y as f32, z as f32])
     }
 
-    fn parse_json(&self, text: &str) -> Result<(Option<f64>, Vec<[f32; 3]>), StreamError> {
+    fn parse_json(&self, text: &str) -> Result<(Option<f64>, People), StreamError> {
         let f: JsonFrame = serde_json::from_str(text)
             .map_err(|e| self.parse_err(format!("invalid JSON frame: {e}")))?;
-        if f.joints.len() != self.cfg.joints {
-            return Err(self.parse_err(format!(
-                "frame has {} joints, expected {}",
-                f.joints.len(),
-                self.cfg.joints
-            )));
+        let people: Vec<(Option<i64>, Vec<Option<Vec<f64>>>)> = match (f.joints, f.people) {
+            (Some(j), None) => vec![(f.id, j)],
+            (None, Some(p)) => {
+                if p.len() > MAX_TRACKS {
+                    return Err(self.parse_err(format!(
+                        "frame has {} people, more than {MAX_TRACKS}",
+                        p.len()
+                    )));
+                }
+                let mut seen = Vec::with_capacity(p.len());
+                for q in &p {
+                    if seen.contains(&q.id) {
+                        return Err(self.parse_err(format!("person id {} appears twice", q.id)));
+                    }
+                    seen.push(q.id);
+                }
+                p.into_iter().map(|q| (Some(q.id), q.joints)).collect()
+            }
+            _ => {
+                return Err(self.parse_err(
+                    "a frame needs either `joints` or `people` (a list of {id, joints})".into(),
+                ))
+            }
+        };
+        let mut out = Vec::with_capacity(people.len());
+        for (id, joints) in people {
+            if joints.len() != self.cfg.joints {
+                return Err(self.parse_err(format!(
+                    "frame has {} joints, expected {}",
+                    joints.len(),
+                    self.cfg.joints
+                )));
+            }
+            let joints = joints
+                .iter()
+                .enumerate()
+                .map(|(j, v)| self.joint(j, v.as_deref()))
+                .collect::<Result<_, _>>()?;
+            out.push((id, joints));
         }
-        let joints = f
-            .joints
-            .iter()
-            .enumerate()
-            .map(|(j, v)| self.joint(j, v.as_deref()))
-            .collect::<Result<_, _>>()?;
-        Ok((f.t, joints))
+        Ok((f.t, out))
     }
 
     /// `Ok(None)` for a header row.
-    #[allow(clippy::type_complexity)]
-    fn parse_csv(&self, text: &str) -> Result<Option<(Option<f64>, Vec<[f32; 3]>)>, StreamError> {
+    fn parse_csv(&self, text: &str) -> Result<Option<(Option<f64>, People)>, StreamError> {
         let fields: Vec<&str> = text.split(',').map(str::trim).collect();
         let num = |s: &str| -> Result<Option<f64>, ()> {
             if s.is_empty() || s.eq_ignore_ascii_case("nan") {
@@ -320,7 +370,7 @@ impl<R: BufRead> FrameReader<R> {
             }
             joints.push(self.joint(j, (!missing).then_some(vals.as_slice()))?);
         }
-        Ok(Some((t, joints)))
+        Ok(Some((t, vec![(None, joints)])))
     }
 }
 
@@ -328,6 +378,9 @@ impl<R: BufRead> Iterator for FrameReader<R> {
     type Item = Result<Frame, StreamError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(f) = self.pending.pop_front() {
+            return Some(Ok(f));
+        }
         loop {
             self.line += 1;
             match self.read_line_bounded() {
@@ -365,15 +418,25 @@ impl<R: BufRead> Iterator for FrameReader<R> {
             match parsed {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => continue,
-                Ok(Some((t, joints))) => {
+                // a line with nobody on it is a frame in time, but no window gets it
+                Ok(Some((_, people))) if people.is_empty() => {
+                    self.frames += 1;
+                    continue;
+                }
+                Ok(Some((t, people))) => {
                     let index = self.frames;
                     self.frames += 1;
-                    return Some(Ok(Frame {
-                        index,
-                        line: self.line,
-                        t: t.unwrap_or(index as f64 / self.cfg.fps),
-                        joints,
-                    }));
+                    let t = t.unwrap_or(index as f64 / self.cfg.fps);
+                    let line = self.line;
+                    self.pending
+                        .extend(people.into_iter().map(|(track, joints)| Frame {
+                            index,
+                            line,
+                            t,
+                            joints,
+                            track,
+                        }));
+                    return self.pending.pop_front().map(Ok);
                 }
             }
         }
@@ -388,6 +451,9 @@ pub struct StreamEvent {
     pub t_end: f64,
     /// 0-based index of the window's last frame.
     pub frame_index: usize,
+    /// The person's track id, when the input tracks people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<i64>,
     pub recognition: Recognition,
     /// Wall time from the window being complete to its recognition: assembling the skeleton,
     /// layout mapping, preprocessing, embedding and gallery lookup.
@@ -443,12 +509,18 @@ impl SlidingWindow {
 }
 
 /// Windowed recognition: feed frames with [`StreamRecognizer::push`], get an event every hop.
+/// Each track (untracked input is one) has its own window; a track not seen for a whole
+/// window's worth of frames is dropped, and beyond [`MAX_TRACKS`] the one seen longest ago
+/// makes way, so memory stays bounded whatever ids arrive.
 pub struct StreamRecognizer<'a, E: Embedder + ?Sized, P> {
     embedder: &'a E,
     gallery: &'a Gallery,
     mapping: Option<&'a Mapping>,
     preprocess: P,
-    window: SlidingWindow,
+    window: usize,
+    hop: usize,
+    /// Per track: its window and the index of the last frame it was in.
+    tracks: std::collections::BTreeMap<Option<i64>, (SlidingWindow, usize)>,
 }
 
 impl<'a, E, P> StreamRecognizer<'a, E, P>
@@ -482,12 +554,38 @@ where
             gallery,
             mapping,
             preprocess,
-            window: SlidingWindow::new(window, hop),
+            window,
+            hop,
+            tracks: Default::default(),
         })
     }
 
+    /// Tracks with a window open now.
+    pub fn tracks(&self) -> usize {
+        self.tracks.len()
+    }
+
     pub fn push(&mut self, frame: Frame) -> Result<Option<StreamEvent>, StreamError> {
-        if let Some(first) = self.window.frames().front() {
+        let (window, hop, now) = (self.window, self.hop, frame.index);
+        self.tracks
+            .retain(|_, (_, last)| now.saturating_sub(*last) <= window);
+        if !self.tracks.contains_key(&frame.track) && self.tracks.len() >= MAX_TRACKS {
+            let stalest = self
+                .tracks
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(k, _)| *k);
+            if let Some(k) = stalest {
+                self.tracks.remove(&k);
+            }
+        }
+        let track = frame.track;
+        let (win, last) = self
+            .tracks
+            .entry(track)
+            .or_insert_with(|| (SlidingWindow::new(window, hop), now));
+        *last = now;
+        if let Some(first) = win.frames().front() {
             if first.joints.len() != frame.joints.len() {
                 return Err(StreamError::Window {
                     frame: frame.index,
@@ -499,14 +597,14 @@ where
                 });
             }
         }
-        if !self.window.push(frame) {
+        if !win.push(frame) {
             return Ok(None);
         }
         let start = Instant::now();
-        let frames = self.window.frames();
+        let frames = win.frames();
         let (first, last) = (&frames[0], &frames[frames.len() - 1]);
         let (t_start, t_end, frame) = (first.t, last.t, last.index);
-        let mut sk = self.window.skeleton();
+        let mut sk = win.skeleton();
         if let Some(m) = self.mapping {
             sk = map_skeleton(&sk, m).map_err(|source| StreamError::Mapping { frame, source })?;
         }
@@ -532,6 +630,7 @@ where
             t_start,
             t_end,
             frame_index: frame,
+            track,
             recognition,
             latency_ms: start.elapsed().as_secs_f64() * 1e3,
         }))
@@ -596,6 +695,8 @@ where
     let mut rec =
         StreamRecognizer::new(embedder, gallery, mapping, preprocess, cfg.window, cfg.hop)?;
     let mut frames = 0;
+    // people of one input line share its index: count lines, not people
+    let mut last_index = None;
     let mut skipped = 0;
     let mut first_skip: Option<String> = None;
     let mut latencies = Vec::new();
@@ -611,7 +712,10 @@ where
                 continue;
             }
         };
-        frames += 1;
+        if last_index != Some(frame.index) {
+            frames += 1;
+            last_index = Some(frame.index);
+        }
         if let Some(ev) = rec.push(frame)? {
             latencies.push(ev.latency_ms);
             on(StreamItem::Event(ev))?;

@@ -314,6 +314,7 @@ fn stream_errors_name_the_line() {
         line: index + 1,
         t: 0.0,
         joints: vec![[1.0, 0.0, 0.0]; n],
+        track: None,
     };
     assert!(rec.push(frame(0, 3)).unwrap().is_none());
     let e = rec.push(frame(1, 4)).unwrap_err().to_string();
@@ -650,5 +651,110 @@ mod mutations {
             let b = crossglg_data::fuzz::mutate(seed, &edits);
             read_all(&b);
         }
+    }
+}
+
+/// Several tracked people on one stream: each track id has its own window and its own events,
+/// whatever order a line lists people in; a track that leaves is dropped; untracked output is
+/// unchanged (no `track` key).
+#[test]
+fn stream_follows_tracks_separately() {
+    let joints = 6;
+    let person = |active: usize| -> Vec<Vec<f64>> {
+        (0..joints)
+            .map(|v| vec![if v == active { 1.0 } else { 0.0 }, 0.0, 0.0])
+            .collect()
+    };
+    let mut input = String::new();
+    for f in 0..40 {
+        // track 7 holds joint 1 up throughout; track 3 joint 5, and leaves after frame 19
+        let mut people = vec![serde_json::json!({ "id": 7, "joints": person(1) })];
+        if f < 20 {
+            people.push(serde_json::json!({ "id": 3, "joints": person(5) }));
+        }
+        if f % 2 == 1 {
+            people.reverse();
+        }
+        input += &serde_json::json!({ "t": f as f64 / 10.0, "people": people }).to_string();
+        input.push('\n');
+    }
+    // a line with nobody on it is a frame in time for everyone
+    input += "{\"people\": []}\n";
+    let cfg = StreamConfig {
+        joints,
+        window: 10,
+        hop: 10,
+        ..Default::default()
+    };
+    let emb = OneHotOfLargestX { joints };
+    let g = one_hot_gallery(joints);
+    let mut events = Vec::new();
+    let summary = run_stream(
+        input.as_bytes(),
+        &cfg,
+        &emb,
+        &g,
+        None,
+        Ok,
+        events_only(|e: StreamEvent| {
+            events.push(e);
+            Ok(())
+        }),
+    )
+    .unwrap();
+    assert_eq!(summary.frames, 40, "lines with people, not people");
+    let of = |track| -> Vec<(usize, String)> {
+        events
+            .iter()
+            .filter(|e| e.track == Some(track))
+            .map(|e| (e.frame_index, e.recognition.class.clone()))
+            .collect()
+    };
+    let joint = |j: usize| format!("joint {j}");
+    assert_eq!(
+        of(7),
+        [
+            (9, joint(1)),
+            (19, joint(1)),
+            (29, joint(1)),
+            (39, joint(1))
+        ]
+    );
+    assert_eq!(of(3), [(9, joint(5)), (19, joint(5))]);
+    assert_eq!(summary.events, 6);
+    let line = serde_json::to_string(&events[0]).unwrap();
+    assert!(line.contains("\"track\":"), "{line}");
+
+    // a track gone for a whole window is forgotten; ids beyond MAX_TRACKS push out the stalest
+    let mut rec = StreamRecognizer::new(&emb, &g, None, Ok, 4, 4).unwrap();
+    let frame = |index, track| Frame {
+        index,
+        line: index + 1,
+        t: 0.0,
+        joints: vec![[1.0, 0.0, 0.0]; joints],
+        track: Some(track),
+    };
+    for i in 0..100 {
+        rec.push(frame(i, i as i64)).unwrap();
+        assert!(rec.tracks() <= crossglg_infer::stream::MAX_TRACKS);
+    }
+    assert_eq!(rec.tracks(), 5, "only ids seen within the last window stay");
+
+    // duplicate ids on one line and lines with neither joints nor people are named errors
+    for (bad, what) in [
+        (
+            r#"{"people": [{"id": 1, "joints": []}, {"id": 1, "joints": []}]}"#,
+            "appears twice",
+        ),
+        (r#"{"t": 0.5}"#, "either `joints` or `people`"),
+    ] {
+        let strict = StreamConfig {
+            strict: true,
+            ..cfg.clone()
+        };
+        let e = run_stream(bad.as_bytes(), &strict, &emb, &g, None, Ok, |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains(what), "{e}");
     }
 }
