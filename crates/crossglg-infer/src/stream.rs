@@ -167,7 +167,7 @@ struct JsonFrame {
     #[serde(default)]
     id: Option<i64>,
     #[serde(default)]
-    joints: Option<Vec<Option<Vec<f64>>>>,
+    joints: Option<RawJoints>,
     #[serde(default)]
     people: Option<Vec<JsonPerson>>,
 }
@@ -175,11 +175,14 @@ struct JsonFrame {
 #[derive(Deserialize)]
 struct JsonPerson {
     id: i64,
-    joints: Vec<Option<Vec<f64>>>,
+    joints: RawJoints,
 }
 
 /// Most tracks followed at once; the one seen longest ago makes way for a new one.
 pub const MAX_TRACKS: usize = 16;
+
+/// One person's joints as the JSON gives them (`None`: missing).
+type RawJoints = Vec<Option<Vec<f64>>>;
 
 /// People on one input line, each `(track, joints)`.
 type People = Vec<(Option<i64>, Vec<[f32; 3]>)>;
@@ -283,7 +286,7 @@ impl<R: BufRead> FrameReader<R> {
     fn parse_json(&self, text: &str) -> Result<(Option<f64>, People), StreamError> {
         let f: JsonFrame = serde_json::from_str(text)
             .map_err(|e| self.parse_err(format!("invalid JSON frame: {e}")))?;
-        let people: Vec<(Option<i64>, Vec<Option<Vec<f64>>>)> = match (f.joints, f.people) {
+        let people: Vec<(Option<i64>, RawJoints)> = match (f.joints, f.people) {
             (Some(j), None) => vec![(f.id, j)],
             (None, Some(p)) => {
                 if p.len() > MAX_TRACKS {
