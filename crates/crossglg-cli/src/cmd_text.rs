@@ -76,6 +76,13 @@ pub struct DescribeArgs {
     timeout_s: u64,
     #[arg(long, default_value_t = 5)]
     retries: u32,
+    /// Sampling seed sent with every request (servers that support it answer reproducibly).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Ask for structured output (`response_format` with a JSON schema of the answer), which
+    /// OpenAI's and llama.cpp's servers enforce; leave off for servers that reject it.
+    #[arg(long)]
+    structured: bool,
 }
 
 #[derive(Args)]
@@ -176,6 +183,8 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
     cfg.concurrency = a.concurrency.max(1);
     cfg.timeout = Duration::from_secs(a.timeout_s);
     cfg.retries = a.retries;
+    cfg.seed = a.seed;
+    cfg.structured = a.structured;
     cfg.progress = true;
     let stats = describe_to_file(&cfg, &classes, &layout, &a.out)?;
     println!(

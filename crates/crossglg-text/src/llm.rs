@@ -29,6 +29,12 @@ pub struct LlmConfig {
     pub api_key_env: Option<String>,
     pub temperature: f32,
     pub max_tokens: Option<u32>,
+    /// Sent as `seed` (OpenAI and llama.cpp's server sample reproducibly with it).
+    pub seed: Option<u64>,
+    /// Ask for structured output: `response_format` with a JSON schema of the answer (the
+    /// global description with key joints from the layout; one string per layout joint), which
+    /// OpenAI's and llama.cpp's servers enforce while sampling. Off for servers that reject it.
+    pub structured: bool,
     /// Whole-request timeout.
     pub timeout: Duration,
     /// Extra attempts after the first on 5xx, 429, timeouts, broken responses and unreadable
@@ -58,6 +64,8 @@ impl LlmConfig {
             api_key_env: Some("OPENAI_API_KEY".into()),
             temperature: 0.2,
             max_tokens: None,
+            seed: None,
+            structured: false,
             timeout: Duration::from_secs(120),
             retries: 5,
             backoff: Duration::from_secs(2),
@@ -156,6 +164,7 @@ pub struct ChatClient {
     key: Option<Secret>,
     temperature: f32,
     max_tokens: Option<u32>,
+    seed: Option<u64>,
     retries: u32,
     backoff: Duration,
 }
@@ -180,13 +189,19 @@ impl ChatClient {
             key,
             temperature: cfg.temperature,
             max_tokens: cfg.max_tokens,
+            seed: cfg.seed,
             retries: cfg.retries,
             backoff: cfg.backoff,
         })
     }
 
-    /// One request, no retries. Returns the assistant's text.
-    pub fn complete_once(&self, prompt: &str) -> Result<String, (LlmError, Option<Duration>)> {
+    /// One request, no retries. Returns the assistant's text. `schema` (see
+    /// [`answer_schema`]) asks for structured output.
+    pub fn complete_once(
+        &self,
+        prompt: &str,
+        schema: Option<&Value>,
+    ) -> Result<String, (LlmError, Option<Duration>)> {
         let mut body = json!({
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -194,6 +209,12 @@ impl ChatClient {
         });
         if let Some(m) = self.max_tokens {
             body["max_tokens"] = json!(m);
+        }
+        if let Some(seed) = self.seed {
+            body["seed"] = json!(seed);
+        }
+        if let Some(schema) = schema {
+            body["response_format"] = schema.clone();
         }
         let mut req = self
             .agent
@@ -278,13 +299,14 @@ impl ChatClient {
     pub fn ask<T>(
         &self,
         prompt: &str,
+        schema: Option<&Value>,
         stop: &AtomicBool,
         parse: impl Fn(&str) -> Result<T, AnswerError>,
     ) -> Result<(String, T), LlmError> {
         let mut attempt = 0;
         loop {
             let result = self
-                .complete_once(prompt)
+                .complete_once(prompt, schema)
                 .and_then(|text| match parse(&text) {
                     Ok(v) => Ok((text, v)),
                     Err(e) => Err((LlmError::Answer(e), None)),
@@ -303,6 +325,54 @@ impl ChatClient {
             }
         }
     }
+}
+
+/// The `response_format` asking for an answer of `kind` as JSON that the parsers read:
+/// `{"description", "key_joints"}` (key joints restricted to the layout's names) for the
+/// global question, `{"joints": {<every layout joint>: text}}` for the local one. OpenAI's
+/// `json_schema` form, which llama.cpp's server also takes.
+pub fn answer_schema(kind: PromptKind, layout: &Layout) -> Value {
+    let joints: Vec<&str> = layout.joints.iter().map(String::as_str).collect();
+    let (name, schema) = match kind {
+        PromptKind::Global => (
+            "crossglg_global_description",
+            json!({
+                "type": "object",
+                "properties": {
+                    "description": {"type": "string"},
+                    "key_joints": {"type": "array", "items": {"type": "string", "enum": joints}},
+                },
+                "required": ["description", "key_joints"],
+                "additionalProperties": false,
+            }),
+        ),
+        PromptKind::Local => {
+            let props: serde_json::Map<String, Value> = joints
+                .iter()
+                .map(|j| (j.to_string(), json!({"type": "string"})))
+                .collect();
+            (
+                "crossglg_joint_descriptions",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "joints": {
+                            "type": "object",
+                            "properties": props,
+                            "required": joints,
+                            "additionalProperties": false,
+                        },
+                    },
+                    "required": ["joints"],
+                    "additionalProperties": false,
+                }),
+            )
+        }
+    };
+    json!({
+        "type": "json_schema",
+        "json_schema": {"name": name, "strict": true, "schema": schema},
+    })
 }
 
 /// What is stored per class and prompt kind. The raw answer is kept so a better parser can
@@ -487,7 +557,8 @@ pub fn describe(
         }
         let prompt = templates[k].render(class, layout);
         requested.fetch_add(1, Ordering::Relaxed);
-        let (raw, answer) = client.ask(&prompt, &stop, parse)?;
+        let schema = cfg.structured.then(|| answer_schema(kind, layout));
+        let (raw, answer) = client.ask(&prompt, schema.as_ref(), &stop, parse)?;
         let entry = CachedAnswer {
             answer: raw,
             ..expect

@@ -445,3 +445,75 @@ fn corrupt_cache_entry_is_asked_again() {
     describe(&cfg, &classes(), &layout).unwrap();
     assert_eq!(server.requests.load(Ordering::SeqCst), before + 1);
 }
+
+/// `seed` and structured output go out with every request when asked for (and only then), the
+/// schema names the layout's joints, and an answer shaped by the schema parses.
+#[test]
+fn seed_and_structured_output_are_sent_and_their_answers_parse() {
+    let layout = Layout::builtin("ntu25").unwrap();
+    let joints = layout.joints.clone();
+    let bodies = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let seen = bodies.clone();
+    let handler: Arc<Handler> = Arc::new(move |_, p: &str, v: &Value| {
+        seen.lock().unwrap().push(v.clone());
+        let action = p.split('"').nth(1).unwrap_or("x").to_string();
+        // answer exactly in the schema's shape, no prose around it
+        let Some(schema) = v.pointer("/response_format/json_schema/schema") else {
+            return Reply::Answer(answer_for(p, &joints));
+        };
+        if schema.pointer("/properties/key_joints").is_some() {
+            Reply::Answer(
+                json!({"description": format!("{action} with the arms"), "key_joints": ["left_hand"]})
+                    .to_string(),
+            )
+        } else {
+            let names = schema
+                .pointer("/properties/joints/required")
+                .and_then(Value::as_array)
+                .unwrap();
+            let map: serde_json::Map<String, Value> = names
+                .iter()
+                .map(|n| n.as_str().unwrap())
+                .map(|n| (n.to_string(), json!(format!("{action}: {n}"))))
+                .collect();
+            Reply::Answer(json!({ "joints": map }).to_string())
+        }
+    });
+    let server = serve(handler);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&server.url, &dir.path().join("cache"));
+    cfg.seed = Some(42);
+    cfg.structured = true;
+    let (file, _) = describe(&cfg, &classes()[..2], &layout).unwrap();
+    validate(&file, &layout, "structured").unwrap();
+    assert_eq!(file.classes[0].key_joints, ["left_hand"]);
+    assert_eq!(
+        file.classes[1].local["right_knee"],
+        "kicking something: right_knee"
+    );
+    let sent = bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 4);
+    for v in &sent {
+        assert_eq!(v["seed"], 42);
+        assert_eq!(v["response_format"]["type"], "json_schema");
+        assert_eq!(v["response_format"]["json_schema"]["strict"], true);
+        let schema = &v["response_format"]["json_schema"]["schema"];
+        if let Some(e) = schema.pointer("/properties/key_joints/items/enum") {
+            assert_eq!(e.as_array().unwrap().len(), 25);
+        } else {
+            let req = schema.pointer("/properties/joints/required").unwrap();
+            assert_eq!(req.as_array().unwrap().len(), 25);
+        }
+    }
+
+    // without the options the requests carry neither key
+    bodies.lock().unwrap().clear();
+    let plain = config(&server.url, &dir.path().join("cache2"));
+    describe(&plain, &classes()[..1], &layout).unwrap();
+    for v in bodies.lock().unwrap().iter() {
+        assert!(
+            v.get("seed").is_none() && v.get("response_format").is_none(),
+            "{v}"
+        );
+    }
+}
