@@ -1,0 +1,113 @@
+//! Training on the GPU against the CPU (only with `--features cuda` on a machine with a GPU;
+//! scripts/build-cuda.sh builds it, scripts/gpu-check.sh runs it): 20 steps from the same
+//! seeded weights follow the same loss curve, and the GPU's checkpoint serves on the CPU with
+//! the GPU's embeddings.
+#![cfg(feature = "cuda")]
+
+use std::path::Path;
+
+use candle_core::Device;
+use crossglg_infer::embedder::Embedder;
+use crossglg_train::config::TrainConfig;
+use crossglg_train::run::{train, TrainOptions, TrainedModel};
+
+/// The descriptions, compiled in: the test executable is carried to the GPU machine without
+/// the source tree.
+const DESCRIPTIONS: &str = include_str!("../demo/synthetic-descriptions.json");
+
+fn config(device: &str, desc: &Path) -> TrainConfig {
+    let text = format!(
+        r#"
+seed = 11
+epochs = 10
+batch_size = 16
+device = "{device}"
+[data]
+split = "synthetic"
+[data.synthetic]
+classes = ["wave", "punch", "kick", "squat", "jump", "clap"]
+samples_per_class = 8
+subjects = 4
+views = 2
+frames = [24, 32]
+[text]
+descriptions = {desc:?}
+encoder = "hashed"
+hashed_dim = 32
+[preprocess]
+frames = 16
+[model]
+guidance = "both"
+[model.encoder]
+kind = "ctr_gcn"
+blocks = [{{ channels = 16, stride = 1 }}, {{ channels = 16, stride = 2 }}]
+[model.jid]
+after_block = 1
+hidden = 8
+[model.interaction]
+dim = 16
+heads = 2
+depth = 1
+[eval]
+draws = 0
+"#
+    );
+    TrainConfig::from_toml_str(&text, "cuda test config").unwrap()
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("loss").and_then(|x| x.as_f64()))
+        .collect()
+}
+
+#[test]
+fn gpu_training_follows_the_cpu_and_its_checkpoint_serves_on_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet = TrainOptions {
+        progress: false,
+        ..TrainOptions::default()
+    };
+    let desc = tmp.path().join("descriptions.json");
+    std::fs::write(&desc, DESCRIPTIONS).unwrap();
+    let (cpu, gpu) = (tmp.path().join("cpu"), tmp.path().join("gpu"));
+    train(&config("cpu", &desc), &cpu, &quiet).unwrap();
+    train(&config("cuda", &desc), &gpu, &quiet).unwrap();
+    let (a, b) = (losses(&cpu), losses(&gpu));
+    assert!(a.len() >= 20, "{} steps", a.len());
+    assert_eq!(a.len(), b.len());
+    // Summation order differs between the devices; the curves drift apart slowly.
+    let worst = a
+        .iter()
+        .zip(&b)
+        .take(20)
+        .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+        .fold(0.0, f64::max);
+    eprintln!("largest relative loss difference over 20 steps: {worst:.2e}");
+    assert!(worst < 1e-2, "CPU {a:?}\nGPU {b:?}");
+
+    // the GPU's checkpoint on the CPU gives what the GPU gives
+    let probe = crossglg_data::synth::generate(&crossglg_data::synth::SynthConfig {
+        classes: vec!["wave".into()],
+        samples_per_class: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let sk: Vec<_> = probe.samples.iter().map(|s| s.skeleton.clone()).collect();
+    let gpu_dev = Device::new_cuda(0).unwrap();
+    let (on_cpu, _, _) = TrainedModel::load(&gpu, &Device::Cpu).unwrap();
+    let (on_gpu, _, _) = TrainedModel::load(&gpu, &gpu_dev).unwrap();
+    let (e1, e2) = (on_cpu.embed(&sk).unwrap(), on_gpu.embed(&sk).unwrap());
+    let diff = e1
+        .iter()
+        .flatten()
+        .zip(e2.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    eprintln!("largest embedding difference, GPU checkpoint on CPU vs GPU: {diff:.2e}");
+    assert!(diff < 1e-3, "{diff}");
+    assert_eq!(on_cpu.weights_hash, on_gpu.weights_hash);
+}
