@@ -15,8 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    check_value, list_files, Collector, DirOptions, ReadError, ReadReport, MAX_FRAMES,
-    MAX_SAMPLE_VALUES,
+    check_value, list_files, DirOptions, ReadError, ReadReport, MAX_FRAMES, MAX_SAMPLE_VALUES,
 };
 use crate::layout::Layout;
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
@@ -74,22 +73,14 @@ pub fn read_kinetics_dir(
     if files.is_empty() {
         return Err(ReadError::invalid(dir, "has no .json files"));
     }
-    let report = ReadReport {
-        files: files.len(),
-        ..Default::default()
-    };
     let mut names: BTreeMap<usize, String> = BTreeMap::new();
-    let mut c = Collector::new(opts, dir, report);
-    for f in files {
-        let r = read_kinetics(&f, layout, opts.max_bodies).map(|(sample, label)| {
-            if let (Some(i), Some(name)) = (sample.meta.label, label) {
-                names.entry(i).or_insert(name);
-            }
-            sample
-        });
-        c.add(f, r)?;
-    }
-    let (samples, report) = c.finish();
+    let (samples, report) = super::collect_each(dir, files, opts, |f| {
+        let (sample, label) = read_kinetics(f, layout, opts.max_bodies)?;
+        if let (Some(i), Some(name)) = (sample.meta.label, label) {
+            names.entry(i).or_insert(name);
+        }
+        Ok(sample)
+    })?;
     let count = samples
         .iter()
         .filter_map(|s| s.meta.label)
@@ -103,18 +94,7 @@ pub fn read_kinetics_dir(
                 .unwrap_or_else(|| format!("label_{i}"))
         })
         .collect();
-    Ok((
-        Dataset {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            layout: layout.name.clone(),
-            classes,
-            samples,
-        },
-        report,
-    ))
+    Ok((super::dataset_from(dir, layout, classes, samples), report))
 }
 
 /// One video: the sample (labelled when the file has `label_index`) and its label name.

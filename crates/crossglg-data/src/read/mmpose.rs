@@ -13,8 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    check_value, list_files, Collector, DirOptions, ReadError, ReadReport, MAX_FRAMES,
-    MAX_SAMPLE_VALUES,
+    check_value, list_files, DirOptions, ReadError, ReadReport, MAX_FRAMES, MAX_SAMPLE_VALUES,
 };
 use crate::layout::Layout;
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
@@ -198,26 +197,11 @@ pub fn read_mmpose_dir(
     if files.is_empty() {
         return Err(ReadError::invalid(dir, "has no .json files"));
     }
-    let report = ReadReport {
-        files: files.len(),
-        ..Default::default()
-    };
-    let mut c = Collector::new(opts, dir, report);
-    for f in files {
-        let r = read_mmpose(&f, layout, opts.max_bodies);
-        c.add(f, r)?;
-    }
-    let (samples, report) = c.finish();
+    let (samples, report) = super::collect_each(dir, files, opts, |f| {
+        read_mmpose(f, layout, opts.max_bodies)
+    })?;
     Ok((
-        Dataset {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            layout: layout.name.clone(),
-            classes: Vec::new(),
-            samples,
-        },
+        super::dataset_from(dir, layout, Vec::new(), samples),
         report,
     ))
 }

@@ -338,6 +338,48 @@ impl<'a> Collector<'a> {
     }
 }
 
+/// Reads each of `files` as one sample through a [`Collector`], which skips, flags and budgets
+/// as every folder reader does.
+pub(crate) fn collect_each(
+    origin: &Path,
+    files: Vec<PathBuf>,
+    opts: &DirOptions,
+    mut read: impl FnMut(&Path) -> Result<Sample, ReadError>,
+) -> Result<(Vec<Sample>, ReadReport), ReadError> {
+    let report = ReadReport {
+        files: files.len(),
+        ..Default::default()
+    };
+    let mut c = Collector::new(opts, origin, report);
+    for f in files {
+        let r = read(&f);
+        c.add(f, r)?;
+    }
+    Ok(c.finish())
+}
+
+/// A dataset named after `origin`: a folder's name, or a file's stem.
+pub(crate) fn dataset_from(
+    origin: &Path,
+    layout: &crate::layout::Layout,
+    classes: Vec<String>,
+    samples: Vec<Sample>,
+) -> Dataset {
+    let name = if origin.is_dir() {
+        origin.file_name()
+    } else {
+        origin.file_stem()
+    };
+    Dataset {
+        name: name
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        layout: layout.name.clone(),
+        classes,
+        samples,
+    }
+}
+
 /// The files directly inside `dir` whose name ends with `suffix`, sorted by name so datasets
 /// come out in the same order everywhere.
 pub fn list_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ReadError> {

@@ -142,18 +142,7 @@ pub fn read_npz(
         c.add(p, r)?;
     }
     let (samples, report) = c.finish();
-    Ok((
-        Dataset {
-            name: path
-                .file_stem()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            layout: layout.name.clone(),
-            classes,
-            samples,
-        },
-        report,
-    ))
+    Ok((super::dataset_from(path, &layout, classes, samples), report))
 }
 
 type Results = Vec<(std::path::PathBuf, Result<Sample, ReadError>)>;

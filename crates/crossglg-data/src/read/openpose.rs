@@ -103,15 +103,7 @@ pub fn read_openpose_dir(
     }
     let (samples, report) = c.finish();
     Ok((
-        Dataset {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            layout: layout.name.clone(),
-            classes: Vec::new(),
-            samples,
-        },
+        super::dataset_from(dir, layout, Vec::new(), samples),
         report,
     ))
 }

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 15 as one script, for a GPU machine that has only the driver and a
+# Python environment with NVIDIA's runtime wheels (as PyTorch installs them). Prepare here:
+#
+#   scripts/build-cuda.sh                          # target/cuda/bundle.tar.xz
+#   crossglg data convert ... / text embed ...     # data/ as below (docs/performance.md)
+#
+# then on the GPU machine, from the checkout's root, with target/cuda/bundle.tar.xz and data/
+# carried along:
+#
+#   scripts/gpu-check.sh                           # writes $OUT (or /tmp/gpu-check)
+#
+# 1. the CUDA tests: CPU vs GPU forward, loss and gradients for the three encoders
+#    (crossglg-model), and a 20-step training run on both devices plus the GPU checkpoint served
+#    on the CPU (crossglg-train);
+# 2. the demo, NW-UCLA and MSR configs trained on the GPU and on the CPU: wall time, samples/s,
+#    and peak GPU memory (nvidia-smi, sampled every 200 ms);
+# 3. paper scale without the data: configs/ntu120-synthetic-gpu.toml (InfoGCN, both guidances,
+#    batch 64, 64 frames, 2 persons) for STEPS steps: samples/s, peak memory, the host's share of
+#    each step (data loading and preprocessing) and the projected wall time of the paper's
+#    schedule (65 epochs of NTU-120's ~114k samples, of which ~92k train at 100 auxiliary
+#    classes).
+#
+# DRY=1 runs the same steps on this machine's CPU build with tiny sizes, to check the script.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+out="${OUT:-/tmp/gpu-check}"
+mkdir -p "$out"
+log="$out/gpu-check.log"
+exec > >(tee -a "$log") 2>&1
+steps="${STEPS:-300}"
+status=0
+
+if [ "${DRY:-0}" = 1 ]; then
+    dev=cpu
+    cg="$root/target/release/crossglg"
+    run() { "$@"; }
+    steps=3
+    small=(--set data.synthetic.samples_per_class=12)
+else
+    dev=cuda
+    tar -xJf target/cuda/bundle.tar.xz -C /tmp
+    b=/tmp/bundle
+    cg="$b/crossglg"
+    run() { "$b/run.sh" "$@"; }
+    small=()
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    echo "== 1. CUDA tests"
+    for t in "$b"/*-cuda-tests; do
+        run "$t" --nocapture --test-threads=1 || status=1
+    done
+fi
+
+# peak GPU memory of a command, sampled by nvidia-smi in the background
+mem_watch() {
+    if command -v nvidia-smi >/dev/null && [ "$dev" = cuda ]; then
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$1" &
+        echo $!
+    else
+        echo ""
+    fi
+}
+peak() { sort -n "$1" 2>/dev/null | tail -1; }
+
+# mean samples/s and host share of a run's steps (metrics.jsonl), skipping the first 5 steps
+summarise() {
+    python3 - "$1" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"step"' in l]
+rows = [r for r in rows if "samples_per_s" in r][5:] or rows
+sps = sum(r["samples_per_s"] for r in rows) / max(len(rows), 1)
+host = sum(r.get("time_data", 0) for r in rows)
+total = sum(r.get("time_data", 0) + r.get("time_forward", 0) + r.get("time_backward", 0)
+            + r.get("time_update", 0) for r in rows)
+print(f"steps {len(rows)}  samples/s {sps:.1f}  host share of step time {host / max(total, 1e-9):.1%}")
+PY
+}
+
+train_one() { # name, then train arguments
+    local name="$1"
+    shift
+    local mem="/tmp/gpu-check-runs/mem-$name.txt" tlog="/tmp/gpu-check-runs/train-$name.log"
+    local w t0 t1
+    w="$(mem_watch "$mem")"
+    t0=$(date +%s.%N)
+    if ! run "$cg" train "$@" --out "/tmp/gpu-check-runs/$name" > "$tlog" 2>&1; then
+        echo "$name: FAILED; the end of its log:"
+        tail -20 "$tlog"
+        status=1
+    fi
+    t1=$(date +%s.%N)
+    [ -n "$w" ] && kill "$w" 2>/dev/null
+    printf '%-24s wall %6.1f s  peak GPU memory %s MiB  ' "$name" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(peak "$mem")"
+    summarise "/tmp/gpu-check-runs/$name" 2>/dev/null || echo
+}
+
+rm -rf /tmp/gpu-check-runs
+mkdir -p /tmp/gpu-check-runs
+echo "== 2. shipped configs on $dev (and the CPU for the ratio)"
+for d in "$dev" cpu; do
+    train_one "demo-$d" -c configs/demo.toml --set "device=$d" --set epochs=2 --set eval.draws=0
+    if [ -f data/nw-ucla.safetensors ]; then
+        train_one "nwucla-$d" -c configs/nwucla-cpu.toml --set "device=$d" --set epochs=2 \
+            --set text.bank=../data/nw-ucla-text.safetensors --set text.encoder=hashed \
+            --set eval.draws=0
+    fi
+    if [ -f data/msr-action3d.safetensors ]; then
+        train_one "msr-$d" -c configs/msr-cpu.toml --set "device=$d" --set epochs=2 \
+            --set text.bank=../data/msr-text.safetensors --set text.encoder=hashed \
+            --set eval.draws=0
+    fi
+    [ "$d" = cpu ] && [ "$dev" = cpu ] && break
+done
+
+echo "== 3. paper scale, synthetic: $steps steps of configs/ntu120-synthetic-gpu.toml on $dev"
+# samples_per_class so that one epoch is about $steps steps of batch 64 (17 motions, ~4/5 train)
+per=$(( steps * 64 * 5 / 4 / 17 + 1 ))
+[ "${DRY:-0}" = 1 ] || small=(--set "data.synthetic.samples_per_class=$per")
+train_one "ntu120-synthetic" -c configs/ntu120-synthetic-gpu.toml --set "device=$dev" "${small[@]}"
+python3 - /tmp/gpu-check-runs/ntu120-synthetic <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"samples_per_s"' in l][5:]
+if rows:
+    sps = sum(r["samples_per_s"] for r in rows) / len(rows)
+    train = 92_000  # NTU-120 samples of the 100 auxiliary classes, about
+    hours = 65 * train / sps / 3600
+    print(f"projected paper schedule (65 epochs x ~{train} samples): {hours:.1f} h at {sps:.0f} samples/s")
+PY
+echo "== done, status $status"
+exit $status
