@@ -174,8 +174,16 @@ pub struct BenchRow {
     pub train_gflops: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub infer_gflops: f64,
+    /// This process's measured f32 matrix-product rate ([`gemm_peak_gflops`]), measured after
+    /// the variant on the same threads: what the achieved rates are fractions of.
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub gemm_peak_gflops: f64,
     /// PyTorch's numbers for the matching architecture, if given.
     pub torch: Option<TorchRow>,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// serde_json writes NaN (e.g. FLOPs not counted) as null; read it back as NaN.
@@ -199,7 +207,61 @@ pub struct TorchRow {
 pub struct BenchReport {
     pub config: BenchConfig,
     pub threads: usize,
+    /// The machine the rows were measured on.
+    #[serde(default)]
+    pub cpu: CpuInfo,
     pub rows: Vec<BenchRow>,
+}
+
+/// Which CPU, and which vector paths the code takes on it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuInfo {
+    /// `model name` of /proc/cpuinfo.
+    pub model: String,
+    /// Vector features detected at run time (avx512f, avx2, fma, ...).
+    pub features: Vec<String>,
+    /// The path crossglg-kernels' own kernels take ([`crossglg_kernels::simd_path`]).
+    pub kernels: String,
+}
+
+impl CpuInfo {
+    pub fn detect() -> Self {
+        let model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        CpuInfo {
+            model,
+            features: crossglg_kernels::cpu_features()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            kernels: crossglg_kernels::simd_path().to_string(),
+        }
+    }
+}
+
+/// The rate of a 1024 × 1024 × 1024 f32 matrix product through candle (the gemm crate) on this
+/// process's threads, best of five after a warm-up, GFLOP/s: the machine's practical peak for the
+/// work the encoders are made of.
+pub fn gemm_peak_gflops() -> Result<f64, BenchError> {
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let _ = a.matmul(&b)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(c);
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
 }
 
 impl BenchReport {
@@ -211,9 +273,17 @@ impl BenchReport {
              (wall ms, and process CPU ms over all threads); x = Rust / PyTorch\n",
             c.batch, c.persons, c.frames, c.joints, self.threads
         );
+        s += &format!(
+            "CPU: {} ({}); crossglg kernels: {}; pkGF/s = f32 gemm peak measured in the variant's \
+             process, tr%/in% = achieved training / inference GFLOP/s as a share of it\n",
+            self.cpu.model,
+            self.cpu.features.join(" "),
+            self.cpu.kernels
+        );
         let head = [
             "train ms", "cpu ms", "infer ms", "cpu ms", "train/s", "infer/s", "peak MB", "params",
-            "GF/smp", "trGF/s", "train x", "cpu x", "infer x", "cpu x", "mem x",
+            "GF/smp", "trGF/s", "pkGF/s", "tr%", "in%", "train x", "cpu x", "infer x", "cpu x",
+            "mem x",
         ];
         s += &format!("{:<22}", "variant");
         for h in head {
@@ -227,7 +297,7 @@ impl BenchReport {
         for r in &self.rows {
             let t = r.torch.as_ref();
             s += &format!(
-                "{:<22} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.0} {:>8} {:>8.2} {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+                "{:<22} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.0} {:>8} {:>8.2} {:>8.1} {:>8.0} {:>8.0} {:>8.0} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
                 r.name,
                 r.train_ms,
                 r.train_cpu_ms,
@@ -239,6 +309,9 @@ impl BenchReport {
                 r.params,
                 r.gflop_fwd_per_sample,
                 r.train_gflops,
+                r.gemm_peak_gflops,
+                100.0 * r.train_gflops / r.gemm_peak_gflops,
+                100.0 * r.infer_gflops / r.gemm_peak_gflops,
                 ratio(r.train_ms, t.map(|t| t.train_ms)),
                 ratio(r.train_cpu_ms, t.map(|t| t.train_cpu_ms)),
                 ratio(r.infer_ms, t.map(|t| t.infer_ms)),
@@ -311,6 +384,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         rows.push(row);
     }
     let report = BenchReport {
+        cpu: CpuInfo::detect(),
         config: config.clone(),
         threads: if config.threads == 0 {
             rayon::current_num_threads()
@@ -542,6 +616,8 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
         gflop_fwd_per_sample: gf,
         train_gflops: 3.0 * gf * b / (train_ms / 1e3),
         infer_gflops: gf * b / (infer_ms / 1e3),
+        // after the variant, so its matrices do not count in the peak RSS above
+        gemm_peak_gflops: gemm_peak_gflops()?,
         torch: None,
     })
 }

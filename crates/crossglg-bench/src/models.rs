@@ -107,6 +107,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         gflop_fwd_per_sample: gf,
         train_gflops: 3.0 * gf * b / (train_ms / 1e3),
         infer_gflops: gf * b / (infer_ms / 1e3),
+        gemm_peak_gflops: crate::gemm_peak_gflops()?,
         torch: None,
     })
 }

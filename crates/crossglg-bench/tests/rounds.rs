@@ -18,6 +18,7 @@ fn rust_row(name: &str, train: f64, infer: f64, mem: f64) -> BenchRow {
         gflop_fwd_per_sample: 1.0,
         train_gflops: 1.0,
         infer_gflops: 1.0,
+        gemm_peak_gflops: 4.0,
         torch: None,
     }
 }
@@ -38,6 +39,7 @@ fn write_round(dir: &std::path::Path, r: usize, rust: Vec<BenchRow>, torch: Vec<
     let report = BenchReport {
         config: BenchConfig::default(),
         threads: 2,
+        cpu: Default::default(),
         rows: rust,
     };
     let rp = dir.join(format!("rust-{r}.json"));
@@ -73,11 +75,18 @@ fn ratios_are_taken_per_round_then_summarised() {
     assert_eq!((st.infer_ms.rust, st.infer_ms.torch), (0.7 * 150.0, 150.0));
     assert_eq!(st.infer_ms.at_most(0.8), 3);
     assert!((st.peak_rss_mb.median - 0.5).abs() < 1e-9);
+    // 1 GFLOP/s of a 4 GFLOP/s peak; PyTorch does the same FLOPs in 1/0.7 the time
+    let (r, t) = st.infer_peak_share;
+    assert!(
+        (r - 0.25).abs() < 1e-9 && (t - 0.175).abs() < 1e-9,
+        "{r} {t}"
+    );
     let ct = &s.variants[1];
     assert!((ct.train_ms.median - 1.1).abs() < 1e-9);
     assert_eq!(ct.train_ms.at_most(1.0), 0);
     let table = s.table();
     assert!(table.contains("model-ctrgcn") && table.contains("1.10 [1.10-1.10] (0/3)"));
+    assert!(table.contains("25 / 18"), "{table}");
 }
 
 #[test]

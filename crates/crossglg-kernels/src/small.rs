@@ -98,6 +98,44 @@ fn transpose_part(
     }
 }
 
+/// The vector instruction set this crate's kernels run with on this CPU: `avx2+fma` or
+/// `portable` (what the compiler makes of plain loops for the build's baseline target).
+pub fn simd_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        return "avx2+fma";
+    }
+    "portable"
+}
+
+/// The CPU's vector features that matter here, as detected at run time.
+pub fn cpu_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! check {
+            ($($f:tt),*) => {$(if std::is_x86_feature_detected!($f) { v.push($f); })*};
+        }
+        check!(
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+            "avx512bf16",
+            "avx2",
+            "fma"
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            v.push("neon");
+        }
+    }
+    v
+}
+
 /// Whether this CPU has AVX2 and FMA (the standard library caches the answer).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
