@@ -222,6 +222,9 @@ pub struct CpuInfo {
     pub features: Vec<String>,
     /// The path crossglg-kernels' own kernels take ([`crossglg_kernels::simd_path`]).
     pub kernels: String,
+    /// The microkernels candle's matrix products take ([`crossglg_kernels::gemm_path`]).
+    #[serde(default)]
+    pub gemm: String,
 }
 
 impl CpuInfo {
@@ -242,6 +245,7 @@ impl CpuInfo {
                 .map(str::to_string)
                 .collect(),
             kernels: crossglg_kernels::simd_path().to_string(),
+            gemm: crossglg_kernels::gemm_path().to_string(),
         }
     }
 }
@@ -274,11 +278,13 @@ impl BenchReport {
             c.batch, c.persons, c.frames, c.joints, self.threads
         );
         s += &format!(
-            "CPU: {} ({}); crossglg kernels: {}; pkGF/s = f32 gemm peak measured in the variant's \
-             process, tr%/in% = achieved training / inference GFLOP/s as a share of it\n",
+            "CPU: {} ({}); crossglg kernels: {}; matrix products: {}; pkGF/s = f32 gemm peak \
+             measured in the variant's process, tr%/in% = achieved training / inference GFLOP/s \
+             as a share of it\n",
             self.cpu.model,
             self.cpu.features.join(" "),
-            self.cpu.kernels
+            self.cpu.kernels,
+            self.cpu.gemm
         );
         let head = [
             "train ms", "cpu ms", "infer ms", "cpu ms", "train/s", "infer/s", "peak MB", "params",

@@ -37,7 +37,7 @@ pub use pool::max_pool_time3;
 pub use reduce::time_mean;
 pub use rel::{pairwise_tanh, subset_weight_mm};
 pub use scale::{channel_joint_bias, joint_scale};
-pub use small::{cpu_features, simd_path};
+pub use small::{cpu_features, gemm_path, simd_path};
 pub use tconv::{temporal_conv, temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer};
 pub use toom::temporal_conv_toom;
 pub use winograd::temporal_conv_winograd;

@@ -108,6 +108,31 @@ pub fn simd_path() -> &'static str {
     "portable"
 }
 
+/// The microkernels the gemm crate (candle's matrix products) picks on this CPU. This crate turns
+/// on gemm's `x86-v4` feature, so AVX-512 machines (pulp's V4 level: F, BW, CD, DQ, VL) get its
+/// AVX-512 kernels; candle alone would leave them at AVX2.
+pub fn gemm_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        if has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512cd")
+            && has!("avx512dq")
+            && has!("avx512vl")
+        {
+            return "avx512 (gemm x86-v4)";
+        }
+        if has_avx2_fma() {
+            return "avx2+fma (gemm x86-v3)";
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    return "neon";
+    #[allow(unreachable_code)]
+    "scalar"
+}
+
 /// The CPU's vector features that matter here, as detected at run time.
 pub fn cpu_features() -> Vec<&'static str> {
     #[allow(unused_mut)]

@@ -40,6 +40,8 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
     #[error("device `{name}`: use cpu, cuda or cuda:N")]
     Device { name: String },
+    #[error("cannot open CUDA device {ordinal}: {message} (a GPU, its driver, and a build with --features cuda are needed)")]
+    Cuda { ordinal: usize, message: String },
     #[error(transparent)]
     Layout(#[from] crossglg_data::LayoutError),
     #[error(transparent)]
@@ -95,7 +97,11 @@ pub fn device_from(name: &str) -> Result<Device, RunError> {
                 .transpose()
                 .map_err(|_| RunError::Device { name: s.into() })?
                 .unwrap_or(0);
-            Ok(Device::new_cuda(ordinal)?)
+            // candle's error carries a backtrace of its own; the first line says what failed
+            Device::new_cuda(ordinal).map_err(|e| RunError::Cuda {
+                ordinal,
+                message: e.to_string().lines().next().unwrap_or_default().to_string(),
+            })
         }
         s => Err(RunError::Device { name: s.into() }),
     }
