@@ -651,6 +651,9 @@ mod tests {
             (9, 25, 8),
             (11, 4, 12),
             (3, 7, 41),
+            (13, 25, 25),
+            (25, 25, 16),
+            (6, 2, 48),
         ] {
             let l = Lhs {
                 off: 3,
@@ -668,10 +671,35 @@ mod tests {
             let want = naive(rows, k, cols, &a, l, &b);
             // packed, and read in place with the unpadded row stride
             for (rhs, rsb) in [(&b, padded(cols)), (&src, cols)] {
-                // the dispatched kernel (AVX2 where available) and the portable one
+                // the dispatched kernel, the AVX2 one forced where the CPU has it (so the test
+                // names the path it checks), and the portable one
                 type Kernel =
                     fn(usize, usize, usize, &[f32], Lhs, &[f32], usize, &mut [f32], usize, usize);
-                for kernel in [small_mm as Kernel, small_mm_impl as Kernel] {
+                #[allow(unused_mut)]
+                let mut kernels = vec![small_mm as Kernel, small_mm_impl as Kernel];
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[allow(clippy::too_many_arguments, unsafe_code)]
+                    fn avx2_path(
+                        rows: usize,
+                        k: usize,
+                        cols: usize,
+                        lhs: &[f32],
+                        l: Lhs,
+                        rhs: &[f32],
+                        rsb: usize,
+                        out: &mut [f32],
+                        off: usize,
+                        os: usize,
+                    ) {
+                        // SAFETY: only pushed when the CPU has AVX2 and FMA.
+                        unsafe { avx2::small_mm(rows, k, cols, lhs, l, rhs, rsb, out, off, os) }
+                    }
+                    if has_avx2_fma() {
+                        kernels.push(avx2_path as Kernel);
+                    }
+                }
+                for kernel in kernels {
                     let mut out = vec![1f32; rows * cols];
                     kernel(rows, k, cols, &a, l, rhs, rsb, &mut out, 0, cols);
                     for (o, w) in out.iter().zip(&want) {
