@@ -194,7 +194,7 @@ fn run_and_report(
         resume,
         force,
         progress: !quiet,
-        max_epochs_this_call: None,
+        ..TrainOptions::default()
     };
     let s = run::train(cfg, out, &opts)?;
     if json {

@@ -70,26 +70,32 @@ pub struct LossParts {
 }
 
 impl LossParts {
-    /// `(name, value)` pairs: `total`, `skel`, `cal`, `cross` and the encoder terms (reads the
-    /// scalars back to the host).
-    pub fn scalars(&self) -> Result<Vec<(String, f64)>> {
+    /// `(name, scalar tensor)` pairs: `total`, `skel`, `cal`, `cross`, `distill` and the encoder
+    /// terms, detached and still on the model's device (nothing is read back).
+    pub fn named(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![
-            ("total".to_string(), scalar(&self.total)?),
-            ("skel".to_string(), scalar(&self.skel)?),
+            ("total".to_string(), self.total.detach()),
+            ("skel".to_string(), self.skel.detach()),
         ];
-        if let Some(c) = &self.cal {
-            out.push(("cal".into(), scalar(c)?));
+        for (n, t) in [
+            ("cal", &self.cal),
+            ("cross", &self.cross),
+            ("distill", &self.distill),
+        ] {
+            if let Some(t) = t {
+                out.push((n.to_string(), t.detach()));
+            }
         }
-        if let Some(c) = &self.cross {
-            out.push(("cross".into(), scalar(c)?));
-        }
-        if let Some(c) = &self.distill {
-            out.push(("distill".into(), scalar(c)?));
-        }
-        for (n, t) in &self.encoder {
-            out.push((n.clone(), scalar(t)?));
-        }
-        Ok(out)
+        out.extend(self.encoder.iter().map(|(n, t)| (n.clone(), t.detach())));
+        out
+    }
+
+    /// `(name, value)` pairs of [`LossParts::named`] (reads the scalars back to the host).
+    pub fn scalars(&self) -> Result<Vec<(String, f64)>> {
+        self.named()
+            .into_iter()
+            .map(|(n, t)| Ok((n, scalar(&t)?)))
+            .collect()
     }
 }
 

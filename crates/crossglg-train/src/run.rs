@@ -487,6 +487,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop after this many epochs of this call (for tests of `--resume`).
     pub max_epochs_this_call: Option<usize>,
+    /// Steps per read-back of losses and predictions; `None`: 25 on a GPU, 1 on the CPU.
+    pub sync_every: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -496,6 +498,7 @@ impl Default for TrainOptions {
             force: false,
             progress: true,
             max_epochs_this_call: None,
+            sync_every: None,
         }
     }
 }
@@ -615,6 +618,14 @@ pub fn train(
     let mut train_acc = 0.0;
     let mut seen = 0usize;
     let t_train = Instant::now();
+    // On a GPU every read-back waits for the device: read the steps' losses and predictions
+    // back every SYNC_EVERY_GPU steps instead of every step. On the CPU there is nothing to
+    // wait for, and every step is written as it ends.
+    let sync_every = opts
+        .sync_every
+        .unwrap_or(if device.is_cuda() { SYNC_EVERY_GPU } else { 1 })
+        .max(1);
+    let mut window = StepWindow::default();
     for epoch in start_epoch..end_epoch {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut keyed_rng(&[cfg.seed, epoch as u64, 0x5bff1e]));
@@ -656,39 +667,28 @@ pub fn train(
             let t_bwd = t_step.elapsed().as_secs_f64();
             opt.step(&grads, lr)?;
             let t_opt = t_step.elapsed().as_secs_f64();
-            let pred = out.logits_s.argmax(1)?.to_vec1::<u32>()?;
-            let ok = pred.iter().zip(&lab).filter(|(p, l)| p == l).count();
-            let loss = parts.total.to_scalar::<f32>()? as f64;
-            loss_sum += loss * lab.len() as f64;
-            correct += ok;
-            count += lab.len();
-            seen += lab.len();
-            let sps = lab.len() as f64 / t_step.elapsed().as_secs_f64();
-            let mut rec = serde_json::Map::new();
-            rec.insert("epoch".into(), epoch.into());
-            rec.insert("step".into(), opt.steps_taken().into());
-            rec.insert("lr".into(), lr.into());
-            for (k, v) in parts.scalars()? {
-                rec.insert(format!("loss_{k}"), v.into());
+            // The step's numbers stay on the device until the window is read back in one go.
+            let named = parts.named();
+            window.scalars.extend(named.iter().map(|(_, t)| t.clone()));
+            window.preds.push(out.logits_s.argmax(1)?);
+            window.start.get_or_insert(t_step);
+            window.rows.push(PendingStep {
+                epoch,
+                step: opt.steps_taken(),
+                lr,
+                labels: lab,
+                names: named.into_iter().map(|(n, _)| n).collect(),
+                times: [t_data, t_fwd - t_data, t_bwd - t_fwd, t_opt - t_bwd],
+            });
+            if window.rows.len() >= sync_every {
+                let s = window.flush(&mut metrics, &bar)?;
+                (loss_sum, correct, count) = (loss_sum + s.0, correct + s.1, count + s.2);
+                seen += s.2;
             }
-            rec.insert("loss".into(), loss.into());
-            rec.insert(
-                "batch_accuracy".into(),
-                (ok as f64 / lab.len() as f64).into(),
-            );
-            rec.insert("samples_per_s".into(), sps.into());
-            // Where the step's time went (seconds): data, forward + loss, backward, update.
-            rec.insert("time_data".into(), t_data.into());
-            rec.insert("time_forward".into(), (t_fwd - t_data).into());
-            rec.insert("time_backward".into(), (t_bwd - t_fwd).into());
-            rec.insert("time_update".into(), (t_opt - t_bwd).into());
-            let _ = writeln!(metrics, "{}", serde_json::Value::Object(rec));
-            bar.set_message(format!(
-                "epoch {} loss {loss:.3} {sps:.0} samples/s",
-                epoch + 1
-            ));
-            bar.inc(1);
         }
+        let s = window.flush(&mut metrics, &bar)?;
+        (loss_sum, correct, count) = (loss_sum + s.0, correct + s.1, count + s.2);
+        seen += s.2;
         final_loss = loss_sum / count.max(1) as f64;
         train_acc = correct as f64 / count.max(1) as f64;
         tracing::info!(
@@ -790,6 +790,100 @@ pub fn train(
         reports: finished.0,
         unknown: finished.1,
     })
+}
+
+/// Steps per read-back of losses and predictions when training on a GPU.
+const SYNC_EVERY_GPU: usize = 25;
+
+/// One training step whose numbers are still on the device.
+struct PendingStep {
+    epoch: usize,
+    step: u64,
+    lr: f64,
+    labels: Vec<u32>,
+    /// Names of its loss terms, in the order their scalars were queued.
+    names: Vec<String>,
+    /// Data, forward + loss, backward, update (seconds, as the host saw them).
+    times: [f64; 4],
+}
+
+/// Steps queued for one read-back: their loss scalars and predictions.
+#[derive(Default)]
+struct StepWindow {
+    rows: Vec<PendingStep>,
+    scalars: Vec<Tensor>,
+    preds: Vec<Tensor>,
+    start: Option<Instant>,
+}
+
+impl StepWindow {
+    /// Reads the queued steps back in one transfer each for scalars and predictions, writes one
+    /// metrics row per step and advances the progress bar; returns `(loss × samples, correct,
+    /// samples)`. `samples_per_s` is the window's samples over its wall time (one step's on
+    /// the CPU).
+    fn flush(
+        &mut self,
+        metrics: &mut impl Write,
+        bar: &crossglg_data::progress::Progress,
+    ) -> Result<(f64, usize, usize), RunError> {
+        if self.rows.is_empty() {
+            return Ok((0.0, 0, 0));
+        }
+        let flat: Vec<Tensor> = self
+            .scalars
+            .iter()
+            .map(|t| t.to_dtype(DType::F64)?.reshape(1))
+            .collect::<candle_core::Result<_>>()?;
+        let values = Tensor::cat(&flat, 0)?.to_vec1::<f64>()?;
+        let preds = Tensor::cat(&self.preds, 0)?.to_vec1::<u32>()?;
+        let samples: usize = self.rows.iter().map(|r| r.labels.len()).sum();
+        let secs = self.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let sps = samples as f64 / secs.max(1e-9);
+        let (mut v, mut p) = (0, 0);
+        let mut sums = (0.0, 0usize, 0usize);
+        for row in self.rows.drain(..) {
+            let n = row.labels.len();
+            let ok = preds[p..p + n]
+                .iter()
+                .zip(&row.labels)
+                .filter(|(a, b)| a == b)
+                .count();
+            p += n;
+            let mut rec = serde_json::Map::new();
+            rec.insert("epoch".into(), row.epoch.into());
+            rec.insert("step".into(), row.step.into());
+            rec.insert("lr".into(), row.lr.into());
+            let mut loss = f64::NAN;
+            for name in &row.names {
+                if name == "total" {
+                    loss = values[v];
+                }
+                rec.insert(format!("loss_{name}"), values[v].into());
+                v += 1;
+            }
+            rec.insert("loss".into(), loss.into());
+            rec.insert("batch_accuracy".into(), (ok as f64 / n as f64).into());
+            rec.insert("samples_per_s".into(), sps.into());
+            // Where the step's time went (seconds): data, forward + loss, backward, update.
+            for (k, t) in ["time_data", "time_forward", "time_backward", "time_update"]
+                .iter()
+                .zip(row.times)
+            {
+                rec.insert((*k).into(), t.into());
+            }
+            let _ = writeln!(metrics, "{}", serde_json::Value::Object(rec));
+            bar.set_message(format!(
+                "epoch {} loss {loss:.3} {sps:.0} samples/s",
+                row.epoch + 1
+            ));
+            bar.inc(1);
+            sums = (sums.0 + loss * n as f64, sums.1 + ok, sums.2 + n);
+        }
+        self.scalars.clear();
+        self.preds.clear();
+        self.start = None;
+        Ok(sums)
+    }
 }
 
 /// A trained model ready to embed skeletons (skeleton branch only, eval mode).

@@ -361,3 +361,41 @@ fn validation_split_draws_and_paired_comparison() {
     let e = compare(&[other], &[read_run(&rt).unwrap()]).unwrap_err();
     assert!(e.to_string().contains("different exemplar draws"), "{e}");
 }
+
+/// Losses and predictions read back in windows of several steps (what a GPU run does) give the
+/// same metrics rows, in the same order, as reading every step back at once.
+#[test]
+fn windowed_read_back_writes_the_same_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), 2, "both");
+    let rows = |sync: usize| -> Vec<serde_json::Value> {
+        let dir = tmp.path().join(format!("sync{sync}"));
+        let opts = TrainOptions {
+            sync_every: Some(sync),
+            ..quiet()
+        };
+        train(&cfg, &dir, &opts).unwrap();
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("step").is_some())
+            .collect()
+    };
+    let (one, four) = (rows(1), rows(4));
+    assert!(one.len() > 4, "{} steps", one.len());
+    assert_eq!(one.len(), four.len());
+    for (a, b) in one.iter().zip(&four) {
+        for key in [
+            "epoch",
+            "step",
+            "lr",
+            "loss",
+            "loss_skel",
+            "loss_cal",
+            "batch_accuracy",
+        ] {
+            assert_eq!(a[key], b[key], "{key}: {a} vs {b}");
+        }
+    }
+}
