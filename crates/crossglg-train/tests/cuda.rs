@@ -3,57 +3,13 @@
 //! seeded weights follow the same loss curve, and the GPU's checkpoint serves on the CPU with
 //! the GPU's embeddings.
 #![cfg(feature = "cuda")]
+mod common;
 
 use std::path::Path;
 
 use candle_core::Device;
 use crossglg_infer::embedder::Embedder;
-use crossglg_train::config::TrainConfig;
 use crossglg_train::run::{train, TrainOptions, TrainedModel};
-
-/// The descriptions, compiled in: the test executable is carried to the GPU machine without
-/// the source tree.
-const DESCRIPTIONS: &str = include_str!("../demo/synthetic-descriptions.json");
-
-fn config(device: &str, desc: &Path) -> TrainConfig {
-    let text = format!(
-        r#"
-seed = 11
-epochs = 10
-batch_size = 16
-device = "{device}"
-[data]
-split = "synthetic"
-[data.synthetic]
-classes = ["wave", "punch", "kick", "squat", "jump", "clap"]
-samples_per_class = 8
-subjects = 4
-views = 2
-frames = [24, 32]
-[text]
-descriptions = {desc:?}
-encoder = "hashed"
-hashed_dim = 32
-[preprocess]
-frames = 16
-[model]
-guidance = "both"
-[model.encoder]
-kind = "ctr_gcn"
-blocks = [{{ channels = 16, stride = 1 }}, {{ channels = 16, stride = 2 }}]
-[model.jid]
-after_block = 1
-hidden = 8
-[model.interaction]
-dim = 16
-heads = 2
-depth = 1
-[eval]
-draws = 0
-"#
-    );
-    TrainConfig::from_toml_str(&text, "cuda test config").unwrap()
-}
 
 fn losses(run: &Path) -> Vec<f64> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -71,11 +27,11 @@ fn gpu_training_follows_the_cpu_and_its_checkpoint_serves_on_the_cpu() {
         progress: false,
         ..TrainOptions::default()
     };
-    let desc = tmp.path().join("descriptions.json");
-    std::fs::write(&desc, DESCRIPTIONS).unwrap();
+    let desc = common::write_descriptions(tmp.path());
     let (cpu, gpu) = (tmp.path().join("cpu"), tmp.path().join("gpu"));
-    train(&config("cpu", &desc), &cpu, &quiet).unwrap();
-    train(&config("cuda", &desc), &gpu, &quiet).unwrap();
+    let cfg = |dev| common::small_config("ctr_gcn", "paper", dev, 10, &desc);
+    train(&cfg("cpu"), &cpu, &quiet).unwrap();
+    train(&cfg("cuda"), &gpu, &quiet).unwrap();
     let (a, b) = (losses(&cpu), losses(&gpu));
     assert!(a.len() >= 20, "{} steps", a.len());
     assert_eq!(a.len(), b.len());

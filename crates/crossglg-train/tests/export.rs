@@ -2,58 +2,16 @@
 //! PyTorch-named weights hold what the twins need, and an export never half-replaces a folder.
 //! (The comparison with PyTorch itself is bench/check_export.sh: CI has no torch.)
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use crossglg_data::synth::{generate, SynthConfig};
 use crossglg_infer::embedder::Embedder;
-use crossglg_train::config::TrainConfig;
 use crossglg_train::export::{export, ExportError, ExportOptions};
 use crossglg_train::run::{train, TrainOptions, TrainedModel};
-
-fn config(kind: &str, recipe: &str) -> TrainConfig {
-    let desc = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/synthetic-descriptions.json");
-    let text = format!(
-        r#"
-recipe = "{recipe}"
-seed = 5
-epochs = 1
-batch_size = 16
-[data]
-split = "synthetic"
-[data.synthetic]
-classes = ["wave", "punch", "kick", "squat", "jump", "clap"]
-samples_per_class = 6
-subjects = 3
-views = 2
-frames = [24, 32]
-[text]
-descriptions = {desc:?}
-encoder = "hashed"
-hashed_dim = 32
-[preprocess]
-frames = 16
-persons = 1
-[model]
-guidance = "both"
-[model.encoder]
-kind = "{kind}"
-num_persons = 1
-blocks = [{{ channels = 8, stride = 1 }}, {{ channels = 16, stride = 2 }}]
-[model.jid]
-after_block = 1
-hidden = 8
-[model.interaction]
-dim = 16
-heads = 2
-depth = 1
-[eval]
-draws = 0
-"#
-    );
-    TrainConfig::from_toml_str(&text, "test config").unwrap()
-}
 
 fn tensors(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
@@ -75,6 +33,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn export_serves_like_its_run_and_names_weights_for_pytorch() {
     let tmp = tempfile::tempdir().unwrap();
+    let desc = common::write_descriptions(tmp.path());
     let quiet = TrainOptions {
         progress: false,
         ..TrainOptions::default()
@@ -93,7 +52,8 @@ fn export_serves_like_its_run_and_names_weights_for_pytorch() {
         ("st_gcn", "paper"),
     ] {
         let run = tmp.path().join(format!("run-{kind}"));
-        train(&config(kind, recipe), &run, &quiet).unwrap();
+        let cfg = common::small_config(kind, recipe, "cpu", 1, &desc);
+        train(&cfg, &run, &quiet).unwrap();
         let out = tmp.path().join(format!("export-{kind}"));
         let s = export(
             &run,
