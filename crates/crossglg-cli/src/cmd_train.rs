@@ -134,6 +134,23 @@ pub struct SweepArgs {
     /// Print the results as JSON on stdout (messages go to stderr).
     #[arg(long)]
     json: bool,
+    /// Print one `crossglg train` command per run and stop (to run them anywhere).
+    #[arg(long)]
+    plan: bool,
+    /// Write a Slurm job array (one task and one GPU per run) to this file, with the commands
+    /// beside it (`<file>.commands`), and stop; summarise afterwards with --collect.
+    #[arg(long, value_name = "FILE")]
+    slurm: Option<PathBuf>,
+    /// Run the runs as processes, one per listed GPU at a time (CUDA_VISIBLE_DEVICES=<gpu>,
+    /// device cuda:0), e.g. `--gpus 0,1,2,3`.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    gpus: Vec<String>,
+    /// Run the runs as this many processes at a time (device as configured).
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// Train nothing: summarise the runs already in --out (e.g. after the Slurm array).
+    #[arg(long)]
+    collect: bool,
 }
 
 fn print_reports(reports: &[EvalReport]) {
@@ -314,6 +331,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
 }
 
 pub fn sweep(a: SweepArgs) -> Result<()> {
+    use crossglg_train::sweep::{self as sw, Slots};
     let base = TrainConfig::load(&a.config, &a.overrides)?;
     let sizes = if a.sizes.is_empty() {
         run::resolve_split(&base)?.sweep
@@ -323,22 +341,90 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     if sizes.is_empty() {
         bail!("the split has no default sweep; pass --sizes");
     }
-    // rows[size] = per seed (cosine accuracy, calibrated accuracy)
-    let mut rows = Vec::new();
+    let runs = sw::plan(&sizes, &a.seeds, &a.out);
+    let exe = std::env::current_exe().context("finding the crossglg executable")?;
+    let device = (!a.gpus.is_empty()).then_some("cuda:0");
+    let args: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| sw::train_args(&a.config, &a.overrides, r, device))
+        .collect();
+    if a.plan || a.slurm.is_some() {
+        let lines = sw::command_lines(&exe.display().to_string(), &args);
+        match &a.slurm {
+            Some(script) => {
+                let commands = script.with_extension("commands");
+                let name = script
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "sweep".into());
+                crossglg_data::atomic::write_atomic(
+                    &commands,
+                    (lines.join("\n") + "\n").as_bytes(),
+                )
+                .with_context(|| format!("writing {}", commands.display()))?;
+                let text = sw::slurm_script(&commands, lines.len(), &name);
+                crossglg_data::atomic::write_atomic(script, text.as_bytes())
+                    .with_context(|| format!("writing {}", script.display()))?;
+                println!(
+                    "wrote {} ({} array tasks) and {}; then: crossglg sweep … --collect",
+                    script.display(),
+                    lines.len(),
+                    commands.display()
+                );
+            }
+            None => lines.iter().for_each(|l| println!("{l}")),
+        }
+        return Ok(());
+    }
+    if !a.collect {
+        let slots = match (a.gpus.is_empty(), a.processes) {
+            (false, _) => Some(Slots::Gpus(a.gpus.clone())),
+            (true, Some(n)) if n > 1 => Some(Slots::Processes(n)),
+            _ => None,
+        };
+        match slots {
+            Some(slots) => {
+                eprintln!("running {} runs as processes ({slots:?})", runs.len());
+                let outcomes = sw::run_pool(&exe, &runs, &args, &slots)
+                    .context("running the sweep's processes")?;
+                let failed: Vec<String> = outcomes
+                    .iter()
+                    .filter(|o| !o.ok)
+                    .map(|o| o.log.display().to_string())
+                    .collect();
+                if !failed.is_empty() {
+                    bail!(
+                        "{} of {} runs failed; their logs: {}",
+                        failed.len(),
+                        outcomes.len(),
+                        failed.join(", ")
+                    );
+                }
+            }
+            None => {
+                for r in &runs {
+                    let mut cfg = base.clone();
+                    cfg.data.auxiliary = Some(r.auxiliary);
+                    cfg.seed = r.seed;
+                    let opts = TrainOptions {
+                        progress: !a.quiet,
+                        ..TrainOptions::default()
+                    };
+                    run::train(&cfg, &r.dir, &opts)?;
+                }
+            }
+        }
+    }
+    // rows[size] = per seed, (method, accuracy) — read back from the run folders, so runs made
+    // by other processes or machines are summarised the same way
+    type PerSeed = Vec<(String, f64)>;
+    let mut rows: Vec<(usize, Vec<PerSeed>)> = Vec::new();
     for &k in &sizes {
         let mut accs = Vec::new();
-        for &seed in &a.seeds {
-            let mut cfg = base.clone();
-            cfg.data.auxiliary = Some(k);
-            cfg.seed = seed;
-            let out = a.out.join(format!("aux{k}-seed{seed}"));
-            let opts = TrainOptions {
-                progress: !a.quiet,
-                ..TrainOptions::default()
-            };
-            let s = run::train(&cfg, &out, &opts)?;
+        for r in runs.iter().filter(|r| r.auxiliary == k) {
+            let res = crossglg_train::compare::read_run(&r.dir)?;
             accs.push(
-                s.reports
+                res.reports
                     .iter()
                     .map(|r| (r.method.clone(), r.accuracy))
                     .collect::<Vec<_>>(),

@@ -1401,3 +1401,82 @@ fn openpose_output_through_a_mapping() {
         "a COCO mapping must not accept BODY_25 input"
     );
 }
+
+/// A sweep as independent runs: the plan as commands, two runs as two processes, the summary
+/// read back from their folders (`--collect` gives the same table), and a Slurm job array.
+#[test]
+fn sweep_runs_as_processes_and_plans_for_slurm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
+    let out = tmp.path().join("sweep");
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "sweep",
+            "-c",
+            config.to_str().unwrap(),
+            "--sizes",
+            "6,12",
+            "--seeds",
+            "3",
+            "--set",
+            "epochs=1",
+            "--set",
+            "eval.draws=0",
+            "--set",
+            "text.encoder=hashed",
+            "--set",
+            "data.synthetic.samples_per_class=6",
+            "--set",
+            "preprocess.frames=16",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let args = base(extra);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let plan = run(&["--plan"]);
+    let lines: Vec<&str> = plan.lines().collect();
+    assert_eq!(lines.len(), 2, "{plan}");
+    assert!(lines[1].contains("data.auxiliary=12") && lines[1].contains("aux12-seed3"));
+    assert!(!out.exists(), "--plan trains nothing");
+
+    let table = run(&["--processes", "2", "--quiet"]);
+    for k in ["6", "12"] {
+        assert!(out.join(format!("aux{k}-seed3/report.json")).is_file());
+        assert!(table.contains(&format!("| {k} |")), "{table}");
+    }
+    assert_eq!(
+        run(&["--collect"]),
+        table,
+        "collect reads the same results back"
+    );
+
+    let script = tmp.path().join("k.sbatch");
+    run(&["--slurm", script.to_str().unwrap()]);
+    let s = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        s.contains("#SBATCH --array=0-1") && s.contains("--gres=gpu:1"),
+        "{s}"
+    );
+    let commands = std::fs::read_to_string(tmp.path().join("k.commands")).unwrap();
+    assert_eq!(commands.lines().count(), 2);
+
+    // --collect on runs that do not exist says which folder lacks what
+    let missing = tmp.path().join("none");
+    let mut args = base(&["--collect"]);
+    let pos = args
+        .iter()
+        .position(|a| a == out.to_str().unwrap())
+        .unwrap();
+    args[pos] = missing.to_str().unwrap().into();
+    let o = crossglg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("aux6-seed3"), "{err}");
+}

@@ -35,4 +35,5 @@ pub mod export;
 pub mod optim;
 pub mod run;
 pub mod source;
+pub mod sweep;
 pub mod textsrc;
