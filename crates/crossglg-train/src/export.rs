@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use crossglg_data::tagged::{self, TaggedError};
 use crossglg_model::{
     frozen, ClassifierKind, CrossForm, CrossGlgConfig, EncoderKind, Graph, StepText,
@@ -19,7 +19,7 @@ use crossglg_model::{
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::run::{LoadedWeights, RunError, MODEL_KIND, MODEL_VERSION};
+use crate::run::{weights_hash, LoadedWeights, RunError, CENTER_FILE, MODEL_KIND, MODEL_VERSION};
 
 /// What marks a folder as an export (and lets `--force` replace it).
 const FORMAT: &str = "crossglg-export/1";
@@ -198,11 +198,6 @@ struct ExportConfig<'a> {
 pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let device = Device::Cpu;
     let w = LoadedWeights::load(run, &device)?;
-    let run_dir = if run.is_dir() {
-        run.to_path_buf()
-    } else {
-        run.parent().unwrap_or(Path::new(".")).to_path_buf()
-    };
     check_target(out, opts.force)?;
 
     let named: Vec<(String, Tensor)> = {
@@ -218,24 +213,8 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportSumm
     let a = w.graph.spatial_tensor(&device)?;
     let arch = Architecture::of(&w.cfg.model, &w.graph, a.dim(0)?);
     let model = frozen(&w.cfg.model, &w.graph, &w.varmap).map_err(RunError::from)?;
-    let hash = {
-        use sha2::{Digest, Sha256};
-        // the same identity `TrainedModel::weights_hash` gives galleries
-        let mut h = Sha256::new();
-        for (name, t) in &named {
-            h.update(name.as_bytes());
-            for d in t.dims() {
-                h.update((*d as u64).to_le_bytes());
-            }
-            for x in t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? {
-                h.update(x.to_le_bytes());
-            }
-        }
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    // the identity galleries know the model by
+    let hash = weights_hash(&w.varmap)?;
 
     // Everything goes into a fresh folder beside `out`, renamed into place at the end: a
     // failure never leaves half an export.
@@ -305,21 +284,20 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportSumm
         w.cfg.to_toml().as_bytes(),
     )?;
     files.push("training-config.toml: the resolved training config".into());
-    let center = run_dir.join("embedding_center.json");
-    if center.is_file() {
+    if let Some(center) = w.run_file(CENTER_FILE) {
         let bytes = crossglg_data::bounded::read(&center, 64 << 20).map_err(io_err(&center))?;
-        write_file(&dir.join("embedding_center.json"), &bytes)?;
+        write_file(&dir.join(CENTER_FILE), &bytes)?;
         files.push(
             "embedding_center.json: the mean training embedding, subtracted before cosine \
              similarities"
                 .into(),
         );
     }
-    let report = run_dir.join("report.md");
-    let report_md = if report.is_file() {
-        Some(crossglg_data::bounded::read_to_string(&report, 16 << 20).map_err(io_err(&report))?)
-    } else {
-        None
+    let report_md = match w.run_file("report.md") {
+        Some(report) => Some(
+            crossglg_data::bounded::read_to_string(&report, 16 << 20).map_err(io_err(&report))?,
+        ),
+        None => None,
     };
     files.push("README.md: this model card".into());
     files.push("config.json: the architecture, input and preprocessing".into());

@@ -187,9 +187,9 @@ pub fn graph_of(layout: &Layout) -> Result<Graph, RunError> {
     )?)
 }
 
-/// Loads `tensors["model.<name>"]` into every variable of `varmap`.
-/// See [`TrainedModel::weights_hash`].
-fn weights_hash(varmap: &VarMap) -> Result<String, RunError> {
+/// SHA-256 of the weights (names, shapes, f32 values in name order); see
+/// [`TrainedModel::weights_hash`].
+pub(crate) fn weights_hash(varmap: &VarMap) -> Result<String, RunError> {
     use sha2::{Digest, Sha256};
     let data = varmap.data().lock().expect("VarMap lock poisoned");
     let mut names: Vec<&String> = data.keys().collect();
@@ -253,6 +253,15 @@ pub const MODEL_KIND: &str = "model";
 pub const MODEL_VERSION: u32 = 1;
 
 impl LoadedWeights {
+    /// A file of the run the weights belong to: beside them (a run directory or an export), or
+    /// one folder up (a checkpoint in `checkpoints/`).
+    pub fn run_file(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        [dir.join(name), dir.join("..").join(name)]
+            .into_iter()
+            .find(|p| p.is_file())
+    }
+
     pub fn load(path: &Path, device: &Device) -> Result<Self, RunError> {
         let file = if path.is_dir() {
             let last = path.join("last.safetensors");
@@ -902,27 +911,24 @@ pub struct TrainedModel {
     pub weights_hash: String,
 }
 
-const CENTER_FILE: &str = "embedding_center.json";
+pub(crate) const CENTER_FILE: &str = "embedding_center.json";
 
 impl TrainedModel {
     /// Loads `last.safetensors` (or the given checkpoint file) of a run directory, or an
     /// exported folder (`crossglg export`).
     pub fn load(path: &Path, device: &Device) -> Result<(Self, TrainConfig, Layout), RunError> {
+        let w = LoadedWeights::load(path, device)?;
+        let center_path = w.run_file(CENTER_FILE);
         let LoadedWeights {
             varmap,
             cfg,
             layout,
             graph,
-            file,
-        } = LoadedWeights::load(path, device)?;
+            ..
+        } = w;
         // serving only: no autograd graph
         let model = frozen(&cfg.model, &graph, &varmap)?;
         let pre = Preprocessor::new(cfg.preprocess.clone(), &layout)?;
-        // The run directory holds the centre; a checkpoint may sit one level down.
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let center_path = [dir.join(CENTER_FILE), dir.join("..").join(CENTER_FILE)]
-            .into_iter()
-            .find(|p| p.exists());
         let center = match center_path {
             Some(p) => {
                 let c: Vec<f32> = read_json(&p)?;
