@@ -25,7 +25,7 @@ use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
 const MAX_LABEL: i64 = 100_000;
 
 #[derive(Deserialize)]
-struct Video {
+pub(crate) struct Video {
     data: Vec<Frame>,
     #[serde(default)]
     label: Option<String>,
@@ -57,10 +57,30 @@ pub fn looks_like_kinetics(dir: &Path) -> bool {
 
 /// True when `path` parses as a Kinetics-skeleton video (`data` frames with a `frame_index`).
 pub fn looks_like_kinetics_file(path: &Path) -> bool {
-    super::read_bytes(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Video>(&b).ok())
-        .is_some()
+    super::read_bytes(path).is_ok_and(|b| parse(&b).is_some())
+}
+
+/// The video of `bytes` when they are a Kinetics-skeleton video, `None` otherwise: what tells
+/// these files from other JSON.
+pub(crate) fn parse(bytes: &[u8]) -> Option<Video> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// The class list for the labels seen: `names[i]` where a file named class `i`, else
+/// `label_<i>`, up to the largest label.
+pub(crate) fn class_list(
+    names: &BTreeMap<usize, String>,
+    labels: impl Iterator<Item = usize>,
+) -> Vec<String> {
+    let count = labels.max().map_or(0, |m| m + 1);
+    (0..count)
+        .map(|i| {
+            names
+                .get(&i)
+                .cloned()
+                .unwrap_or_else(|| format!("label_{i}"))
+        })
+        .collect()
 }
 
 /// Reads every `.json` video in `dir` with `layout` (`openpose18`).
@@ -69,31 +89,15 @@ pub fn read_kinetics_dir(
     layout: &Layout,
     opts: &DirOptions,
 ) -> Result<(Dataset, ReadReport), ReadError> {
-    let files = list_files(dir, ".json")?;
-    if files.is_empty() {
-        return Err(ReadError::invalid(dir, "has no .json files"));
-    }
     let mut names: BTreeMap<usize, String> = BTreeMap::new();
-    let (samples, report) = super::collect_each(dir, files, opts, |f| {
+    let (samples, report) = super::collect_files(dir, ".json", opts, |f| {
         let (sample, label) = read_kinetics(f, layout, opts.max_bodies)?;
         if let (Some(i), Some(name)) = (sample.meta.label, label) {
             names.entry(i).or_insert(name);
         }
         Ok(sample)
     })?;
-    let count = samples
-        .iter()
-        .filter_map(|s| s.meta.label)
-        .max()
-        .map_or(0, |m| m + 1);
-    let classes = (0..count)
-        .map(|i| {
-            names
-                .get(&i)
-                .cloned()
-                .unwrap_or_else(|| format!("label_{i}"))
-        })
-        .collect();
+    let classes = class_list(&names, samples.iter().filter_map(|s| s.meta.label));
     Ok((super::dataset_from(dir, layout, classes, samples), report))
 }
 
@@ -106,6 +110,16 @@ pub fn read_kinetics(
     let bytes = super::read_bytes(path)?;
     let video: Video = serde_json::from_slice(&bytes)
         .map_err(|e| ReadError::invalid(path, format!("not a Kinetics-skeleton video: {e}")))?;
+    build(path, video, layout, max_bodies)
+}
+
+/// [`read_kinetics`] for a video already parsed (`path` names it).
+pub(crate) fn build(
+    path: &Path,
+    video: Video,
+    layout: &Layout,
+    max_bodies: usize,
+) -> Result<(Sample, Option<String>), ReadError> {
     let joints = layout.num_joints();
     let persons_max = max_bodies.max(1);
     let label = match video.label_index {

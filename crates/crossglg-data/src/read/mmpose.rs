@@ -19,7 +19,7 @@ use crate::layout::Layout;
 use crate::sample::{Dataset, Sample, SampleMeta, Skeleton};
 
 #[derive(Deserialize)]
-struct Frame {
+pub(crate) struct Frame {
     frame_id: i64,
     #[serde(default)]
     instances: Vec<Instance>,
@@ -34,21 +34,32 @@ struct Instance {
     track_id: Option<i64>,
 }
 
-fn parse(path: &Path) -> Result<Vec<Frame>, ReadError> {
+fn parse_file(path: &Path) -> Result<Vec<Frame>, ReadError> {
     let bytes = super::read_bytes(path)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ReadError::invalid(path, format!("not an MMPose video prediction: {e}")))
 }
 
-/// True when `path` parses as an MMPose video prediction (frames with `frame_id` and
-/// `instances`).
+/// The frames of `bytes` when they are an MMPose video prediction (frames with `frame_id` and
+/// `instances`), `None` otherwise: what tells these files from other JSON.
+pub(crate) fn parse(bytes: &[u8]) -> Option<Vec<Frame>> {
+    serde_json::from_slice::<Vec<Frame>>(bytes)
+        .ok()
+        .filter(|f| !f.is_empty())
+}
+
+/// True when `path` is an MMPose video prediction.
 pub fn looks_like_mmpose_file(path: &Path) -> bool {
-    parse(path).is_ok_and(|f| !f.is_empty())
+    super::read_bytes(path).is_ok_and(|b| parse(&b).is_some())
 }
 
 /// The layout the keypoints of `path` call for (see the module docs).
 pub fn guess_layout(path: &Path) -> Result<String, ReadError> {
-    let frames = parse(path)?;
+    layout_for(&parse_file(path)?, path)
+}
+
+/// [`guess_layout`] for frames already parsed.
+pub(crate) fn layout_for(frames: &[Frame], path: &Path) -> Result<String, ReadError> {
     let Some(inst) = frames.iter().flat_map(|f| &f.instances).next() else {
         return Err(ReadError::invalid(
             path,
@@ -69,7 +80,16 @@ pub fn guess_layout(path: &Path) -> Result<String, ReadError> {
 
 /// One video's predictions as a sample named after the file.
 pub fn read_mmpose(path: &Path, layout: &Layout, max_bodies: usize) -> Result<Sample, ReadError> {
-    let frames = parse(path)?;
+    build(path, parse_file(path)?, layout, max_bodies)
+}
+
+/// [`read_mmpose`] for frames already parsed (`path` names them).
+pub(crate) fn build(
+    path: &Path,
+    frames: Vec<Frame>,
+    layout: &Layout,
+    max_bodies: usize,
+) -> Result<Sample, ReadError> {
     if frames.is_empty() {
         return Err(ReadError::invalid(path, "has no frames"));
     }
@@ -193,11 +213,7 @@ pub fn read_mmpose_dir(
     layout: &Layout,
     opts: &DirOptions,
 ) -> Result<(Dataset, ReadReport), ReadError> {
-    let files = list_files(dir, ".json")?;
-    if files.is_empty() {
-        return Err(ReadError::invalid(dir, "has no .json files"));
-    }
-    let (samples, report) = super::collect_each(dir, files, opts, |f| {
+    let (samples, report) = super::collect_files(dir, ".json", opts, |f| {
         read_mmpose(f, layout, opts.max_bodies)
     })?;
     Ok((

@@ -338,19 +338,24 @@ impl<'a> Collector<'a> {
     }
 }
 
-/// Reads each of `files` as one sample through a [`Collector`], which skips, flags and budgets
-/// as every folder reader does.
-pub(crate) fn collect_each(
-    origin: &Path,
-    files: Vec<PathBuf>,
+/// Reads each file of `dir` ending in `suffix` as one sample through a [`Collector`], which
+/// skips, flags and budgets as every folder reader does; a folder without such files is an
+/// error.
+pub(crate) fn collect_files(
+    dir: &Path,
+    suffix: &str,
     opts: &DirOptions,
     mut read: impl FnMut(&Path) -> Result<Sample, ReadError>,
 ) -> Result<(Vec<Sample>, ReadReport), ReadError> {
+    let files = list_files(dir, suffix)?;
+    if files.is_empty() {
+        return Err(ReadError::invalid(dir, format!("has no {suffix} files")));
+    }
     let report = ReadReport {
         files: files.len(),
         ..Default::default()
     };
-    let mut c = Collector::new(opts, origin, report);
+    let mut c = Collector::new(opts, dir, report);
     for f in files {
         let r = read(&f);
         c.add(f, r)?;
@@ -751,38 +756,32 @@ pub fn read_path(
         let s = ntu::read_ntu(path, opts.max_bodies)?;
         let classes = ntu::NTU120_CLASSES.iter().map(|s| s.to_string()).collect();
         Ok(one(s, "ntu25", classes, Format::Ntu))
-    } else if name.ends_with(".json") && kinetics::looks_like_kinetics_file(path) {
-        let l = crate::layout::Layout::load(layout.unwrap_or("openpose18"))
-            .map_err(|e| ReadError::layout(path, e))?;
-        let (s, label) = kinetics::read_kinetics(path, &l, opts.max_bodies)?;
-        let classes = match (s.meta.label, label) {
-            (Some(i), Some(n)) => (0..=i)
-                .map(|k| {
-                    if k == i {
-                        n.clone()
-                    } else {
-                        format!("label_{k}")
-                    }
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(one(s, &l.name, classes, Format::Kinetics))
-    } else if name.ends_with(".json") && mmpose::looks_like_mmpose_file(path) {
-        let l = match layout {
-            Some(l) => l.to_string(),
-            None => mmpose::guess_layout(path)?,
-        };
-        let l = crate::layout::Layout::load(&l).map_err(|e| ReadError::layout(path, e))?;
-        let s = mmpose::read_mmpose(path, &l, opts.max_bodies)?;
-        Ok(one(s, &l.name, Vec::new(), Format::MmPose))
     } else if name.ends_with(".json") {
-        let s = ucla::read_ucla(path)?;
-        let classes = ucla::UCLA_CLASSES
-            .iter()
-            .map(|(_, n)| n.to_string())
-            .collect();
-        Ok(one(s, "nwucla20", classes, Format::NwUcla))
+        // one read and one parse: Kinetics, MMPose, else NW-UCLA
+        let bytes = read_bytes(path)?;
+        if let Some(video) = kinetics::parse(&bytes) {
+            let l = crate::layout::Layout::load(layout.unwrap_or("openpose18"))
+                .map_err(|e| ReadError::layout(path, e))?;
+            let (s, label) = kinetics::build(path, video, &l, opts.max_bodies)?;
+            let names = s.meta.label.zip(label).into_iter().collect();
+            let classes = kinetics::class_list(&names, s.meta.label.into_iter());
+            Ok(one(s, &l.name, classes, Format::Kinetics))
+        } else if let Some(frames) = mmpose::parse(&bytes) {
+            let l = match layout {
+                Some(l) => l.to_string(),
+                None => mmpose::layout_for(&frames, path)?,
+            };
+            let l = crate::layout::Layout::load(&l).map_err(|e| ReadError::layout(path, e))?;
+            let s = mmpose::build(path, frames, &l, opts.max_bodies)?;
+            Ok(one(s, &l.name, Vec::new(), Format::MmPose))
+        } else {
+            let s = ucla::parse_ucla(&bytes, path)?;
+            let classes = ucla::UCLA_CLASSES
+                .iter()
+                .map(|(_, n)| n.to_string())
+                .collect();
+            Ok(one(s, "nwucla20", classes, Format::NwUcla))
+        }
     } else if name.ends_with(".txt") {
         let (s, _) = msr::read_msr(path, false)?;
         let classes = msr::MSR_CLASSES.iter().map(|s| s.to_string()).collect();
