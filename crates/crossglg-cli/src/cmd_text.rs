@@ -19,7 +19,7 @@ use crossglg_text::{
 pub enum TextCommand {
     /// Ask an OpenAI-compatible chat endpoint for the global and per-joint descriptions of
     /// every class; answers are cached per class, so an interrupted run resumes.
-    Describe(DescribeArgs),
+    Describe(Box<DescribeArgs>),
     /// Check a description file against its layout.
     Validate {
         file: PathBuf,
@@ -76,6 +76,12 @@ pub struct DescribeArgs {
     timeout_s: u64,
     #[arg(long, default_value_t = 5)]
     retries: u32,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.2)]
+    temperature: f32,
+    /// Longest answer, in tokens (default: the server's limit).
+    #[arg(long)]
+    max_tokens: Option<u32>,
     /// Sampling seed sent with every request (servers that support it answer reproducibly).
     #[arg(long)]
     seed: Option<u64>,
@@ -123,7 +129,7 @@ pub struct ImportArgs {
 
 pub fn run(cmd: TextCommand) -> Result<()> {
     match cmd {
-        TextCommand::Describe(a) => run_describe(a),
+        TextCommand::Describe(a) => run_describe(*a),
         TextCommand::Validate { file, layout } => {
             let layout = layout.map(|l| Layout::load(&l)).transpose()?;
             println!("{}", validate_path(&file, layout.as_ref())?);
@@ -185,6 +191,8 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
     cfg.retries = a.retries;
     cfg.seed = a.seed;
     cfg.structured = a.structured;
+    cfg.temperature = a.temperature;
+    cfg.max_tokens = a.max_tokens;
     cfg.progress = true;
     let stats = describe_to_file(&cfg, &classes, &layout, &a.out)?;
     println!(
