@@ -127,19 +127,29 @@ STANDARD_BLOCKS = [(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128,
 
 
 def ntu_partitions(torch):
-    """crossglg-model's Graph::spatial_partitions for the NTU skeleton (ntu25.toml's centre):
+    """crossglg-model's Graph::spatial_partitions for the NTU skeleton (ntu25.toml's centre)."""
+    return spatial_partitions(torch, NTU_EDGES, CENTER, 25)
+
+
+def layout_partitions(torch, layout):
+    """spatial_partitions of a layout TOML already parsed (an export's layout.toml)."""
+    index = {name: i for i, name in enumerate(layout["joints"])}
+    edges = [(index[a], index[b]) for a, b in layout["edges"]]
+    return spatial_partitions(torch, edges, index[layout["center"]], len(index))
+
+
+def spatial_partitions(torch, edges, center, v):
+    """crossglg-model's Graph::spatial_partitions:
     (3, V, V) with A[k][u][v] = joint u aggregates from joint v, [I, norm(inward),
     norm(outward)], every column divided by its sum (CTR-GCN's get_spatial_graph). Also returns
     InfoGCN's A_outward_binary."""
-    v = 25
-    edges = NTU_EDGES
     nbr = [[] for _ in range(v)]
     for i, j in edges:
         nbr[i].append(j)
         nbr[j].append(i)
     hops = [None] * v
-    hops[CENTER] = 0
-    queue = [CENTER]
+    hops[center] = 0
+    queue = [center]
     while queue:
         u = queue.pop(0)
         for w in nbr[u]:
@@ -180,10 +190,12 @@ def default_arch(name, num_class, persons):
     }
 
 
-def build_model(torch, nn, name, num_class, persons, arch=None):
+def build_model(torch, nn, name, num_class, persons, arch=None, graph=None, align=None):
     """A bench variant's twin, or (with `arch`, the `architecture` of an export's config.json)
     the twin of any exported model. With `arch` the graph buffers and topologies are zeros until
-    the export's weights are loaded (they travel in pytorch_model.safetensors)."""
+    the export's weights are loaded (they travel in pytorch_model.safetensors), unless `graph`
+    gives (A, A_outward_binary) (`layout_partitions`), as a twin trained from scratch needs.
+    `align` = (text_dim, dim) builds the text-target branch of an arch with `text_align`."""
     import math
 
     import torch.nn.functional as F
@@ -191,6 +203,8 @@ def build_model(torch, nn, name, num_class, persons, arch=None):
     if arch is None:
         arch = default_arch(name, num_class, persons)
         A, A_outward_binary = ntu_partitions(torch)
+    elif graph is not None:
+        A, A_outward_binary = graph
     else:
         v_, k_ = arch["joints"], arch["partitions"]
         A, A_outward_binary = torch.zeros(k_, v_, v_), torch.zeros(v_, v_)
@@ -481,6 +495,22 @@ def build_model(torch, nn, name, num_class, persons, arch=None):
                 t = b(t, s)
             return self.out_proj(self.ln_out(t.mean(1)))
 
+    class TextAlign(nn.Module):  # heads.rs TextAlign: the text-target branch
+        def __init__(self, emb_dim, joint_dim, text_dim, dim):
+            super().__init__()
+            self.skel_global, self.skel_joint = nn.Linear(emb_dim, dim), nn.Linear(joint_dim, dim)
+            self.text_global, self.text_local = nn.Linear(text_dim, dim), nn.Linear(text_dim, dim)
+            self.log_scale = nn.Parameter(torch.tensor(2.659260036932778))  # CLIP's 1/0.07
+
+        def forward(self, g, joints, text_global, text_local):
+            """(N, E), (N, V, C), (K, D), (K, V, D) -> scaled (N, K) global and local scores"""
+            sg = F.normalize(self.skel_global(g), dim=-1, eps=1e-12)
+            tg = F.normalize(self.text_global(text_global), dim=-1, eps=1e-12)
+            sj = F.normalize(self.skel_joint(joints), dim=-1, eps=1e-12).transpose(0, 1)
+            tj = F.normalize(self.text_local(text_local), dim=-1, eps=1e-12).permute(1, 2, 0)
+            scale = self.log_scale.clamp(0.0, math.log(100.0)).exp()
+            return sg @ tg.t() * scale, (sj @ tj).mean(0) * scale
+
     # ---- CrossGlg (crossglg-model crossglg.rs) ----
     class CosineClassifier(nn.Module):  # heads.rs Classifier::Cosine (logits without margin)
         def __init__(self, dim, scale):
@@ -504,6 +534,9 @@ def build_model(torch, nn, name, num_class, persons, arch=None):
             self.jid = Jid(BLOCKS[self.jid_after - 1][0], jid["hidden"]) if jid else None
             self.ib = InfoBottleneck(c_out) if arch["info_bottleneck"] else None
             self.cross = CrossModal(skel_dim=c_out, **arch["cross"]) if arch["cross"] else None
+            self.align = None
+            if arch.get("text_align") and align is not None:
+                self.align = TextAlign(c_out, c_out, *align)
             if arch["classifier"] == "mlp":
                 h = arch["classifier_hidden"]
                 self.classifier = nn.Sequential(nn.Linear(c_out, h), nn.ReLU(),

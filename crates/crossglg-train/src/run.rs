@@ -480,6 +480,11 @@ pub struct TrainSummary {
     pub final_loss: f64,
     pub train_accuracy: f64,
     pub seconds: f64,
+    /// Where `seconds` went: data, preprocessing, text and model set-up before the first
+    /// step; the epochs (with their checkpoints); embedding, calibration and evaluation after.
+    pub setup_seconds: f64,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
     pub samples_per_second: f64,
     pub parameters: usize,
     /// The one-shot reports written to `report.json`; empty when training stopped before
@@ -734,6 +739,7 @@ pub fn train(
     }
     bar.finish();
     let train_secs = t_train.elapsed().as_secs_f64();
+    let setup_secs = (t_train - t0).as_secs_f64();
 
     let mut finished = (Vec::new(), None);
     if end_epoch == cfg.epochs {
@@ -794,6 +800,9 @@ pub fn train(
         final_loss,
         train_accuracy: train_acc,
         seconds: t0.elapsed().as_secs_f64(),
+        setup_seconds: setup_secs,
+        train_seconds: train_secs,
+        eval_seconds: (t0.elapsed().as_secs_f64() - setup_secs - train_secs).max(0.0),
         samples_per_second: seen as f64 / train_secs.max(1e-9),
         parameters,
         reports: finished.0,
