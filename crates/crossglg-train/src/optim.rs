@@ -117,7 +117,12 @@ impl Optimizer {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let p = var.as_tensor();
+            // Detached: `p` is a tracked Var, so `g + p·wd` and every momentum buffer built on it
+            // would carry an autograd graph reaching back through all earlier buffers, keeping
+            // every step's update tensors alive (about 2.5 MB a step on the CPU configs, 1.5 GB
+            // by the end of a NW-UCLA run).
+            let p = &var.as_tensor().detach();
+            let g = &g.detach();
             match self.cfg.kind {
                 OptimizerKind::Sgd => {
                     let g = if self.cfg.weight_decay != 0.0 {
@@ -193,6 +198,34 @@ impl Optimizer {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+
+    /// The optimiser's buffers hold values, not autograd graphs: a buffer that tracked its ops
+    /// would keep every earlier step's buffers alive (memory growing with every step).
+    #[test]
+    fn buffers_do_not_track_the_graph() -> Result<()> {
+        let dev = Device::Cpu;
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adamw] {
+            let var = Var::from_tensor(&Tensor::new(&[1.0f32, -2.0], &dev)?)?;
+            let cfg = OptimConfig {
+                kind,
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 0.01,
+                ..Default::default()
+            };
+            let mut opt = Optimizer::new(cfg, vec![("p".into(), var.clone())]);
+            for _ in 0..3 {
+                let grads = var.as_tensor().sqr()?.sum_all()?.backward()?;
+                opt.step(&grads, 0.1)?;
+            }
+            let state = opt.state();
+            assert!(!state.is_empty());
+            for (name, t) in state {
+                assert!(!t.track_op(), "{kind:?}: {name} tracks its ops");
+            }
+        }
+        Ok(())
+    }
 
     /// Replays `torch.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)` on
     /// `(p**2).sum()` for three steps, written out per coordinate from PyTorch's documented rule.
