@@ -40,7 +40,7 @@ from check_export import read_safetensors  # noqa: E402
 from torch_reference import build_model, layout_partitions, peak_rss_mb  # noqa: E402
 
 
-def resolve(run_dir, path):
+def resolve(path):
     """Paths in a run's config.toml are relative to the working folder of the run that wrote
     them; this script runs from the repository root, as bench/e2e.sh does."""
     return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
@@ -49,7 +49,7 @@ def resolve(run_dir, path):
 def load_samples(cfg, layout):
     """Packed data -> list of (T, M, V, C) arrays with empty frames dropped and the first frame's
     centre joint subtracted (the deterministic part of crossglg's preprocessing), and labels."""
-    tensors, meta = read_safetensors(resolve(None, cfg["data"]["packed"]))
+    tensors, meta = read_safetensors(resolve(cfg["data"]["packed"]))
     classes = json.loads(meta["classes"])
     data, offsets = tensors["data"], tensors["offsets"]
     frames, persons, labels = tensors["frames"], tensors["persons"], tensors["labels"]
@@ -169,7 +169,7 @@ def tukey(x, lam):
     return x.sign() * x.abs().pow(lam)
 
 
-def calibrated_logreg(torch, base, ex, ex_y, queries, s, gen):
+def calibrated_logreg(torch, base, ex, ex_y, queries, s):
     """Distribution calibration (Yang et al.): each exemplar's Tukey-transformed embedding with
     its k nearest base classes' mean and covariance (+ alpha), samples from that Gaussian, a
     logistic regression on samples and exemplars."""
@@ -235,10 +235,10 @@ def main():
 
     # ---- text
     joints = layout["joints"]
-    with open(resolve(None, cfg["text"]["descriptions"])) as f:
+    with open(resolve(cfg["text"]["descriptions"])) as f:
         descriptions = json.load(f)
     aux_names = [classes[i] for i in aux_ids]
-    tg, tl, key = embed_text(torch, resolve(None, cfg["text"]["encoder"]), descriptions,
+    tg, tl, key = embed_text(torch, resolve(cfg["text"]["encoder"]), descriptions,
                              aux_names, joints)
     if cfg["text"].get("key_joints") == "contrast":
         key = contrast_targets(key)
@@ -319,7 +319,6 @@ def main():
     e_base = tukey(embed(train_idx), cal_settings["transform"]["lambda"])
     base_means = torch.stack([e_base[train_y == k].mean(0) for k in range(len(aux_ids))])
     base_covs = torch.stack([torch.cov(e_base[train_y == k].t()) for k in range(len(aux_ids))])
-    gen = torch.Generator().manual_seed(seed)
     first = [int((test_y == k).nonzero()[0]) for k in range(len(novel_ids))]
     choices = [first] + [[int(np.random.choice((test_y == k).nonzero().flatten().numpy()))
                           for k in range(len(novel_ids))] for _ in range(draws)]
@@ -330,7 +329,7 @@ def main():
         sims = F.normalize(e_test[q], dim=-1) @ F.normalize(ex_e, dim=-1).t()
         acc_nn.append(float((ex_y[sims.argmax(1)] == test_y[q]).float().mean()))
         pred = calibrated_logreg(torch, (base_means, base_covs), ex_e, ex_y, e_test[q],
-                                 cal_settings, gen)
+                                 cal_settings)
         acc_cal.append(float((pred == test_y[q]).float().mean()))
     t_eval = time.perf_counter()
 

@@ -170,14 +170,13 @@ impl LlamaServer {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = LlamaServer {
+        let mut server = LlamaServer {
             child,
             url: format!("http://127.0.0.1:{port}/v1"),
             log,
         };
         let health = format!("http://127.0.0.1:{port}/health");
         let start = Instant::now();
-        let mut server = server;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("llama-server exited ({status}):\n{}", server.log_text());

@@ -793,16 +793,17 @@ pub fn train(
         write_reports(run_dir, &reports)?;
         finished = (reports, Some(unknown));
     }
+    let total_secs = t0.elapsed().as_secs_f64();
     Ok(TrainSummary {
         run_dir: run_dir.to_path_buf(),
         epochs: end_epoch,
         steps: opt.steps_taken(),
         final_loss,
         train_accuracy: train_acc,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds: total_secs,
         setup_seconds: setup_secs,
         train_seconds: train_secs,
-        eval_seconds: (t0.elapsed().as_secs_f64() - setup_secs - train_secs).max(0.0),
+        eval_seconds: (total_secs - setup_secs - train_secs).max(0.0),
         samples_per_second: seen as f64 / train_secs.max(1e-9),
         parameters,
         reports: finished.0,
