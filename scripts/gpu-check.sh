@@ -21,6 +21,10 @@
 #    schedule (65 epochs of NTU-120's ~114k samples, of which ~92k train at 100 auxiliary
 #    classes).
 #
+# Each command runs under `timeout` (TEST_S, TRAIN_S, SYNTH_S seconds), so the script always ends
+# inside a device lease and reports what it got; $OUT/runs.tar.xz holds every run's metrics,
+# report and log (no checkpoints).
+#
 # DRY=1 runs the same steps on this machine's CPU build with tiny sizes, to check the script.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,12 +34,15 @@ mkdir -p "$out"
 log="$out/gpu-check.log"
 exec > >(tee -a "$log") 2>&1
 steps="${STEPS:-300}"
+test_s="${TEST_S:-240}"
+train_s="${TRAIN_S:-120}"
+synth_s="${SYNTH_S:-240}"
 status=0
 
 if [ "${DRY:-0}" = 1 ]; then
     dev=cpu
     cg="$root/target/release/crossglg"
-    run() { "$@"; }
+    runner=()
     steps=3
     small=(--set data.synthetic.samples_per_class=12)
 else
@@ -43,25 +50,33 @@ else
     tar -xJf target/cuda/bundle.tar.xz -C /tmp
     b=/tmp/bundle
     cg="$b/crossglg"
-    run() { "$b/run.sh" "$@"; }
+    runner=("$b/run.sh")
     small=()
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     echo "== 1. CUDA tests"
     for t in "$b"/*-cuda-tests; do
-        run "$t" --nocapture --test-threads=1 || status=1
+        t0=$(date +%s)
+        timeout "$test_s" "$b/run.sh" "$t" --nocapture --test-threads=1 || status=1
+        echo "$(basename "$t"): $(( $(date +%s) - t0 )) s"
     done
 fi
 
-# peak GPU memory of a command, sampled by nvidia-smi in the background
+# GPU memory and utilisation during a command, sampled by nvidia-smi in the background
 mem_watch() {
     if command -v nvidia-smi >/dev/null && [ "$dev" = cuda ]; then
-        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$1" &
+        nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader,nounits \
+            -lms 200 > "$1" &
         echo $!
     else
         echo ""
     fi
 }
-peak() { sort -n "$1" 2>/dev/null | tail -1; }
+peak() { cut -d, -f1 "$1" 2>/dev/null | sort -n | tail -1; }
+# mean utilisation over the samples where the run held GPU memory beyond the idle context
+busy() {
+    awk -F', *' '$1 > 600 { s += $2; n++ } END { if (n) printf "%.0f%%", s / n; else printf "-" }' \
+        "$1" 2>/dev/null
+}
 
 # mean samples/s and host share of a run's steps (metrics.jsonl), skipping the first 5 steps
 summarise() {
@@ -84,22 +99,25 @@ train_one() { # name, then train arguments
     local w t0 t1
     w="$(mem_watch "$mem")"
     t0=$(date +%s.%N)
-    if ! run "$cg" train "$@" --out "/tmp/gpu-check-runs/$name" > "$tlog" 2>&1; then
+    if ! timeout "${LIMIT:-$train_s}" "${runner[@]}" "$cg" train "$@" \
+        --out "/tmp/gpu-check-runs/$name" > "$tlog" 2>&1; then
         echo "$name: FAILED; the end of its log:"
         tail -20 "$tlog"
         status=1
     fi
     t1=$(date +%s.%N)
     [ -n "$w" ] && kill "$w" 2>/dev/null
-    printf '%-24s wall %6.1f s  peak GPU memory %s MiB  ' "$name" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(peak "$mem")"
+    printf '%-24s wall %6.1f s  peak GPU memory %s MiB  GPU busy %s  ' "$name" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(peak "$mem")" "$(busy "$mem")"
     summarise "/tmp/gpu-check-runs/$name" 2>/dev/null || echo
 }
 
 rm -rf /tmp/gpu-check-runs
 mkdir -p /tmp/gpu-check-runs
-echo "== 2. shipped configs on $dev (and the CPU for the ratio)"
-for d in "$dev" cpu; do
+echo "== 2. shipped configs on $dev (and, unless CPU_TOO=0, on the CPU for the ratio)"
+devices=("$dev")
+[ "${CPU_TOO:-1}" = 1 ] && [ "$dev" != cpu ] && devices+=(cpu)
+for d in "${devices[@]}"; do
     train_one "demo-$d" -c configs/demo.toml --set "device=$d" --set epochs=2 --set eval.draws=0
     if [ -f data/nw-ucla.safetensors ]; then
         train_one "nwucla-$d" -c configs/nwucla-cpu.toml --set "device=$d" --set epochs=2 \
@@ -111,14 +129,14 @@ for d in "$dev" cpu; do
             --set text.bank=../data/msr-text.safetensors --set text.encoder=hashed \
             --set eval.draws=0
     fi
-    [ "$d" = cpu ] && [ "$dev" = cpu ] && break
 done
 
 echo "== 3. paper scale, synthetic: $steps steps of configs/ntu120-synthetic-gpu.toml on $dev"
 # samples_per_class so that one epoch is about $steps steps of batch 64 (17 motions, ~4/5 train)
 per=$(( steps * 64 * 5 / 4 / 17 + 1 ))
 [ "${DRY:-0}" = 1 ] || small=(--set "data.synthetic.samples_per_class=$per")
-train_one "ntu120-synthetic" -c configs/ntu120-synthetic-gpu.toml --set "device=$dev" "${small[@]}"
+LIMIT="$synth_s" train_one "ntu120-synthetic" -c configs/ntu120-synthetic-gpu.toml \
+    --set "device=$dev" "${small[@]}"
 python3 - /tmp/gpu-check-runs/ntu120-synthetic <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"samples_per_s"' in l][5:]
@@ -128,5 +146,7 @@ if rows:
     hours = 65 * train / sps / 3600
     print(f"projected paper schedule (65 epochs x ~{train} samples): {hours:.1f} h at {sps:.0f} samples/s")
 PY
+tar -C /tmp -cJf "$out/runs.tar.xz" --exclude='*.safetensors' --exclude='checkpoints' \
+    gpu-check-runs
 echo "== done, status $status"
 exit $status
