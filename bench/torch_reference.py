@@ -11,6 +11,8 @@ Variants (`--variant`, repeatable; default stgcn-ref):
                     lr 0.01); inference = CrossGlg::embed in eval mode
 
 Each variant runs in its own child process so its peak RSS (VmHWM) is its own.
+--device cuda runs the model variants on the GPU (times taken after torch.cuda.synchronize; the
+peak GPU memory PyTorch allocated is reported as peak_gpu_mb), as `crossglg bench --device cuda`.
 Prints a small table and, with --json, writes one JSON object per variant
 ({"name", "train_ms", "infer_ms", "peak_rss_mb", "params"}) for the Rust bench to compare.
 """
@@ -610,6 +612,9 @@ def child(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     name = args.child
+    dev = torch.device(args.device)
+    if dev.type != "cpu" and name == "stgcn-ref":
+        sys.exit("stgcn-ref runs on the CPU only (the model variants take --device)")
     if name == "stgcn-ref":
         model = build(torch, nn, args.classes, 3, args.joints)
         x = torch.randn(args.batch, args.persons, 3, args.frames, args.joints)
@@ -625,19 +630,22 @@ def child(args):
     else:
         if args.joints != 25:
             sys.exit(f"{name} uses the NTU 25-joint graph; got --joints {args.joints}")
-        model = build_model(torch, nn, name, args.classes, args.persons)
+        model = build_model(torch, nn, name, args.classes, args.persons).to(dev)
         # as crates/crossglg-bench/src/models.rs: x (N, C, T, V, M), labels i % K, random text
         # (N, J, 384), k_gt uniform
-        x = torch.randn(args.batch, 3, args.frames, args.joints, args.persons)
-        y = torch.arange(args.batch) % args.classes
-        text = torch.randn(args.batch, args.joints, 384) if model.cross is not None else None
-        k_gt = torch.full((args.batch, args.joints), 1.0 / args.joints)
+        x = torch.randn(args.batch, 3, args.frames, args.joints, args.persons, device=dev)
+        y = torch.arange(args.batch, device=dev) % args.classes
+        text = (torch.randn(args.batch, args.joints, 384, device=dev)
+                if model.cross is not None else None)
+        k_gt = torch.full((args.batch, args.joints), 1.0 / args.joints, device=dev)
 
         def loss():
             return model.loss(model(x, text), y, k_gt)
 
         def infer():
             model.embed(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
@@ -669,7 +677,10 @@ def child(args):
     out = {"name": name, "train_ms": train_ms, "infer_ms": infer_ms,
            "train_cpu_ms": train_cpu_ms, "infer_cpu_ms": infer_cpu_ms,
            "peak_rss_mb": peak_rss_mb(), "params": params, "torch": torch.__version__,
-           "threads": torch.get_num_threads()}
+           "threads": torch.get_num_threads(), "device": str(dev)}
+    if dev.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(out))
 
 
@@ -694,6 +705,7 @@ def main():
     p.add_argument("--classes", type=int, default=60)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N], for the model variants")
     p.add_argument("--variant", action="append", default=[],
                    help="stgcn-ref (default; the Rust names stgcn-ref-* map to it), "
                         + ", ".join(MODEL_VARIANTS) + "; repeatable")
@@ -713,7 +725,8 @@ def main():
     results = []
     for name in names:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", name]
-        for a in ["threads", "batch", "persons", "frames", "joints", "classes", "warmup", "iters"]:
+        for a in ["threads", "batch", "persons", "frames", "joints", "classes", "warmup", "iters",
+                  "device"]:
             cmd += [f"--{a}", str(getattr(args, a))]
         print(f"torch: running {name} ...", file=sys.stderr, flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)

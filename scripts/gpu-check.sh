@@ -20,7 +20,16 @@
 #    each step (data loading and preprocessing) and the projected wall time of the paper's
 #    schedule (65 epochs of NTU-120's ~114k samples, of which ~92k train at 100 auxiliary
 #    classes).
+# 4. the step benchmark against PyTorch on the same GPU (`crossglg bench --device cuda` and
+#    `bench/torch_reference.py --device cuda`, batch BATCH, default 64, the paper's): per variant
+#    the training-step and inference times, their ratio, and peak GPU memory (nvidia-smi for
+#    both sides, so PyTorch's cache counts as it would for a user).
 #
+# 5. (opt-in, SECTIONS=profile) the GPU time per kernel of crossglg-infogcn's training step
+#    (`ncu --metrics gpu__time_duration.sum` over `crossglg bench`), into $OUT/ncu.csv.xz, for
+#    `scripts/ncu-summary.py`; needs a runtime where ncu reads the counters.
+#
+# SECTIONS="tests configs synth bench" (the default) picks sections.
 # Each command runs under `timeout` (TEST_S, TRAIN_S, SYNTH_S seconds), so the script always ends
 # inside a device lease and reports what it got; $OUT/runs.tar.xz holds every run's metrics,
 # report and log (no checkpoints).
@@ -36,13 +45,16 @@ exec > >(tee -a "$log") 2>&1
 steps="${STEPS:-300}"
 test_s="${TEST_S:-240}"
 train_s="${TRAIN_S:-120}"
-synth_s="${SYNTH_S:-240}"
+synth_s="${SYNTH_S:-300}"
+sections=" ${SECTIONS:-tests configs synth bench} "
+want() { [[ "$sections" == *" $1 "* ]]; }
 status=0
 
 if [ "${DRY:-0}" = 1 ]; then
     dev=cpu
     cg="$root/target/release/crossglg"
     runner=()
+    py="$root/bench/.venv/bin/python"
     steps=3
     small=(--set data.synthetic.samples_per_class=12)
 else
@@ -51,10 +63,11 @@ else
     b=/tmp/bundle
     cg="$b/crossglg"
     runner=("$b/run.sh")
+    py=python3
     small=()
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-    echo "== 1. CUDA tests"
-    for t in "$b"/*-cuda-tests; do
+    want tests && echo "== 1. CUDA tests"
+    want tests && for t in "$b"/*-cuda-tests; do
         t0=$(date +%s)
         timeout "$test_s" "$b/run.sh" "$t" --nocapture --test-threads=1 || status=1
         echo "$(basename "$t"): $(( $(date +%s) - t0 )) s"
@@ -114,9 +127,10 @@ train_one() { # name, then train arguments
 
 rm -rf /tmp/gpu-check-runs
 mkdir -p /tmp/gpu-check-runs
-echo "== 2. shipped configs on $dev (and, unless CPU_TOO=0, on the CPU for the ratio)"
-devices=("$dev")
-[ "${CPU_TOO:-1}" = 1 ] && [ "$dev" != cpu ] && devices+=(cpu)
+want configs && echo "== 2. shipped configs on $dev (and, unless CPU_TOO=0, on the CPU for the ratio)"
+devices=()
+want configs && devices+=("$dev")
+want configs && [ "${CPU_TOO:-1}" = 1 ] && [ "$dev" != cpu ] && devices+=(cpu)
 for d in "${devices[@]}"; do
     train_one "demo-$d" -c configs/demo.toml --set "device=$d" --set epochs=2 --set eval.draws=0
     if [ -f data/nw-ucla.safetensors ]; then
@@ -131,6 +145,7 @@ for d in "${devices[@]}"; do
     fi
 done
 
+if want synth; then
 echo "== 3. paper scale, synthetic: $steps steps of configs/ntu120-synthetic-gpu.toml on $dev"
 # samples_per_class so that one epoch is about $steps steps of batch 64 (17 motions, ~4/5 train)
 per=$(( steps * 64 * 5 / 4 / 17 + 1 ))
@@ -146,6 +161,44 @@ if rows:
     hours = 65 * train / sps / 3600
     print(f"projected paper schedule (65 epochs x ~{train} samples): {hours:.1f} h at {sps:.0f} samples/s")
 PY
+fi
+
+if want bench; then
+    echo "== 4. step benchmark against PyTorch on $dev, batch ${BATCH:-64}"
+    barg=(--batch "${BATCH:-64}" --iters "${ITERS:-10}" --warmup 3 --threads 2)
+    for v in ${VARIANTS:-model-stgcn model-ctrgcn model-infogcn crossglg-infogcn}; do
+        for side in torch rust; do
+            mem="/tmp/gpu-check-runs/mem-bench-$side-$v.txt"
+            w="$(mem_watch "$mem")"
+            if [ "$side" = torch ]; then
+                timeout "$train_s" "$py" bench/torch_reference.py --device "$dev" "${barg[@]}" \
+                    --variant "$v" --json "/tmp/gpu-check-runs/torch-$v.json" \
+                    > "/tmp/gpu-check-runs/bench-torch-$v.log" 2>&1 || status=1
+            else
+                timeout "$train_s" "${runner[@]}" "$cg" bench --device "$dev" "${barg[@]}" \
+                    --variant "$v" --torch-json "/tmp/gpu-check-runs/torch-$v.json" --json \
+                    > "/tmp/gpu-check-runs/bench-rust-$v.log" 2>&1 || status=1
+            fi
+            [ -n "$w" ] && kill "$w" 2>/dev/null
+            echo "$v $side: peak GPU memory $(peak "$mem") MiB"
+        done
+        grep -E "^(variant|device|$v |torch:$v )" "/tmp/gpu-check-runs/bench-rust-$v.log" || tail -3 "/tmp/gpu-check-runs/bench-rust-$v.log"
+    done
+fi
+
+if want profile && [ "$dev" = cuda ]; then
+    echo "== 5. GPU time per kernel (ncu) of crossglg-infogcn, batch ${BATCH:-64}"
+    ncu="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+    t0=$(date +%s)
+    timeout "${PROFILE_S:-150}" "${runner[@]}" "$ncu" --clock-control none --target-processes all \
+        --metrics gpu__time_duration.sum --csv --launch-count "${KERNELS:-8000}" \
+        "$cg" bench --device cuda --variant crossglg-infogcn --batch "${BATCH:-64}" --iters 1 \
+        --warmup 1 > "$out/ncu.csv" 2> "/tmp/gpu-check-runs/ncu.err" || status=1
+    echo "ncu: $(( $(date +%s) - t0 )) s, $(wc -l < "$out/ncu.csv") lines"
+    tail -3 /tmp/gpu-check-runs/ncu.err
+    xz -f "$out/ncu.csv"
+fi
+
 tar -C /tmp -cJf "$out/runs.tar.xz" --exclude='*.safetensors' --exclude='checkpoints' \
     gpu-check-runs
 echo "== done, status $status"

@@ -45,6 +45,10 @@ pub enum BenchError {
     },
     #[error("model: {0}")]
     Model(#[from] crossglg_model::ModelError),
+    #[error(transparent)]
+    Device(#[from] crossglg_model::DeviceError),
+    #[error("{0} runs on the CPU only (the model variants take --device)")]
+    CpuOnly(String),
     #[error("{variant} uses the NTU 25-joint graph; got --joints {joints}")]
     Joints { variant: String, joints: usize },
     #[error("{dir}: round {round} has no {side} file")]
@@ -123,6 +127,14 @@ pub struct BenchConfig {
     /// their path themselves).
     #[serde(default)]
     pub kernels: crossglg_model::layers::Kernels,
+    /// Where the model variants run: `cpu`, `cuda` or `cuda:N` (the reference ST-GCN variants
+    /// are CPU-only).
+    #[serde(default = "cpu")]
+    pub device: String,
+}
+
+fn cpu() -> String {
+    "cpu".into()
 }
 
 impl Default for BenchConfig {
@@ -140,6 +152,7 @@ impl Default for BenchConfig {
             isolate: true,
             torch_json: None,
             kernels: crossglg_model::layers::Kernels::Fused,
+            device: cpu(),
         }
     }
 }
@@ -253,15 +266,18 @@ impl CpuInfo {
 /// The rate of a 1024 × 1024 × 1024 f32 matrix product through candle (the gemm crate) on this
 /// process's threads, best of five after a warm-up, GFLOP/s: the machine's practical peak for the
 /// work the encoders are made of.
-pub fn gemm_peak_gflops() -> Result<f64, BenchError> {
-    let n = 1024;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+pub fn gemm_peak_gflops(dev: &Device) -> Result<f64, BenchError> {
+    // a GPU needs a larger product to reach its rate
+    let n = if dev.is_cpu() { 1024 } else { 8192 };
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     let _ = a.matmul(&b)?;
+    dev.synchronize()?;
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
         let c = a.matmul(&b)?;
+        dev.synchronize()?;
         best = best.min(t.elapsed().as_secs_f64());
         drop(c);
     }
@@ -277,6 +293,12 @@ impl BenchReport {
              (wall ms, and process CPU ms over all threads); x = Rust / PyTorch\n",
             c.batch, c.persons, c.frames, c.joints, self.threads
         );
+        if c.device != "cpu" {
+            s += &format!(
+                "device: {} (the model variants; peak memory is the host's, pkGF/s the device's)\n",
+                c.device
+            );
+        }
         s += &format!(
             "CPU: {} ({}); crossglg kernels: {}; matrix products: {}; pkGF/s = f32 gemm peak \
              measured in the variant's process, tr%/in% = achieved training / inference GFLOP/s \
@@ -566,6 +588,9 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
     if !VARIANTS.contains(&name) {
         return Err(BenchError::UnknownVariant(name.into()));
     }
+    if config.device != "cpu" {
+        return Err(BenchError::CpuOnly(name.into()));
+    }
     if name.ends_with("-tuned") {
         crossglg_kernels::tune_allocator();
     }
@@ -623,7 +648,7 @@ pub fn run_variant(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchEr
         train_gflops: 3.0 * gf * b / (train_ms / 1e3),
         infer_gflops: gf * b / (infer_ms / 1e3),
         // after the variant, so its matrices do not count in the peak RSS above
-        gemm_peak_gflops: gemm_peak_gflops()?,
+        gemm_peak_gflops: gemm_peak_gflops(&Device::Cpu)?,
         torch: None,
     })
 }

@@ -5,7 +5,7 @@
 //! name. FLOPs come from `crossglg_model::forward_flops_per_sample`, an analytic count of the
 //! reference formulation.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use crossglg_model::{
     build_seeded, forward_flops_per_sample, frozen, trainable_vars, CrossGlgConfig, EncoderKind,
     Graph, Guidance,
@@ -50,7 +50,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
     cfg.guidance = guidance;
     cfg.encoder.num_persons = c.persons;
     cfg.encoder.kernels = c.kernels;
-    let dev = Device::Cpu;
+    let dev = crossglg_model::device_from(&c.device)?;
     let graph = ntu_graph()?;
     let (varmap, model) = build_seeded(&cfg, &graph, 0, DType::F32, &dev)?;
     let x = Tensor::randn(0f32, 1.0, (c.batch, 3, c.frames, c.joints, c.persons), &dev)?;
@@ -107,7 +107,7 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         gflop_fwd_per_sample: gf,
         train_gflops: 3.0 * gf * b / (train_ms / 1e3),
         infer_gflops: gf * b / (infer_ms / 1e3),
-        gemm_peak_gflops: crate::gemm_peak_gflops()?,
+        gemm_peak_gflops: crate::gemm_peak_gflops(&dev)?,
         torch: None,
     })
 }

@@ -89,6 +89,10 @@ struct BenchArgs {
     /// (candle's operations only, the reference the kernels are tested against).
     #[arg(long, default_value = "fused")]
     kernels: crossglg_model::layers::Kernels,
+    /// Where the model variants run: cpu, cuda or cuda:N (a build with --features cuda); the
+    /// PyTorch side takes the same name (`bench/torch_reference.py --device`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -173,6 +177,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         variants: a.variant,
         torch_json: a.torch_json,
         kernels: a.kernels,
+        device: a.device.clone(),
         ..Default::default()
     };
     // `run` prints the table as it goes.

@@ -25,6 +25,7 @@
 
 pub mod crossglg;
 pub mod ctrgcn;
+pub mod device;
 pub mod encoder;
 pub mod encoder_config;
 pub mod error;
@@ -41,6 +42,7 @@ pub use crossglg::{
     build_seeded, frozen, is_buffer, param_count, trainable_vars, CrossForm, CrossGlg,
     CrossGlgConfig, Guidance, InteractionConfig, JidConfig, Outputs, Reweight, StepText,
 };
+pub use device::{device_from, DeviceError};
 pub use encoder::Encoder;
 pub use encoder_config::{BlockSpec, EncoderConfig, EncoderKind, InfoGcnOptions};
 pub use error::{ModelError, Result, UnknownName};

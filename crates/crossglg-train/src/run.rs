@@ -38,10 +38,8 @@ use crossglg_infer::report::EvalReport;
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("device `{name}`: use cpu, cuda or cuda:N")]
-    Device { name: String },
-    #[error("cannot open CUDA device {ordinal}: {message} (a GPU, its driver, and a build with --features cuda are needed)")]
-    Cuda { ordinal: usize, message: String },
+    #[error(transparent)]
+    Device(#[from] crossglg_model::DeviceError),
     #[error(transparent)]
     Layout(#[from] crossglg_data::LayoutError),
     #[error(transparent)]
@@ -88,23 +86,7 @@ fn data_err(message: impl Into<String>) -> RunError {
 }
 
 pub fn device_from(name: &str) -> Result<Device, RunError> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        s if s.starts_with("cuda") => {
-            let ordinal = s
-                .strip_prefix("cuda:")
-                .map(|n| n.parse::<usize>())
-                .transpose()
-                .map_err(|_| RunError::Device { name: s.into() })?
-                .unwrap_or(0);
-            // candle's error carries a backtrace of its own; the first line says what failed
-            Device::new_cuda(ordinal).map_err(|e| RunError::Cuda {
-                ordinal,
-                message: e.to_string().lines().next().unwrap_or_default().to_string(),
-            })
-        }
-        s => Err(RunError::Device { name: s.into() }),
-    }
+    Ok(crossglg_model::device_from(name)?)
 }
 
 /// Opens the configured dataset.
