@@ -192,8 +192,8 @@ if want profile && [ "$dev" = cuda ]; then
     t0=$(date +%s)
     timeout "${PROFILE_S:-150}" "${runner[@]}" "$ncu" --clock-control none --target-processes all \
         --metrics gpu__time_duration.sum --csv --launch-count "${KERNELS:-8000}" \
-        "$cg" bench --device cuda --variant crossglg-infogcn --batch "${BATCH:-64}" --iters 1 \
-        --warmup 1 > "$out/ncu.csv" 2> "/tmp/gpu-check-runs/ncu.err" || status=1
+        "$cg" bench --device cuda --in-process --variant crossglg-infogcn \
+        --batch "${BATCH:-64}" --iters 1 --warmup 1 > "$out/ncu.csv" 2> "/tmp/gpu-check-runs/ncu.err" || status=1
     echo "ncu: $(( $(date +%s) - t0 )) s, $(wc -l < "$out/ncu.csv") lines"
     tail -3 /tmp/gpu-check-runs/ncu.err
     xz -f "$out/ncu.csv"

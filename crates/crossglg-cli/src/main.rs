@@ -93,6 +93,10 @@ struct BenchArgs {
     /// PyTorch side takes the same name (`bench/torch_reference.py --device`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Run every variant in this process rather than one child process each (for profilers
+    /// that follow one process, such as ncu; peak memory is then the whole run's).
+    #[arg(long)]
+    in_process: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -178,6 +182,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         torch_json: a.torch_json,
         kernels: a.kernels,
         device: a.device.clone(),
+        isolate: !a.in_process,
         ..Default::default()
     };
     // `run` prints the table as it goes.

@@ -18,7 +18,9 @@ pub fn device_from(name: &str) -> Result<Device, DeviceError> {
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = match s.strip_prefix("cuda:") {
                 None => 0,
-                Some(n) => n.parse::<usize>().map_err(|_| DeviceError::Name { name: s.into() })?,
+                Some(n) => n
+                    .parse::<usize>()
+                    .map_err(|_| DeviceError::Name { name: s.into() })?,
             };
             // candle's error carries a backtrace of its own; the first line says what failed
             Device::new_cuda(ordinal).map_err(|e| DeviceError::Cuda {
