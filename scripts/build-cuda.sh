@@ -5,6 +5,7 @@
 #   scripts/build-cuda.sh              # CUDA 13.0 (default), kernels for compute capability 90
 #   CUDA=12.9 CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh
 #   scripts/build-cuda.sh --check      # only `cargo check --features cuda` (no link)
+#   NCCL=0 scripts/build-cuda.sh       # without data-parallel training (no libnccl needed)
 #
 # What it does, in target/cuda/:
 #   venv/      nvcc, the CUDA headers and the runtime libraries (cudart, nvrtc, cublas, cublasLt,
@@ -37,11 +38,13 @@ if [ "$major" = 13 ]; then
     pkgs=("nvidia-cuda-nvcc==$cuda.*" "nvidia-cuda-crt==$cuda.*" "nvidia-nvvm==$cuda.*"
           "nvidia-cuda-runtime==$cuda.*" "nvidia-cuda-nvrtc==$cuda.*" "nvidia-cuda-cccl"
           "nvidia-cublas==13.*" "nvidia-curand")
+    nccl_pkg=nvidia-nccl-cu13
     sub=cu13
 elif [ "$major" = 12 ]; then
     pkgs=("nvidia-cuda-nvcc-cu12==$cuda.*" "nvidia-cuda-runtime-cu12==$cuda.*"
           "nvidia-cuda-nvrtc-cu12==$cuda.*" "nvidia-cuda-cccl-cu12==$cuda.*"
           "nvidia-cublas-cu12" "nvidia-curand-cu12")
+    nccl_pkg=nvidia-nccl-cu12
     sub=
 else
     echo "CUDA=$cuda: only 12.x and 13.x are supported" >&2
@@ -56,6 +59,11 @@ if [ ! -e "$stamp" ]; then
     touch "$stamp"
 fi
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+nccl="${NCCL:-1}"
+if [ "$nccl" = 1 ] && [ ! -d "$site/nvidia/nccl/lib" ]; then
+    echo "== installing $nccl_pkg (about 200 MB) for data-parallel training" >&2
+    "$venv/bin/pip" install --quiet "$nccl_pkg"
+fi
 if [ -n "$sub" ]; then
     home="$site/nvidia/$sub"
 else
@@ -82,6 +90,16 @@ for lib in cudart nvrtc cublas cublasLt curand; do
     [ -n "$f" ] || { echo "no lib$lib.so.* in $home/lib" >&2; exit 1; }
     ln -s "$f" "$link/lib$lib.so"
 done
+features=cuda
+test_features=crossglg-model/cuda,crossglg-train/cuda
+if [ "$nccl" = 1 ]; then
+    # NCCL's wheel keeps its library in a folder of its own (nvidia/nccl/lib)
+    f="$(ls "$site"/nvidia/nccl/lib/libnccl.so.* 2>/dev/null | sort -V | head -1)"
+    [ -n "$f" ] || { echo "no libnccl.so.* under $site/nvidia/nccl/lib" >&2; exit 1; }
+    ln -s "$f" "$link/libnccl.so"
+    features=cuda,nccl
+    test_features=crossglg-model/cuda,crossglg-train/nccl
+fi
 cudarc="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.10 2>/dev/null | head -1)"
 if [ -z "$cudarc" ]; then
     (cd "$root" && cargo fetch --quiet)
@@ -109,14 +127,14 @@ nvcc --version | tail -2 >&2
 cd "$root"
 if [ "$check_only" = 1 ]; then
     echo "== cargo check --features cuda" >&2
-    exec cargo check --release -p crossglg-cli --features cuda
+    exec cargo check --release -p crossglg-cli --features "$features"
 fi
 t0=$(date +%s)
-echo "== building crossglg and the CUDA tests with --features cuda (CUDA $cuda, sm_$cap)" >&2
-cargo build --release -p crossglg-cli --features cuda
+echo "== building crossglg and the CUDA tests with --features $features (CUDA $cuda, sm_$cap)" >&2
+cargo build --release -p crossglg-cli --features "$features"
 # the CUDA test executables, by name from cargo's JSON messages
 tests_json="$(cargo test --release -p crossglg-model -p crossglg-train \
-    --features crossglg-model/cuda,crossglg-train/cuda --test cuda --no-run --message-format=json)"
+    --features "$test_features" --test cuda --no-run --message-format=json)"
 bundle="$out/bundle"
 rm -rf "$bundle"
 mkdir -p "$bundle/lib"

@@ -54,6 +54,12 @@ pub struct TrainArgs {
     /// Print the results as JSON on stdout (messages go to stderr).
     #[arg(long)]
     json: bool,
+    /// Data-parallel training on N GPUs of this machine: starts N ranks, as
+    /// `torchrun --standalone --nproc-per-node N` would (a build with --features nccl). On
+    /// several machines, start one process per GPU yourself with torchrun's variables
+    /// (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); see docs/training.md.
+    #[arg(long, value_name = "N")]
+    nproc: Option<usize>,
 }
 
 #[derive(Args)]
@@ -207,12 +213,33 @@ fn run_and_report(
     quiet: bool,
     json: bool,
 ) -> Result<()> {
-    let opts = TrainOptions {
+    let mut opts = TrainOptions {
         resume,
         force,
         progress: !quiet,
         ..TrainOptions::default()
     };
+    if let Some(launch) = crossglg_train::dist::Launch::from_env()? {
+        if !cfg.device.starts_with("cuda") {
+            bail!(
+                "data-parallel training (WORLD_SIZE={}) runs on GPUs: set device = \"cuda\" (each rank takes cuda:LOCAL_RANK)",
+                launch.world
+            );
+        }
+        let device = run::device_from(&format!("cuda:{}", launch.local_rank))?;
+        opts.collective = Some(crossglg_train::dist::join(&launch, &device)?);
+        opts.device = Some(device);
+        opts.progress &= launch.rank == 0;
+        if launch.rank != 0 {
+            // rank 0 reports; the others say only that they finished
+            let s = run::train(cfg, out, &opts)?;
+            eprintln!(
+                "rank {} of {}: {} steps, weights {}",
+                launch.rank, launch.world, s.steps, s.weights_hash
+            );
+            return Ok(());
+        }
+    }
     let s = run::train(cfg, out, &opts)?;
     if json {
         let mut v = serde_json::to_value(&s)?;
@@ -237,10 +264,81 @@ fn run_and_report(
 
 pub fn train(a: TrainArgs) -> Result<()> {
     let cfg = TrainConfig::load(&a.config, &a.overrides)?;
+    if let Some(n) = a.nproc {
+        if std::env::var_os("WORLD_SIZE").is_some() {
+            bail!("--nproc starts the ranks itself; WORLD_SIZE is already set (a rank was started with --nproc)");
+        }
+        return launch_local(n);
+    }
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(a.config.file_stem().unwrap_or_default()));
     run_and_report(&cfg, &out, (a.resume, a.force), a.quiet, a.json)
+}
+
+/// Starts `n` ranks of this same command on this machine (torchrun's variables, rank 0 at a
+/// free local port), waits for them, and stops them all when one fails.
+fn launch_local(n: usize) -> Result<()> {
+    if n == 0 {
+        bail!("--nproc 0: at least one rank is needed");
+    }
+    let exe = std::env::current_exe().context("cannot find this program to start its ranks")?;
+    // the same arguments without --nproc
+    let mut args = Vec::new();
+    let mut it = std::env::args_os().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--nproc" {
+            it.next();
+        } else if !a.to_string_lossy().starts_with("--nproc=") {
+            args.push(a);
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free local port for the ranks' rendezvous")?
+        .port();
+    let mut children = Vec::new();
+    for rank in 0..n {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(&args)
+            .env("WORLD_SIZE", n.to_string())
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string());
+        if rank != 0 {
+            cmd.stdout(std::process::Stdio::null());
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start rank {rank}"))?;
+        children.push(child);
+    }
+    let mut done = vec![false; n];
+    loop {
+        for (rank, c) in children.iter_mut().enumerate() {
+            if done[rank] {
+                continue;
+            }
+            if let Some(status) = c.try_wait()? {
+                done[rank] = true;
+                if !status.success() {
+                    for (r, other) in children.iter_mut().enumerate() {
+                        if r != rank {
+                            let _ = other.kill();
+                            let _ = other.wait();
+                        }
+                    }
+                    bail!("rank {rank} of {n} failed ({status}); the other ranks were stopped");
+                }
+                break;
+            }
+        }
+        if done.iter().all(|&d| d) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {

@@ -1480,3 +1480,45 @@ fn sweep_runs_as_processes_and_plans_for_slurm() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("aux6-seed3"), "{err}");
 }
+
+/// Data-parallel launch as far as a CPU machine takes it: torchrun's variables are read and
+/// checked, a CPU device is refused, and `--nproc` starts its ranks with those variables and
+/// stops the run, naming the rank, when a rank fails.
+#[test]
+fn data_parallel_launch_checks_its_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
+    let out = tmp.path().join("ddp");
+    let train = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_crossglg"));
+        c.args(["train", "-c", config.to_str().unwrap(), "--quiet"])
+            .args(["--set", "epochs=1", "--set", "text.encoder=hashed"])
+            .args(["--out", out.to_str().unwrap()])
+            .args(extra)
+            .env_remove("WORLD_SIZE")
+            .env_remove("RANK");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(!o.status.success(), "{env:?} {extra:?} should fail");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let e = train(
+        &[("WORLD_SIZE", "2"), ("RANK", "5")],
+        &["--set", "device=cuda"],
+    );
+    assert!(e.contains("RANK") && e.contains("below 2"), "{e}");
+    let e = train(
+        &[("WORLD_SIZE", "2"), ("RANK", "0")],
+        &["--set", "device=cpu"],
+    );
+    assert!(e.contains("runs on GPUs"), "{e}");
+    // every rank gets the variables and fails the same way; the launcher names a rank
+    let e = train(&[], &["--set", "device=cpu", "--nproc", "2"]);
+    assert!(e.contains("runs on GPUs"), "{e}");
+    assert!(e.contains("of 2 failed"), "{e}");
+    let e = train(&[("WORLD_SIZE", "2"), ("RANK", "0")], &["--nproc", "2"]);
+    assert!(e.contains("WORLD_SIZE is already set"), "{e}");
+    assert!(!out.join("last.safetensors").exists());
+}

@@ -31,6 +31,7 @@
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod dist;
 pub mod export;
 pub mod optim;
 pub mod run;

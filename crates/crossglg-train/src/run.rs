@@ -457,6 +457,9 @@ fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainSummary {
     pub run_dir: PathBuf,
+    /// SHA-256 of the trained weights (as `TrainedModel::weights_hash`): the same on every rank
+    /// of a data-parallel run.
+    pub weights_hash: String,
     pub epochs: usize,
     pub steps: u64,
     pub final_loss: f64,
@@ -485,6 +488,13 @@ pub struct TrainOptions {
     pub max_epochs_this_call: Option<usize>,
     /// Steps per read-back of losses and predictions; `None`: 25 on a GPU, 1 on the CPU.
     pub sync_every: Option<usize>,
+    /// Data-parallel training: this process is one rank of several, and gradients are summed
+    /// over them (`dist`). Every rank trains on its shard of each batch; rank 0 alone writes
+    /// the run directory and evaluates.
+    pub collective: Option<std::sync::Arc<dyn crate::dist::Collective>>,
+    /// The device to train on instead of the config's (a data-parallel rank's GPU, opened
+    /// once for its communicator and its training).
+    pub device: Option<Device>,
 }
 
 impl Default for TrainOptions {
@@ -495,6 +505,8 @@ impl Default for TrainOptions {
             progress: true,
             max_epochs_this_call: None,
             sync_every: None,
+            collective: None,
+            device: None,
         }
     }
 }
@@ -518,7 +530,10 @@ pub fn train(
             .into());
         }
     }
-    let device = device_from(&cfg.device)?;
+    let device = match &opts.device {
+        Some(d) => d.clone(),
+        None => device_from(&cfg.device)?,
+    };
     let src = open_source(cfg)?;
     let layout = src.layout().clone();
     let split = resolve_split(cfg)?;
@@ -541,19 +556,31 @@ pub fn train(
     let (varmap, model) = build_seeded(&mcfg, &graph, cfg.seed, DType::F32, &device)?;
     let vars = trainable_vars(&varmap);
     let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    let reduced: Vec<candle_core::Var> = vars.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = Optimizer::new(cfg.optim.clone(), vars);
+    let (rank, world) = opts
+        .collective
+        .as_ref()
+        .map_or((0, 1), |c| (c.rank(), c.world()));
+    // Rank 0 alone writes the run directory: the others train the same weights.
+    let writer = rank == 0;
 
     let mut resolved = cfg.clone();
     resolved.model = mcfg.clone();
     let config_toml = resolved.to_toml();
     let pre = Preprocessor::new(cfg.preprocess.clone(), &layout)?;
 
-    std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(|e| RunError::RunDir {
-        path: run_dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    if writer {
+        std::fs::create_dir_all(run_dir.join("checkpoints")).map_err(|e| RunError::RunDir {
+            path: run_dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
     // A killed writer leaves its temporary files behind: sweep them before writing again.
-    for d in [run_dir.to_path_buf(), run_dir.join("checkpoints")] {
+    for d in [run_dir.to_path_buf(), run_dir.join("checkpoints")]
+        .into_iter()
+        .filter(|_| writer)
+    {
         let n = crossglg_data::atomic::clean_leftovers(&d).map_err(|e| RunError::RunDir {
             path: d.clone(),
             message: format!("cannot remove leftover temporary files: {e}"),
@@ -581,25 +608,58 @@ pub fn train(
         opt.load_state(|n| ck.tensors.get(n).cloned(), ck.position.step);
         start_epoch = ck.position.epoch;
         // Rows written after the checkpoint (an interrupted epoch) would be written again.
-        truncate_metrics(&metrics_path, ck.position.step)?;
+        if writer {
+            truncate_metrics(&metrics_path, ck.position.step)?;
+        }
         tracing::info!("resuming from {} at epoch {start_epoch}", last.display());
-    } else {
+    } else if writer {
         // A fresh run starts a fresh metrics file.
         let _ = std::fs::remove_file(&metrics_path);
     }
-    write_run_file(&run_dir.join("config.toml"), config_toml.as_bytes())?;
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| RunError::RunDir {
-            path: run_dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    // Every variable by name: the ranks must list them in the same order.
+    let all_vars: Vec<(String, candle_core::Var)> = {
+        let data = varmap.data().lock().expect("VarMap lock poisoned");
+        let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    if let Some(c) = &opts.collective {
+        // every rank starts from rank 0's weights (batch-norm statistics included)
+        let all: Vec<_> = all_vars.iter().map(|(_, v)| v.clone()).collect();
+        crate::dist::broadcast_vars(c.as_ref(), &all)?;
+    }
+    let mut metrics: Box<dyn Write> = if writer {
+        write_run_file(&run_dir.join("config.toml"), config_toml.as_bytes())?;
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| RunError::RunDir {
+                    path: run_dir.to_path_buf(),
+                    message: e.to_string(),
+                })?,
+        )
+    } else {
+        Box::new(std::io::sink())
+    };
+    let mut reducer = crate::dist::GradReducer::new();
 
     let n = assignment.train.len();
     let bs = cfg.batch_size.min(n);
-    let steps_per_epoch = n.div_ceil(bs);
+    if bs < world {
+        return Err(data_err(format!(
+            "a batch of {bs} samples cannot be shared by {world} ranks"
+        )));
+    }
+    // With several ranks, a last batch smaller than the number of ranks is left out (every
+    // rank needs a sample of it); one rank keeps every batch.
+    let tail = n % bs;
+    let steps_per_epoch = if tail != 0 && tail < world {
+        n / bs
+    } else {
+        n.div_ceil(bs)
+    };
     let end_epoch = match opts.max_epochs_this_call {
         Some(k) => (start_epoch + k).min(cfg.epochs),
         None => cfg.epochs,
@@ -626,8 +686,10 @@ pub fn train(
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut keyed_rng(&[cfg.seed, epoch as u64, 0x5bff1e]));
         let (mut loss_sum, mut correct, mut count) = (0.0, 0usize, 0usize);
-        for (step, chunk) in order.chunks(bs).enumerate() {
+        for (step, batch) in order.chunks(bs).take(steps_per_epoch).enumerate() {
             let t_step = Instant::now();
+            let part = crate::dist::shard(batch.len(), rank, world);
+            let chunk = &batch[part];
             let idx: Vec<usize> = chunk.iter().map(|&k| assignment.train[k]).collect();
             let lab: Vec<u32> = chunk.iter().map(|&k| labels[k]).collect();
             let x = batch_tensor(
@@ -659,7 +721,11 @@ pub fn train(
             let parts = model.loss(&out, &y, k_gt.as_ref())?;
             let t_fwd = t_step.elapsed().as_secs_f64();
             let lr = cfg.optim.lr_at(epoch, step, steps_per_epoch, cfg.epochs);
-            let grads = parts.total.backward()?;
+            let mut grads = parts.total.backward()?;
+            if let Some(c) = &opts.collective {
+                let weight = chunk.len() as f64 / batch.len() as f64;
+                reducer.reduce(c.as_ref(), &reduced, &mut grads, weight)?;
+            }
             let t_bwd = t_step.elapsed().as_secs_f64();
             opt.step(&grads, lr)?;
             let t_opt = t_step.elapsed().as_secs_f64();
@@ -716,15 +782,28 @@ pub fn train(
             .into_iter()
             .collect(),
         };
-        ck.save(&run_dir.join(format!("checkpoints/epoch-{:03}.safetensors", epoch + 1)))?;
-        ck.save(&last)?;
+        if writer {
+            ck.save(&run_dir.join(format!("checkpoints/epoch-{:03}.safetensors", epoch + 1)))?;
+            ck.save(&last)?;
+        }
     }
     bar.finish();
+    if let Some(c) = &opts.collective {
+        // Batch-norm statistics are each rank's own (from its shards); rank 0's are the run's,
+        // as PyTorch's DDP broadcasts its buffers. The trained weights agree already.
+        let trained: std::collections::HashSet<_> = reduced.iter().map(|v| v.id()).collect();
+        let buffers: Vec<_> = all_vars
+            .iter()
+            .filter(|(_, v)| !trained.contains(&v.id()))
+            .map(|(_, v)| v.clone())
+            .collect();
+        crate::dist::broadcast_vars(c.as_ref(), &buffers)?;
+    }
     let train_secs = t_train.elapsed().as_secs_f64();
     let setup_secs = (t_train - t0).as_secs_f64();
 
     let mut finished = (Vec::new(), None);
-    if end_epoch == cfg.epochs {
+    if end_epoch == cfg.epochs && writer {
         let mut trained = TrainedModel {
             model: frozen(&mcfg, &graph, &varmap)?,
             pre,
@@ -778,6 +857,7 @@ pub fn train(
     let total_secs = t0.elapsed().as_secs_f64();
     Ok(TrainSummary {
         run_dir: run_dir.to_path_buf(),
+        weights_hash: weights_hash(&varmap)?,
         epochs: end_epoch,
         steps: opt.steps_taken(),
         final_loss,

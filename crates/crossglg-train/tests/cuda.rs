@@ -67,3 +67,40 @@ fn gpu_training_follows_the_cpu_and_its_checkpoint_serves_on_the_cpu() {
     assert!(diff < 1e-3, "{diff}");
     assert_eq!(on_cpu.weights_hash, on_gpu.weights_hash);
 }
+
+/// Data-parallel training at world size 1 through real NCCL (`--features nccl`): the
+/// communicator forms, every step's gradients go through NCCL's all-reduce, and the run ends
+/// with exactly the weights of plain GPU training. Larger worlds need a GPU per rank.
+#[cfg(feature = "nccl")]
+#[test]
+fn one_rank_over_nccl_trains_as_plain_gpu_training() {
+    use crossglg_train::dist::{join, Launch};
+    let tmp = tempfile::tempdir().unwrap();
+    let desc = common::write_descriptions(tmp.path());
+    let cfg = common::small_config("ctr_gcn", "paper", "cuda", 2, &desc);
+    let quiet = || TrainOptions {
+        progress: false,
+        ..TrainOptions::default()
+    };
+    let plain = train(&cfg, &tmp.path().join("plain"), &quiet()).unwrap();
+    let launch = Launch {
+        rank: 0,
+        world: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: 29500,
+    };
+    let dev = Device::new_cuda(0).unwrap();
+    let opts = TrainOptions {
+        collective: Some(join(&launch, &dev).unwrap()),
+        device: Some(dev),
+        ..quiet()
+    };
+    let ranked = train(&cfg, &tmp.path().join("nccl"), &opts).unwrap();
+    eprintln!(
+        "plain {} / NCCL {} ({} steps)",
+        plain.weights_hash, ranked.weights_hash, ranked.steps
+    );
+    assert_eq!(plain.steps, ranked.steps);
+    assert_eq!(plain.weights_hash, ranked.weights_hash);
+}
