@@ -132,7 +132,23 @@ devices=()
 want configs && devices+=("$dev")
 want configs && [ "${CPU_TOO:-1}" = 1 ] && [ "$dev" != cpu ] && devices+=(cpu)
 for d in "${devices[@]}"; do
-    train_one "demo-$d" -c configs/demo.toml --set "device=$d" --set epochs=2 --set eval.draws=0
+    train_one "demo-$d" -c configs/demo.toml --set "device=$d" --set epochs=2 --set eval.draws=0 \
+        --json
+    # the same through the data-parallel launcher, one rank over NCCL: the same weights
+    if [ "$d" = cuda ]; then
+        train_one "demo-nproc1" -c configs/demo.toml --set device=cuda --set epochs=2 \
+            --set eval.draws=0 --nproc 1 --json
+        python3 - /tmp/gpu-check-runs <<'PY' || status=1
+import json, re, sys
+def digest(name):
+    text = open(f"{sys.argv[1]}/train-{name}.log").read()
+    m = re.search(r'"weights_hash":\s*"([0-9a-f]+)"', text)
+    return m.group(1) if m else None
+a, b = digest("demo-cuda"), digest("demo-nproc1")
+print(f"weights: plain {a}, one NCCL rank {b}: {'same' if a and a == b else 'DIFFERENT'}")
+sys.exit(0 if a and a == b else 1)
+PY
+    fi
     if [ -f data/nw-ucla.safetensors ]; then
         train_one "nwucla-$d" -c configs/nwucla-cpu.toml --set "device=$d" --set epochs=2 \
             --set text.bank=../data/nw-ucla-text.safetensors --set text.encoder=hashed \
@@ -167,7 +183,8 @@ if want bench; then
     echo "== 4. step benchmark against PyTorch on $dev, batch ${BATCH:-64}"
     barg=(--batch "${BATCH:-64}" --iters "${ITERS:-10}" --warmup 3 --threads 2)
     for v in ${VARIANTS:-model-stgcn model-ctrgcn model-infogcn crossglg-infogcn}; do
-        for side in torch rust; do
+        # rust-plain: --kernels plain, candle_nn's batch norm (the A/B for bn_train_rows)
+        for side in torch rust rust-plain; do
             mem="/tmp/gpu-check-runs/mem-bench-$side-$v.txt"
             w="$(mem_watch "$mem")"
             if [ "$side" = torch ]; then
@@ -175,13 +192,17 @@ if want bench; then
                     --variant "$v" --json "/tmp/gpu-check-runs/torch-$v.json" \
                     > "/tmp/gpu-check-runs/bench-torch-$v.log" 2>&1 || status=1
             else
+                k=fused
+                [ "$side" = rust-plain ] && k=plain
                 timeout "$train_s" "${runner[@]}" "$cg" bench --device "$dev" "${barg[@]}" \
-                    --variant "$v" --torch-json "/tmp/gpu-check-runs/torch-$v.json" --json \
-                    > "/tmp/gpu-check-runs/bench-rust-$v.log" 2>&1 || status=1
+                    --kernels "$k" --variant "$v" \
+                    --torch-json "/tmp/gpu-check-runs/torch-$v.json" --json \
+                    > "/tmp/gpu-check-runs/bench-$side-$v.log" 2>&1 || status=1
             fi
             [ -n "$w" ] && kill "$w" 2>/dev/null
             echo "$v $side: peak GPU memory $(peak "$mem") MiB"
         done
+        grep -E "^$v " "/tmp/gpu-check-runs/bench-rust-plain-$v.log" | sed 's/^/plain: /'
         grep -E "^(variant|device|$v |torch:$v )" "/tmp/gpu-check-runs/bench-rust-$v.log" || tail -3 "/tmp/gpu-check-runs/bench-rust-$v.log"
     done
 fi

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
-    /// The fused CPU kernels wherever every tensor is f32 on the CPU, else plain candle.
+    /// The fused CPU kernels wherever every tensor is f32 on the CPU; elsewhere (a GPU) plain
+    /// candle, with training batch norm's statistics from row sums (`norm::bn_train_rows`).
     #[default]
     Fused,
     /// Plain candle operations everywhere (the reference the fused kernels are tested against).

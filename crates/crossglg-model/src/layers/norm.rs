@@ -43,12 +43,52 @@ pub fn bn_act(
             }
         }
     }
-    let y = add_opt(bn.forward_t(x, train)?, residual.cloned())?;
+    let y = if train && k.is_fused() && x.rank() >= 2 {
+        bn_train_rows(bn, x)?
+    } else {
+        bn.forward_t(x, train)?
+    };
+    let y = add_opt(y, residual.cloned())?;
     if relu {
         y.relu()
     } else {
         Ok(y)
     }
+}
+
+/// Training-mode batch norm as candle_nn's `forward_t(x, true)` computes it (normalised with
+/// the biased batch variance; running statistics updated with momentum and the unbiased one),
+/// written for where the fused kernel does not run (a GPU): the statistics come from sums over
+/// each (sample, channel) row, `N·C` contiguous reductions that a GPU runs side by side, then
+/// over the batch, where candle_nn transposes `x` to `(C, N·T·V)` (a full copy each way) and
+/// reduces `C` long rows, one GPU block each.
+pub fn bn_train_rows(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+    let (n, c) = (x.dim(0)?, x.dim(1)?);
+    let m = x.elem_count() / (n * c).max(1);
+    let count = (n * m) as f64;
+    if count < 2.0 {
+        candle_core::bail!("batch norm in training needs more than one value per channel");
+    }
+    let xr = x.reshape((n, c, m))?;
+    let mean = (xr.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+    let xc = xr.broadcast_sub(&mean)?;
+    let var = (xc.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+    let mom = bn.momentum();
+    let rm = Var::from_tensor(bn.running_mean())?;
+    let rv = Var::from_tensor(bn.running_var())?;
+    rm.set(&((rm.as_tensor().detach() * (1.0 - mom))? + (mean.detach().flatten_all()? * mom)?)?)?;
+    rv.set(
+        &((rv.as_tensor().detach() * (1.0 - mom))?
+            + (var.detach().flatten_all()? * (mom * count / (count - 1.0)))?)?,
+    )?;
+    let y = xc.broadcast_div(&(var + bn.eps())?.sqrt()?)?;
+    let y = match bn.weight_and_bias() {
+        Some((w, b)) => y
+            .broadcast_mul(&w.reshape((1, c, 1))?)?
+            .broadcast_add(&b.reshape((1, c, 1))?)?,
+        None => y,
+    };
+    y.reshape(x.shape())
 }
 
 /// Batch norm's inference map as per-channel `(scale, shift)`: `bn(x) = scale·x + shift`.
@@ -143,5 +183,74 @@ impl Module for LayerNorm {
         xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// The row-sum form against candle_nn's: outputs, running statistics and gradients to the
+    /// input, weight and bias (two steps, so the second uses updated running statistics).
+    #[test]
+    fn row_sum_batch_norm_matches_candle_nn() {
+        let dev = Device::Cpu;
+        let (vm_a, vm_b) = (VarMap::new(), VarMap::new());
+        let a = batch_norm(6, 1.0, VarBuilder::from_varmap(&vm_a, DType::F32, &dev)).unwrap();
+        let b = batch_norm(6, 1.0, VarBuilder::from_varmap(&vm_b, DType::F32, &dev)).unwrap();
+        for vm in [&vm_a, &vm_b] {
+            // a non-trivial affine part, the same in both
+            for (name, var) in vm.data().lock().unwrap().iter() {
+                if name == "weight" || name == "bias" {
+                    let v: Vec<f32> = (0..6).map(|i| 0.5 + 0.1 * i as f32).collect();
+                    var.set(&Tensor::new(v.as_slice(), &dev).unwrap()).unwrap();
+                }
+            }
+        }
+        for step in 0..2 {
+            let x = Var::from_tensor(
+                &(Tensor::randn(0f32, 2.0, (4, 6, 5, 3), &dev).unwrap() + step as f64).unwrap(),
+            )
+            .unwrap();
+            let probe = Tensor::randn(0f32, 1.0, (4, 6, 5, 3), &dev).unwrap();
+            let ya = a.forward_t(x.as_tensor(), true).unwrap();
+            let yb = bn_train_rows(&b, x.as_tensor()).unwrap();
+            assert!(max_diff(&ya, &yb) < 1e-5, "values {}", max_diff(&ya, &yb));
+            assert!(max_diff(a.running_mean(), b.running_mean()) < 1e-6);
+            assert!(max_diff(a.running_var(), b.running_var()) < 1e-5);
+            let ga = (ya * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gb = (yb * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (wa, ba) = a.weight_and_bias().unwrap();
+            let (wb, bb) = b.weight_and_bias().unwrap();
+            for (ta, tb) in [(x.as_tensor(), x.as_tensor()), (wa, wb), (ba, bb)] {
+                let d = max_diff(ga.get(ta).unwrap(), gb.get(tb).unwrap());
+                assert!(d < 1e-4, "gradient {d}");
+            }
+        }
     }
 }
