@@ -32,6 +32,15 @@ pub enum DistError {
     Tensor(#[from] candle_core::Error),
 }
 
+/// The variables that make a process one rank of a data-parallel run.
+pub const LAUNCH_VARS: [&str; 5] = [
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+];
+
 /// This process's place in a data-parallel run, from the variables torchrun sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {

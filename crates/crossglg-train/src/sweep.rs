@@ -162,6 +162,11 @@ pub fn run_pool(
                 }
                 let out = std::fs::File::create(&log)?;
                 let mut cmd = Command::new(program);
+                // each run is a process of its own, not a rank of a data-parallel run the sweep
+                // itself may have been started in
+                for v in crate::dist::LAUNCH_VARS {
+                    cmd.env_remove(v);
+                }
                 cmd.args(&args[next])
                     .stdin(Stdio::null())
                     .stdout(out.try_clone()?)
