@@ -870,5 +870,7 @@ draws = 0
             let e = h.join().unwrap().expect("refused");
             assert!(e.contains("cannot be shared by 3 ranks"), "{e}");
         }
+        // refused before anything was written
+        assert!(!tmp.path().join("r0").exists());
     }
 }

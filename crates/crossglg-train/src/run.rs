@@ -564,6 +564,12 @@ pub fn train(
         .map_or((0, 1), |c| (c.rank(), c.world()));
     // Rank 0 alone writes the run directory: the others train the same weights.
     let writer = rank == 0;
+    if cfg.batch_size.min(assignment.train.len()) < world {
+        return Err(data_err(format!(
+            "a batch of {} samples cannot be shared by {world} ranks",
+            cfg.batch_size.min(assignment.train.len())
+        )));
+    }
 
     let mut resolved = cfg.clone();
     resolved.model = mcfg.clone();
@@ -647,11 +653,6 @@ pub fn train(
 
     let n = assignment.train.len();
     let bs = cfg.batch_size.min(n);
-    if bs < world {
-        return Err(data_err(format!(
-            "a batch of {bs} samples cannot be shared by {world} ranks"
-        )));
-    }
     // With several ranks, a last batch smaller than the number of ranks is left out (every
     // rank needs a sample of it); one rank keeps every batch.
     let tail = n % bs;
