@@ -64,6 +64,9 @@ else
     cg="$b/crossglg"
     runner=("$b/run.sh")
     py=python3
+    # NCCL's bootstrap socket: one machine, so loopback (the sandboxes here have no other
+    # interface NCCL would pick)
+    export NCCL_SOCKET_IFNAME="${NCCL_SOCKET_IFNAME:-lo}" NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
     small=()
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     want tests && echo "== 1. CUDA tests"
