@@ -186,8 +186,9 @@ if want bench; then
     echo "== 4. step benchmark against PyTorch on $dev, batch ${BATCH:-64}"
     barg=(--batch "${BATCH:-64}" --iters "${ITERS:-10}" --warmup 3 --threads 2)
     for v in ${VARIANTS:-model-stgcn model-ctrgcn model-infogcn crossglg-infogcn}; do
-        # rust-plain: --kernels plain, candle_nn's batch norm (the A/B for bn_train_rows)
-        for side in torch rust rust-plain; do
+        # rust-portable: --kernels portable, batch norm from row sums (the A/B for
+        # bn_train_rows against candle_nn's, which `fused` runs on a GPU)
+        for side in torch rust rust-portable; do
             mem="/tmp/gpu-check-runs/mem-bench-$side-$v.txt"
             w="$(mem_watch "$mem")"
             if [ "$side" = torch ]; then
@@ -196,7 +197,7 @@ if want bench; then
                     > "/tmp/gpu-check-runs/bench-torch-$v.log" 2>&1 || status=1
             else
                 k=fused
-                [ "$side" = rust-plain ] && k=plain
+                [ "$side" = rust-portable ] && k=portable
                 timeout "$train_s" "${runner[@]}" "$cg" bench --device "$dev" "${barg[@]}" \
                     --kernels "$k" --variant "$v" \
                     --torch-json "/tmp/gpu-check-runs/torch-$v.json" --json \
@@ -205,7 +206,7 @@ if want bench; then
             [ -n "$w" ] && kill "$w" 2>/dev/null
             echo "$v $side: peak GPU memory $(peak "$mem") MiB"
         done
-        grep -E "^$v " "/tmp/gpu-check-runs/bench-rust-plain-$v.log" | sed 's/^/plain: /'
+        grep -E "^$v " "/tmp/gpu-check-runs/bench-rust-portable-$v.log" | sed 's/^/portable: /'
         grep -E "^(variant|device|$v |torch:$v )" "/tmp/gpu-check-runs/bench-rust-$v.log" || tail -3 "/tmp/gpu-check-runs/bench-rust-$v.log"
     done
 fi

@@ -85,8 +85,9 @@ struct BenchArgs {
     /// PyTorch results from `bench/torch_reference.py --json`, for ratio columns.
     #[arg(long)]
     torch_json: Option<std::path::PathBuf>,
-    /// The model variants' implementation: `fused` (the CPU kernels, the default) or `plain`
-    /// (candle's operations only, the reference the kernels are tested against).
+    /// The model variants' implementation: `fused` (the CPU kernels, the default), `plain`
+    /// (candle's operations only, the reference the kernels are tested against) or `portable`
+    /// (plain, with batch norm's statistics from row sums: a form meant for GPUs).
     #[arg(long, default_value = "fused")]
     kernels: crossglg_model::layers::Kernels,
     /// Where the model variants run: cpu, cuda or cuda:N (a build with --features cuda); the

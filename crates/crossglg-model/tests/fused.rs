@@ -219,6 +219,8 @@ fn fused_path_is_only_for_f32_on_cpu() {
     assert!(!Kernels::Fused.applies(&[&f32t, &f64t]));
     assert!(!Kernels::Plain.applies(&[&f32t]));
     assert_eq!("plain".parse::<Kernels>().unwrap(), Kernels::Plain);
+    assert_eq!("Portable".parse::<Kernels>().unwrap(), Kernels::Portable);
+    assert!(!Kernels::Portable.applies(&[&f32t]) && Kernels::Portable.portable());
     assert!("fast".parse::<Kernels>().is_err());
 }
 

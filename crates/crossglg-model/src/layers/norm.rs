@@ -43,7 +43,7 @@ pub fn bn_act(
             }
         }
     }
-    let y = if train && k.is_fused() && x.rank() >= 2 {
+    let y = if train && k.portable() && x.rank() >= 2 {
         bn_train_rows(bn, x)?
     } else {
         bn.forward_t(x, train)?
@@ -58,7 +58,7 @@ pub fn bn_act(
 
 /// Training-mode batch norm as candle_nn's `forward_t(x, true)` computes it (normalised with
 /// the biased batch variance; running statistics updated with momentum and the unbiased one),
-/// written for where the fused kernel does not run (a GPU): the statistics come from sums over
+/// written for GPUs (`Kernels::Portable`, opt-in until measured): the statistics come from sums over
 /// each (sample, channel) row, `N·C` contiguous reductions that a GPU runs side by side, then
 /// over the batch, where candle_nn transposes `x` to `(C, N·T·V)` (a full copy each way) and
 /// reduces `C` long rows, one GPU block each.

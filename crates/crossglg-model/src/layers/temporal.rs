@@ -531,21 +531,24 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&b.reshape((1, c_out, 1, 1)).unwrap())
                 .unwrap();
-            for s in [1, 2, 3] {
+            for (s, kernels) in [1, 2, 3]
+                .into_iter()
+                .flat_map(|s| [Kernels::Fused, Kernels::Plain].map(|k| (s, k)))
+            {
                 let conv = TemporalConv {
                     weight: w.clone(),
                     bias: Some(b.clone()),
                     kernel: k,
                     stride: s,
                     dilation: d,
-                    kernels: Kernels::Fused,
+                    kernels,
                 };
                 let got = conv.forward(&x).unwrap();
                 let want = subsample(&reference, s).unwrap();
                 assert_eq!(
                     got.dims(),
                     &[n, c_out, t.div_ceil(s), v],
-                    "k={k} d={d} s={s}"
+                    "k={k} d={d} s={s} {kernels:?}"
                 );
                 let diff = (got - want)
                     .unwrap()
@@ -555,7 +558,7 @@ mod tests {
                     .unwrap()
                     .to_scalar::<f32>()
                     .unwrap();
-                assert!(diff < 1e-5, "k={k} d={d} s={s}: {diff}");
+                assert!(diff < 1e-5, "k={k} d={d} s={s} {kernels:?}: {diff}");
             }
         }
     }
