@@ -87,7 +87,7 @@ struct BenchArgs {
     torch_json: Option<std::path::PathBuf>,
     /// The model variants' implementation: `fused` (the CPU kernels, the default), `plain`
     /// (candle's operations only, the reference the kernels are tested against) or `portable`
-    /// (plain, with batch norm's statistics from row sums: a form meant for GPUs).
+    /// (the candle forms a GPU runs, plus batch norm from row sums; see docs/performance.md).
     #[arg(long, default_value = "fused")]
     kernels: crossglg_model::layers::Kernels,
     /// Where the model variants run: cpu, cuda or cuda:N (a build with --features cuda); the

@@ -124,6 +124,36 @@ impl SaGc {
         pointwise_with(self.kernels, &z, &w, b.as_ref())
     }
 
+    /// The fused form's arrangement in plain candle ops, for devices without the fused kernel
+    /// (`Kernels::device_forms`): every head in one batched product, one copy into head-major
+    /// channel groups `(N, H·C, T, V)`, then one 1×1 convolution, where
+    /// [`Self::aggregate_plain`] makes a product, a transposed copy and a convolution per head
+    /// and keeps each for the backward pass.
+    fn aggregate_portable(
+        &self,
+        x: &Tensor,
+        attn: &Tensor,
+        topo: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (n, c, t, v) = x.dims4()?;
+        let h = self.conv_d.len();
+        let a = attn
+            .broadcast_mul(&topo.unsqueeze(0)?)?
+            .reshape((n * t, h * v, v))?;
+        let feat = x
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .reshape((n * t, v, c))?;
+        let z = a
+            .matmul(&feat)?
+            .reshape((n, t, h, v, c))?
+            .permute((0, 2, 4, 1, 3))?
+            .contiguous()?
+            .reshape((n, h * c, t, v))?;
+        let (w, b) = self.stacked_conv()?;
+        pointwise_with(Kernels::Plain, &z, &w, b.as_ref())
+    }
+
     /// `head_aggregate` of `x`, and the `conv_d`s as one `(C_out, H·C)` weight and bias.
     fn heads_and_conv(
         &self,
@@ -134,6 +164,12 @@ impl SaGc {
         let (n, _, t, v) = x.dims4()?;
         let h = self.conv_d.len();
         let z = crossglg_kernels::head_aggregate(x, &attn.reshape((n, t, h, v, v))?, topo)?;
+        let (w, b) = self.stacked_conv()?;
+        Ok((z, w, b))
+    }
+
+    /// The `conv_d`s as one `(C_out, H·C)` weight (side by side) and bias (summed).
+    fn stacked_conv(&self) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let w = Tensor::cat(
             &self
                 .conv_d
@@ -149,7 +185,7 @@ impl SaGc {
             .collect::<Option<Vec<_>>>()
             .map(|b| Tensor::stack(&b, 0)?.sum(0))
             .transpose()?;
-        Ok((z, w, b))
+        Ok((w, b))
     }
 
     /// Inference: `relu(bn(Σ_h conv_d_h(…)) + down)` with the batch norm folded into the
@@ -366,6 +402,8 @@ impl InfoGcn {
             None => {
                 let y = if self.cfg.kernels.applies(&[h, &attn]) {
                     g.aggregate_fused(h, &attn, &topo)?
+                } else if self.cfg.kernels.device_forms(&[h, &attn]) {
+                    g.aggregate_portable(h, &attn, &topo)?
                 } else {
                     g.aggregate_plain(h, &attn, &topo)?
                 };

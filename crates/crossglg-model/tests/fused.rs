@@ -1,5 +1,6 @@
-//! The fused CPU kernels (default for f32 on the CPU) and the plain candle path give the same
-//! logits, losses, parameter gradients and running statistics for whole tiny models.
+//! The fused CPU kernels (default for f32 on the CPU), the portable forms (meant for GPUs) and
+//! the plain candle path give the same logits, losses, parameter gradients and running
+//! statistics for whole tiny models.
 mod common;
 use candle_core::{DType, Device, Tensor};
 use crossglg_model::layers::Kernels;
@@ -118,9 +119,12 @@ fn fused_and_plain_paths_agree_for_whole_tiny_models() {
         EncoderKind::CtrGcn,
         EncoderKind::InfoGcn,
     ] {
-        for guidance in [Guidance::None, Guidance::Both] {
-            let tag = format!("{kind:?}/{guidance:?}");
-            let f = step(kind, guidance, Kernels::Fused);
+        for (guidance, other) in [Guidance::None, Guidance::Both]
+            .into_iter()
+            .flat_map(|g| [Kernels::Fused, Kernels::Portable].map(|k| (g, k)))
+        {
+            let tag = format!("{kind:?}/{guidance:?}/{other:?}");
+            let f = step(kind, guidance, other);
             let p = step(kind, guidance, Kernels::Plain);
             assert_eq!(f.logits.len(), p.logits.len(), "{tag}");
             // other summation orders: proof that the two models took different paths
@@ -220,7 +224,10 @@ fn fused_path_is_only_for_f32_on_cpu() {
     assert!(!Kernels::Plain.applies(&[&f32t]));
     assert_eq!("plain".parse::<Kernels>().unwrap(), Kernels::Plain);
     assert_eq!("Portable".parse::<Kernels>().unwrap(), Kernels::Portable);
-    assert!(!Kernels::Portable.applies(&[&f32t]) && Kernels::Portable.portable());
+    assert!(!Kernels::Portable.applies(&[&f32t]) && Kernels::Portable.device_forms(&[&f32t]));
+    // Fused takes the device forms where its kernels do not run
+    assert!(!Kernels::Fused.device_forms(&[&f32t]) && Kernels::Fused.device_forms(&[&f64t]));
+    assert!(!Kernels::Plain.device_forms(&[&f64t]));
     assert!("fast".parse::<Kernels>().is_err());
 }
 

@@ -13,14 +13,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
-    /// The fused CPU kernels wherever every tensor is f32 on the CPU, else plain candle.
+    /// The fused CPU kernels wherever every tensor is f32 on the CPU; elsewhere (a GPU) plain
+    /// candle with the device forms (see [`Kernels::device_forms`]).
     #[default]
     Fused,
     /// Plain candle operations everywhere (the reference the fused kernels are tested against).
     Plain,
-    /// Plain candle, but training batch norm from row sums (`norm::bn_train_rows`): a form
-    /// meant for GPUs, opt-in until measured on one. On the CPU it is about 30 % slower than
-    /// `Plain` in training (candle's CPU broadcasts are fast only along trailing axes).
+    /// The device forms on any device (what a GPU runs under `Fused`, selectable on the CPU to
+    /// test and measure that path there), plus training batch norm from row sums
+    /// (`norm::bn_train_rows`), opt-in until measured on a GPU: on the CPU it is about 30 %
+    /// slower than candle_nn's in training (candle's CPU broadcasts are fast only along
+    /// trailing axes).
     Portable,
 }
 
@@ -37,9 +40,11 @@ impl Kernels {
         *self == Self::Fused
     }
 
-    /// True when the [`Kernels::Portable`] forms are chosen.
-    pub fn portable(self) -> bool {
-        self == Self::Portable
+    /// True when the device forms apply: candle operations arranged as the fused kernels
+    /// arrange the work (InfoGCN's heads in one product, `SaGc::aggregate_portable`), for
+    /// devices the fused kernels do not run on. Chosen (`Portable`), or `Fused` off the CPU.
+    pub fn device_forms(self, ts: &[&Tensor]) -> bool {
+        self == Self::Portable || (self == Self::Fused && !self.applies(ts))
     }
 }
 

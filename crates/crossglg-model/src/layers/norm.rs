@@ -43,7 +43,7 @@ pub fn bn_act(
             }
         }
     }
-    let y = if train && k.portable() && x.rank() >= 2 {
+    let y = if train && k == Kernels::Portable && x.rank() >= 2 {
         bn_train_rows(bn, x)?
     } else {
         bn.forward_t(x, train)?
