@@ -80,6 +80,18 @@ struct SaGc {
     kernels: Kernels,
 }
 
+/// The plain forms' inputs: the per-head topologies `attn ⊙ topo` `(N·T, H, V, V)` and the
+/// features as `(N·T, V, C)` rows.
+fn head_inputs(x: &Tensor, attn: &Tensor, topo: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let (n, c, t, v) = x.dims4()?;
+    let a = attn.broadcast_mul(&topo.unsqueeze(0)?)?;
+    let feat = x
+        .permute((0, 2, 3, 1))?
+        .contiguous()?
+        .reshape((n * t, v, c))?;
+    Ok((a, feat))
+}
+
 impl SaGc {
     /// `Σ_h conv_d_h((attn_h ⊙ topo_h) · x)` with plain candle ops, one head at a time.
     ///
@@ -92,11 +104,7 @@ impl SaGc {
         topo: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let (n, c, t, v) = x.dims4()?;
-        let a = attn.broadcast_mul(&topo.unsqueeze(0)?)?;
-        let feat = x
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .reshape((n * t, v, c))?;
+        let (a, feat) = head_inputs(x, attn, topo)?;
         sum_each(self.conv_d.iter().enumerate().map(|(hd, conv)| {
             let z = a
                 .narrow(1, hd, 1)?
@@ -137,14 +145,9 @@ impl SaGc {
     ) -> candle_core::Result<Tensor> {
         let (n, c, t, v) = x.dims4()?;
         let h = self.conv_d.len();
-        let a = attn
-            .broadcast_mul(&topo.unsqueeze(0)?)?
-            .reshape((n * t, h * v, v))?;
-        let feat = x
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .reshape((n * t, v, c))?;
+        let (a, feat) = head_inputs(x, attn, topo)?;
         let z = a
+            .reshape((n * t, h * v, v))?
             .matmul(&feat)?
             .reshape((n, t, h, v, c))?
             .permute((0, 2, 4, 1, 3))?
