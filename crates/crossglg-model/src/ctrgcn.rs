@@ -42,11 +42,30 @@ impl Ctrgc {
         })
     }
 
+    /// `x_mean`, the time mean of `x`, makes `conv1`/`conv2` run on it instead of on every
+    /// frame (a 1×1 convolution commutes with the mean: `T` times fewer products, and no
+    /// `(N, R, T, V)` intermediates).
+    ///
     /// # Shapes
-    /// `x: (N, C_in, T, V)`, `a: (V, V)`, `alpha: (1)` -> `(N, C_out, T, V)`
-    fn forward(&self, x: &Tensor, a: &Tensor, alpha: &Tensor) -> candle_core::Result<Tensor> {
-        let x1 = self.conv1.forward(x)?.mean(2)?; // (N, R, V)
-        let x2 = self.conv2.forward(x)?.mean(2)?;
+    /// `x: (N, C_in, T, V)`, `x_mean: (N, C_in, 1, V)`, `a: (V, V)`, `alpha: (1)` ->
+    /// `(N, C_out, T, V)`
+    fn forward(
+        &self,
+        x: &Tensor,
+        x_mean: Option<&Tensor>,
+        a: &Tensor,
+        alpha: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (x1, x2) = match x_mean {
+            Some(m) => (
+                self.conv1.forward(m)?.squeeze(2)?,
+                self.conv2.forward(m)?.squeeze(2)?,
+            ),
+            None => (
+                self.conv1.forward(x)?.mean(2)?, // (N, R, V)
+                self.conv2.forward(x)?.mean(2)?,
+            ),
+        };
         let x3 = self.conv3.forward(x)?; // (N, C, T, V)
         let (n, r, v) = x1.dims3()?;
         let rel = x1
@@ -77,13 +96,21 @@ struct UnitGcn {
 }
 
 impl UnitGcn {
-    /// `Σ_s CTRGC_s(x, pa_s)`, the subsets one at a time with plain candle ops.
-    fn aggregate_plain(&self, x: &Tensor, pa: &Tensor) -> candle_core::Result<Tensor> {
+    /// `Σ_s CTRGC_s(x, pa_s)`, the subsets one at a time with plain candle ops; with
+    /// `mean_first` (the device form, `Kernels::device_forms`), `conv1`/`conv2` on the time
+    /// mean as the fused form does.
+    fn aggregate_plain(
+        &self,
+        x: &Tensor,
+        pa: &Tensor,
+        mean_first: bool,
+    ) -> candle_core::Result<Tensor> {
+        let xm = mean_first.then(|| x.mean_keepdim(2)).transpose()?;
         sum_each(
             self.convs
                 .iter()
                 .enumerate()
-                .map(|(s, conv)| conv.forward(x, &pa.get(s)?, &self.alpha)),
+                .map(|(s, conv)| conv.forward(x, xm.as_ref(), &pa.get(s)?, &self.alpha)),
         )
     }
 
@@ -227,7 +254,7 @@ impl CtrGcn {
         let y = if k.applies(&[h, &pa]) {
             g.aggregate_fused(k, h, &pa)?
         } else {
-            g.aggregate_plain(h, &pa)?
+            g.aggregate_plain(h, &pa, k.device_forms(&[h, &pa]))?
         };
         let down = match &g.down {
             Some(d) => d.forward(h, train)?,
