@@ -140,6 +140,28 @@ impl StGcn {
             let (a_t, bias) = fused_gcn_operands(blk, &a)?;
             let y = crossglg_kernels::graph_conv(h, &blk.gcn_w, &a_t)?;
             crossglg_kernels::channel_joint_bias(&y, &bias)?
+        } else if self.cfg.kernels.device_forms(&[h, &blk.gcn_w, &a]) {
+            // The fused kernel's arrangement in candle ops (a 1×1 conv commutes with the joint
+            // aggregation): every A_k applied to the input in one product, one convolution over
+            // the K·C_in stacked channels, the bias as it comes out of the aggregation.
+            let (n, ci, t, v) = h.dims4()?;
+            let (a_t, bias) = fused_gcn_operands(blk, &a)?;
+            let stacked = a_t.permute((1, 0, 2))?.contiguous()?.reshape((v, k * v))?;
+            let z = h
+                .contiguous()?
+                .reshape((n * ci * t, v))?
+                .matmul(&stacked)?
+                .reshape((n, ci, t, k, v))?
+                .permute((0, 3, 1, 2, 4))?
+                .contiguous()?
+                .reshape((n, k * ci, t, v))?;
+            let w = blk
+                .gcn_w
+                .reshape((k, c, ci))?
+                .permute((1, 0, 2))?
+                .contiguous()?
+                .reshape((c, k * ci))?;
+            conv1x1(&z, &w, None)?.broadcast_add(&bias.reshape((1, c, 1, v))?)?
         } else {
             sum_each((0..k).map(|k| {
                 let w = blk.gcn_w.narrow(0, k * c, c)?;

@@ -41,8 +41,9 @@ impl Kernels {
     }
 
     /// True when the device forms apply: candle operations arranged as the fused kernels
-    /// arrange the work (InfoGCN's heads in one product; CTR-GCN's relation convolutions on
-    /// the time mean), for devices the fused kernels do not run on. Chosen (`Portable`), or
+    /// arrange the work (InfoGCN's heads and ST-GCN's subsets in one product and one
+    /// convolution; CTR-GCN's relation convolutions on the time mean), for devices the fused
+    /// kernels do not run on. Chosen (`Portable`), or
     /// `Fused` off the CPU.
     pub fn device_forms(self, ts: &[&Tensor]) -> bool {
         self == Self::Portable || (self == Self::Fused && !self.applies(ts))
