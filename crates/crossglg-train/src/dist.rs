@@ -384,7 +384,7 @@ pub fn join(
 
 /// NCCL over the GPUs of the run, one per rank.
 #[cfg(feature = "nccl")]
-#[allow(unsafe_code)] // Send + Sync for cudarc's communicator, which holds a raw handle
+#[allow(unsafe_code)] // Send + Sync for cudarc's communicator (`Shared`)
 pub mod nccl {
     use std::sync::Arc;
 
@@ -394,14 +394,18 @@ pub mod nccl {
 
     use super::{Collective, DistError, Launch};
 
-    pub struct Nccl {
-        comm: Arc<Comm>,
-    }
+    /// cudarc's communicator, which holds a raw NCCL handle and so is neither Send nor Sync.
+    struct Shared(Comm);
 
-    // SAFETY: the communicator is used from the training thread only; candle's custom-op trait
-    // asks for Send + Sync of everything an op holds.
-    unsafe impl Send for Nccl {}
-    unsafe impl Sync for Nccl {}
+    // SAFETY: the communicator is used from the training thread only (one collective at a
+    // time, in step order); candle's custom-op trait and `Collective` ask for Send + Sync of
+    // what they hold.
+    unsafe impl Send for Shared {}
+    unsafe impl Sync for Shared {}
+
+    pub struct Nccl {
+        comm: Arc<Shared>,
+    }
 
     impl Nccl {
         /// Joins the run's communicator on `device` (the rank's GPU), after handing rank 0's id
@@ -438,15 +442,12 @@ pub mod nccl {
             )
             .map_err(|e| DistError::Nccl(format!("{e:?}")))?;
             Ok(Nccl {
-                comm: Arc::new(comm),
+                comm: Arc::new(Shared(comm)),
             })
         }
     }
 
-    struct Sum(Arc<Comm>);
-    // SAFETY: as for Nccl.
-    unsafe impl Send for Sum {}
-    unsafe impl Sync for Sum {}
+    struct Sum(Arc<Shared>);
 
     impl CustomOp1 for Sum {
         fn name(&self) -> &'static str {
@@ -469,6 +470,7 @@ pub mod nccl {
             let dev = s.device().clone();
             let mut dst = dev.alloc_zeros::<f32>(end - start)?;
             self.0
+                 .0
                 .all_reduce(&src, &mut dst, &ReduceOp::Sum)
                 .map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
             Ok((CudaStorage::wrap_cuda_slice(dst, dev), l.shape().clone()))
@@ -477,10 +479,10 @@ pub mod nccl {
 
     impl Collective for Nccl {
         fn rank(&self) -> usize {
-            self.comm.rank()
+            self.comm.0.rank()
         }
         fn world(&self) -> usize {
-            self.comm.world_size()
+            self.comm.0.world_size()
         }
         fn sum(&self, t: &Tensor) -> candle_core::Result<Tensor> {
             t.contiguous()?.apply_op1_no_bwd(&Sum(self.comm.clone()))
