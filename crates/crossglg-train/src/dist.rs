@@ -469,9 +469,8 @@ pub mod nccl {
             let src = s.as_cuda_slice::<f32>()?.slice(start..end);
             let dev = s.device().clone();
             let mut dst = dev.alloc_zeros::<f32>(end - start)?;
-            self.0
-                 .0
-                .all_reduce(&src, &mut dst, &ReduceOp::Sum)
+            let Shared(comm) = &*self.0;
+            comm.all_reduce(&src, &mut dst, &ReduceOp::Sum)
                 .map_err(|e| candle_core::Error::Msg(format!("NCCL all-reduce: {e:?}")))?;
             Ok((CudaStorage::wrap_cuda_slice(dst, dev), l.shape().clone()))
         }
