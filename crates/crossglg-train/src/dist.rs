@@ -143,14 +143,31 @@ pub fn broadcast_vars(c: &dyn Collective, vars: &[Var]) -> candle_core::Result<(
             }
         })
         .collect::<candle_core::Result<_>>()?;
-    let all = c.sum(&Tensor::cat(&flat, 0)?)?;
-    let mut at = 0;
-    for v in vars {
-        let n = v.elem_count();
-        v.set(&all.narrow(0, at, n)?.reshape(v.shape())?)?;
-        at += n;
+    for (v, t) in vars.iter().zip(sum_packed(c, &flat, vars.iter())?) {
+        v.set(&t)?;
     }
     Ok(())
+}
+
+/// The ranks' sum of `flat` (one flat tensor per variable) as one collective over their
+/// concatenation, cut back into the variables' shapes and dtypes.
+fn sum_packed<'a>(
+    c: &dyn Collective,
+    flat: &[Tensor],
+    vars: impl Iterator<Item = &'a Var>,
+) -> candle_core::Result<Vec<Tensor>> {
+    let all = c.sum(&Tensor::cat(flat, 0)?)?;
+    let mut at = 0;
+    vars.map(|v| {
+        let n = v.elem_count();
+        let t = all
+            .narrow(0, at, n)?
+            .reshape(v.shape())?
+            .to_dtype(v.dtype());
+        at += n;
+        t
+    })
+    .collect()
 }
 
 /// Replaces each variable's gradient by `Σ_r weight_r · g_r` over the ranks (`weight`: this
@@ -221,16 +238,11 @@ impl GradReducer {
                 None => Tensor::zeros(v.elem_count(), candle_core::DType::F32, &dev),
             })
             .collect::<candle_core::Result<_>>()?;
-        let all = c.sum(&Tensor::cat(&flat, 0)?)?;
-        let mut at = 0;
-        for v in picked {
-            let n = v.elem_count();
-            let g = all
-                .narrow(0, at, n)?
-                .reshape(v.shape())?
-                .to_dtype(v.dtype())?;
+        for (v, g) in picked
+            .iter()
+            .zip(sum_packed(c, &flat, picked.iter().copied())?)
+        {
             grads.insert(v.as_tensor(), g);
-            at += n;
         }
         Ok(())
     }

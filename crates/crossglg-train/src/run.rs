@@ -564,10 +564,11 @@ pub fn train(
         .map_or((0, 1), |c| (c.rank(), c.world()));
     // Rank 0 alone writes the run directory: the others train the same weights.
     let writer = rank == 0;
-    if cfg.batch_size.min(assignment.train.len()) < world {
+    let n = assignment.train.len();
+    let bs = cfg.batch_size.min(n);
+    if bs < world {
         return Err(data_err(format!(
-            "a batch of {} samples cannot be shared by {world} ranks",
-            cfg.batch_size.min(assignment.train.len())
+            "a batch of {bs} samples cannot be shared by {world} ranks"
         )));
     }
 
@@ -651,8 +652,6 @@ pub fn train(
     };
     let mut reducer = crate::dist::GradReducer::new();
 
-    let n = assignment.train.len();
-    let bs = cfg.batch_size.min(n);
     // With several ranks, a last batch smaller than the number of ranks is left out (every
     // rank needs a sample of it); one rank keeps every batch.
     let tail = n % bs;
@@ -758,32 +757,33 @@ pub fn train(
             "epoch {}: loss {final_loss:.4}, train accuracy {train_acc:.3}",
             epoch + 1
         );
-        let mut tensors: std::collections::HashMap<String, Tensor> = varmap
-            .data()
-            .lock()
-            .expect("VarMap lock poisoned")
-            .iter()
-            .map(|(k, v)| (format!("model.{k}"), v.as_tensor().clone()))
-            .collect();
-        tensors.extend(opt.state());
-        let ck = Checkpoint {
-            tensors,
-            config_toml: config_toml.clone(),
-            position: Position {
-                epoch: epoch + 1,
-                step: opt.steps_taken(),
-            },
-            metadata: [
-                (
-                    "aux_classes".to_string(),
-                    serde_json::to_string(&aux_names).unwrap_or_default(),
-                ),
-                ("layout".to_string(), layout.to_toml()),
-            ]
-            .into_iter()
-            .collect(),
-        };
+        // the other ranks hold the same weights and write nothing
         if writer {
+            let mut tensors: std::collections::HashMap<String, Tensor> = varmap
+                .data()
+                .lock()
+                .expect("VarMap lock poisoned")
+                .iter()
+                .map(|(k, v)| (format!("model.{k}"), v.as_tensor().clone()))
+                .collect();
+            tensors.extend(opt.state());
+            let ck = Checkpoint {
+                tensors,
+                config_toml: config_toml.clone(),
+                position: Position {
+                    epoch: epoch + 1,
+                    step: opt.steps_taken(),
+                },
+                metadata: [
+                    (
+                        "aux_classes".to_string(),
+                        serde_json::to_string(&aux_names).unwrap_or_default(),
+                    ),
+                    ("layout".to_string(), layout.to_toml()),
+                ]
+                .into_iter()
+                .collect(),
+            };
             ck.save(&run_dir.join(format!("checkpoints/epoch-{:03}.safetensors", epoch + 1)))?;
             ck.save(&last)?;
         }
@@ -802,6 +802,7 @@ pub fn train(
     }
     let train_secs = t_train.elapsed().as_secs_f64();
     let setup_secs = (t_train - t0).as_secs_f64();
+    let hash = weights_hash(&varmap)?;
 
     let mut finished = (Vec::new(), None);
     if end_epoch == cfg.epochs && writer {
@@ -811,7 +812,7 @@ pub fn train(
             device: device.clone(),
             batch_size: cfg.eval.batch_size,
             center: None,
-            weights_hash: weights_hash(&varmap)?,
+            weights_hash: hash.clone(),
         };
         // Base statistics for distribution calibration, from the training samples (test-mode
         // preprocessing: what the model sees at inference), after centring on their mean.
@@ -858,7 +859,7 @@ pub fn train(
     let total_secs = t0.elapsed().as_secs_f64();
     Ok(TrainSummary {
         run_dir: run_dir.to_path_buf(),
-        weights_hash: weights_hash(&varmap)?,
+        weights_hash: hash,
         epochs: end_epoch,
         steps: opt.steps_taken(),
         final_loss,
