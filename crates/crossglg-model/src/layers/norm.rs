@@ -56,6 +56,71 @@ pub fn bn_act(
     }
 }
 
+/// Training-mode `act(bn(cat(xs, 1)) [+ residual])` for several batch norms side by side, one
+/// per part of the concatenation (a multi-scale TCN's branches): one fused kernel over all
+/// their channels, equal to each norm applied to its own part, since batch norm is per channel.
+/// The running statistics of each norm are updated from its channels. `None` where the fused
+/// kernel does not apply (then the caller keeps one [`bn_act`] per part).
+///
+/// One norm over the whole output leaves the residual whole: per-part norms take channel slices
+/// of it, and each slice's gradient comes back through candle's `narrow` as a zero-padded copy
+/// of the whole residual, added into the others.
+pub(crate) fn bn_act_parts(
+    k: Kernels,
+    bns: &[&BatchNorm],
+    xs: &[Tensor],
+    residual: Option<&Tensor>,
+    relu: bool,
+) -> Result<Option<Tensor>> {
+    let Some(first) = bns.first() else {
+        return Ok(None);
+    };
+    let (eps, momentum) = (first.eps(), first.momentum());
+    let mut gammas = Vec::with_capacity(bns.len());
+    let mut betas = Vec::with_capacity(bns.len());
+    for bn in bns {
+        let Some((w, b)) = bn.weight_and_bias() else {
+            return Ok(None);
+        };
+        if bn.eps() != eps || bn.momentum() != momentum {
+            return Ok(None);
+        }
+        gammas.push(w.clone());
+        betas.push(b.clone());
+    }
+    let mut all: Vec<&Tensor> = xs.iter().chain(&gammas).chain(&betas).collect();
+    all.extend(residual);
+    if xs.len() != bns.len() || !k.applies(&all) {
+        return Ok(None);
+    }
+    for (x, bn) in xs.iter().zip(bns) {
+        if x.rank() < 2 || x.dim(1)? != bn.running_mean().dim(0)? {
+            candle_core::bail!(
+                "batch norm over parts: a part of shape {:?} for a norm of {} channels",
+                x.dims(),
+                bn.running_mean().dim(0)?
+            )
+        }
+    }
+    let x = Tensor::cat(xs, 1)?;
+    let (g, b) = (Tensor::cat(&gammas, 0)?, Tensor::cat(&betas, 0)?);
+    let (y, stats) = crossglg_kernels::batch_norm_act(&x, &g, &b, residual, eps, relu)?;
+    let mut off = 0;
+    for bn in bns {
+        let c = bn.running_mean().dim(0)?;
+        let part = crossglg_kernels::BatchStats {
+            mean: stats.mean[off..off + c].to_vec(),
+            var: stats.var[off..off + c].to_vec(),
+            count: stats.count,
+        };
+        let rm = Var::from_tensor(bn.running_mean())?;
+        let rv = Var::from_tensor(bn.running_var())?;
+        part.update_running(&rm, &rv, momentum)?;
+        off += c;
+    }
+    Ok(Some(y))
+}
+
 /// Training-mode batch norm as candle_nn's `forward_t(x, true)` computes it (normalised with
 /// the biased batch variance; running statistics updated with momentum and the unbiased one),
 /// written for GPUs (`Kernels::Portable`, opt-in until measured): the statistics come from sums over

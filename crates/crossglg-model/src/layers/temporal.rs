@@ -417,9 +417,10 @@ impl MultiScaleTcn {
         self.forward_act(x, None, false, train)
     }
 
-    /// `act(forward(x) [+ residual])`. The residual add and the ReLU happen inside each
-    /// branch's last batch norm, on that branch's channels (one fused pass instead of two
-    /// more passes over the concatenated output, and their copies in the backward pass).
+    /// `act(forward(x) [+ residual])`. The residual add and the ReLU happen inside the
+    /// branches' last batch norms (one fused pass instead of two more passes over the
+    /// concatenated output): in training with the fused kernels one norm over the concatenated
+    /// branches ([`Self::forward_train_merged`]), otherwise each branch's on its own channels.
     ///
     /// # Shapes
     /// `x: (N, C_in, T, V)`, `residual: (N, C_out, T', V)` -> `(N, C_out, T', V)`
@@ -430,6 +431,11 @@ impl MultiScaleTcn {
         relu: bool,
         train: bool,
     ) -> Result<Tensor> {
+        if train {
+            if let Some(y) = self.forward_train_merged(x, residual, relu)? {
+                return Ok(y);
+            }
+        }
         let nb = self.branches.len();
         // inference: the branches' opening 1×1 convs as one product
         let mut opened = match train {
@@ -470,6 +476,46 @@ impl MultiScaleTcn {
             })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outs, 1)
+    }
+
+    /// Training with the fused kernels: every branch up to its last batch norm, the branches
+    /// concatenated, then their last norms, the residual add and the ReLU as one fused pass
+    /// over all channels ([`bn_act_parts`]); equal to [`Self::forward_act`]'s per-branch form.
+    /// `None` where the fused kernels do not apply.
+    fn forward_train_merged(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<Option<Tensor>> {
+        let mut all = vec![x];
+        all.extend(residual);
+        if !self.kernels.applies(&all) {
+            return Ok(None);
+        }
+        let mut parts = Vec::with_capacity(self.branches.len());
+        let mut bns = Vec::with_capacity(self.branches.len());
+        for b in &self.branches {
+            let (part, bn) = match b {
+                Branch::Conv { pre, pre_bn, tconv } => {
+                    let h = conv_bn_act(pre, pre_bn, x, None, true, true)?;
+                    (tconv.conv.forward(&h)?, &tconv.bn)
+                }
+                Branch::MaxPool {
+                    pre,
+                    pre_bn,
+                    post_bn,
+                    stride,
+                } => {
+                    let h = conv_bn_act(pre, pre_bn, x, None, true, true)?;
+                    (max_pool_time3(self.kernels, &h, *stride)?, post_bn)
+                }
+                Branch::Point { conv, bn } => (conv.forward(x)?, bn),
+            };
+            parts.push(part);
+            bns.push(bn);
+        }
+        bn_act_parts(self.kernels, &bns, &parts, residual, relu)
     }
 
     /// The inputs of the convolution and max-pool branches in inference: their 1×1 convs with
