@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::rel::fast_exp;
-use crate::small::{pack, padded, small_mm, with_avx2, Lhs};
+use crate::small::{pack, padded, small_mm, transpose, with_avx2, Lhs};
 use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
 
 const OP: &str = "joint_attention";
@@ -145,12 +145,8 @@ fn project(g: Geo, eps: f32, x: &[f32], p: &Params, n: usize, s: &mut Scratch) {
     s.rstd.resize(tv, 0.0);
     s.qk.resize(tv * o, 0.0);
     let xn = &x[n * c * tv..(n + 1) * c * tv];
-    // transpose (C, T·V) -> (T·V, C)
-    for (ci, plane) in xn.chunks_exact(tv).enumerate() {
-        for (r, val) in plane.iter().enumerate() {
-            s.xhat[r * c + ci] = *val;
-        }
-    }
+    // (C, T·V) -> (T·V, C), in 8×8 register blocks
+    transpose(xn, c, tv, &mut s.xhat);
     for ((row, yrow), rstd) in s
         .xhat
         .chunks_exact_mut(c)
@@ -184,15 +180,38 @@ fn project(g: Geo, eps: f32, x: &[f32], p: &Params, n: usize, s: &mut Scratch) {
     }
 }
 
-/// In-place softmax of `row · scale`.
+/// In-place softmax of `row · scale` (`scale > 0`).
+///
+/// The maximum and the sum are kept in eight lanes: a single running `f32` sum or maximum is a
+/// serial dependency the compiler may not reorder, which kept the whole loop, `fast_exp`
+/// included, scalar (the softmax was half of the attention op's time in inference).
 #[inline(always)]
 fn softmax_scaled(row: &mut [f32], scale: f32) {
-    let m = row.iter().fold(f32::NEG_INFINITY, |m, a| m.max(*a)) * scale;
-    let mut sum = 0.0;
+    const L: usize = 8;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = row.chunks_exact(L);
+    for ch in &mut chunks {
+        for (m, &a) in lanes.iter_mut().zip(ch) {
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    let m = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &a| if a > m { a } else { m })
+        * scale;
     for a in row.iter_mut() {
         *a = fast_exp(*a * scale - m);
-        sum += *a;
     }
+    let mut lanes = [0f32; L];
+    let mut chunks = row.chunks_exact(L);
+    for ch in &mut chunks {
+        for (s, &a) in lanes.iter_mut().zip(ch) {
+            *s += a;
+        }
+    }
+    let sum: f32 = lanes.iter().chain(chunks.remainder()).sum();
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|a| *a *= inv);
 }

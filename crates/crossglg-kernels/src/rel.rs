@@ -26,7 +26,12 @@ const MM: &str = "subset_weight_mm";
 #[inline(always)]
 pub(crate) fn fast_exp(x: f32) -> f32 {
     let y = x.clamp(-87.0, 88.0);
-    let k = (y * std::f32::consts::LOG2_E).round();
+    // k = round(y / ln 2) by adding 1.5·2^23: the sum's low mantissa bits hold k + 2^22 as an
+    // integer. `f32::round` and `as i32` (saturating) do not map to single vector
+    // instructions, and the conversion was done lane by lane.
+    const SHIFT: f32 = 12_582_912.0;
+    let kf = y * std::f32::consts::LOG2_E + SHIFT;
+    let k = kf - SHIFT;
     // ln 2 in two parts (Cody-Waite): k·LN2_HI is exact, so r keeps its precision for large k
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -34,8 +39,9 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     let p = 1.0
         + r * (1.0
             + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
-    // 2^k through the exponent bits; k is in [-126, 127]
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // 2^k through the exponent bits; k is in [-126, 127], so k + 127 is the biased exponent
+    let biased = kf.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// `tanh(x)` to about 2e-7 absolute, vectorisable: `(e − 1) / (e + 1)` with `e = exp(2x)`.
