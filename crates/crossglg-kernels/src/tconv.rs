@@ -188,10 +188,6 @@ impl Geo {
     }
 }
 
-fn forward(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    forward_with(g, x, w, bias, &Epilogue::NONE)
-}
-
 /// [`forward`] with `ep` applied to each sample's output right after its gemms.
 fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let phases = g.phases(x);
@@ -237,6 +233,20 @@ fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogu
     )
 }
 
+/// The forward pass with the fewest multiplications for this geometry: 9 taps at stride 1
+/// through Winograd (see [`crate::temporal_conv_winograd`]), 9 taps at stride 2 through
+/// Toom-Cook F(4, 5) per time phase (see [`crate::temporal_conv_toom`]), the direct taps
+/// otherwise. Used in training as well: the backward pass needs only `x` and `w`, not how the
+/// output was computed.
+fn forward_fast(g: Geo, x: &[f32], w: &[f32], b: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
+    let (xs, ws) = ([g.n, g.c, g.t, g.v], [g.co, g.c, g.kt]);
+    match (g.kt, g.s, g.d) {
+        (9, 1, 1) => crate::winograd::forward_raw(&xs, &ws, g.p, x, w, b, ep),
+        (9, 2, 1) => crate::toom::forward_raw(&xs, &ws, (g.s, g.p), (x, w, b), ep),
+        _ => forward_with(g, x, w, b, ep),
+    }
+}
+
 /// Inference-only temporal convolution with a fused epilogue:
 /// `act(conv(x) + b [+ residual[:, offset..offset + C_out]])`, `act` = ReLU when `relu`, in the
 /// same pass as the convolution (a batch norm in front of the epilogue folds into `w` and `b`).
@@ -261,7 +271,6 @@ pub fn temporal_conv_infer(
     check(x, w, stride, pad, dilation)?;
     let inputs = [Some(x), Some(w), b, residual.map(|r| r.0)];
     check_untracked(inputs.into_iter().flatten(), INF)?;
-    let (_, _, kt) = w.dims3()?;
     let g = Geo::new(x.dims(), w.dims(), stride, pad, dilation);
     if let Some(b) = b {
         check_bias(b, g.co, INF)?;
@@ -281,9 +290,6 @@ pub fn temporal_conv_infer(
         }
         None => None,
     };
-    let winograd = kt == 9 && stride == 1 && dilation == 1;
-    // strided 9-tap convolutions: F(4, 5) per time phase (see `toom`)
-    let toom = kt == 9 && stride == 2 && dilation == 1;
     let out = with_all([x, w], INF, |[xd, wd]| {
         with_opt(b, INF, |bd| {
             with_opt(res.as_ref().map(|r| &r.0), INF, |rd| {
@@ -292,13 +298,7 @@ pub fn temporal_conv_infer(
                     relu,
                     plane: g.t_out * g.v,
                 };
-                Ok(if winograd {
-                    crate::winograd::forward_infer(x.dims(), w.dims(), pad, xd, wd, bd, &ep)
-                } else if toom {
-                    crate::toom::forward_infer(x.dims(), w.dims(), (stride, pad), (xd, wd, bd), &ep)
-                } else {
-                    forward_with(g, xd, wd, bd, &ep)
-                })
+                Ok(forward_fast(g, xd, wd, bd, &ep))
             })
         })
     })?;
@@ -357,6 +357,22 @@ fn backward(
     let (dw, db) = dwb.split_at(nw);
     let (dw, db) = (dw.to_vec(), db.to_vec());
 
+    // 9 taps at stride 1: dx is dout correlated with the flipped, transposed kernel, a 9-tap
+    // stride-1 convolution again, through Winograd
+    if (g.kt, g.s, g.d) == (9, 1, 1) && g.p < g.kt {
+        let mut wf = vec![0f32; nw];
+        for (o, wo) in w.chunks_exact(g.c * g.kt).enumerate() {
+            for (c, wc) in wo.chunks_exact(g.kt).enumerate() {
+                for (k, &val) in wc.iter().enumerate() {
+                    wf[(c * g.co + o) * g.kt + (g.kt - 1 - k)] = val;
+                }
+            }
+        }
+        let (xs, ws) = ([g.n, g.co, g.t_out, g.v], [g.c, g.co, g.kt]);
+        let pad = g.kt - 1 - g.p;
+        let dx = crate::winograd::forward_raw(&xs, &ws, pad, dout, &wf, None, &Epilogue::NONE);
+        return (dx, dw, db);
+    }
     // dphase_q[n][:, t0+e..] += w[:, :, k]^T · dout[n][:, t0..t1], then re-interleave.
     let mut dx = zeros(g.n * in_n);
     dx.par_chunks_mut(in_n.max(1))
@@ -413,7 +429,8 @@ impl TemporalConv {
         b: Option<&[f32]>,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geo::new(x.1.dims(), w.1.dims(), self.stride, self.pad, self.dilation);
-        let out = forward(g, slice(x.0, x.1, OP)?, slice(w.0, w.1, OP)?, b);
+        let (xd, wd) = (slice(x.0, x.1, OP)?, slice(w.0, w.1, OP)?);
+        let out = forward_fast(g, xd, wd, b, &Epilogue::NONE);
         Ok((CpuStorage::F32(out), Shape::from((g.n, g.co, g.t_out, g.v))))
     }
 

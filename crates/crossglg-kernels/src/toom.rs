@@ -73,9 +73,10 @@ pub fn temporal_conv_toom(
     tensor(out, (g.n, g.co, g.t_out, g.v))
 }
 
-/// The forward pass on raw data for [`crate::temporal_conv_infer`] (shapes checked there),
+/// The forward pass on raw data, for the temporal convolution's forward passes in training and
+/// inference (shapes checked by the caller),
 /// with [`TILE`] outputs per tile.
-pub(crate) fn forward_infer(
+pub(crate) fn forward_raw(
     xs: &[usize],
     ws: &[usize],
     (stride, pad): (usize, usize),

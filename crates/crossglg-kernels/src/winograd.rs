@@ -1,4 +1,4 @@
-//! Inference-only temporal convolution through Winograd's minimal filtering: a 9-tap
+//! Temporal convolution through Winograd's minimal filtering: a 9-tap
 //! stride-1 convolution with about a third of the multiplications of the direct form, and
 //! strided or shorter kernels reduced to that.
 //!
@@ -17,7 +17,10 @@
 //! Rounding: the transforms have small integer coefficients (the largest is 4); the result
 //! matches the direct form to about 1e-6 relative in f32 (tested within 1e-4).
 //!
-//! No backward pass: this returns an untracked tensor and refuses inputs that track gradients.
+//! `temporal_conv_winograd` has no backward pass: it returns an untracked tensor and refuses
+//! inputs that track gradients. The differentiable `temporal_conv` uses this module's forward
+//! for its output and for its input gradient (a 9-tap stride-1 convolution of the output
+//! gradient with the flipped kernel), and the direct taps for the weight gradient.
 
 use candle_core::{bail, Result, Tensor};
 
@@ -146,9 +149,9 @@ fn transform_kernel(g: Geo, w: &[f32]) -> Vec<f32> {
     u
 }
 
-/// The Winograd forward pass on raw data for [`crate::temporal_conv_infer`] (shapes already
-/// checked there): stride 1, `w` of 9 taps, optional bias, epilogue per output row.
-pub(crate) fn forward_infer(
+/// The Winograd forward pass on raw data, for the temporal convolution's forward passes in
+/// training and inference and its input gradient (shapes already checked by the caller): stride 1, `w` of 9 taps, optional bias, epilogue per output row.
+pub(crate) fn forward_raw(
     xs: &[usize],
     ws: &[usize],
     pad: usize,

@@ -62,6 +62,13 @@ fn temporal_conv_matches_plain() -> Result<()> {
         (2, 3, 12, 5, 4, 5, 1, 4, 2),
         (2, 3, 13, 4, 2, 5, 2, 4, 2),
         (1, 2, 11, 3, 3, 3, 3, 3, 3),
+        // 9 taps at stride 1 and 2 (Winograd and Toom-Cook forward, Winograd input gradient
+        // at stride 1 when pad < 9), with paddings from none to past the kernel
+        (1, 4, 20, 3, 5, 9, 1, 0, 1),
+        (2, 3, 16, 2, 4, 9, 1, 2, 1),
+        (1, 2, 9, 3, 3, 9, 1, 8, 1),
+        (1, 2, 5, 3, 2, 9, 1, 9, 1),
+        (2, 3, 21, 2, 3, 9, 2, 1, 1),
     ];
     for (n, c, t, v, co, kt, s, p, d) in cases {
         let x = rand_var(&mut rng, &[n, c, t, v])?;
