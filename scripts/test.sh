@@ -23,4 +23,4 @@ fi
 cargo test --workspace
 # candle's own gradient and custom-op tests on the vendored, patched candle-core (vendor/README.md)
 cargo test --manifest-path vendor/candle-core/Cargo.toml --target-dir target/vendor \
-    --test grad_tests --test custom_op_tests
+    --test grad_tests --test custom_op_tests --test par_copy_tests
