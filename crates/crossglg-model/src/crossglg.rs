@@ -17,7 +17,7 @@ use crate::heads::{
 };
 use crate::infogcn::{InfoBottleneck, Latent};
 use crate::init::SeededVarMap;
-use crate::layers::joint_features;
+use crate::layers::joint_features_with;
 use crate::loss::{calibration_loss, cross_entropy_margin, distillation, LossParts, LossWeights};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -397,6 +397,11 @@ impl CrossGlg {
         self.jid_after
     }
 
+    /// Block features pooled over time and persons, `(N·M, C, T, V)` -> `(N, V, C)`.
+    fn pooled_joints(&self, h: &Tensor, m: usize) -> candle_core::Result<Tensor> {
+        joint_features_with(self.cfg.encoder.kernels, h, m)
+    }
+
     /// Runs the skeleton path: returns final block features, `k_out`.
     fn skeleton_path(
         &self,
@@ -417,7 +422,7 @@ impl CrossGlg {
             h = self.encoder.block(i, &h, weight.as_ref(), train)?;
             if i + 1 == self.jid_after {
                 if let Some(jid) = &self.jid {
-                    let k = jid.forward(&h, m)?; // (N, V)
+                    let k = jid.forward_pooled(&self.pooled_joints(&h, m)?)?; // (N, V)
                     let w = match self.cfg.jid.reweight {
                         Reweight::Off => None,
                         Reweight::Multiplicative => Some((&k * v as f64)?),
@@ -480,7 +485,7 @@ impl CrossGlg {
     ) -> candle_core::Result<Outputs> {
         let m = x.dim(4)?;
         let (h, k_out) = self.skeleton_path(x, train)?;
-        let f = joint_features(&h, m)?; // (N, V, C)
+        let f = self.pooled_joints(&h, m)?; // (N, V, C)
         let pooled = f.mean(1)?;
         let (embedding, latent) = match &self.ib {
             Some(ib) => {
@@ -555,7 +560,7 @@ impl CrossGlg {
         };
         let m = x.dim(4)?;
         let (h, _) = self.skeleton_path(x, false)?;
-        let f = joint_features(&h, m)?;
+        let f = self.pooled_joints(&h, m)?;
         let pooled = f.mean(1)?;
         let e = match &self.ib {
             Some(ib) => ib.forward(&pooled, false)?.mu,
@@ -586,7 +591,7 @@ impl CrossGlg {
     pub fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let m = x.dim(4)?;
         let (h, _) = self.skeleton_path(x, false)?;
-        let pooled = joint_features(&h, m)?.mean(1)?;
+        let pooled = self.pooled_joints(&h, m)?.mean(1)?;
         let e = match &self.ib {
             Some(ib) => ib.forward(&pooled, false)?.mu,
             None => pooled,
@@ -608,7 +613,9 @@ impl CrossGlg {
             h = self.encoder.block(i, &h, None, false)?;
         }
         match &self.jid {
-            Some(jid) => Ok(Some(jid.forward(&h, m)?.detach())),
+            Some(jid) => Ok(Some(
+                jid.forward_pooled(&self.pooled_joints(&h, m)?)?.detach(),
+            )),
             None => Ok(None),
         }
     }

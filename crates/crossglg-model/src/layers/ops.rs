@@ -19,7 +19,17 @@ pub fn mean_persons(x: &Tensor, m: usize) -> Result<Tensor> {
 
 /// Pools joint features over time and persons: `(N·M, C, T, V)` -> `(N, V, C)`.
 pub fn joint_features(x: &Tensor, m: usize) -> Result<Tensor> {
-    let pooled = x.mean(2)?; // (N·M, C, V)
+    joint_features_with(Kernels::Plain, x, m)
+}
+
+/// [`joint_features`] with the time mean as the fused kernel where it applies (candle's mean
+/// over a middle axis is a strided reduction on one thread).
+pub fn joint_features_with(k: Kernels, x: &Tensor, m: usize) -> Result<Tensor> {
+    let pooled = if k.applies(&[x]) && x.rank() == 4 {
+        crossglg_kernels::time_mean(x)?.squeeze(2)?
+    } else {
+        x.mean(2)?
+    }; // (N·M, C, V)
     mean_persons(&pooled, m)?.transpose(1, 2)?.contiguous()
 }
 
