@@ -163,7 +163,7 @@ pub fn cpu_features() -> Vec<&'static str> {
 
 /// Whether this CPU has AVX2 and FMA (the standard library caches the answer).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
+pub(crate) fn has_avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
