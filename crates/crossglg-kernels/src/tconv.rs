@@ -188,7 +188,8 @@ impl Geo {
     }
 }
 
-/// [`forward`] with `ep` applied to each sample's output right after its gemms.
+/// The direct-taps forward pass, with `ep` applied to each sample's output right after its
+/// gemms.
 fn forward_with(g: Geo, x: &[f32], w: &[f32], bias: Option<&[f32]>, ep: &Epilogue) -> Vec<f32> {
     let phases = g.phases(x);
     let taps = g.taps();

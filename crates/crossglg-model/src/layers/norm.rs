@@ -23,10 +23,7 @@ pub fn bn_act(
             if k.applies(&all) {
                 let (y, stats) =
                     crossglg_kernels::batch_norm_act(x, w, b, residual, bn.eps(), relu)?;
-                // The running stats are `Var`s of the VarMap; from_tensor shares their storage.
-                let rm = Var::from_tensor(bn.running_mean())?;
-                let rv = Var::from_tensor(bn.running_var())?;
-                stats.update_running(&rm, &rv, bn.momentum())?;
+                update_running(bn, &stats)?;
                 return Ok(y);
             }
         }
@@ -56,69 +53,113 @@ pub fn bn_act(
     }
 }
 
-/// Training-mode `act(bn(cat(xs, 1)) [+ residual])` for several batch norms side by side, one
-/// per part of the concatenation (a multi-scale TCN's branches): one fused kernel over all
-/// their channels, equal to each norm applied to its own part, since batch norm is per channel.
-/// The running statistics of each norm are updated from its channels. `None` where the fused
-/// kernel does not apply (then the caller keeps one [`bn_act`] per part).
+/// Several batch norms side by side, one per part of a channel concatenation (a multi-scale
+/// TCN's branches), applied in training as one fused kernel over all their channels: equal to
+/// each norm applied to its own part, since batch norm is per channel. The running statistics
+/// of each norm are updated from its channels.
 ///
 /// One norm over the whole output leaves the residual whole: per-part norms take channel slices
 /// of it, and each slice's gradient comes back through candle's `narrow` as a zero-padded copy
 /// of the whole residual, added into the others.
-pub(crate) fn bn_act_parts(
-    k: Kernels,
-    bns: &[&BatchNorm],
-    xs: &[Tensor],
-    residual: Option<&Tensor>,
-    relu: bool,
-) -> Result<Option<Tensor>> {
-    let Some(first) = bns.first() else {
-        return Ok(None);
-    };
-    let (eps, momentum) = (first.eps(), first.momentum());
-    let mut gammas = Vec::with_capacity(bns.len());
-    let mut betas = Vec::with_capacity(bns.len());
-    for bn in bns {
-        let Some((w, b)) = bn.weight_and_bias() else {
+pub(crate) struct PartsNorm<'a> {
+    bns: Vec<&'a BatchNorm>,
+    gamma: Tensor,
+    beta: Tensor,
+    eps: f64,
+}
+
+impl<'a> PartsNorm<'a> {
+    /// `None` where the fused kernel does not apply (then the caller keeps one [`bn_act`] per
+    /// part); decided before the parts are computed, so no work is done twice.
+    pub(crate) fn new(
+        k: Kernels,
+        bns: Vec<&'a BatchNorm>,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+    ) -> Result<Option<Self>> {
+        let Some(first) = bns.first() else {
             return Ok(None);
         };
-        if bn.eps() != eps || bn.momentum() != momentum {
+        let (eps, momentum) = (first.eps(), first.momentum());
+        let mut gammas = Vec::with_capacity(bns.len());
+        let mut betas = Vec::with_capacity(bns.len());
+        for bn in &bns {
+            let Some((w, b)) = bn.weight_and_bias() else {
+                return Ok(None);
+            };
+            if bn.eps() != eps || bn.momentum() != momentum {
+                return Ok(None);
+            }
+            gammas.push(w.clone());
+            betas.push(b.clone());
+        }
+        let mut all: Vec<&Tensor> = gammas.iter().chain(&betas).collect();
+        all.push(x);
+        all.extend(residual);
+        if !k.applies(&all) {
             return Ok(None);
         }
-        gammas.push(w.clone());
-        betas.push(b.clone());
+        Ok(Some(Self {
+            bns,
+            gamma: Tensor::cat(&gammas, 0)?,
+            beta: Tensor::cat(&betas, 0)?,
+            eps,
+        }))
     }
-    let mut all: Vec<&Tensor> = xs.iter().chain(&gammas).chain(&betas).collect();
-    all.extend(residual);
-    if xs.len() != bns.len() || !k.applies(&all) {
-        return Ok(None);
-    }
-    for (x, bn) in xs.iter().zip(bns) {
-        if x.rank() < 2 || x.dim(1)? != bn.running_mean().dim(0)? {
+
+    /// `act(bn(cat(xs, 1)) [+ residual])`, `xs` one part per norm, in order.
+    pub(crate) fn forward(
+        &self,
+        xs: &[Tensor],
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<Tensor> {
+        if xs.len() != self.bns.len() {
             candle_core::bail!(
-                "batch norm over parts: a part of shape {:?} for a norm of {} channels",
-                x.dims(),
-                bn.running_mean().dim(0)?
+                "batch norm over parts: {} parts for {} norms",
+                xs.len(),
+                self.bns.len()
             )
         }
+        for (x, bn) in xs.iter().zip(&self.bns) {
+            if x.rank() < 2 || x.dim(1)? != bn.running_mean().dim(0)? {
+                candle_core::bail!(
+                    "batch norm over parts: a part of shape {:?} for a norm of {} channels",
+                    x.dims(),
+                    bn.running_mean().dim(0)?
+                )
+            }
+        }
+        let x = Tensor::cat(xs, 1)?;
+        let (y, stats) = crossglg_kernels::batch_norm_act(
+            &x,
+            &self.gamma,
+            &self.beta,
+            residual,
+            self.eps,
+            relu,
+        )?;
+        let mut off = 0;
+        for bn in &self.bns {
+            let c = bn.running_mean().dim(0)?;
+            let part = crossglg_kernels::BatchStats {
+                mean: stats.mean[off..off + c].to_vec(),
+                var: stats.var[off..off + c].to_vec(),
+                count: stats.count,
+            };
+            update_running(bn, &part)?;
+            off += c;
+        }
+        Ok(y)
     }
-    let x = Tensor::cat(xs, 1)?;
-    let (g, b) = (Tensor::cat(&gammas, 0)?, Tensor::cat(&betas, 0)?);
-    let (y, stats) = crossglg_kernels::batch_norm_act(&x, &g, &b, residual, eps, relu)?;
-    let mut off = 0;
-    for bn in bns {
-        let c = bn.running_mean().dim(0)?;
-        let part = crossglg_kernels::BatchStats {
-            mean: stats.mean[off..off + c].to_vec(),
-            var: stats.var[off..off + c].to_vec(),
-            count: stats.count,
-        };
-        let rm = Var::from_tensor(bn.running_mean())?;
-        let rv = Var::from_tensor(bn.running_var())?;
-        part.update_running(&rm, &rv, momentum)?;
-        off += c;
-    }
-    Ok(Some(y))
+}
+
+/// Folds a batch's statistics into `bn`'s running statistics, in place: they are `Var`s of the
+/// VarMap, and `from_tensor` shares their storage.
+fn update_running(bn: &BatchNorm, stats: &crossglg_kernels::BatchStats) -> Result<()> {
+    let rm = Var::from_tensor(bn.running_mean())?;
+    let rv = Var::from_tensor(bn.running_var())?;
+    stats.update_running(&rm, &rv, bn.momentum())
 }
 
 /// Training-mode batch norm as candle_nn's `forward_t(x, true)` computes it (normalised with

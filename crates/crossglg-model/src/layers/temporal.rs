@@ -480,7 +480,7 @@ impl MultiScaleTcn {
 
     /// Training with the fused kernels: every branch up to its last batch norm, the branches
     /// concatenated, then their last norms, the residual add and the ReLU as one fused pass
-    /// over all channels ([`bn_act_parts`]); equal to [`Self::forward_act`]'s per-branch form.
+    /// over all channels ([`PartsNorm`]); equal to [`Self::forward_act`]'s per-branch form.
     /// `None` where the fused kernels do not apply.
     fn forward_train_merged(
         &self,
@@ -488,34 +488,38 @@ impl MultiScaleTcn {
         residual: Option<&Tensor>,
         relu: bool,
     ) -> Result<Option<Tensor>> {
-        let mut all = vec![x];
-        all.extend(residual);
-        if !self.kernels.applies(&all) {
+        let last_bns = self
+            .branches
+            .iter()
+            .map(|b| match b {
+                Branch::Conv { tconv, .. } => &tconv.bn,
+                Branch::MaxPool { post_bn, .. } => post_bn,
+                Branch::Point { bn, .. } => bn,
+            })
+            .collect();
+        let Some(norm) = PartsNorm::new(self.kernels, last_bns, x, residual)? else {
             return Ok(None);
-        }
-        let mut parts = Vec::with_capacity(self.branches.len());
-        let mut bns = Vec::with_capacity(self.branches.len());
-        for b in &self.branches {
-            let (part, bn) = match b {
-                Branch::Conv { pre, pre_bn, tconv } => {
-                    let h = conv_bn_act(pre, pre_bn, x, None, true, true)?;
-                    (tconv.conv.forward(&h)?, &tconv.bn)
-                }
+        };
+        let parts = self
+            .branches
+            .iter()
+            .map(|b| match b {
+                Branch::Conv { pre, pre_bn, tconv } => tconv
+                    .conv
+                    .forward(&conv_bn_act(pre, pre_bn, x, None, true, true)?),
                 Branch::MaxPool {
                     pre,
                     pre_bn,
-                    post_bn,
                     stride,
+                    ..
                 } => {
                     let h = conv_bn_act(pre, pre_bn, x, None, true, true)?;
-                    (max_pool_time3(self.kernels, &h, *stride)?, post_bn)
+                    max_pool_time3(self.kernels, &h, *stride)
                 }
-                Branch::Point { conv, bn } => (conv.forward(x)?, bn),
-            };
-            parts.push(part);
-            bns.push(bn);
-        }
-        bn_act_parts(self.kernels, &bns, &parts, residual, relu)
+                Branch::Point { conv, .. } => conv.forward(x),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        norm.forward(&parts, residual, relu).map(Some)
     }
 
     /// The inputs of the convolution and max-pool branches in inference: their 1×1 convs with
