@@ -570,14 +570,11 @@ impl Sgd {
     }
 }
 
-/// Sizes rayon's global pool to `config.threads` (0 = rayon's default). Fails harmlessly if the
-/// global pool already exists (in-process runs after the first).
+/// Sizes rayon's global pool to `config.threads` (0 = rayon's default), with subnormals flushed
+/// to zero as in `crossglg` itself. Does nothing to the pool if it already exists (in-process
+/// runs after the first).
 pub(crate) fn set_threads(config: &BenchConfig) {
-    if config.threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .build_global();
-    }
+    crossglg_kernels::flush_denormals(config.threads);
 }
 
 /// Runs one variant in this process.

@@ -203,6 +203,9 @@ fn main() -> std::process::ExitCode {
     // step, and returning them to the kernel each time costs more than the maths (see
     // docs/performance.md).
     crossglg_kernels::tune_allocator();
+    // Subnormal floats take x86's slow path in every kernel (an untrained model's embeddings ran
+    // 11x slower); this thread and rayon's pool (RAYON_NUM_THREADS) flush them to zero.
+    crossglg_kernels::flush_denormals(0);
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

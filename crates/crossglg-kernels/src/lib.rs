@@ -13,6 +13,7 @@ mod agg;
 mod alloc;
 mod attn;
 mod bn;
+mod fpmode;
 mod graph;
 mod mm;
 mod points;
@@ -31,6 +32,10 @@ pub use agg::{head_aggregate, subset_aggregate};
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
 pub use attn::joint_attention;
 pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};
+pub use fpmode::{
+    denormal_free_pool, denormals_flushed_on_this_thread, flush_denormals,
+    flush_denormals_on_this_thread, FlushDenormals,
+};
 pub use graph::{graph_conv, graph_conv_infer};
 pub use pointwise::pointwise_split_infer;
 pub use pool::max_pool_time3;

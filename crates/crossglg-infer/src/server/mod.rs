@@ -228,6 +228,10 @@ impl Server {
     pub fn run(self, on_ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            // requests run candle ops on these threads (blocking ones included): no subnormals
+            .on_thread_start(|| {
+                crossglg_kernels::flush_denormals_on_this_thread();
+            })
             .build()?;
         let addr = self.state.opts.addr;
         rt.block_on(async move {
