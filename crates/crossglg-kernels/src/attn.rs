@@ -14,8 +14,10 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::rel::fast_exp;
-use crate::small::{pack, padded, small_mm, transpose, with_avx2, Lhs};
-use crate::util::{add_into, check_cpu_f32, group_size, slice, tensor, with_all, zeros};
+use crate::small::{pack, padded, small_mm, small_mm_set, transpose, with_avx2, Lhs};
+use crate::util::{
+    add_into, check_cpu_f32, group_size, slice, tensor, with_all, written_chunks, zeros,
+};
 
 const OP: &str = "joint_attention";
 
@@ -220,38 +222,45 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
     let p = Params::split(g, params);
     let (v, d, o, hd) = (g.v, g.d, g.o(), g.h * g.d);
     let scale = 1.0 / (d as f32).sqrt();
-    let mut out = zeros(g.n * g.maps());
-    out.par_chunks_mut(g.maps().max(1))
-        .enumerate()
-        .for_each_init(Scratch::default, |s, (n, on)| {
-            with_avx2(
-                #[inline(always)]
-                || project(g, eps, x, &p, n, s),
-            );
-            for t in 0..g.t {
-                for h in 0..g.h {
-                    // kᵀ (D × V) of this frame and head
-                    let koff = t * v * o + hd + h * d;
-                    pack(&mut s.kt, d, v, &s.qk, koff, 1, o, |_, _, val| val);
-                    let l = Lhs {
-                        off: t * v * o + h * d,
-                        rs: o,
-                        cs: 1,
-                    };
-                    let moff = (t * g.h + h) * v * v;
-                    small_mm(v, d, v, &s.qk, l, &s.kt, padded(v), on, moff, v);
-                    with_avx2(
-                        #[inline(always)]
-                        || {
-                            for row in on[moff..moff + v * v].chunks_exact_mut(v) {
-                                softmax_scaled(row, scale);
-                            }
-                        },
-                    );
-                }
+    let work = |s: &mut Scratch, n: usize, on: &mut [std::mem::MaybeUninit<f32>]| {
+        with_avx2(
+            #[inline(always)]
+            || project(g, eps, x, &p, n, s),
+        );
+        for t in 0..g.t {
+            for h in 0..g.h {
+                // kᵀ (D × V) of this frame and head
+                let koff = t * v * o + hd + h * d;
+                pack(&mut s.kt, d, v, &s.qk, koff, 1, o, |_, _, val| val);
+                let l = Lhs {
+                    off: t * v * o + h * d,
+                    rs: o,
+                    cs: 1,
+                };
+                let moff = (t * g.h + h) * v * v;
+                small_mm_set(v, d, v, &s.qk, l, &s.kt, padded(v), on, moff, v);
+                let map = &mut on[moff..moff + v * v];
+                // SAFETY: the product just above wrote all V × V values of this map; f32 and
+                // MaybeUninit<f32> have the same layout.
+                #[allow(unsafe_code)]
+                let map = unsafe { &mut *(map as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for row in map.chunks_exact_mut(v) {
+                            softmax_scaled(row, scale);
+                        }
+                    },
+                );
             }
-        });
-    out
+        }
+    };
+    // SAFETY: the (t, h) maps tile the sample's T·H·V·V chunk, and each is written whole by its
+    // product.
+    #[allow(unsafe_code)]
+    unsafe {
+        written_chunks(g.n * g.maps(), g.maps(), Scratch::default, work)
+    }
 }
 
 /// Returns (dx, dparams).

@@ -28,7 +28,7 @@ mod toom;
 mod util;
 mod winograd;
 
-pub use agg::{head_aggregate, subset_aggregate};
+pub use agg::{head_aggregate, head_aggregate_conv_infer, subset_aggregate};
 pub use alloc::{tune_allocator, tune_allocator_with, AllocatorTuning};
 pub use attn::joint_attention;
 pub use bn::{batch_norm_act, channel_affine_act, BatchStats, FusedBatchNorm};

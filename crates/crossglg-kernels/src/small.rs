@@ -5,6 +5,8 @@
 //! a CTR-GCN training step. On x86-64 CPUs with AVX2 and FMA an intrinsics version is picked at
 //! run time; the portable version is the fallback.
 
+use std::mem::MaybeUninit;
+
 /// Width of one register block of the right-hand matrix (four AVX vectors).
 pub(crate) const LANES: usize = 32;
 
@@ -41,16 +43,278 @@ pub(crate) fn small_mm(
     off: usize,
     os: usize,
 ) {
+    let out = uninit_view(out);
+    small_mm_with::<true>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+}
+
+/// [`small_mm`] that writes `out` instead of adding to it, so `out` may be uninitialised:
+/// callers whose every output element comes from one product skip zero-filling the buffer first
+/// (the head aggregation's and the attention's zero fills were 4 % of InfoGCN's inference).
+/// Initialises exactly the elements `out[off + r·os + l]`, `r < rows`, `l < cols`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn small_mm_set(
+    rows: usize,
+    k: usize,
+    cols: usize,
+    lhs: &[f32],
+    l: Lhs,
+    rhs: &[f32],
+    rsb: usize,
+    out: &mut [MaybeUninit<f32>],
+    off: usize,
+    os: usize,
+) {
+    small_mm_with::<false>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+}
+
+/// `out` as possibly uninitialised floats, for [`small_mm_set`] into a buffer that holds old
+/// values (a reused scratch buffer).
+pub(crate) fn uninit_view(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout, and the kernels of this module
+    // only store initialised values through the view.
+    #[allow(unsafe_code)]
+    unsafe {
+        &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>])
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn small_mm_with<const ACC: bool>(
+    rows: usize,
+    k: usize,
+    cols: usize,
+    lhs: &[f32],
+    l: Lhs,
+    rhs: &[f32],
+    rsb: usize,
+    out: &mut [MaybeUninit<f32>],
+    off: usize,
+    os: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         #[allow(unsafe_code)]
         unsafe {
-            avx2::small_mm(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+            avx2::small_mm::<ACC>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
         };
         return;
     }
-    small_mm_impl(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+    small_mm_impl::<ACC>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+}
+
+/// The head aggregation's products for all heads of one frame:
+/// `out[off + h·hs_out + r·os + u] = Σ_j lhs(r, j) · maps[h·hs_map + j·rsb + u]` for
+/// `h < heads`, `r < rows`, `u < cols`, `j < k`; map rows are zero past `cols` up to a whole
+/// block of [`LANES`] (as [`pack`] leaves them). Writes (does not add to) exactly those elements.
+///
+/// With AVX-512 and `cols ≤ 32` one pass serves three heads: 4 rows × 3 heads × 2 vectors stay
+/// in 24 registers, so each broadcast left-hand value feeds six 16-lane FMAs (the AVX2 kernel,
+/// one head at a time, reloads the left values for every head and holds 8 accumulators).
+/// Elsewhere, [`small_mm_set`] per head.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn heads_mm_set(
+    (rows, k, cols, heads): (usize, usize, usize, usize),
+    lhs: &[f32],
+    l: Lhs,
+    (maps, hs_map, rsb): (&[f32], usize, usize),
+    out: &mut [MaybeUninit<f32>],
+    (off, os, hs_out): (usize, usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if cols <= LANES && has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        #[allow(unsafe_code)]
+        unsafe {
+            avx512::heads_mm_set(
+                (rows, k, cols, heads),
+                lhs,
+                l,
+                (maps, hs_map, rsb),
+                out,
+                (off, os, hs_out),
+            )
+        };
+        return;
+    }
+    heads_mm_set_each(
+        (rows, k, cols, heads),
+        lhs,
+        l,
+        (maps, hs_map, rsb),
+        out,
+        (off, os, hs_out),
+    )
+}
+
+/// [`heads_mm_set`] one head at a time through [`small_mm_set`]: the fallback and the reference.
+#[allow(clippy::too_many_arguments)]
+fn heads_mm_set_each(
+    (rows, k, cols, heads): (usize, usize, usize, usize),
+    lhs: &[f32],
+    l: Lhs,
+    (maps, hs_map, rsb): (&[f32], usize, usize),
+    out: &mut [MaybeUninit<f32>],
+    (off, os, hs_out): (usize, usize, usize),
+) {
+    for h in 0..heads {
+        let m = &maps[h * hs_map..];
+        small_mm_set(rows, k, cols, lhs, l, m, rsb, out, off + h * hs_out, os);
+    }
+}
+
+/// Whether this CPU has AVX-512F (the standard library caches the answer).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use super::{Lhs, LANES};
+    use std::arch::x86_64::{
+        __m512, __mmask16, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_set1_ps,
+        _mm512_setzero_ps,
+    };
+    use std::mem::MaybeUninit;
+
+    /// # Safety
+    /// The CPU must support AVX-512F; `cols ≤ 32`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn heads_mm_set(
+        (rows, k, cols, heads): (usize, usize, usize, usize),
+        lhs: &[f32],
+        l: Lhs,
+        (maps, hs_map, rsb): (&[f32], usize, usize),
+        out: &mut [MaybeUninit<f32>],
+        (off, os, hs_out): (usize, usize, usize),
+    ) {
+        assert!(
+            cols <= LANES,
+            "heads_mm_set: {cols} columns, at most {LANES}"
+        );
+        if rows == 0 || k == 0 || cols == 0 || heads == 0 {
+            // k = 0 writes zeros; the others write nothing
+            if k == 0 {
+                for h in 0..heads {
+                    for r in 0..rows {
+                        let o = off + h * hs_out + r * os;
+                        out[o..o + cols].iter_mut().for_each(|e| _ = e.write(0.0));
+                    }
+                }
+            }
+            return;
+        }
+        // every read and write below stays inside these bounds
+        assert!(
+            (heads - 1) * hs_map + (k - 1) * rsb + LANES <= maps.len(),
+            "heads_mm_set: maps"
+        );
+        assert!(
+            l.off + (rows - 1) * l.rs + (k - 1) * l.cs < lhs.len(),
+            "heads_mm_set: lhs"
+        );
+        assert!(
+            off + (heads - 1) * hs_out + (rows - 1) * os + cols <= out.len(),
+            "heads_mm_set: out"
+        );
+        let masks = [
+            (((1u32 << cols.min(16)) - 1) & 0xFFFF) as __mmask16,
+            (((1u32 << cols.saturating_sub(16)) - 1) & 0xFFFF) as __mmask16,
+        ];
+        let g = Geo {
+            k,
+            lhs,
+            l,
+            maps,
+            hs_map,
+            rsb,
+            off,
+            os,
+            hs_out,
+            masks,
+        };
+        let mut h0 = 0;
+        while h0 < heads {
+            let hg = (heads - h0).min(3);
+            let mut r = 0;
+            while r < rows {
+                let rg = (rows - r).min(4);
+                // SAFETY: heads h0..h0 + hg and rows r..r + rg are inside the checked bounds.
+                unsafe {
+                    match (hg, rg) {
+                        (3, 4) => block::<3, 4>(&g, h0, r, out),
+                        (3, _) => block::<3, 1>(&g, h0, r, out),
+                        (2, 4) => block::<2, 4>(&g, h0, r, out),
+                        (2, _) => block::<2, 1>(&g, h0, r, out),
+                        (_, 4) => block::<1, 4>(&g, h0, r, out),
+                        _ => block::<1, 1>(&g, h0, r, out),
+                    }
+                }
+                r += if rg == 4 { 4 } else { 1 };
+            }
+            h0 += hg;
+        }
+    }
+
+    struct Geo<'a> {
+        k: usize,
+        lhs: &'a [f32],
+        l: Lhs,
+        maps: &'a [f32],
+        hs_map: usize,
+        rsb: usize,
+        off: usize,
+        os: usize,
+        hs_out: usize,
+        masks: [__mmask16; 2],
+    }
+
+    /// Heads `h0..h0 + H`, rows `r..r + R`: `R·H·2` accumulators over the `k` loop.
+    ///
+    /// # Safety
+    /// AVX-512F; the heads and rows lie inside the bounds checked by the caller.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const H: usize, const R: usize>(
+        g: &Geo,
+        h0: usize,
+        r: usize,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let mut acc = [[[_mm512_setzero_ps(); 2]; H]; R];
+        let (mp, lp) = (g.maps.as_ptr(), g.lhs.as_ptr());
+        for j in 0..g.k {
+            // SAFETY (whole loop): map rows j of heads h0.. and left values of rows r.. for
+            // column j are inside the slices (the caller's bounds).
+            let b: [[__m512; 2]; H] = std::array::from_fn(|h| unsafe {
+                let p = mp.add((h0 + h) * g.hs_map + j * g.rsb);
+                [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))]
+            });
+            for (i, acc_r) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(unsafe { *lp.add(g.l.off + (r + i) * g.l.rs + j * g.l.cs) });
+                for (acc_h, bh) in acc_r.iter_mut().zip(&b) {
+                    acc_h[0] = _mm512_fmadd_ps(a, bh[0], acc_h[0]);
+                    acc_h[1] = _mm512_fmadd_ps(a, bh[1], acc_h[1]);
+                }
+            }
+        }
+        let op = out.as_mut_ptr().cast::<f32>();
+        for (i, acc_r) in acc.iter().enumerate() {
+            for (h, acc_h) in acc_r.iter().enumerate() {
+                let o = g.off + (h0 + h) * g.hs_out + (r + i) * g.os;
+                // SAFETY: the masks cover the `cols` lanes from `o`, inside `out`.
+                unsafe {
+                    _mm512_mask_storeu_ps(op.add(o), g.masks[0], acc_h[0]);
+                    if g.masks[1] != 0 {
+                        _mm512_mask_storeu_ps(op.add(o + 16), g.masks[1], acc_h[1]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` `src`. With AVX2, 8×8 blocks go
@@ -200,12 +464,13 @@ mod avx2 {
         __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
+    use std::mem::MaybeUninit;
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn small_mm(
+    pub(super) unsafe fn small_mm<const ACC: bool>(
         rows: usize,
         k: usize,
         cols: usize,
@@ -213,15 +478,15 @@ mod avx2 {
         l: Lhs,
         rhs: &[f32],
         rsb: usize,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         off: usize,
         os: usize,
     ) {
         for b in column_blocks(rows, k, cols) {
             match b.width {
-                32 => block::<4, 2>(b, lhs, l, rhs, rsb, out, off, os),
-                16 => block::<2, 4>(b, lhs, l, rhs, rsb, out, off, os),
-                _ => block::<1, 8>(b, lhs, l, rhs, rsb, out, off, os),
+                32 => block::<4, 2, ACC>(b, lhs, l, rhs, rsb, out, off, os),
+                16 => block::<2, 4, ACC>(b, lhs, l, rhs, rsb, out, off, os),
+                _ => block::<1, 8, ACC>(b, lhs, l, rhs, rsb, out, off, os),
             }
         }
     }
@@ -298,22 +563,58 @@ mod avx2 {
     /// AVX2 context: there LLVM turns this loop into `vmaskmovps`, whose masked store is
     /// microcoded on AMD Zen and was a tenth of this kernel's time.
     #[inline(never)]
-    fn add_tail(dst: &mut [f32], src: &[f32]) {
+    fn add_tail(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
         for (d, c) in dst.iter_mut().zip(src) {
-            *d += c;
+            // SAFETY: accumulating kernels get an initialised `out`.
+            let old = unsafe { d.assume_init_read() };
+            d.write(old + c);
+        }
+    }
+
+    /// Stores the first `dst.len()` (1 to 7) lanes of `v` straight from the register, 4, 2 and
+    /// 1 at a time. Through a stack buffer, LLVM made the copy a `memcpy` call per row (2 % of
+    /// InfoGCN's inference, whose 25-wide rows end in one lane).
+    #[inline(always)]
+    fn store_tail(dst: &mut [MaybeUninit<f32>], v: __m256) {
+        use std::arch::x86_64::{
+            _mm256_castps256_ps128, _mm256_extractf128_ps, _mm_castps_pd, _mm_movehl_ps,
+            _mm_store_sd, _mm_store_ss, _mm_storeu_ps,
+        };
+        let mut m = dst.len();
+        debug_assert!((1..8).contains(&m), "a partial vector has 1 to 7 lanes");
+        let mut q = dst.as_mut_ptr().cast::<f32>();
+        // SAFETY: each store writes only lanes below `m`, inside `dst`; the intrinsics need SSE2
+        // and AVX, which every caller's AVX2 context has.
+        unsafe {
+            let mut x = _mm256_castps256_ps128(v);
+            if m >= 4 {
+                _mm_storeu_ps(q, x);
+                x = _mm256_extractf128_ps::<1>(v);
+                q = q.add(4);
+                m -= 4;
+            }
+            if m >= 2 {
+                _mm_store_sd(q.cast::<f64>(), _mm_castps_pd(x));
+                x = _mm_movehl_ps(x, x);
+                q = q.add(2);
+                m -= 2;
+            }
+            if m == 1 {
+                _mm_store_ss(q, x);
+            }
         }
     }
 
     /// One column block of `8·NV` lanes, `R` rows at a time.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    fn block<const NV: usize, const R: usize>(
+    fn block<const NV: usize, const R: usize, const ACC: bool>(
         b: Block,
         lhs: &[f32],
         l: Lhs,
         rhs: &[f32],
         rsb: usize,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         off: usize,
         os: usize,
     ) {
@@ -348,18 +649,38 @@ mod avx2 {
                 let dst = &mut out[o..o + nl];
                 // whole vectors straight into `out`, the last partial one through a buffer
                 let full = nl / 8;
-                for (q, c) in acc_r.iter().enumerate().take(full) {
-                    // SAFETY: `dst` holds `nl ≥ 8·full` floats, so lanes 8q..8q+8 are in it.
-                    unsafe {
-                        let p = dst.as_mut_ptr().add(8 * q);
-                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), *c));
+                // Written out for q < 4 rather than as a loop: as a loop over the accumulator
+                // array, the overwriting form became a `memcpy` call per row.
+                let store = |q: usize, dst: &mut [MaybeUninit<f32>]| {
+                    if q < NV && q < full {
+                        // SAFETY: `dst` holds `nl ≥ 8·full` floats, so lanes 8q..8q+8 are in
+                        // it; when accumulating they are initialised (the caller's contract).
+                        unsafe {
+                            let p = dst.as_mut_ptr().add(8 * q).cast::<f32>();
+                            let v = if ACC {
+                                _mm256_add_ps(_mm256_loadu_ps(p), acc_r[q])
+                            } else {
+                                acc_r[q]
+                            };
+                            _mm256_storeu_ps(p, v);
+                        }
                     }
-                }
+                };
+                const { assert!(NV <= 4) };
+                store(0, dst);
+                store(1, dst);
+                store(2, dst);
+                store(3, dst);
                 if full < NV && !nl.is_multiple_of(8) {
-                    let mut tmp = [0f32; 8];
-                    // SAFETY: `tmp` holds 8 floats.
-                    unsafe { _mm256_storeu_ps(tmp.as_mut_ptr(), acc_r[full]) };
-                    add_tail(&mut dst[8 * full..], &tmp);
+                    let rest = &mut dst[8 * full..];
+                    if ACC {
+                        let mut tmp = [0f32; 8];
+                        // SAFETY: `tmp` holds 8 floats.
+                        unsafe { _mm256_storeu_ps(tmp.as_mut_ptr(), acc_r[full]) };
+                        add_tail(rest, &tmp);
+                    } else {
+                        store_tail(rest, acc_r[full]);
+                    }
                 }
             }
             r += R;
@@ -372,7 +693,7 @@ mod avx2 {
 /// 4 × 2 or 8 × 1) that stay in registers over the `k` loop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn small_mm_impl(
+fn small_mm_impl<const ACC: bool>(
     rows: usize,
     k: usize,
     cols: usize,
@@ -380,15 +701,15 @@ fn small_mm_impl(
     l: Lhs,
     rhs: &[f32],
     rsb: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     off: usize,
     os: usize,
 ) {
     for b in column_blocks(rows, k, cols) {
         match b.width {
-            32 => block::<32, 2>(b, lhs, l, rhs, rsb, out, off, os),
-            16 => block::<16, 4>(b, lhs, l, rhs, rsb, out, off, os),
-            _ => block::<8, 8>(b, lhs, l, rhs, rsb, out, off, os),
+            32 => block::<32, 2, ACC>(b, lhs, l, rhs, rsb, out, off, os),
+            16 => block::<16, 4, ACC>(b, lhs, l, rhs, rsb, out, off, os),
+            _ => block::<8, 8, ACC>(b, lhs, l, rhs, rsb, out, off, os),
         }
     }
 }
@@ -433,13 +754,13 @@ fn column_blocks(rows: usize, k: usize, cols: usize) -> impl Iterator<Item = Blo
 /// One column block of width `W`, `R` rows at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block<const W: usize, const R: usize>(
+fn block<const W: usize, const R: usize, const ACC: bool>(
     b: Block,
     lhs: &[f32],
     l: Lhs,
     rhs: &[f32],
     rsb: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     off: usize,
     os: usize,
 ) {
@@ -469,7 +790,14 @@ fn block<const W: usize, const R: usize>(
         for (i, accr) in acc.iter().enumerate().take(live) {
             let o = off + (r + i) * os + b.lb;
             for (dst, c) in out[o..o + nl].iter_mut().zip(accr) {
-                *dst += c;
+                // SAFETY: accumulating kernels get an initialised `out`.
+                #[allow(unsafe_code)]
+                let v = if ACC {
+                    (unsafe { dst.assume_init_read() }) + c
+                } else {
+                    *c
+                };
+                dst.write(v);
             }
         }
         r += R;
@@ -640,6 +968,83 @@ mod tests {
         assert_eq!(d, want);
     }
 
+    /// The AVX-512 all-heads kernel (where the CPU has it) and the dispatched one against one
+    /// `small_mm_set` per head, with gaps between rows and heads that must stay untouched.
+    #[test]
+    fn heads_mm_set_matches_one_product_per_head() {
+        for &(rows, k, cols, heads) in &[
+            (16, 25, 25, 3),
+            (5, 25, 25, 3),
+            (17, 7, 20, 2),
+            (3, 1, 1, 1),
+            (4, 3, 16, 4),
+            (6, 9, 17, 5),
+            (1, 25, 32, 3),
+            (9, 0, 5, 2),
+        ] {
+            let l = Lhs {
+                off: 2,
+                rs: k + 3,
+                cs: 1,
+            };
+            let a: Vec<f32> = (0..2 + rows * (k + 3))
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            // maps padded to LANES per row, zeros past `cols`; heads 5 rows apart
+            let hs_map = (k + 5) * LANES;
+            let maps: Vec<f32> = (0..heads * hs_map)
+                .map(|i| match (i % hs_map) / LANES < k && i % LANES < cols {
+                    true => ((i * 53 % 97) as f32 - 48.0) / 24.0,
+                    false => 0.0,
+                })
+                .collect();
+            let (off, os) = (3, cols + 2);
+            let hs_out = rows * os + 4;
+            let len = off + heads * hs_out;
+            let run = |f: &dyn Fn(&mut [MaybeUninit<f32>])| -> Vec<f32> {
+                let mut out = vec![MaybeUninit::new(-7f32); len];
+                f(&mut out);
+                // SAFETY: initialised above.
+                #[allow(unsafe_code)]
+                out.iter().map(|v| unsafe { v.assume_init() }).collect()
+            };
+            let geo = (rows, k, cols, heads);
+            let want = run(&|o| {
+                heads_mm_set_each(geo, &a, l, (&maps, hs_map, LANES), o, (off, os, hs_out))
+            });
+            let written = |i: usize| {
+                i >= off && {
+                    let (h, rest) = ((i - off) / hs_out, (i - off) % hs_out);
+                    h < heads && rest < rows * os && rest % os < cols
+                }
+            };
+            for (i, w) in want.iter().enumerate() {
+                assert_eq!(*w == -7.0, !written(i), "reference at {i}");
+            }
+            let mut paths: Vec<(&str, Vec<f32>)> = vec![(
+                "dispatched",
+                run(&|o| heads_mm_set(geo, &a, l, (&maps, hs_map, LANES), o, (off, os, hs_out))),
+            )];
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                // SAFETY: the CPU has AVX-512F.
+                #[allow(unsafe_code)]
+                let got = run(&|o| unsafe {
+                    avx512::heads_mm_set(geo, &a, l, (&maps, hs_map, LANES), o, (off, os, hs_out))
+                });
+                paths.push(("avx512", got));
+            }
+            for (path, got) in paths {
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{path} {rows}x{k}x{cols} heads {heads} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn matches_a_naive_product_for_odd_shapes_and_strides() {
         for &(rows, k, cols) in &[
@@ -654,6 +1059,11 @@ mod tests {
             (13, 25, 25),
             (25, 25, 16),
             (6, 2, 48),
+            // partial last vectors of 3, 7, 5 and 2 lanes
+            (4, 6, 19),
+            (3, 5, 23),
+            (5, 9, 29),
+            (2, 3, 26),
         ] {
             let l = Lhs {
                 off: 3,
@@ -672,15 +1082,48 @@ mod tests {
             // packed, and read in place with the unpadded row stride
             for (rhs, rsb) in [(&b, padded(cols)), (&src, cols)] {
                 // the dispatched kernel, the AVX2 one forced where the CPU has it (so the test
-                // names the path it checks), and the portable one
-                type Kernel =
-                    fn(usize, usize, usize, &[f32], Lhs, &[f32], usize, &mut [f32], usize, usize);
+                // names the path it checks), and the portable one; each adding to `out` (true)
+                // and overwriting it (false)
+                type Kernel = fn(
+                    usize,
+                    usize,
+                    usize,
+                    &[f32],
+                    Lhs,
+                    &[f32],
+                    usize,
+                    &mut [MaybeUninit<f32>],
+                    usize,
+                    usize,
+                );
+                #[allow(clippy::too_many_arguments, unsafe_code)]
+                fn dispatched(
+                    rows: usize,
+                    k: usize,
+                    cols: usize,
+                    lhs: &[f32],
+                    l: Lhs,
+                    rhs: &[f32],
+                    rsb: usize,
+                    out: &mut [MaybeUninit<f32>],
+                    off: usize,
+                    os: usize,
+                ) {
+                    // SAFETY: the test's buffer is initialised.
+                    let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                    small_mm(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+                }
                 #[allow(unused_mut)]
-                let mut kernels = vec![small_mm as Kernel, small_mm_impl as Kernel];
+                let mut kernels = vec![
+                    (dispatched as Kernel, true),
+                    (small_mm_set as Kernel, false),
+                    (small_mm_impl::<true> as Kernel, true),
+                    (small_mm_impl::<false> as Kernel, false),
+                ];
                 #[cfg(target_arch = "x86_64")]
                 {
                     #[allow(clippy::too_many_arguments, unsafe_code)]
-                    fn avx2_path(
+                    fn avx2_path<const ACC: bool>(
                         rows: usize,
                         k: usize,
                         cols: usize,
@@ -688,23 +1131,35 @@ mod tests {
                         l: Lhs,
                         rhs: &[f32],
                         rsb: usize,
-                        out: &mut [f32],
+                        out: &mut [MaybeUninit<f32>],
                         off: usize,
                         os: usize,
                     ) {
                         // SAFETY: only pushed when the CPU has AVX2 and FMA.
-                        unsafe { avx2::small_mm(rows, k, cols, lhs, l, rhs, rsb, out, off, os) }
+                        unsafe {
+                            avx2::small_mm::<ACC>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+                        }
                     }
                     if has_avx2_fma() {
-                        kernels.push(avx2_path as Kernel);
+                        kernels.push((avx2_path::<true> as Kernel, true));
+                        kernels.push((avx2_path::<false> as Kernel, false));
                     }
                 }
-                for kernel in kernels {
-                    let mut out = vec![1f32; rows * cols];
-                    kernel(rows, k, cols, &a, l, rhs, rsb, &mut out, 0, cols);
-                    for (o, w) in out.iter().zip(&want) {
-                        let e = (o - 1.0 - w).abs();
-                        assert!(e < 1e-4, "{rows}x{k}x{cols}: {o} vs {w} + 1");
+                for (kernel, acc) in kernels {
+                    // rows of `cols` values with a gap of 2 between them, which must stay as is
+                    let os = cols + 2;
+                    let mut out = vec![MaybeUninit::new(1f32); rows * os];
+                    kernel(rows, k, cols, &a, l, rhs, rsb, &mut out, 0, os);
+                    // SAFETY: initialised above (and only written since).
+                    #[allow(unsafe_code)]
+                    let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+                    let base = if acc { 1.0 } else { 0.0 };
+                    for (r, row) in out.chunks_exact(os).enumerate() {
+                        for (o, w) in row[..cols].iter().zip(&want[r * cols..]) {
+                            let e = (o - base - w).abs();
+                            assert!(e < 1e-4, "{rows}x{k}x{cols} acc {acc}: {o} vs {w} + {base}");
+                        }
+                        assert!(row[cols..].iter().all(|v| *v == 1.0), "gap written");
                     }
                 }
             }

@@ -4,10 +4,10 @@
 use candle_core::{Device, IndexOp, Result, Tensor, Var, D};
 use crossglg_kernels::{
     batch_norm_act, channel_affine_act, channel_joint_bias, graph_conv, graph_conv_infer,
-    head_aggregate, joint_attention, joint_scale, max_pool_time3, pairwise_tanh,
-    pointwise_split_infer, subset_aggregate, subset_weight_mm, temporal_conv, temporal_conv_bias,
-    temporal_conv_dilated, temporal_conv_infer, temporal_conv_toom, temporal_conv_winograd,
-    time_mean, FusedBatchNorm,
+    head_aggregate, head_aggregate_conv_infer, joint_attention, joint_scale, max_pool_time3,
+    pairwise_tanh, pointwise_split_infer, subset_aggregate, subset_weight_mm, temporal_conv,
+    temporal_conv_bias, temporal_conv_dilated, temporal_conv_infer, temporal_conv_toom,
+    temporal_conv_winograd, time_mean, FusedBatchNorm,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -403,6 +403,69 @@ fn head_aggregate_matches_plain() -> Result<()> {
             &[("dx", &x), ("dp", &p), ("da", &a)],
         )?;
     }
+    Ok(())
+}
+
+/// InfoGCN's inference graph conv, fused, against the aggregation as candle ops, then the
+/// stacked 1×1 convolution as a matmul, bias, residual and ReLU. Each case runs on one thread
+/// (the fused per-sample path) and on eight (fewer samples than twice the threads: the two-op
+/// path).
+#[test]
+fn head_aggregate_conv_infer_matches_aggregation_then_conv() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(12);
+    // (n, c, t, v, h, u, co)
+    let cases = [
+        (2, 5, 4, 25, 3, 25, 7),
+        (3, 2, 3, 7, 1, 5, 3),
+        // more channels than one block (16), the last block partial
+        (2, 37, 3, 6, 2, 5, 9),
+        // H·C·U = 3000 floats a frame: tiles of 43 frames, the second one partial
+        (2, 40, 50, 25, 3, 25, 16),
+    ];
+    for (n, c, t, v, h, u, co) in cases {
+        let x = rand_t(&mut rng, &[n, c, t, v])?;
+        let p = rand_t(&mut rng, &[n, t, h, u, v])?;
+        let a = rand_t(&mut rng, &[h, u, v])?;
+        let w = rand_t(&mut rng, &[co, h * c])?;
+        let b = rand_t(&mut rng, &[co])?;
+        let r = rand_t(&mut rng, &[n, co, t, u])?;
+        let z = plain_head(&x, &p, &a)?.reshape((n, h * c, t * u))?;
+        let conv = w
+            .broadcast_matmul(&z)?
+            .reshape((n, co, t, u))?
+            .broadcast_add(&b.reshape((1, co, 1, 1))?)?;
+        for threads in [1, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(candle_core::Error::wrap)?;
+            for (res, relu) in [(false, false), (true, true), (true, false)] {
+                let want = if res { (&conv + &r)? } else { conv.clone() };
+                let want = if relu { want.relu()? } else { want };
+                let got = pool.install(|| {
+                    head_aggregate_conv_infer(&x, &p, &a, &w, Some(&b), res.then_some(&r), relu)
+                })?;
+                let case = format!("n{n} c{c} t{t} h{h} co{co} threads {threads} res {res}");
+                assert_close(&case, &got, &want)?;
+            }
+            let got =
+                pool.install(|| head_aggregate_conv_infer(&x, &p, &a, &w, None, None, false))?;
+            let want = w.broadcast_matmul(&z)?.reshape((n, co, t, u))?;
+            assert_close("no bias", &got, &want)?;
+        }
+        // mismatched shapes are errors
+        let w_bad = rand_t(&mut rng, &[co, h * c + 1])?;
+        assert!(head_aggregate_conv_infer(&x, &p, &a, &w_bad, None, None, false).is_err());
+        let r_bad = rand_t(&mut rng, &[n, co + 1, t, u])?;
+        assert!(head_aggregate_conv_infer(&x, &p, &a, &w, None, Some(&r_bad), false).is_err());
+    }
+    let xv = rand_var(&mut rng, &[2, 2, 3, 4])?;
+    let (p, a, w) = (
+        rand_t(&mut rng, &[2, 3, 1, 4, 4])?,
+        rand_t(&mut rng, &[1, 4, 4])?,
+        rand_t(&mut rng, &[3, 2])?,
+    );
+    assert!(head_aggregate_conv_infer(xv.as_tensor(), &p, &a, &w, None, None, false).is_err());
     Ok(())
 }
 

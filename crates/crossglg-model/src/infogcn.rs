@@ -208,9 +208,12 @@ impl SaGc {
         if !self.kernels.applies(&all) || !untracked(&all) {
             return Ok(None);
         }
-        let (z, w, b) = self.heads_and_conv(x, attn, topo)?;
-        let (w, b) = fold_bn(&self.bn, (g, beta), &w.unsqueeze(2)?, b.as_ref())?;
-        crossglg_kernels::temporal_conv_infer(&z, &w, Some(&b), 1, 0, 1, Some((down, 0)), true)
+        let (n, _, t, v) = x.dims4()?;
+        let h = self.conv_d.len();
+        let (w, b) = self.stacked_conv()?;
+        let (w, b) = fold_bn(&self.bn, (g, beta), &w, b.as_ref())?;
+        let p = attn.reshape((n, t, h, v, v))?;
+        crossglg_kernels::head_aggregate_conv_infer(x, &p, topo, &w, Some(&b), Some(down), true)
             .map(Some)
     }
 }

@@ -212,6 +212,14 @@ fn frozen_model_embeds_like_the_trained_one() {
             values(&b),
             "{kind:?}: the inference kernels were not taken"
         );
+        // on one thread: kernels that parallelise over samples take their per-sample paths
+        // (InfoGCN's fused graph conv) whatever the machine's core count
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let c = one.install(|| frozen.embed(&x)).unwrap();
+        assert_close(&format!("{kind:?} on one thread"), &c, &a, 1e-4, 1e-3);
     }
 }
 
