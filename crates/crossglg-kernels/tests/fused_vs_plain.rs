@@ -23,9 +23,21 @@ fn rand_var(rng: &mut StdRng, shape: &[usize]) -> Result<Var> {
     Var::from_tensor(&rand_t(rng, shape)?)
 }
 
-/// Max |a - b| / max(1, max |b|).
+/// Max |a - b| / max(1, max |b|); infinite where `a` has a NaN or infinity that `b` has not
+/// (`max` skips NaN, and debug builds fill kernel outputs with NaN before writing them).
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let (av, bv) = (
+        a.flatten_all()?.to_vec1::<f32>()?,
+        b.flatten_all()?.to_vec1::<f32>()?,
+    );
+    if av
+        .iter()
+        .zip(&bv)
+        .any(|(x, y)| !x.is_finite() && y.is_finite())
+    {
+        return Ok(f32::INFINITY);
+    }
     let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
     let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1.0);
     Ok(diff / scale)

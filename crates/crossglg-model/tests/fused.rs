@@ -35,6 +35,10 @@ fn max_abs(t: &Tensor) -> f32 {
 fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32, floor: f32) {
     assert_eq!(a.dims(), b.dims(), "{what}: shapes");
     let (a, b) = (values(a), values(b));
+    // `max` below skips NaN: a value that is not finite where the reference is fails here
+    if let Some(i) = (0..a.len()).find(|&i| !a[i].is_finite() && b[i].is_finite()) {
+        panic!("{what}: {} at {i} where the reference has {}", a[i], b[i]);
+    }
     let scale = b.iter().fold(floor.max(1e-6), |m, v| m.max(v.abs()));
     let diff = a
         .iter()
