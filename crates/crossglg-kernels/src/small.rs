@@ -362,11 +362,15 @@ fn transpose_part(
     }
 }
 
-/// The vector instruction set this crate's kernels run with on this CPU: `avx2+fma` or
-/// `portable` (what the compiler makes of plain loops for the build's baseline target).
+/// The vector instruction sets this crate's kernels run with on this CPU: `avx2+fma`, plus
+/// `avx512f` for InfoGCN's head aggregation where the CPU has it, or `portable` (what the
+/// compiler makes of plain loops for the build's baseline target).
 pub fn simd_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
+        if has_avx512() {
+            return "avx2+fma, avx512f (head aggregation)";
+        }
         return "avx2+fma";
     }
     "portable"
