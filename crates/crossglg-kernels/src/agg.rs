@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::mm::{gemm, View};
 use crate::small::{
     heads_mm_set, pack_pair, pack_pair_into, padded, small_mm, small_mm_set, transpose_ld,
-    uninit_view, Combine, Lhs,
+    uninit_view, Combine, Lhs, Mm,
 };
 use crate::util::{
     build_chunks, check_bias, check_cpu_f32, check_untracked, slice, tensor, with_all, with_opt,
@@ -214,14 +214,16 @@ fn head_conv_forward(
                             rs: tv,
                             cs: 1,
                         };
-                        heads_mm_set(
-                            (g.c, g.v, g.u, g.h),
-                            x,
+                        let m = Mm {
+                            rows: g.c,
+                            k: g.v,
+                            cols: g.u,
+                            lhs: x,
                             l,
-                            (&maps[dt * map..], tt * map, wu),
-                            zu,
-                            (dt * g.u, zs, g.c * zs),
-                        );
+                            rhs: &maps[dt * map..],
+                            rsb: wu,
+                        };
+                        heads_mm_set(m, (g.h, tt * map, g.c * zs), zu, dt * g.u, zs);
                     }
                     // out[:, t0·U..] (C_out × nt·U) += w (C_out × H·C) · z (H·C × nt·U)
                     gemm(
@@ -290,7 +292,20 @@ fn subset_forward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32]) -> Vec<f32> {
                     rs: g.v,
                     cs: 1,
                 };
-                small_mm(g.t, g.v, g.u, x, l, mt, padded(g.u), o, 0, g.u);
+                small_mm(
+                    Mm {
+                        rows: g.t,
+                        k: g.v,
+                        cols: g.u,
+                        lhs: x,
+                        l,
+                        rhs: mt,
+                        rsb: padded(g.u),
+                    },
+                    o,
+                    0,
+                    g.u,
+                );
             }
         });
     })
@@ -317,7 +332,20 @@ fn subset_backward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32], dout: &[f32]) 
                 rs: g.u,
                 cs: 1,
             };
-            small_mm(g.t, g.u, g.v, dout, l, meff, padded(g.v), dxb, 0, g.v);
+            small_mm(
+                Mm {
+                    rows: g.t,
+                    k: g.u,
+                    cols: g.v,
+                    lhs: dout,
+                    l,
+                    rhs: meff,
+                    rsb: padded(g.v),
+                },
+                dxb,
+                0,
+                g.v,
+            );
             // dm (U × V) = doutᵀ (U × T) · x (T × V)
             let l = Lhs {
                 off: gout,
@@ -325,7 +353,20 @@ fn subset_backward(g: SubsetGeo, x: &[f32], m: &[f32], a: &[f32], dout: &[f32]) 
                 cs: g.u,
             };
             let xb = &x[blk * tv..];
-            small_mm(g.u, g.t, g.v, dout, l, xb, g.v, dmb, 0, g.v);
+            small_mm(
+                Mm {
+                    rows: g.u,
+                    k: g.t,
+                    cols: g.v,
+                    lhs: dout,
+                    l,
+                    rhs: xb,
+                    rsb: g.v,
+                },
+                dmb,
+                0,
+                g.v,
+            );
         });
     // da[s] = Σ_{n,c} dm[n,s,c], in sample order
     let mut da = vec![0f32; g.s * uv];
@@ -441,7 +482,20 @@ fn head_forward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32]) -> Vec<f32> {
                         cs: 1,
                     };
                     let mt = &maps[t * map..(t + 1) * map];
-                    small_mm_set(rows, g.v, g.u, x, l, mt, wu, o, c0 * tu + t * g.u, tu);
+                    small_mm_set(
+                        Mm {
+                            rows,
+                            k: g.v,
+                            cols: g.u,
+                            lhs: x,
+                            l,
+                            rhs: mt,
+                            rsb: wu,
+                        },
+                        o,
+                        c0 * tu + t * g.u,
+                        tu,
+                    );
                 }
             }
         })
@@ -487,7 +541,20 @@ fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [
                             rs: tu,
                             cs: 1,
                         };
-                        small_mm(rows, g.u, g.v, dout, l, pa, wv, dxn, c0 * tv + t * g.v, tv);
+                        small_mm(
+                            Mm {
+                                rows,
+                                k: g.u,
+                                cols: g.v,
+                                lhs: dout,
+                                l,
+                                rhs: pa,
+                                rsb: wv,
+                            },
+                            dxn,
+                            c0 * tv + t * g.v,
+                            tv,
+                        );
                         // d(p ⊙ a) (U × V) += dout[n, h, c, t, :]ᵀ (U × rows) · x[n, c, t, :]
                         let l = Lhs {
                             off: gb,
@@ -495,7 +562,20 @@ fn head_backward(g: HeadGeo, x: &[f32], p: &[f32], a: &[f32], dout: &[f32]) -> [
                             cs: tu,
                         };
                         let dst = (t * g.h + h) * uv;
-                        small_mm(g.u, rows, g.v, dout, l, xt, tv, dpn, dst, g.v);
+                        small_mm(
+                            Mm {
+                                rows: g.u,
+                                k: rows,
+                                cols: g.v,
+                                lhs: dout,
+                                l,
+                                rhs: xt,
+                                rsb: tv,
+                            },
+                            dpn,
+                            dst,
+                            g.v,
+                        );
                     }
                 }
             }

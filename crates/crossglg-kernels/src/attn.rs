@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::rel::fast_exp;
-use crate::small::{pack, padded, small_mm, small_mm_set, transpose, with_avx2, Lhs};
+use crate::small::{pack, padded, small_mm, small_mm_set, transpose, with_avx2, Lhs, Mm};
 use crate::util::{
     add_into, check_cpu_f32, group_size, slice, tensor, with_all, written_chunks, zeros,
 };
@@ -238,7 +238,20 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
                     cs: 1,
                 };
                 let moff = (t * g.h + h) * v * v;
-                small_mm_set(v, d, v, &s.qk, l, &s.kt, padded(v), on, moff, v);
+                small_mm_set(
+                    Mm {
+                        rows: v,
+                        k: d,
+                        cols: v,
+                        lhs: &s.qk,
+                        l,
+                        rhs: &s.kt,
+                        rsb: padded(v),
+                    },
+                    on,
+                    moff,
+                    v,
+                );
                 let map = &mut on[moff..moff + v * v];
                 // SAFETY: the product just above wrote all V × V values of this map; f32 and
                 // MaybeUninit<f32> have the same layout.
@@ -309,13 +322,39 @@ fn backward(
                         rs: v,
                         cs: 1,
                     };
-                    small_mm(v, v, d, ds, l, &s.qk[koff..], o, &mut dqk, qoff, o);
+                    small_mm(
+                        Mm {
+                            rows: v,
+                            k: v,
+                            cols: d,
+                            lhs: ds,
+                            l,
+                            rhs: &s.qk[koff..],
+                            rsb: o,
+                        },
+                        &mut dqk,
+                        qoff,
+                        o,
+                    );
                     let l = Lhs {
                         off: 0,
                         rs: 1,
                         cs: v,
                     };
-                    small_mm(v, v, d, ds, l, &s.qk[qoff..], o, &mut dqk, koff, o);
+                    small_mm(
+                        Mm {
+                            rows: v,
+                            k: v,
+                            cols: d,
+                            lhs: ds,
+                            l,
+                            rhs: &s.qk[qoff..],
+                            rsb: o,
+                        },
+                        &mut dqk,
+                        koff,
+                        o,
+                    );
                 }
             }
             let (dgamma, rest) = acc.split_at_mut(c);

@@ -23,6 +23,19 @@ pub(crate) struct Lhs {
     pub cs: usize,
 }
 
+/// The operands of one small product: `lhs(r, j)` (strided, [`Lhs`]) for `r < rows`, `j < k`,
+/// times the `k × cols` matrix `rhs` with rows `rsb` floats apart.
+#[derive(Clone, Copy)]
+pub(crate) struct Mm<'a> {
+    pub rows: usize,
+    pub k: usize,
+    pub cols: usize,
+    pub lhs: &'a [f32],
+    pub l: Lhs,
+    pub rhs: &'a [f32],
+    pub rsb: usize,
+}
+
 /// `out[off + r·os + l] += Σ_j lhs(r, j) · rhs[j·rsb + l]` for `r < rows`, `l < cols`,
 /// `j < k`. The kernel reads whole blocks of `LANES` values from each row of `rhs` and drops
 /// the lanes past `cols`, so a row stride `rsb ≥ cols` works without copying (lanes past the
@@ -30,41 +43,16 @@ pub(crate) struct Lhs {
 ///
 /// Panics on an index outside a slice (an internal bug: callers size everything from
 /// validated shapes).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn small_mm(
-    rows: usize,
-    k: usize,
-    cols: usize,
-    lhs: &[f32],
-    l: Lhs,
-    rhs: &[f32],
-    rsb: usize,
-    out: &mut [f32],
-    off: usize,
-    os: usize,
-) {
-    let out = uninit_view(out);
-    small_mm_with::<true>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+pub(crate) fn small_mm(m: Mm, out: &mut [f32], off: usize, os: usize) {
+    small_mm_with::<true>(m, uninit_view(out), off, os)
 }
 
 /// [`small_mm`] that writes `out` instead of adding to it, so `out` may be uninitialised:
 /// callers whose every output element comes from one product skip zero-filling the buffer first
 /// (the head aggregation's and the attention's zero fills were 4 % of InfoGCN's inference).
 /// Initialises exactly the elements `out[off + r·os + l]`, `r < rows`, `l < cols`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn small_mm_set(
-    rows: usize,
-    k: usize,
-    cols: usize,
-    lhs: &[f32],
-    l: Lhs,
-    rhs: &[f32],
-    rsb: usize,
-    out: &mut [MaybeUninit<f32>],
-    off: usize,
-    os: usize,
-) {
-    small_mm_with::<false>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+pub(crate) fn small_mm_set(m: Mm, out: &mut [MaybeUninit<f32>], off: usize, os: usize) {
+    small_mm_with::<false>(m, out, off, os)
 }
 
 /// `out` as possibly uninitialised floats, for [`small_mm_set`] into a buffer that holds old
@@ -78,89 +66,60 @@ pub(crate) fn uninit_view(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn small_mm_with<const ACC: bool>(
-    rows: usize,
-    k: usize,
-    cols: usize,
-    lhs: &[f32],
-    l: Lhs,
-    rhs: &[f32],
-    rsb: usize,
-    out: &mut [MaybeUninit<f32>],
-    off: usize,
-    os: usize,
-) {
+fn small_mm_with<const ACC: bool>(m: Mm, out: &mut [MaybeUninit<f32>], off: usize, os: usize) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         #[allow(unsafe_code)]
         unsafe {
-            avx2::small_mm::<ACC>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+            avx2::small_mm::<ACC>(m, out, off, os)
         };
         return;
     }
-    small_mm_impl::<ACC>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+    small_mm_impl::<ACC>(m, out, off, os)
 }
 
 /// The head aggregation's products for all heads of one frame:
-/// `out[off + h·hs_out + r·os + u] = Σ_j lhs(r, j) · maps[h·hs_map + j·rsb + u]` for
-/// `h < heads`, `r < rows`, `u < cols`, `j < k`; map rows are zero past `cols` up to a whole
-/// block of [`LANES`] (as [`pack`] leaves them). Writes (does not add to) exactly those elements.
+/// `out[off + h·hs_out + r·os + u] = Σ_j lhs(r, j) · rhs[h·hs_map + j·rsb + u]` for
+/// `h < heads`, `r < rows`, `u < cols`, `j < k` (head `h`'s map `hs_map` floats after head 0's
+/// in `m.rhs`); map rows are zero past `cols` up to a whole block of [`LANES`] (as [`pack`]
+/// leaves them). Writes (does not add to) exactly those elements.
 ///
 /// With AVX-512 and `cols ≤ 32` one pass serves three heads: 4 rows × 3 heads × 2 vectors stay
 /// in 24 registers, so each broadcast left-hand value feeds six 16-lane FMAs (the AVX2 kernel,
 /// one head at a time, reloads the left values for every head and holds 8 accumulators).
 /// Elsewhere, [`small_mm_set`] per head.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn heads_mm_set(
-    (rows, k, cols, heads): (usize, usize, usize, usize),
-    lhs: &[f32],
-    l: Lhs,
-    (maps, hs_map, rsb): (&[f32], usize, usize),
+    m: Mm,
+    (heads, hs_map, hs_out): (usize, usize, usize),
     out: &mut [MaybeUninit<f32>],
-    (off, os, hs_out): (usize, usize, usize),
+    off: usize,
+    os: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if cols <= LANES && has_avx512() {
+    if m.cols <= LANES && has_avx512() {
         // SAFETY: the CPU supports AVX-512F (checked just above).
         #[allow(unsafe_code)]
         unsafe {
-            avx512::heads_mm_set(
-                (rows, k, cols, heads),
-                lhs,
-                l,
-                (maps, hs_map, rsb),
-                out,
-                (off, os, hs_out),
-            )
+            avx512::heads_mm_set(m, (heads, hs_map, hs_out), out, off, os)
         };
         return;
     }
-    heads_mm_set_each(
-        (rows, k, cols, heads),
-        lhs,
-        l,
-        (maps, hs_map, rsb),
-        out,
-        (off, os, hs_out),
-    )
+    heads_mm_set_each(m, (heads, hs_map, hs_out), out, off, os)
 }
 
 /// [`heads_mm_set`] one head at a time through [`small_mm_set`]: the fallback and the reference.
-#[allow(clippy::too_many_arguments)]
 fn heads_mm_set_each(
-    (rows, k, cols, heads): (usize, usize, usize, usize),
-    lhs: &[f32],
-    l: Lhs,
-    (maps, hs_map, rsb): (&[f32], usize, usize),
+    m: Mm,
+    (heads, hs_map, hs_out): (usize, usize, usize),
     out: &mut [MaybeUninit<f32>],
-    (off, os, hs_out): (usize, usize, usize),
+    off: usize,
+    os: usize,
 ) {
     for h in 0..heads {
-        let m = &maps[h * hs_map..];
-        small_mm_set(rows, k, cols, lhs, l, m, rsb, out, off + h * hs_out, os);
+        let rhs = &m.rhs[h * hs_map..];
+        small_mm_set(Mm { rhs, ..m }, out, off + h * hs_out, os);
     }
 }
 
@@ -173,7 +132,7 @@ pub(crate) fn has_avx512() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512 {
-    use super::{Lhs, LANES};
+    use super::{Lhs, Mm, LANES};
     use std::arch::x86_64::{
         __m512, __mmask16, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_set1_ps,
         _mm512_setzero_ps,
@@ -184,13 +143,21 @@ mod avx512 {
     /// The CPU must support AVX-512F; `cols ≤ 32`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn heads_mm_set(
-        (rows, k, cols, heads): (usize, usize, usize, usize),
-        lhs: &[f32],
-        l: Lhs,
-        (maps, hs_map, rsb): (&[f32], usize, usize),
+        m: Mm,
+        (heads, hs_map, hs_out): (usize, usize, usize),
         out: &mut [MaybeUninit<f32>],
-        (off, os, hs_out): (usize, usize, usize),
+        off: usize,
+        os: usize,
     ) {
+        let Mm {
+            rows,
+            k,
+            cols,
+            lhs,
+            l,
+            rhs: maps,
+            rsb,
+        } = m;
         assert!(
             cols <= LANES,
             "heads_mm_set: {cols} columns, at most {LANES}"
@@ -463,7 +430,7 @@ pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
-    use super::{column_blocks, tail_block, Block, Lhs, LANES};
+    use super::{column_blocks, tail_block, Block, Mm, LANES};
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -472,25 +439,18 @@ mod avx2 {
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn small_mm<const ACC: bool>(
-        rows: usize,
-        k: usize,
-        cols: usize,
-        lhs: &[f32],
-        l: Lhs,
-        rhs: &[f32],
-        rsb: usize,
+        m: Mm,
         out: &mut [MaybeUninit<f32>],
         off: usize,
         os: usize,
     ) {
-        for b in column_blocks(rows, k, cols) {
+        for b in column_blocks(m.rows, m.k, m.cols) {
             match b.width {
-                32 => block::<4, 2, ACC>(b, lhs, l, rhs, rsb, out, off, os),
-                16 => block::<2, 4, ACC>(b, lhs, l, rhs, rsb, out, off, os),
-                _ => block::<1, 8, ACC>(b, lhs, l, rhs, rsb, out, off, os),
+                32 => block::<4, 2, ACC>(b, &m, out, off, os),
+                16 => block::<2, 4, ACC>(b, &m, out, off, os),
+                _ => block::<1, 8, ACC>(b, &m, out, off, os),
             }
         }
     }
@@ -610,18 +570,15 @@ mod avx2 {
     }
 
     /// One column block of `8·NV` lanes, `R` rows at a time.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     fn block<const NV: usize, const R: usize, const ACC: bool>(
         b: Block,
-        lhs: &[f32],
-        l: Lhs,
-        rhs: &[f32],
-        rsb: usize,
+        m: &Mm,
         out: &mut [MaybeUninit<f32>],
         off: usize,
         os: usize,
     ) {
+        let (lhs, l, rhs, rsb) = (m.lhs, m.l, m.rhs, m.rsb);
         let (w, nl) = (8 * NV, b.nl);
         let mut r = 0;
         while r < b.rows {
@@ -696,24 +653,12 @@ mod avx2 {
 /// right-hand side wastes no lanes), each with eight vector accumulators (2 rows × 4 vectors,
 /// 4 × 2 or 8 × 1) that stay in registers over the `k` loop.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn small_mm_impl<const ACC: bool>(
-    rows: usize,
-    k: usize,
-    cols: usize,
-    lhs: &[f32],
-    l: Lhs,
-    rhs: &[f32],
-    rsb: usize,
-    out: &mut [MaybeUninit<f32>],
-    off: usize,
-    os: usize,
-) {
-    for b in column_blocks(rows, k, cols) {
+fn small_mm_impl<const ACC: bool>(m: Mm, out: &mut [MaybeUninit<f32>], off: usize, os: usize) {
+    for b in column_blocks(m.rows, m.k, m.cols) {
         match b.width {
-            32 => block::<32, 2, ACC>(b, lhs, l, rhs, rsb, out, off, os),
-            16 => block::<16, 4, ACC>(b, lhs, l, rhs, rsb, out, off, os),
-            _ => block::<8, 8, ACC>(b, lhs, l, rhs, rsb, out, off, os),
+            32 => block::<32, 2, ACC>(b, &m, out, off, os),
+            16 => block::<16, 4, ACC>(b, &m, out, off, os),
+            _ => block::<8, 8, ACC>(b, &m, out, off, os),
         }
     }
 }
@@ -757,17 +702,14 @@ fn column_blocks(rows: usize, k: usize, cols: usize) -> impl Iterator<Item = Blo
 
 /// One column block of width `W`, `R` rows at a time.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn block<const W: usize, const R: usize, const ACC: bool>(
     b: Block,
-    lhs: &[f32],
-    l: Lhs,
-    rhs: &[f32],
-    rsb: usize,
+    m: &Mm,
     out: &mut [MaybeUninit<f32>],
     off: usize,
     os: usize,
 ) {
+    let (lhs, l, rhs, rsb) = (m.lhs, m.l, m.rhs, m.rsb);
     let nl = b.nl;
     let mut r = 0;
     while r < b.rows {
@@ -1012,10 +954,17 @@ mod tests {
                 #[allow(unsafe_code)]
                 out.iter().map(|v| unsafe { v.assume_init() }).collect()
             };
-            let geo = (rows, k, cols, heads);
-            let want = run(&|o| {
-                heads_mm_set_each(geo, &a, l, (&maps, hs_map, LANES), o, (off, os, hs_out))
-            });
+            let m = Mm {
+                rows,
+                k,
+                cols,
+                lhs: &a,
+                l,
+                rhs: &maps,
+                rsb: LANES,
+            };
+            let hs = (heads, hs_map, hs_out);
+            let want = run(&|o| heads_mm_set_each(m, hs, o, off, os));
             let written = |i: usize| {
                 i >= off && {
                     let (h, rest) = ((i - off) / hs_out, (i - off) % hs_out);
@@ -1025,17 +974,13 @@ mod tests {
             for (i, w) in want.iter().enumerate() {
                 assert_eq!(*w == -7.0, !written(i), "reference at {i}");
             }
-            let mut paths: Vec<(&str, Vec<f32>)> = vec![(
-                "dispatched",
-                run(&|o| heads_mm_set(geo, &a, l, (&maps, hs_map, LANES), o, (off, os, hs_out))),
-            )];
+            let mut paths: Vec<(&str, Vec<f32>)> =
+                vec![("dispatched", run(&|o| heads_mm_set(m, hs, o, off, os)))];
             #[cfg(target_arch = "x86_64")]
             if has_avx512() {
                 // SAFETY: the CPU has AVX-512F.
                 #[allow(unsafe_code)]
-                let got = run(&|o| unsafe {
-                    avx512::heads_mm_set(geo, &a, l, (&maps, hs_map, LANES), o, (off, os, hs_out))
-                });
+                let got = run(&|o| unsafe { avx512::heads_mm_set(m, hs, o, off, os) });
                 paths.push(("avx512", got));
             }
             for (path, got) in paths {
@@ -1088,34 +1033,12 @@ mod tests {
                 // the dispatched kernel, the AVX2 one forced where the CPU has it (so the test
                 // names the path it checks), and the portable one; each adding to `out` (true)
                 // and overwriting it (false)
-                type Kernel = fn(
-                    usize,
-                    usize,
-                    usize,
-                    &[f32],
-                    Lhs,
-                    &[f32],
-                    usize,
-                    &mut [MaybeUninit<f32>],
-                    usize,
-                    usize,
-                );
-                #[allow(clippy::too_many_arguments, unsafe_code)]
-                fn dispatched(
-                    rows: usize,
-                    k: usize,
-                    cols: usize,
-                    lhs: &[f32],
-                    l: Lhs,
-                    rhs: &[f32],
-                    rsb: usize,
-                    out: &mut [MaybeUninit<f32>],
-                    off: usize,
-                    os: usize,
-                ) {
+                type Kernel = fn(Mm, &mut [MaybeUninit<f32>], usize, usize);
+                #[allow(unsafe_code)]
+                fn dispatched(m: Mm, out: &mut [MaybeUninit<f32>], off: usize, os: usize) {
                     // SAFETY: the test's buffer is initialised.
                     let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                    small_mm(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
+                    small_mm(m, out, off, os)
                 }
                 #[allow(unused_mut)]
                 let mut kernels = vec![
@@ -1126,23 +1049,15 @@ mod tests {
                 ];
                 #[cfg(target_arch = "x86_64")]
                 {
-                    #[allow(clippy::too_many_arguments, unsafe_code)]
+                    #[allow(unsafe_code)]
                     fn avx2_path<const ACC: bool>(
-                        rows: usize,
-                        k: usize,
-                        cols: usize,
-                        lhs: &[f32],
-                        l: Lhs,
-                        rhs: &[f32],
-                        rsb: usize,
+                        m: Mm,
                         out: &mut [MaybeUninit<f32>],
                         off: usize,
                         os: usize,
                     ) {
                         // SAFETY: only pushed when the CPU has AVX2 and FMA.
-                        unsafe {
-                            avx2::small_mm::<ACC>(rows, k, cols, lhs, l, rhs, rsb, out, off, os)
-                        }
+                        unsafe { avx2::small_mm::<ACC>(m, out, off, os) }
                     }
                     if has_avx2_fma() {
                         kernels.push((avx2_path::<true> as Kernel, true));
@@ -1153,7 +1068,16 @@ mod tests {
                     // rows of `cols` values with a gap of 2 between them, which must stay as is
                     let os = cols + 2;
                     let mut out = vec![MaybeUninit::new(1f32); rows * os];
-                    kernel(rows, k, cols, &a, l, rhs, rsb, &mut out, 0, os);
+                    let m = Mm {
+                        rows,
+                        k,
+                        cols,
+                        lhs: &a,
+                        l,
+                        rhs,
+                        rsb,
+                    };
+                    kernel(m, &mut out, 0, os);
                     // SAFETY: initialised above (and only written since).
                     #[allow(unsafe_code)]
                     let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
