@@ -317,44 +317,17 @@ fn backward(
                     let qoff = t * v * o + h * d;
                     let koff = qoff + hd;
                     // dq (V × D) = dS · k;  dk (V × D) = dSᵀ · q   (k, q read in place)
-                    let l = Lhs {
-                        off: 0,
-                        rs: v,
-                        cs: 1,
+                    let m = |rs, cs, from: usize| Mm {
+                        rows: v,
+                        k: v,
+                        cols: d,
+                        lhs: ds,
+                        l: Lhs { off: 0, rs, cs },
+                        rhs: &s.qk[from..],
+                        rsb: o,
                     };
-                    small_mm(
-                        Mm {
-                            rows: v,
-                            k: v,
-                            cols: d,
-                            lhs: ds,
-                            l,
-                            rhs: &s.qk[koff..],
-                            rsb: o,
-                        },
-                        &mut dqk,
-                        qoff,
-                        o,
-                    );
-                    let l = Lhs {
-                        off: 0,
-                        rs: 1,
-                        cs: v,
-                    };
-                    small_mm(
-                        Mm {
-                            rows: v,
-                            k: v,
-                            cols: d,
-                            lhs: ds,
-                            l,
-                            rhs: &s.qk[qoff..],
-                            rsb: o,
-                        },
-                        &mut dqk,
-                        koff,
-                        o,
-                    );
+                    small_mm(m(v, 1, koff), &mut dqk, qoff, o);
+                    small_mm(m(1, v, qoff), &mut dqk, koff, o);
                 }
             }
             let (dgamma, rest) = acc.split_at_mut(c);
