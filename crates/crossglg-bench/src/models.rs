@@ -100,12 +100,17 @@ pub(crate) fn run(config: &BenchConfig, name: &str) -> Result<BenchRow, BenchErr
         infer_ms,
         train_cpu_ms,
         infer_cpu_ms,
-        train_samples_per_s: b * 1e3 / train_ms,
+        // 0 rather than infinity when the training steps were skipped: JSON has no infinity
+        train_samples_per_s: if skip_train { 0.0 } else { b * 1e3 / train_ms },
         infer_samples_per_s: b * 1e3 / infer_ms,
         peak_rss_mb: peak_rss_mb(),
         params,
         gflop_fwd_per_sample: gf,
-        train_gflops: 3.0 * gf * b / (train_ms / 1e3),
+        train_gflops: if skip_train {
+            0.0
+        } else {
+            3.0 * gf * b / (train_ms / 1e3)
+        },
         infer_gflops: gf * b / (infer_ms / 1e3),
         gemm_peak_gflops: crate::gemm_peak_gflops(&dev)?,
         torch: None,
