@@ -18,12 +18,12 @@ use rayon::prelude::*;
 
 use crate::mm::{gemm, View};
 use crate::small::{
-    heads_mm_set, pack_pair, pack_pair_into, padded, small_mm, small_mm_set, transpose_ld,
-    uninit_view, Combine, Lhs, Mm,
+    heads_mm_set, pack_pair, pack_pair_into, padded, small_mm, small_mm_set, transpose_ld, Combine,
+    Lhs, Mm,
 };
 use crate::util::{
-    build_chunks, check_bias, check_cpu_f32, check_untracked, slice, tensor, with_all, with_opt,
-    with_scratch, written_chunks, zeroed_chunks, zeros, Epilogue,
+    build_chunks, check_bias, check_cpu_f32, check_untracked, slice, tensor, uninit_view, with_all,
+    with_opt, with_scratch, written_chunks, zeroed_chunks, zeros, Epilogue,
 };
 
 const SUBSET_OP: &str = "subset_aggregate";
@@ -185,11 +185,12 @@ fn head_conv_forward(
         |_, o| bias.map_or(0.0, |b| b[o]),
         |n, out| {
             with_scratch([g.h * tt * map, hc * tt * g.u], |[maps, z]| {
+                // the maps' padding lanes stay zero: the packs below write only U of them
+                maps.fill(0.0);
                 for t0 in (0..g.t).step_by(tt) {
                     let nt = tt.min(g.t - t0);
                     let zs = nt * g.u;
                     // (p ⊙ a)ᵀ of each head and frame of the tile: V × U, padded
-                    maps.fill(0.0);
                     for h in 0..g.h {
                         for dt in 0..nt {
                             let pb = ((n * g.t + t0 + dt) * g.h + h) * uv;

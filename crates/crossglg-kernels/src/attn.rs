@@ -16,7 +16,8 @@ use crate::mm::{gemm, View};
 use crate::rel::fast_exp;
 use crate::small::{pack, padded, small_mm, small_mm_set, transpose, with_avx2, Lhs, Mm};
 use crate::util::{
-    add_into, check_cpu_f32, group_size, slice, tensor, with_all, written_chunks, zeros,
+    add_into, assume_written, check_cpu_f32, group_size, slice, tensor, with_all, written_chunks,
+    zeros,
 };
 
 const OP: &str = "joint_attention";
@@ -252,11 +253,9 @@ fn forward(g: Geo, eps: f32, x: &[f32], params: &[f32]) -> Vec<f32> {
                     moff,
                     v,
                 );
-                let map = &mut on[moff..moff + v * v];
-                // SAFETY: the product just above wrote all V × V values of this map; f32 and
-                // MaybeUninit<f32> have the same layout.
+                // SAFETY: the product just above wrote all V × V values of this map.
                 #[allow(unsafe_code)]
-                let map = unsafe { &mut *(map as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                let map = unsafe { assume_written(&mut on[moff..moff + v * v]) };
                 with_avx2(
                     #[inline(always)]
                     || {

@@ -7,6 +7,8 @@
 
 use std::mem::MaybeUninit;
 
+use crate::util::uninit_view;
+
 /// Width of one register block of the right-hand matrix (four AVX vectors).
 pub(crate) const LANES: usize = 32;
 
@@ -53,17 +55,6 @@ pub(crate) fn small_mm(m: Mm, out: &mut [f32], off: usize, os: usize) {
 /// Initialises exactly the elements `out[off + r·os + l]`, `r < rows`, `l < cols`.
 pub(crate) fn small_mm_set(m: Mm, out: &mut [MaybeUninit<f32>], off: usize, os: usize) {
     small_mm_with::<false>(m, out, off, os)
-}
-
-/// `out` as possibly uninitialised floats, for [`small_mm_set`] into a buffer that holds old
-/// values (a reused scratch buffer).
-pub(crate) fn uninit_view(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout, and the kernels of this module
-    // only store initialised values through the view.
-    #[allow(unsafe_code)]
-    unsafe {
-        &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>])
-    }
 }
 
 #[inline(always)]
@@ -163,16 +154,8 @@ mod avx512 {
             "heads_mm_set: {cols} columns, at most {LANES}"
         );
         if rows == 0 || k == 0 || cols == 0 || heads == 0 {
-            // k = 0 writes zeros; the others write nothing
-            if k == 0 {
-                for h in 0..heads {
-                    for r in 0..rows {
-                        let o = off + h * hs_out + r * os;
-                        out[o..o + cols].iter_mut().for_each(|e| _ = e.write(0.0));
-                    }
-                }
-            }
-            return;
+            // degenerate sizes (k = 0 writes zeros) as the reference does them
+            return super::heads_mm_set_each(m, (heads, hs_map, hs_out), out, off, os);
         }
         // every read and write below stays inside these bounds
         assert!(
@@ -1037,8 +1020,7 @@ mod tests {
                 #[allow(unsafe_code)]
                 fn dispatched(m: Mm, out: &mut [MaybeUninit<f32>], off: usize, os: usize) {
                     // SAFETY: the test's buffer is initialised.
-                    let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                    small_mm(m, out, off, os)
+                    small_mm(m, unsafe { crate::util::assume_written(out) }, off, os)
                 }
                 #[allow(unused_mut)]
                 let mut kernels = vec![

@@ -5,6 +5,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// The contiguous f32 slice behind a CPU storage + layout, or an error naming `op`.
 pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -224,10 +225,32 @@ pub(crate) fn zeroed_chunks(
     build_chunks(n, chunk, chunk, |_, _| 0.0, work)
 }
 
+/// `out` as possibly uninitialised floats, for kernels that write through either view (a
+/// reused buffer handed to an overwriting kernel).
+pub(crate) fn uninit_view(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout, and the kernels of this crate
+    // only store initialised values through the view.
+    #[allow(unsafe_code)]
+    unsafe {
+        &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>])
+    }
+}
+
+/// `out` as floats once every element has been written.
+///
+/// # Safety
+/// Every element of `out` must be initialised.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn assume_written(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: same layout; initialised (the caller's contract).
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// A buffer of `n` floats built chunk by chunk on the rayon pool by `work(scratch, i, chunk)`
-/// (`scratch` made once per rayon job, as in `for_each_init`), with no fill first: for kernels that write every element of their chunk exactly once (a zero fill in
-/// cache still cost 4 % of InfoGCN's inference). Debug builds, the tests', fill each chunk with
-/// NaN first, so an element a kernel misses shows up in the comparisons with the plain path.
+/// (`scratch` made once per rayon job, as in `for_each_init`), with no fill first: for kernels
+/// that write every element of their chunk exactly once (a zero fill in cache still cost 4 % of
+/// InfoGCN's inference). Debug builds, the tests', fill each chunk with NaN first, so an element
+/// a kernel misses shows up in the comparisons with the plain path.
 ///
 /// # Safety
 /// `work` must initialise every element of the chunk it is given.
@@ -236,7 +259,7 @@ pub(crate) unsafe fn written_chunks<S>(
     n: usize,
     chunk: usize,
     scratch: impl Fn() -> S + Sync + Send,
-    work: impl Fn(&mut S, usize, &mut [std::mem::MaybeUninit<f32>]) + Sync + Send,
+    work: impl Fn(&mut S, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
 ) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(n);
     v.spare_capacity_mut()[..n]
@@ -275,10 +298,9 @@ pub(crate) fn build_chunks(
                 let x = value(i, p);
                 pc.iter_mut().for_each(|e| _ = e.write(x));
             }
-            // SAFETY: every element of `c` was initialised just above; MaybeUninit<f32> and
-            // f32 have the same layout.
+            // SAFETY: every element of `c` was initialised just above.
             #[allow(unsafe_code)]
-            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            let c = unsafe { assume_written(c) };
             work(i, c);
         });
     // SAFETY: the first `n` elements were all initialised by the loop just above.
