@@ -197,6 +197,45 @@ impl Mapping {
         })
     }
 
+    /// The joint-for-joint mapping between two layouts that name the same joints, in any
+    /// order (NW-UCLA's and MSR Action3D's Kinect v1 skeletons), so data of one can join data
+    /// of the other. `None` when the joint names differ: a real mapping file is needed then.
+    pub fn by_name(source: &Layout, target: &Layout) -> Option<Self> {
+        if source.num_joints() != target.num_joints() {
+            return None;
+        }
+        let sources = target
+            .joints
+            .iter()
+            .map(|j| source.joint_index(j).map(|i| vec![i]))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Mapping {
+            source: source.clone(),
+            target: target.clone(),
+            sources,
+        })
+    }
+
+    /// For a joint-for-joint mapping (every target joint from exactly one source joint, each
+    /// source joint used once), the source index of each target joint.
+    pub fn permutation(&self) -> Option<Vec<usize>> {
+        let perm: Vec<usize> = self
+            .sources
+            .iter()
+            .map(|s| match s.as_slice() {
+                [i] => Some(*i),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let mut seen = vec![false; self.source.num_joints()];
+        for &i in &perm {
+            if std::mem::replace(&mut seen[i], true) {
+                return None;
+            }
+        }
+        (perm.len() == self.source.num_joints()).then_some(perm)
+    }
+
     /// Target joints with no source (they stay zero).
     pub fn missing(&self) -> Vec<&str> {
         self.sources

@@ -257,6 +257,28 @@ impl Split {
         Ok(self)
     }
 
+    /// The split with `classes` (labels past the dataset's own, from datasets added for
+    /// training) appended to the auxiliary classes: they are trained on and never novel.
+    pub fn with_extra_auxiliary(
+        mut self,
+        classes: std::ops::Range<usize>,
+    ) -> Result<Split, ProtocolError> {
+        if classes.is_empty() {
+            return Ok(self);
+        }
+        if let Some(c) = classes
+            .clone()
+            .find(|c| self.novel_classes.contains(c) || self.auxiliary_classes.contains(c))
+        {
+            return Err(self.invalid(format!(
+                "extra training class {c} is already one of the split's own classes"
+            )));
+        }
+        self.name = format!("{}+{}", self.name, classes.len());
+        self.auxiliary_classes.extend(classes);
+        Ok(self)
+    }
+
     /// Fold `k` of a rotated split: every class label `c` of the split becomes `(c + k) mod n`,
     /// where `n` is one more than the largest label the split names, so the novel classes move
     /// together (MSR's `0, 4, …, 16` become `1, 5, …, 17` in fold 1) and every class is novel in

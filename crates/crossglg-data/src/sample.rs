@@ -26,6 +26,27 @@ impl Skeleton {
         }
     }
 
+    /// The same sequence with joint `v` of the result taken from joint `joints[v]`: a layout
+    /// permutation (`Mapping::permutation`) applied without the general mapping's averaging.
+    /// Panics on an index out of range, like slice indexing: callers pass a checked permutation.
+    pub fn select_joints(&self, joints: &[usize]) -> Skeleton {
+        let c = self.channels;
+        let mut data = Vec::with_capacity(self.persons * self.frames * joints.len() * c);
+        // `max(1)`: an empty skeleton has no frames to walk (chunks of 0 would panic)
+        for frame in self.data.chunks_exact((self.joints * c).max(1)) {
+            for &v in joints {
+                data.extend_from_slice(&frame[v * c..(v + 1) * c]);
+            }
+        }
+        Skeleton {
+            persons: self.persons,
+            frames: self.frames,
+            joints: joints.len(),
+            channels: c,
+            data,
+        }
+    }
+
     pub fn shape(&self) -> [usize; 4] {
         [self.persons, self.frames, self.joints, self.channels]
     }

@@ -42,3 +42,34 @@ fn shipped_mappings_name_joints_of_both_layouts() {
         .to_string();
     assert!(e.contains("coco17") && e.contains("17"), "{e}");
 }
+
+#[test]
+fn kinect_v1_layouts_map_joint_for_joint_by_name() {
+    use crossglg_data::Layout;
+    let msr = Layout::load("msr20").unwrap();
+    let ucla = Layout::load("nwucla20").unwrap();
+    let m = Mapping::by_name(&msr, &ucla).expect("the two Kinect v1 layouts name the same joints");
+    let perm = m.permutation().expect("one source joint per target joint");
+    for (t, &s) in perm.iter().enumerate() {
+        assert_eq!(ucla.joints[t], msr.joints[s]);
+    }
+    // The permutation moves each joint's coordinates, as the general mapping does.
+    let mut sk = Skeleton::zeros(1, 2, 20, 3);
+    for (i, x) in sk.data.iter_mut().enumerate() {
+        *x = i as f32 + 1.0;
+    }
+    let fast = sk.select_joints(&perm);
+    assert_eq!(fast, map_skeleton(&sk, &m).unwrap());
+    let head = ucla.joint_index("head").unwrap();
+    let msr_head = msr.joint_index("head").unwrap();
+    assert_eq!(fast.get(0, 1, head, 2), sk.get(0, 1, msr_head, 2));
+
+    // Different joint names: no joint-for-joint mapping.
+    assert!(Mapping::by_name(&Layout::load("coco17").unwrap(), &ucla).is_none());
+    assert!(Mapping::by_name(&Layout::load("ntu25").unwrap(), &ucla).is_none());
+    // An averaging mapping is not a permutation.
+    assert!(Mapping::load("coco17_to_ntu25")
+        .unwrap()
+        .permutation()
+        .is_none());
+}

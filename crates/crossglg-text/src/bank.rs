@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 use crossglg_data::Layout;
 
 use crate::encoder::TextEncoder;
-use crate::format::{validate, ClassDescription, DescriptionFile};
+use crate::format::{validate_content, ClassDescription, DescriptionFile};
 use crate::keyjoints::{key_joint_targets, KeyJointConfig};
 use crate::TextError;
 use crossglg_data::tagged::{self, Owned, TaggedFile};
@@ -59,7 +59,9 @@ pub fn build_bank(
     encoder: &TextEncoder,
     opts: &EmbedOptions,
 ) -> Result<(TextBank, EmbedSummary), TextError> {
-    validate(file, layout, &format!("descriptions for {}", file.dataset))?;
+    // The texts against the layout's joints; whether the file was written for this layout is
+    // the caller's check (`validate`, which needs the file's path to resolve a layout file).
+    validate_content(file, layout, &format!("descriptions for {}", file.dataset))?;
     let mut classes: Vec<&ClassDescription> = file.classes.iter().collect();
     classes.sort_by_key(|c| c.id);
     let (k, v, d) = (classes.len(), layout.num_joints(), encoder.dim());

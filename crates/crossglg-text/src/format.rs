@@ -148,9 +148,6 @@ impl DescriptionFile {
 /// `origin` names the file in the error.
 pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result<(), FormatError> {
     let mut p = Vec::new();
-    if file.format != FORMAT {
-        p.push(format!("format is `{}`, expected `{FORMAT}`", file.format));
-    }
     if file.layout != layout.name {
         // Compared by joints, not by name: a layout file and a built-in name (or two files
         // with different names) that list the same joints are the same layout.
@@ -168,6 +165,27 @@ pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result
                 file.layout, layout.name
             )),
         }
+    }
+    content_problems(file, layout, &mut p);
+    problems_to_result(p, origin)
+}
+
+/// [`validate`] without the check that the file names `layout`: for callers that resolved the
+/// layout from the file itself, or whose `origin` is not a path the file's layout name could
+/// be resolved against (`build_bank`). Every text is still checked against `layout`'s joints.
+pub fn validate_content(
+    file: &DescriptionFile,
+    layout: &Layout,
+    origin: &str,
+) -> Result<(), FormatError> {
+    let mut p = Vec::new();
+    content_problems(file, layout, &mut p);
+    problems_to_result(p, origin)
+}
+
+fn content_problems(file: &DescriptionFile, layout: &Layout, p: &mut Vec<String>) {
+    if file.format != FORMAT {
+        p.push(format!("format is `{}`, expected `{FORMAT}`", file.format));
     }
     if file.dataset.trim().is_empty() {
         p.push("field `dataset` is empty".into());
@@ -238,6 +256,9 @@ pub fn validate(file: &DescriptionFile, layout: &Layout, origin: &str) -> Result
             missing_ids.join(", ")
         ));
     }
+}
+
+fn problems_to_result(mut p: Vec<String>, origin: &str) -> Result<(), FormatError> {
     if p.is_empty() {
         Ok(())
     } else {

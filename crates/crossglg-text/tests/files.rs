@@ -405,3 +405,37 @@ fn description_layout_paths_stay_beside_the_file() {
         "{e:?}"
     );
 }
+
+/// A description file written for a layout file (`"layout": "mine.toml"`, whose own name is
+/// `mine`) builds a bank: the builder checks the texts against the layout's joints and leaves
+/// the file-to-layout check to `validate`, which knows the file's folder. It used to resolve
+/// `mine.toml` against a made-up origin and fail.
+#[test]
+fn bank_builds_for_a_layout_file() {
+    use crossglg_text::bank::EmbedOptions;
+    use crossglg_text::{build_bank, TextEncoder};
+    let dir = tempfile::tempdir().unwrap();
+    let text = ntu().to_toml();
+    assert!(text.contains("name = \"ntu25\""), "{text}");
+    let text = text.replacen("name = \"ntu25\"", "name = \"mine\"", 1);
+    std::fs::write(dir.path().join("mine.toml"), text).unwrap();
+    let path = dir.path().join("d.json");
+    let layout = Layout::load_named_in("mine.toml", &path).unwrap();
+    assert_eq!(layout.name, "mine");
+    let mut f = file(
+        &layout,
+        vec![class(0, "wave", "the right hand waves", &layout)],
+    );
+    f.layout = "mine.toml".into();
+    crossglg_text::validate(&f, &layout, &path.display().to_string()).unwrap();
+    let enc = TextEncoder::Hashed { dim: 8 };
+    let (bank, _) = build_bank(&f, &layout, &enc, &EmbedOptions::default()).unwrap();
+    assert_eq!(bank.classes, ["wave"]);
+    // the texts are still checked against the layout's joints
+    f.classes[0].key_joints = vec!["tail".into()];
+    let e = build_bank(&f, &layout, &enc, &EmbedOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("tail"), "{e}");
+}

@@ -52,6 +52,23 @@ pub struct DataConfig {
     pub validation: Option<usize>,
     /// See `validation` (default 3).
     pub validation_every: Option<usize>,
+    /// Other datasets whose classes join the auxiliary (training) classes only
+    /// (`[[data.extra]]`): more classes for the text to contrast, never evaluated.
+    pub extra: Vec<ExtraData>,
+}
+
+/// A dataset whose classes are added to the training classes (`[[data.extra]]`). Its layout
+/// must name the same joints as the main dataset's, in any order (NW-UCLA and MSR Action3D
+/// both have Kinect v1's 20); its samples are put in the main layout's joint order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraData {
+    /// A packed dataset written by `crossglg data convert`.
+    pub packed: PathBuf,
+    /// Its classes' descriptions, embedded with `[text] encoder` like the main ones; needed
+    /// when the model uses text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptions: Option<PathBuf>,
 }
 
 impl DataConfig {
@@ -85,6 +102,7 @@ impl TryFrom<DataConfigFile> for DataConfig {
             fold: f.fold,
             validation: f.validation,
             validation_every: f.validation_every,
+            extra: f.extra,
         })
     }
 }
@@ -104,6 +122,7 @@ impl From<DataConfig> for DataConfigFile {
             fold: d.fold,
             validation: d.validation,
             validation_every: d.validation_every,
+            extra: d.extra,
         }
     }
 }
@@ -138,6 +157,8 @@ struct DataConfigFile {
     /// See `validation` (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     validation_every: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    extra: Vec<ExtraData>,
 }
 
 /// Where the text knowledge comes from.
@@ -381,6 +402,12 @@ impl TrainConfig {
             }
         }
         fix(&mut self.data.exclude_list);
+        for e in &mut self.data.extra {
+            if e.packed.is_relative() {
+                e.packed = base.join(&e.packed);
+            }
+            fix(&mut e.descriptions);
+        }
         fix(&mut self.text.bank);
         fix(&mut self.text.descriptions);
         if let EncoderSpec::Folder(enc) = &mut self.text.encoder {

@@ -25,7 +25,7 @@ use crate::checkpoint::{Checkpoint, Position};
 use crate::config::{DataSource, TrainConfig};
 use crate::optim::Optimizer;
 use crate::source::{InMemory, SampleSource};
-use crate::textsrc::load_class_text;
+use crate::textsrc::{load_class_text, ExtraText};
 use crossglg_infer::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
 use crossglg_infer::embedder::{EmbedError, Embedder};
 use crossglg_infer::eval::{
@@ -46,6 +46,8 @@ pub enum RunError {
     Synth(#[from] crossglg_data::synth::SynthError),
     #[error(transparent)]
     Pack(#[from] crossglg_data::pack::PackError),
+    #[error(transparent)]
+    Combine(#[from] crate::source::CombineError),
     #[error(transparent)]
     Protocol(#[from] crossglg_data::protocol::ProtocolError),
     #[error(transparent)]
@@ -91,14 +93,31 @@ pub fn device_from(name: &str) -> Result<Device, RunError> {
 
 /// Opens the configured dataset.
 pub fn open_source(cfg: &TrainConfig) -> Result<Box<dyn SampleSource>, RunError> {
-    Ok(match &cfg.data.source {
+    let main: Box<dyn SampleSource> = match &cfg.data.source {
         DataSource::Synthetic(s) => {
             let layout = Layout::load(&s.layout)?;
             let dataset = crossglg_data::synth::generate_with_layout(s, &layout)?;
             Box::new(InMemory { dataset, layout })
         }
         DataSource::Packed(path) => crate::source::open_packed(path)?,
-    })
+    };
+    if cfg.data.extra.is_empty() {
+        return Ok(main);
+    }
+    let mut extra = Vec::with_capacity(cfg.data.extra.len());
+    for e in &cfg.data.extra {
+        extra.push((
+            e.packed.display().to_string(),
+            crate::source::open_packed(&e.packed)?,
+        ));
+    }
+    Ok(Box::new(crate::source::Combined::new(main, extra)?))
+}
+
+/// The config's split for the samples of `src`: [`resolve_split`], with the classes of the
+/// datasets added for training (`[[data.extra]]`) as auxiliary classes.
+pub fn resolve_split_for(cfg: &TrainConfig, src: &dyn SampleSource) -> Result<Split, RunError> {
+    Ok(resolve_split(cfg)?.with_extra_auxiliary(src.extra_classes())?)
 }
 
 /// The split of the synthetic dataset: every 4th class novel (like MSR Action3D), the
@@ -536,7 +555,7 @@ pub fn train(
     };
     let src = open_source(cfg)?;
     let layout = src.layout().clone();
-    let split = resolve_split(cfg)?;
+    let split = resolve_split_for(cfg, src.as_ref())?;
     let assignment = split.apply(&src.metas())?;
     if assignment.train.is_empty() {
         return Err(data_err("the split leaves no training samples"));
@@ -546,7 +565,33 @@ pub fn train(
     let aux_names: Vec<String> = aux.iter().map(|&c| src.classes()[c].clone()).collect();
 
     let text = if cfg.model.guidance != Guidance::None {
-        Some(load_class_text(&cfg.text, &layout, &aux_names, &device)?)
+        let descriptions = cfg
+            .data
+            .extra
+            .iter()
+            .map(|e| {
+                e.descriptions.as_deref().ok_or_else(|| {
+                    data_err(format!(
+                        "[[data.extra]] {} has no `descriptions`, and the model uses text (guidance {:?})",
+                        e.packed.display(),
+                        cfg.model.guidance
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // the split lists the extra datasets' classes last
+        let own = aux_names.len() - src.extra_classes().len();
+        let extra = ExtraText {
+            descriptions,
+            classes: aux_names[own..].to_vec(),
+        };
+        Some(load_class_text(
+            &cfg.text,
+            &layout,
+            &aux_names[..own],
+            &extra,
+            &device,
+        )?)
     } else {
         None
     };
@@ -1300,7 +1345,13 @@ fn evaluate_text(
         .iter()
         .map(|&c| src.classes()[c].clone())
         .collect();
-    let text = load_class_text(&cfg.text, src.layout(), &names, &model.device)?;
+    let text = load_class_text(
+        &cfg.text,
+        src.layout(),
+        &names,
+        &Default::default(),
+        &model.device,
+    )?;
     let all: Vec<usize> = a.exemplars.iter().chain(&a.queries).copied().collect();
     let sims = model
         .text_similarity_indices(src, &all, &text)?
@@ -1435,7 +1486,7 @@ impl LoadedRun {
 pub fn load_run(run_dir: &Path, device: &Device) -> Result<LoadedRun, RunError> {
     let (model, cfg, layout) = TrainedModel::load(run_dir, device)?;
     let src = open_source(&cfg)?;
-    let split = resolve_split(&cfg)?;
+    let split = resolve_split_for(&cfg, src.as_ref())?;
     let assignment = split.apply(&src.metas())?;
     Ok(LoadedRun {
         model,
@@ -1512,7 +1563,13 @@ pub fn jid_on_novel(run: &LoadedRun) -> Result<Option<crossglg_plot::JidTargets>
     };
     let mut text_cfg = run.cfg.text.clone();
     text_cfg.key_joints = crate::config::KeyJointTargets::Raw;
-    let text = load_class_text(&text_cfg, &run.layout, &names, &Device::Cpu)?;
+    let text = load_class_text(
+        &text_cfg,
+        &run.layout,
+        &names,
+        &Default::default(),
+        &Device::Cpu,
+    )?;
     let targets = text.key_joints.to_vec2::<f32>()?;
     let v = run.layout.num_joints();
     let uniform = vec![1.0 / v as f32; v];

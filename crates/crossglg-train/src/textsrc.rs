@@ -6,6 +6,8 @@
 //! builder `text embed` uses) with the configured encoder: a sentence-encoder folder or the
 //! `hashed` fallback (`crossglg_text::hashed`).
 
+use std::path::Path;
+
 use candle_core::{Device, Tensor};
 use crossglg_data::Layout;
 use crossglg_text::bank::EmbedOptions;
@@ -52,39 +54,143 @@ fn norm_name(s: &str) -> String {
     s.trim().to_lowercase().replace(['_', '-'], " ")
 }
 
-/// Builds the text tensors of `classes` (dataset class names, in training-label order).
+/// Embeds a description file for `layout` (its own layout when `None`, named in the file).
+fn bank_from_descriptions(
+    path: &Path,
+    layout: Option<&Layout>,
+    enc: &TextEncoder,
+) -> Result<TextBank, TextSourceError> {
+    let file = DescriptionFile::load(path).map_err(crossglg_text::TextError::from)?;
+    let own;
+    let layout = match layout {
+        Some(l) => l,
+        None => {
+            own = Layout::load_named_in(&file.layout, path)
+                .map_err(crossglg_text::TextError::from)?;
+            &own
+        }
+    };
+    crossglg_text::validate(&file, layout, &path.display().to_string())
+        .map_err(crossglg_text::TextError::from)?;
+    let opts = EmbedOptions {
+        key_joints: KeyJointConfig {
+            floor: KEY_JOINT_FLOOR,
+        },
+        ..Default::default()
+    };
+    Ok(build_bank(&file, layout, enc, &opts)?.0)
+}
+
+/// The rows of `bank` for `classes`, in that order; each name must match one class of the bank.
+fn select(bank: &TextBank, classes: &[String], origin: &str) -> Result<Rows, TextSourceError> {
+    let mut rows = Vec::with_capacity(classes.len());
+    for c in classes {
+        let mut hits = bank
+            .classes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| norm_name(b) == norm_name(c));
+        let (i, _) = hits.next().ok_or_else(|| TextSourceError::MissingClass {
+            class: c.clone(),
+            origin: origin.to_string(),
+            have: bank.classes.join(", "),
+        })?;
+        if let Some((_, other)) = hits.next() {
+            return Err(TextSourceError::Descriptions {
+                path: origin.to_string(),
+                message: format!("class `{c}` is described twice (also as `{other}`)"),
+            });
+        }
+        rows.push(i as u32);
+    }
+    let idx = Tensor::new(rows.as_slice(), &Device::Cpu)?;
+    Ok(Rows {
+        global: bank.global.index_select(&idx, 0)?,
+        local: bank.local.index_select(&idx, 0)?,
+        key_joints: bank.key_joints.index_select(&idx, 0)?,
+    })
+}
+
+/// Text tensors of some classes, on the CPU.
+struct Rows {
+    global: Tensor,
+    local: Tensor,
+    key_joints: Tensor,
+}
+
+/// `bank` with its per-joint rows put in `joints`' order (a layout naming the same joints).
+fn reorder_joints(
+    mut bank: TextBank,
+    joints: &[String],
+    origin: &str,
+) -> Result<TextBank, TextSourceError> {
+    if bank.joints == joints {
+        return Ok(bank);
+    }
+    let perm: Option<Vec<u32>> = (bank.joints.len() == joints.len())
+        .then(|| {
+            joints
+                .iter()
+                .map(|j| bank.joints.iter().position(|b| b == j).map(|p| p as u32))
+                .collect()
+        })
+        .flatten();
+    let perm = perm.ok_or_else(|| TextSourceError::Joints {
+        origin: origin.to_string(),
+        got: bank.joints.clone(),
+        want: joints.to_vec(),
+    })?;
+    let idx = Tensor::new(perm.as_slice(), &Device::Cpu)?;
+    bank.local = bank.local.index_select(&idx, 1)?;
+    bank.key_joints = bank.key_joints.index_select(&idx, 1)?;
+    bank.joints = joints.to_vec();
+    Ok(bank)
+}
+
+/// The classes of the datasets added for training (`[[data.extra]]`), in training-label
+/// order, and their description files, each written for a layout with the same joints as the
+/// main one (in any order).
+#[derive(Debug, Default)]
+pub struct ExtraText<'a> {
+    pub descriptions: Vec<&'a Path>,
+    pub classes: Vec<String>,
+}
+
+/// Builds the text tensors of `classes` (dataset class names, in training-label order), then
+/// of `extra.classes`, which are looked up in `extra.descriptions` only.
 pub fn load_class_text(
     cfg: &TextConfig,
     layout: &Layout,
     classes: &[String],
+    extra: &ExtraText,
     device: &Device,
 ) -> Result<ClassText, TextSourceError> {
-    let bank = if let Some(p) = &cfg.bank {
-        TextBank::load(p, &Device::Cpu)?
-    } else if let Some(p) = &cfg.descriptions {
-        let file = DescriptionFile::load(p).map_err(crossglg_text::TextError::from)?;
-        crossglg_text::validate(&file, layout, &p.display().to_string())
-            .map_err(crossglg_text::TextError::from)?;
-        let enc = TextEncoder::load(&cfg.encoder, cfg.hashed_dim, &Device::Cpu)?;
-        let opts = EmbedOptions {
-            key_joints: KeyJointConfig {
-                floor: KEY_JOINT_FLOOR,
-            },
-            ..Default::default()
-        };
-        build_bank(&file, layout, &enc, &opts)?.0
-    } else {
-        return Err(TextSourceError::Descriptions {
-            path: "-".into(),
-            message: "no [text] bank or descriptions configured".into(),
-        });
-    };
     let origin = cfg
         .bank
         .as_ref()
         .or(cfg.descriptions.as_ref())
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let enc = match (&cfg.bank, &cfg.descriptions) {
+        (Some(_), _) if !extra.classes.is_empty() => {
+            return Err(TextSourceError::Descriptions {
+                path: origin,
+                message: "with [[data.extra]] datasets the text must come from `[text] descriptions`, not a bank, so that every class is embedded by the same encoder".into(),
+            })
+        }
+        (None, Some(_)) => Some(TextEncoder::load(&cfg.encoder, cfg.hashed_dim, &Device::Cpu)?),
+        _ => None,
+    };
+    let bank = match (&cfg.bank, &cfg.descriptions, &enc) {
+        (Some(p), _, _) => TextBank::load(p, &Device::Cpu)?,
+        (None, Some(p), Some(enc)) => bank_from_descriptions(p, Some(layout), enc)?,
+        _ => {
+            return Err(TextSourceError::Descriptions {
+                path: "-".into(),
+                message: "no [text] bank or descriptions configured".into(),
+            })
+        }
+    };
     if bank.joints != layout.joints {
         return Err(TextSourceError::Joints {
             origin,
@@ -92,23 +198,53 @@ pub fn load_class_text(
             want: layout.joints.clone(),
         });
     }
-    let mut rows = Vec::with_capacity(classes.len());
-    for c in classes {
-        let i = bank
-            .classes
-            .iter()
-            .position(|b| norm_name(b) == norm_name(c))
-            .ok_or_else(|| TextSourceError::MissingClass {
-                class: c.clone(),
-                origin: origin.clone(),
-                have: bank.classes.join(", "),
-            })?;
-        rows.push(i as u32);
+    let dim = bank.dim();
+    let mut parts = vec![select(&bank, classes, &origin)?];
+    if !extra.classes.is_empty() {
+        let enc = enc.as_ref().expect("descriptions, checked above");
+        let mut banks = Vec::new();
+        for p in &extra.descriptions {
+            let at = p.display().to_string();
+            let b = reorder_joints(bank_from_descriptions(p, None, enc)?, &layout.joints, &at)?;
+            banks.push((b, at));
+        }
+        // Each class from the one file that describes it.
+        let mut rows = Vec::with_capacity(extra.classes.len());
+        for c in &extra.classes {
+            let found: Vec<&(TextBank, String)> = banks
+                .iter()
+                .filter(|(b, _)| b.classes.iter().any(|n| norm_name(n) == norm_name(c)))
+                .collect();
+            match found.as_slice() {
+                [(b, at)] => rows.push(select(b, std::slice::from_ref(c), at)?),
+                [] => {
+                    let files: Vec<String> = banks.iter().map(|(_, at)| at.clone()).collect();
+                    return Err(TextSourceError::MissingClass {
+                        class: c.clone(),
+                        origin: files.join(", "),
+                        have: banks
+                            .iter()
+                            .flat_map(|(b, _)| b.classes.iter().cloned())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                [(_, a), (_, b), ..] => {
+                    return Err(TextSourceError::Descriptions {
+                        path: a.clone(),
+                        message: format!("class `{c}` is described here and in {b}; a training class needs one description"),
+                    })
+                }
+            }
+        }
+        parts.extend(rows);
     }
-    let idx = Tensor::new(rows.as_slice(), &Device::Cpu)?;
-    let global = bank.global.index_select(&idx, 0)?.to_device(device)?;
-    let local = bank.local.index_select(&idx, 0)?.to_device(device)?;
-    let key_joints = bank.key_joints.index_select(&idx, 0)?;
+    let cat = |f: fn(&Rows) -> &Tensor| -> Result<Tensor, candle_core::Error> {
+        Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0)
+    };
+    let global = cat(|r| &r.global)?.to_device(device)?;
+    let local = cat(|r| &r.local)?.to_device(device)?;
+    let key_joints = cat(|r| &r.key_joints)?;
     let key_joints = match cfg.key_joints {
         KeyJointTargets::Raw => key_joints,
         KeyJointTargets::Contrast => {
@@ -127,7 +263,7 @@ pub fn load_class_text(
         }
     );
     Ok(ClassText {
-        dim: bank.dim(),
+        dim,
         global,
         local,
         key_joints,
