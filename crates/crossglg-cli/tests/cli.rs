@@ -1522,3 +1522,72 @@ fn data_parallel_launch_checks_its_ranks() {
     assert!(e.contains("WORLD_SIZE is already set"), "{e}");
     assert!(!out.join("last.safetensors").exists());
 }
+
+/// The shipped `nwucla-msr-cpu.toml` on the real files: MSR Action3D's samples (msr20 order)
+/// join NW-UCLA's training in nwucla20 order with their own descriptions, and the evaluation
+/// stays on NW-UCLA's 5 novel classes.
+#[test]
+fn nwucla_trains_with_msr_classes_added() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut packed = Vec::new();
+    for (format, dir) in [
+        ("nwucla", "nw-ucla/all_sqe"),
+        ("msr", "msr-action3d/MSRAction3DSkeletonReal3D"),
+    ] {
+        let p = tmp.path().join(format!("{format}.safetensors"));
+        let raw = data_dir().join(dir);
+        ok(&[
+            "data",
+            "convert",
+            "--format",
+            format,
+            raw.to_str().unwrap(),
+            "--out",
+            p.to_str().unwrap(),
+        ]);
+        packed.push(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let msr_text = root.join("crates/crossglg-text/descriptions/msr-action3d.json");
+    let run = tmp.path().join("run");
+    let out = ok(&[
+        "train",
+        "--config",
+        root.join("configs/nwucla-msr-cpu.toml").to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--json",
+        "--set",
+        &format!("data.packed={:?}", packed[0]),
+        "--set",
+        &format!(
+            "data.extra=[{{ packed = {:?}, descriptions = {:?} }}]",
+            packed[1], msr_text
+        ),
+        "--set",
+        "text.encoder=hashed",
+        "--set",
+        "epochs=1",
+        "--set",
+        "eval.draws=0",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let reports = v["reports"].as_array().unwrap();
+    assert!(!reports.is_empty(), "{v}");
+    for r in reports {
+        let classes: Vec<&str> = r["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        // NW-UCLA's novel classes only: no MSR class is ever evaluated
+        assert_eq!(classes.len(), 5, "{classes:?}");
+        assert!(classes.contains(&"sit down"), "{classes:?}");
+    }
+    // 5 NW-UCLA auxiliary classes + MSR's 20 are trained
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("[[data.extra]]"), "{config}");
+    assert!(config.contains("num_classes = 25"), "{config}");
+}
