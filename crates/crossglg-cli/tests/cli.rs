@@ -53,6 +53,22 @@ fn split_ntu120_prints_the_official_exemplars() {
 
 /// `convert` then `inspect` of the packed file gives the same statistics as inspecting the
 /// raw folder: frames, bodies, joints, value ranges, per-class counts.
+/// `crossglg data convert` of a real dataset folder under `$CROSSGLG_DATA` into `out/FORMAT.safetensors`.
+fn convert_real(format: &str, dir: &str, out: &Path) -> PathBuf {
+    let packed = out.join(format!("{format}.safetensors"));
+    let raw = data_dir().join(dir);
+    ok(&[
+        "data",
+        "convert",
+        "--format",
+        format,
+        raw.to_str().unwrap(),
+        "--out",
+        packed.to_str().unwrap(),
+    ]);
+    packed
+}
+
 #[test]
 fn convert_then_inspect_round_trips_nwucla_and_msr() {
     let tmp = tempfile::tempdir().unwrap();
@@ -61,16 +77,7 @@ fn convert_then_inspect_round_trips_nwucla_and_msr() {
         ("nwucla", "nw-ucla/all_sqe"),
     ] {
         let raw = data_dir().join(dir);
-        let packed = tmp.path().join(format!("{format}.safetensors"));
-        ok(&[
-            "data",
-            "convert",
-            "--format",
-            format,
-            raw.to_str().unwrap(),
-            "--out",
-            packed.to_str().unwrap(),
-        ]);
+        let packed = convert_real(format, dir, tmp.path());
         let strip = |s: String| {
             let mut v: serde_json::Value = serde_json::from_str(&s).unwrap();
             for k in ["source", "format", "skipped", "flagged"] {
@@ -1534,18 +1541,7 @@ fn nwucla_trains_with_msr_classes_added() {
         ("nwucla", "nw-ucla/all_sqe"),
         ("msr", "msr-action3d/MSRAction3DSkeletonReal3D"),
     ] {
-        let p = tmp.path().join(format!("{format}.safetensors"));
-        let raw = data_dir().join(dir);
-        ok(&[
-            "data",
-            "convert",
-            "--format",
-            format,
-            raw.to_str().unwrap(),
-            "--out",
-            p.to_str().unwrap(),
-        ]);
-        packed.push(p);
+        packed.push(convert_real(format, dir, tmp.path()));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let msr_text = root.join("crates/crossglg-text/descriptions/msr-action3d.json");

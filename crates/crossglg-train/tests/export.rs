@@ -17,19 +17,6 @@ fn tensors(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn export_serves_like_its_run_and_names_weights_for_pytorch() {
     let tmp = tempfile::tempdir().unwrap();
@@ -99,7 +86,7 @@ fn export_serves_like_its_run_and_names_weights_for_pytorch() {
         // Golden outputs are what this build computes on the golden input.
         let golden = tensors(&out.join("golden.safetensors"));
         let e = from_export.model.embed(&golden["input"]).unwrap();
-        assert_eq!(max_diff(&e, &golden["embedding"]), 0.0, "{kind}");
+        assert_eq!(common::max_diff(&e, &golden["embedding"]), 0.0, "{kind}");
         assert!(golden.contains_key("joint_importance"), "{kind}");
         assert_eq!(
             golden.contains_key("logits_cross"),
@@ -130,11 +117,11 @@ fn export_serves_like_its_run_and_names_weights_for_pytorch() {
                 // PA = A + delta: the difference of two blocks' PA is the difference of deltas
                 let d = (pa - a).unwrap();
                 let dd = (delta - &ours["encoder.l1.gcn1.pa_delta"]).unwrap();
-                assert!(max_diff(&d, &dd) < 1e-6, "{kind}");
+                assert!(common::max_diff(&d, &dd) < 1e-6, "{kind}");
                 let w = &theirs["cross.blocks.0.cross_attn.in_proj_weight"];
                 assert_eq!(w.dims(), &[48, 16]);
                 let q = &ours["cross.blocks.0.cross_attn.q.weight"];
-                assert_eq!(max_diff(&w.narrow(0, 0, 16).unwrap(), q), 0.0);
+                assert_eq!(common::max_diff(&w.narrow(0, 0, 16).unwrap(), q), 0.0);
                 assert!(s.torch_left_out.is_empty());
             }
             "info_gcn" => {

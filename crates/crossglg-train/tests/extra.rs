@@ -9,18 +9,17 @@ use candle_core::Device;
 use crossglg_data::pack::Packed;
 use crossglg_data::synth::{generate_with_layout, SynthConfig};
 use crossglg_data::{Dataset, Layout};
-use crossglg_train::config::TrainConfig;
+use crossglg_model::Guidance;
+use crossglg_train::config::{ExtraData, TrainConfig};
 use crossglg_train::run::{
     evaluate_run, load_run, open_source, resolve_split, resolve_split_for, train, TrainOptions,
 };
 use crossglg_train::textsrc::{load_class_text, ExtraText};
 
+mod common;
+
 const MAIN: [&str; 6] = ["wave", "punch", "kick", "squat", "jump", "clap"];
 const EXTRA: [&str; 4] = ["turn", "bow", "nod", "point"];
-
-fn demo_descriptions() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/synthetic-descriptions.json")
-}
 
 fn synth(classes: &[&str], seed: u64) -> SynthConfig {
     let text = format!(
@@ -80,8 +79,7 @@ fn write_extra(
 
 /// The extra classes' descriptions, written for the reversed layout (the demo's own text).
 fn write_extra_descriptions(dir: &Path, classes: &[&str]) -> PathBuf {
-    let text = std::fs::read_to_string(demo_descriptions()).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(common::DESCRIPTIONS).unwrap();
     v["layout"] = "rev25.toml".into();
     v["dataset"] = "extra-set".into();
     let kept: Vec<serde_json::Value> = v["classes"]
@@ -103,54 +101,20 @@ fn write_extra_descriptions(dir: &Path, classes: &[&str]) -> PathBuf {
     path
 }
 
-fn config(extra: &str, guidance: &str) -> TrainConfig {
-    let desc = demo_descriptions();
-    let text = format!(
-        r#"
-seed = 5
-epochs = 2
-batch_size = 16
-[data]
-split = "synthetic"
-[data.synthetic]
-classes = {MAIN:?}
-samples_per_class = 8
-subjects = 3
-views = 3
-frames = [24, 32]
-{extra}
-[text]
-descriptions = {desc:?}
-encoder = "hashed"
-hashed_dim = 32
-[preprocess]
-frames = 16
-persons = 1
-[model]
-guidance = "{guidance}"
-[model.encoder]
-kind = "st_gcn"
-blocks = [{{ channels = 8, stride = 1 }}, {{ channels = 8, stride = 2 }}]
-[model.jid]
-after_block = 1
-hidden = 8
-[model.interaction]
-dim = 16
-heads = 2
-depth = 1
-[eval]
-batch_size = 32
-"#
-    );
-    TrainConfig::from_toml_str(&text, "test config").unwrap()
+/// The shared small config (its six motions are [`MAIN`]) with `extra` added and `guidance`.
+fn config(dir: &Path, extra: Option<ExtraData>, guidance: Guidance) -> TrainConfig {
+    let desc = common::write_descriptions(dir);
+    let mut cfg = common::small_config("st_gcn", "target", "cpu", 2, &desc);
+    cfg.model.guidance = guidance;
+    cfg.data.extra = extra.into_iter().collect();
+    cfg
 }
 
-fn extra_section(packed: &Path, descriptions: Option<&Path>) -> String {
-    let mut s = format!("[[data.extra]]\npacked = {:?}\n", packed);
-    if let Some(d) = descriptions {
-        s += &format!("descriptions = {d:?}\n");
-    }
-    s
+fn extra(packed: &Path, descriptions: Option<&Path>) -> Option<ExtraData> {
+    Some(ExtraData {
+        packed: packed.to_path_buf(),
+        descriptions: descriptions.map(Path::to_path_buf),
+    })
 }
 
 #[test]
@@ -159,7 +123,11 @@ fn extra_dataset_joins_training_only_in_the_main_joint_order() {
     let (layout_path, rev) = reversed_ntu25(dir.path(), None);
     let (original, packed) = write_extra(dir.path(), &EXTRA, &rev, &layout_path);
     let descriptions = write_extra_descriptions(dir.path(), &EXTRA);
-    let cfg = config(&extra_section(&packed, Some(&descriptions)), "both");
+    let cfg = config(
+        dir.path(),
+        extra(&packed, Some(&descriptions)),
+        Guidance::Both,
+    );
 
     // The config keeps the section through its own TOML.
     let again = TrainConfig::from_toml_str(&cfg.to_toml(), "written back").unwrap();
@@ -223,7 +191,7 @@ fn extra_text_comes_from_its_own_file_in_the_main_joint_order() {
     let dir = tempfile::tempdir().unwrap();
     reversed_ntu25(dir.path(), None);
     let descriptions = write_extra_descriptions(dir.path(), &EXTRA);
-    let cfg = config("", "both");
+    let cfg = config(dir.path(), None, Guidance::Both);
     let ntu = Layout::load("ntu25").unwrap();
     let main: Vec<String> = MAIN.iter().map(|s| s.to_string()).collect();
     let extra: Vec<String> = EXTRA.iter().map(|s| s.to_string()).collect();
@@ -241,21 +209,13 @@ fn extra_text_comes_from_its_own_file_in_the_main_joint_order() {
     .unwrap();
     let all: Vec<String> = main.iter().chain(&extra).cloned().collect();
     let direct = load_class_text(&cfg.text, &ntu, &all, &Default::default(), &Device::Cpu).unwrap();
-    let same = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap();
-        d.to_scalar::<f32>().unwrap()
-    };
     assert_eq!(via_extra.global.dims(), &[10, 32]);
-    assert_eq!(same(&via_extra.global, &direct.global), 0.0);
-    assert_eq!(same(&via_extra.local, &direct.local), 0.0);
-    assert_eq!(same(&via_extra.key_joints, &direct.key_joints), 0.0);
+    assert_eq!(common::max_diff(&via_extra.global, &direct.global), 0.0);
+    assert_eq!(common::max_diff(&via_extra.local, &direct.local), 0.0);
+    assert_eq!(
+        common::max_diff(&via_extra.key_joints, &direct.key_joints),
+        0.0
+    );
     // A key-joint target must actually move with the joints: the reversed file's raw rows
     // differ from the reordered ones unless the reorder happened.
     let head = ntu.joint_index("head").unwrap();
@@ -319,7 +279,7 @@ fn what_cannot_be_combined_fails_naming_the_file() {
     std::fs::create_dir(&other).unwrap();
     let (lp, renamed) = reversed_ntu25(&other, Some(("head", "skull")));
     let (_, packed) = write_extra(&other, &EXTRA, &renamed, &lp);
-    let e = err(&config(&extra_section(&packed, None), "none"));
+    let e = err(&config(dir.path(), extra(&packed, None), Guidance::None));
     assert!(
         e.contains(&packed.display().to_string()) && e.contains("same joints"),
         "{e}"
@@ -330,7 +290,7 @@ fn what_cannot_be_combined_fails_naming_the_file() {
     let clash = dir.path().join("clash");
     std::fs::create_dir(&clash).unwrap();
     let (_, packed) = write_extra(&clash, &["turn", "wave"], &rev, &lp);
-    let e = err(&config(&extra_section(&packed, None), "none"));
+    let e = err(&config(dir.path(), extra(&packed, None), Guidance::None));
     assert!(
         e.contains(&packed.display().to_string()) && e.contains("`wave`"),
         "{e}"
@@ -338,14 +298,14 @@ fn what_cannot_be_combined_fails_naming_the_file() {
 
     // Text-guided training and an extra dataset without descriptions.
     let (_, packed) = write_extra(dir.path(), &EXTRA, &rev, &lp);
-    let e = err(&config(&extra_section(&packed, None), "both"));
+    let e = err(&config(dir.path(), extra(&packed, None), Guidance::Both));
     assert!(
         e.contains(&packed.display().to_string()) && e.contains("descriptions"),
         "{e}"
     );
     // Without text it trains.
     train(
-        &config(&extra_section(&packed, None), "none"),
+        &config(dir.path(), extra(&packed, None), Guidance::None),
         &dir.path().join("plain"),
         &opts,
     )

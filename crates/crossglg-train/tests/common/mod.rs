@@ -65,3 +65,18 @@ pub fn write_descriptions(dir: &Path) -> std::path::PathBuf {
     std::fs::write(&p, DESCRIPTIONS).unwrap();
     p
 }
+
+/// The largest absolute difference between two tensors of one shape.
+#[allow(dead_code)] // not every test file that includes this module compares tensors
+pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
