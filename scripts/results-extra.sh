@@ -27,3 +27,7 @@ for split in test fold1; do
     "$bin" compare --a runs/extra/$1/$split-seed*/ --b runs/extra/$2/$split-seed*/ --names "$1,$2" || true
   done
 done > runs/extra.md
+# ST-GCN with MSR's classes added (the second encoder; run after the above)
+if [ "${STGCN:-1}" = 1 ]; then
+  $p configs/nwucla-msr-cpu.toml runs/extra/nwucla-msr-stgcn "0 1 2 3 4" test $s $d --set model.encoder.kind=st_gcn > runs/extra-stgcn.md
+fi
