@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use crossglg_infer::report::EvalReport;
-use crossglg_train::config::TrainConfig;
+use crossglg_train::config::{CalibrationBase, TrainConfig};
 use crossglg_train::run::{self, TrainOptions};
 
 const DEMO_CONFIG: &str = include_str!("../../../configs/demo.toml");
@@ -62,6 +62,13 @@ pub struct TrainArgs {
     nproc: Option<usize>,
 }
 
+/// `--calibration-base` (clap's spelling of `eval.calibration_base`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CalibrationBaseArg {
+    All,
+    Main,
+}
+
 #[derive(Args)]
 pub struct EvalArgs {
     /// A run directory (or a checkpoint file inside one).
@@ -88,6 +95,11 @@ pub struct EvalArgs {
     /// (0..1; models trained with the text-target branch).
     #[arg(long, value_name = "WEIGHT")]
     text_prior: Option<f64>,
+    /// Which training classes lend distribution calibration their statistics: `all`, or
+    /// `main` (the main dataset's only, without `[[data.extra]]` classes); default: the run's
+    /// `eval.calibration_base`.
+    #[arg(long, value_enum)]
+    calibration_base: Option<CalibrationBaseArg>,
     /// Also print the open-set table: each novel class in turn left out of the gallery, at
     /// every operating point of the run's unknown_threshold.json (or --calibration).
     #[arg(long)]
@@ -358,6 +370,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             draw_seed: a.draw_seed,
             zero_shot: a.zero_shot.then_some(true),
             text_prior: a.text_prior,
+            calibration_base: a.calibration_base.map(|b| match b {
+                CalibrationBaseArg::All => CalibrationBase::All,
+                CalibrationBaseArg::Main => CalibrationBase::Main,
+            }),
         },
     )?;
     if a.write {

@@ -238,6 +238,26 @@ impl BaseStats {
         self.means.len()
     }
 
+    /// Keeps the classes whose label passes `keep` (all of their statistics, in order).
+    pub fn retain_labels(&mut self, keep: impl Fn(usize) -> bool) {
+        let kept: Vec<bool> = self.labels.iter().map(|&l| keep(l)).collect();
+        let mut k = kept.iter();
+        self.labels
+            .retain(|_| *k.next().expect("one flag per class"));
+        let mut k = kept.iter();
+        self.classes
+            .retain(|_| *k.next().expect("one flag per class"));
+        let mut k = kept.iter();
+        self.counts
+            .retain(|_| *k.next().expect("one flag per class"));
+        let mut k = kept.iter();
+        self.means
+            .retain(|_| *k.next().expect("one flag per class"));
+        let mut k = kept.iter();
+        self.covariances
+            .retain(|_| *k.next().expect("one flag per class"));
+    }
+
     /// Saves as safetensors: `means` `[C, D]`, `covariances` `[C, D, D]` (f32), `counts` and
     /// `labels` `[C]` (i64); class names and the transform go in the header metadata.
     pub fn save(&self, path: &Path) -> Result<(), CalibrateError> {

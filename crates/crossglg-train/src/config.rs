@@ -230,6 +230,18 @@ pub struct EvalConfig {
     /// descriptions of the novel classes in the configured text.
     pub zero_shot: bool,
     pub text_prior: f64,
+    /// Which training classes lend distribution calibration their statistics: `all`, or
+    /// `main`, the main dataset's only (the classes of `[[data.extra]]` datasets left out).
+    pub calibration_base: CalibrationBase,
+}
+
+/// `eval.calibration_base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationBase {
+    #[default]
+    All,
+    Main,
 }
 
 impl Default for EvalConfig {
@@ -241,6 +253,7 @@ impl Default for EvalConfig {
             draw_seed: 0,
             zero_shot: false,
             text_prior: 0.0,
+            calibration_base: CalibrationBase::All,
         }
     }
 }

@@ -890,6 +890,7 @@ pub fn train(
         };
         write_run_json(&run_dir.join("unknown_threshold.json"), &unknown)?;
         stats.save(&run_dir.join("base_stats.safetensors"))?;
+        let stats = calibration_stats(stats, cfg.eval.calibration_base, &split, src.as_ref());
         let reports = evaluate_one_shot(
             &trained,
             src.as_ref(),
@@ -1503,6 +1504,22 @@ pub fn evaluate_run(run_dir: &Path, device: &Device) -> Result<Vec<EvalReport>, 
     evaluate_run_with(run_dir, device, &EvalOverrides::default())
 }
 
+/// The base statistics distribution calibration may use: every training class's, or with
+/// `Main` the main dataset's only. The statistics' labels are training-label positions, in
+/// which the classes of `[[data.extra]]` datasets come last.
+pub fn calibration_stats(
+    mut stats: BaseStats,
+    base: crate::config::CalibrationBase,
+    split: &Split,
+    src: &dyn SampleSource,
+) -> BaseStats {
+    if base == crate::config::CalibrationBase::Main {
+        let own = split.auxiliary_classes.len() - src.extra_classes().len();
+        stats.retain_labels(|l| l < own);
+    }
+    stats
+}
+
 /// Evaluation settings that replace the run's own when given.
 #[derive(Debug, Clone, Default)]
 pub struct EvalOverrides {
@@ -1510,6 +1527,7 @@ pub struct EvalOverrides {
     pub draw_seed: Option<u64>,
     pub zero_shot: Option<bool>,
     pub text_prior: Option<f64>,
+    pub calibration_base: Option<crate::config::CalibrationBase>,
 }
 
 /// [`evaluate_run`] with some evaluation settings overridden.
@@ -1531,9 +1549,16 @@ pub fn evaluate_run_with(
     e.draw_seed = o.draw_seed.unwrap_or(e.draw_seed);
     e.zero_shot = o.zero_shot.unwrap_or(e.zero_shot);
     e.text_prior = o.text_prior.unwrap_or(e.text_prior);
+    e.calibration_base = o.calibration_base.unwrap_or(e.calibration_base);
     let stats_path = run_dir.join("base_stats.safetensors");
     let stats = if stats_path.exists() {
-        Some(BaseStats::load(&stats_path)?)
+        let s = BaseStats::load(&stats_path)?;
+        Some(calibration_stats(
+            s,
+            cfg.eval.calibration_base,
+            &split,
+            src.as_ref(),
+        ))
     } else {
         None
     };

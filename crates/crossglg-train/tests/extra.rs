@@ -9,10 +9,12 @@ use candle_core::Device;
 use crossglg_data::pack::Packed;
 use crossglg_data::synth::{generate_with_layout, SynthConfig};
 use crossglg_data::{Dataset, Layout};
+use crossglg_infer::calibrate::BaseStats;
 use crossglg_model::Guidance;
-use crossglg_train::config::{ExtraData, TrainConfig};
+use crossglg_train::config::{CalibrationBase, ExtraData, TrainConfig};
 use crossglg_train::run::{
-    evaluate_run, load_run, open_source, resolve_split, resolve_split_for, train, TrainOptions,
+    calibration_stats, evaluate_run, evaluate_run_with, load_run, open_source, resolve_split,
+    resolve_split_for, train, EvalOverrides, TrainOptions,
 };
 use crossglg_train::textsrc::{load_class_text, ExtraText};
 
@@ -184,6 +186,40 @@ fn extra_dataset_joins_training_only_in_the_main_joint_order() {
         assert_eq!(r.queries, a_own.queries.len(), "{}", r.method);
         assert_eq!(r.classes.len(), own.novel_classes.len(), "{}", r.method);
     }
+
+    // Distribution calibration from the main dataset's classes only: the extra classes'
+    // statistics are left out, the main ones kept whole.
+    let stats = BaseStats::load(&run.join("base_stats.safetensors")).unwrap();
+    let n_own = own.auxiliary_classes.len();
+    assert_eq!(stats.labels, (0..n_own + EXTRA.len()).collect::<Vec<_>>());
+    let main = calibration_stats(
+        stats.clone(),
+        CalibrationBase::Main,
+        &loaded.split,
+        loaded.src.as_ref(),
+    );
+    assert_eq!(main.labels, (0..n_own).collect::<Vec<_>>());
+    assert_eq!(main.means, stats.means[..n_own].to_vec());
+    assert_eq!(main.covariances, stats.covariances[..n_own].to_vec());
+    assert_eq!(main.counts, stats.counts[..n_own].to_vec());
+    assert_eq!(main.classes, stats.classes[..n_own].to_vec());
+    let all = calibration_stats(
+        stats.clone(),
+        CalibrationBase::All,
+        &loaded.split,
+        loaded.src.as_ref(),
+    );
+    assert_eq!(all.labels, stats.labels);
+    let reports = evaluate_run_with(
+        &run,
+        &Device::Cpu,
+        &EvalOverrides {
+            calibration_base: Some(CalibrationBase::Main),
+            ..EvalOverrides::default()
+        },
+    )
+    .unwrap();
+    assert!(reports.iter().any(|r| r.method == "calibrated-logreg"));
 }
 
 #[test]
