@@ -232,6 +232,8 @@ pub struct EvalConfig {
     pub text_prior: f64,
     /// Which training classes lend distribution calibration their statistics: `all`, or
     /// `main`, the main dataset's only (the classes of `[[data.extra]]` datasets left out).
+    /// Not written when `all`, so runs made before the key existed still resume.
+    #[serde(skip_serializing_if = "CalibrationBase::is_all")]
     pub calibration_base: CalibrationBase,
 }
 
@@ -242,6 +244,12 @@ pub enum CalibrationBase {
     #[default]
     All,
     Main,
+}
+
+impl CalibrationBase {
+    fn is_all(&self) -> bool {
+        *self == CalibrationBase::All
+    }
 }
 
 impl Default for EvalConfig {

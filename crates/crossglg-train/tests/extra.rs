@@ -135,6 +135,13 @@ fn extra_dataset_joins_training_only_in_the_main_joint_order() {
     let again = TrainConfig::from_toml_str(&cfg.to_toml(), "written back").unwrap();
     assert_eq!(again.data.extra, cfg.data.extra);
     assert_eq!(cfg.data.extra.len(), 1);
+    // `eval.calibration_base` is written only when not the default, so runs from before it
+    // existed still resume with an unchanged config.
+    assert!(!cfg.to_toml().contains("calibration_base"));
+    let mut main_cfg = cfg.clone();
+    main_cfg.eval.calibration_base = CalibrationBase::Main;
+    let back = TrainConfig::from_toml_str(&main_cfg.to_toml(), "written back").unwrap();
+    assert_eq!(back.eval.calibration_base, CalibrationBase::Main);
 
     // The combined source: main samples first, then the extra ones, relabelled and renamed,
     // their skeletons back in ntu25's order.
