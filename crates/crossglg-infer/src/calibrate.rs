@@ -240,22 +240,16 @@ impl BaseStats {
 
     /// Keeps the classes whose label passes `keep` (all of their statistics, in order).
     pub fn retain_labels(&mut self, keep: impl Fn(usize) -> bool) {
+        fn by_flags<T>(v: &mut Vec<T>, kept: &[bool]) {
+            let mut k = kept.iter();
+            v.retain(|_| *k.next().expect("one flag per class"));
+        }
         let kept: Vec<bool> = self.labels.iter().map(|&l| keep(l)).collect();
-        let mut k = kept.iter();
-        self.labels
-            .retain(|_| *k.next().expect("one flag per class"));
-        let mut k = kept.iter();
-        self.classes
-            .retain(|_| *k.next().expect("one flag per class"));
-        let mut k = kept.iter();
-        self.counts
-            .retain(|_| *k.next().expect("one flag per class"));
-        let mut k = kept.iter();
-        self.means
-            .retain(|_| *k.next().expect("one flag per class"));
-        let mut k = kept.iter();
-        self.covariances
-            .retain(|_| *k.next().expect("one flag per class"));
+        by_flags(&mut self.labels, &kept);
+        by_flags(&mut self.classes, &kept);
+        by_flags(&mut self.counts, &kept);
+        by_flags(&mut self.means, &kept);
+        by_flags(&mut self.covariances, &kept);
     }
 
     /// Saves as safetensors: `means` `[C, D]`, `covariances` `[C, D, D]` (f32), `counts` and
