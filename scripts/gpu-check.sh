@@ -154,12 +154,12 @@ PY
     fi
     if [ -f data/nw-ucla.safetensors ]; then
         train_one "nwucla-$d" -c configs/nwucla-cpu.toml --set "device=$d" --set epochs=2 \
-            --set text.bank=../data/nw-ucla-text.safetensors --set text.encoder=hashed \
+            --set text.bank=data/nw-ucla-text.safetensors --set text.encoder=hashed \
             --set eval.draws=0
     fi
     if [ -f data/msr-action3d.safetensors ]; then
         train_one "msr-$d" -c configs/msr-cpu.toml --set "device=$d" --set epochs=2 \
-            --set text.bank=../data/msr-text.safetensors --set text.encoder=hashed \
+            --set text.bank=data/msr-text.safetensors --set text.encoder=hashed \
             --set eval.draws=0
     fi
 done

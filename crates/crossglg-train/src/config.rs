@@ -397,7 +397,8 @@ impl TrainConfig {
             origin: origin.clone(),
             message: e.to_string(),
         })?;
-        apply_overrides(&mut value, overrides, &origin)?;
+        let overrides = anchor_override_paths(overrides, &origin)?;
+        apply_overrides(&mut value, &overrides, &origin)?;
         let text = toml::to_string(&value).expect("a table serialises");
         let mut cfg = Self::from_toml_str(&text, &origin)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -501,20 +502,64 @@ fn first_non_finite(v: &toml::Value, at: String) -> Option<String> {
 }
 
 /// `a.b.c=value` edits of a TOML table; the value is parsed as TOML, falling back to a string.
+/// One `key=value` override: the key, and the value as TOML (a bare word is a string).
+fn parse_override<'a>(o: &'a str, origin: &str) -> Result<(&'a str, toml::Value), ConfigError> {
+    let (key, raw) = o.split_once('=').ok_or_else(|| ConfigError::Invalid {
+        origin: origin.into(),
+        message: format!("override `{o}` is not key=value"),
+    })?;
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("just parsed"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    Ok((key.trim(), value))
+}
+
+/// Keys whose values are paths (what [`TrainConfig::resolve_paths`] resolves).
+const PATH_KEYS: [&str; 5] = [
+    "data.packed",
+    "data.exclude_list",
+    "text.bank",
+    "text.descriptions",
+    "text.encoder",
+];
+
+/// A relative path typed in `--set` means what it means on the command line: relative to the
+/// current directory, not to the config file's folder. Such values are made absolute here,
+/// before the file's own relative paths are resolved against its folder. `text.encoder` may
+/// also name a model looked up in the model caches; it is anchored only when the path exists.
+fn anchor_override_paths(overrides: &[String], origin: &str) -> Result<Vec<String>, ConfigError> {
+    let cwd = std::env::current_dir().ok();
+    overrides
+        .iter()
+        .map(|o| {
+            let (key, value) = parse_override(o, origin)?;
+            let (Some(cwd), Some(raw)) = (&cwd, value.as_str()) else {
+                return Ok(o.clone());
+            };
+            let path = Path::new(raw);
+            let keep = !PATH_KEYS.contains(&key)
+                || path.is_absolute()
+                || raw.is_empty()
+                || (key == "text.encoder" && (raw == "hashed" || !cwd.join(path).exists()));
+            if keep {
+                return Ok(o.clone());
+            }
+            match cwd.join(path).to_str() {
+                Some(abs) => Ok(format!("{key}={}", toml::Value::String(abs.to_string()))),
+                None => Ok(o.clone()),
+            }
+        })
+        .collect()
+}
+
 pub fn apply_overrides(
     table: &mut toml::Table,
     overrides: &[String],
     origin: &str,
 ) -> Result<(), ConfigError> {
     for o in overrides {
-        let (key, raw) = o.split_once('=').ok_or_else(|| ConfigError::Invalid {
-            origin: origin.into(),
-            message: format!("override `{o}` is not key=value"),
-        })?;
-        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-            Ok(mut t) => t.remove("v").expect("just parsed"),
-            Err(_) => toml::Value::String(raw.to_string()),
-        };
+        let (key, value) = parse_override(o, origin)?;
         let mut cur = &mut *table;
         let parts: Vec<&str> = key.trim().split('.').collect();
         for p in &parts[..parts.len() - 1] {
@@ -562,6 +607,47 @@ guidance = "none"
                 .to_string();
             assert!(e.contains(key), "{set}: {e}");
         }
+    }
+
+    #[test]
+    fn set_paths_are_relative_to_the_current_directory_file_paths_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_dir = dir.path().join("configs");
+        std::fs::create_dir_all(cfg_dir.join("model")).unwrap();
+        let file = cfg_dir.join("c.toml");
+        let text = format!("{MIN}\n[text]\ndescriptions = \"d.json\"\nencoder = \"model\"\n");
+        std::fs::write(&file, text).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+
+        // the file's own relative paths: against its folder
+        let c = TrainConfig::load(&file, &[]).unwrap();
+        assert_eq!(c.text.descriptions.unwrap(), cfg_dir.join("d.json"));
+        assert_eq!(c.text.encoder, EncoderSpec::Folder(cfg_dir.join("model")));
+
+        // paths typed in --set: against the current directory, quoted or bare
+        let sets = [
+            "text.descriptions=runs/x.json".to_string(),
+            "text.bank=\"b c.safetensors\"".to_string(),
+            format!("data.exclude_list={}", dir.path().join("abs.txt").display()),
+            "optim.lr=0.01".to_string(),
+        ];
+        let c = TrainConfig::load(&file, &sets).unwrap();
+        assert_eq!(c.text.descriptions.unwrap(), cwd.join("runs/x.json"));
+        assert_eq!(c.text.bank.unwrap(), cwd.join("b c.safetensors"));
+        assert_eq!(c.data.exclude_list.unwrap(), dir.path().join("abs.txt"));
+        assert_eq!(c.optim.lr, 0.01);
+
+        // an encoder that is not a path here stays a name (or the hashed encoder)
+        let c = TrainConfig::load(&file, &["text.encoder=hashed".into()]).unwrap();
+        assert_eq!(c.text.encoder, EncoderSpec::Hashed);
+        let c = TrainConfig::load(&file, &["text.encoder=no-such-model-here".into()]).unwrap();
+        assert_eq!(
+            c.text.encoder,
+            EncoderSpec::Folder(PathBuf::from("no-such-model-here"))
+        );
+        // a folder that exists here is anchored here
+        let c = TrainConfig::load(&file, &["text.encoder=src".into()]).unwrap();
+        assert_eq!(c.text.encoder, EncoderSpec::Folder(cwd.join("src")));
     }
 
     #[test]
