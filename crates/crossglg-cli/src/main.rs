@@ -194,6 +194,21 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `crossglg eval --json | head` closes the pipe early; Rust ignores SIGPIPE, so the next
+/// `println!` panicked with a backtrace. Like other command-line tools, end quietly instead:
+/// restore the default action. Not for the commands that talk over sockets (`serve` and
+/// `bench --load` over HTTP, `train`/`sweep` with NCCL's rendezvous), where a peer hanging up
+/// must be an error on that connection, not the end of the process.
+fn die_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    // SAFETY: `signal` only sets how the process takes SIGPIPE; no handler of ours is
+    // installed, so nothing runs in signal context.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     // `bench` measures each variant in a child process of this same binary.
     if let Some(code) = crossglg_bench::child_main_if_requested() {
@@ -207,6 +222,13 @@ fn main() -> std::process::ExitCode {
     // 11x slower); this thread and rayon's pool (RAYON_NUM_THREADS) flush them to zero.
     crossglg_kernels::flush_denormals(0);
     let cli = Cli::parse();
+    let networked = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Bench(_) | Command::Train(_) | Command::Sweep(_)
+    );
+    if !networked {
+        die_quietly_on_closed_stdout();
+    }
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

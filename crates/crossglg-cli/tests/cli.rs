@@ -102,6 +102,31 @@ fn shipped_descriptions_validate() {
     ok(&["text", "validate", demo.to_str().unwrap()]);
 }
 
+/// `crossglg … | head` closes stdout early: the command must end as other tools do (SIGPIPE),
+/// not panic with a backtrace (println! on a closed pipe).
+#[cfg(unix)]
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // the read end is gone before the command starts, so its first line hits a closed pipe
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args(["data", "layouts"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    const SIGPIPE: i32 = 13; // Linux and the BSDs
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
 #[test]
 fn bad_inputs_fail_with_the_file_named() {
     let tmp = tempfile::tempdir().unwrap();
