@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Control description files for docs/results.md, "Does the text's content matter?".
+"""Control description files for docs/results.md, "Does the text's meaning matter?".
 
     python3 scripts/text-controls.py DESCRIPTIONS.json OUTDIR [--seed 0]
 
-Writes three files beside each other in OUTDIR, each a valid description file for the same
+Writes three files into OUTDIR, each a valid description file for the same
 classes (check with `crossglg text validate`):
 
 - `shuffled.json`: every class takes the whole text of another class (global description,
