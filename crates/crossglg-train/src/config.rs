@@ -501,7 +501,6 @@ fn first_non_finite(v: &toml::Value, at: String) -> Option<String> {
     }
 }
 
-/// `a.b.c=value` edits of a TOML table; the value is parsed as TOML, falling back to a string.
 /// One `key=value` override: the key, and the value as TOML (a bare word is a string).
 fn parse_override<'a>(o: &'a str, origin: &str) -> Result<(&'a str, toml::Value), ConfigError> {
     let (key, raw) = o.split_once('=').ok_or_else(|| ConfigError::Invalid {
@@ -553,6 +552,7 @@ fn anchor_override_paths(overrides: &[String], origin: &str) -> Result<Vec<Strin
         .collect()
 }
 
+/// `a.b.c=value` edits of a TOML table; the value is parsed as TOML, falling back to a string.
 pub fn apply_overrides(
     table: &mut toml::Table,
     overrides: &[String],
@@ -561,7 +561,7 @@ pub fn apply_overrides(
     for o in overrides {
         let (key, value) = parse_override(o, origin)?;
         let mut cur = &mut *table;
-        let parts: Vec<&str> = key.trim().split('.').collect();
+        let parts: Vec<&str> = key.split('.').collect();
         for p in &parts[..parts.len() - 1] {
             let entry = cur
                 .entry(p.to_string())
