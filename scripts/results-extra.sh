@@ -28,11 +28,9 @@ for split in test fold1; do
     "$bin" compare --a runs/extra/$1/$split-seed*/ --b runs/extra/$2/$split-seed*/ --names "$1,$2" || true
   done
 done > runs/extra.md
-# ST-GCN with MSR's classes added (the second encoder; run after the above)
+# ST-GCN with MSR's classes added (the second encoder; run after the above), then on NW-UCLA
+# alone, the same build's baseline for it
 if [ "${STGCN:-1}" = 1 ]; then
   $p configs/nwucla-msr-cpu.toml runs/extra/nwucla-msr-stgcn "0 1 2 3 4" test $s $d --set model.encoder.kind=st_gcn > runs/extra-stgcn.md
-fi
-# and ST-GCN on NW-UCLA alone, the same build's baseline for it
-if [ "${STGCN:-1}" = 1 ]; then
   $p configs/nwucla-cpu.toml runs/extra/nwucla-stgcn "0 1 2 3 4" test $s $d --set model.encoder.kind=st_gcn > runs/extra-stgcn-alone.md
 fi
