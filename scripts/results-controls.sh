@@ -31,12 +31,21 @@ for k in shuffled names random; do
   grep -q "\"msr/$k.json\"" $c/nwucla-msr-$k.toml && grep -q "\"nwucla/$k.json\"" $c/nwucla-msr-$k.toml \
     || { echo "configs/nwucla-msr-cpu.toml no longer has the paths this script rewrites" >&2; exit 1; }
 done
+part=${PART:-3}
+# train_once RUN CONFIG [--set ...]: one run unless it has finished (as scripts/paired.sh does)
+train_once() {
+  local run=$1 cfg=$2; shift 2
+  [ -f "$run/report.json" ] && return 0
+  mkdir -p "$(dirname "$run")"
+  "$bin" train --config "$cfg" --out "$run" --quiet --set recipe=target "$@" > "$run.log" 2>&1 \
+    || { echo "run $run failed, see $run.log" >&2; exit 1; }
+}
 s=scripts/settings/text-controls.txt
 for seed in ${SEEDS:-0 1 2 3 4}; do
   scripts/paired.sh configs/msr-cpu.toml $c/msr-test "$seed" test $s --set eval.draws=50 > /dev/null
 done
-if [ "${PART:-2}" -ge 2 ]; then
-  stgcn="--set model.encoder.kind=st_gcn --set eval.draws=50"
+stgcn="--set model.encoder.kind=st_gcn --set eval.draws=50"
+if [ "$part" -ge 2 ]; then
   grep -E '^(target|none|hashed):' $s > $c/settings-nwucla.txt
   for seed in ${SEEDS:-0 1 2 3 4}; do
     # the settings file's shuffled/names lines point at MSR's files alone; here the configs
@@ -45,27 +54,19 @@ if [ "${PART:-2}" -ge 2 ]; then
       $c/settings-nwucla.txt $stgcn > /dev/null
     for k in shuffled names random; do
       enc=""; [ $k = random ] && enc="--set text.encoder=hashed"
-      run=$c/nwucla-msr-test/$k/test-seed$seed
-      [ -f $run/report.json ] && continue
-      mkdir -p $c/nwucla-msr-test/$k
-      "$bin" train --config $c/nwucla-msr-$k.toml --out $run --quiet --set seed=$seed \
-        --set recipe=target $enc $stgcn > $run.log 2>&1 || { echo "run $run failed, see $run.log" >&2; exit 1; }
+      # shellcheck disable=SC2086
+      train_once $c/nwucla-msr-test/$k/test-seed$seed $c/nwucla-msr-$k.toml --set seed=$seed $enc $stgcn
     done
   done
 fi
 # 3. NW-UCLA's rotated fold 1 with MSR's classes, ST-GCN: the descriptions against the deranged
 #    ones only (where part 2 found the meaning to count), 5 seeds (PART=2 stops before it).
-if [ "${PART:-3}" -ge 3 ]; then
-  o=$c/nwucla-msr-fold1
+if [ "$part" -ge 3 ]; then
   for seed in ${SEEDS:-0 1 2 3 4}; do
     for k in target shuffled; do
-      run=$o/$k/fold1-seed$seed
-      [ -f $run/report.json ] && continue
-      mkdir -p $o/$k
       cfg=configs/nwucla-msr-cpu.toml; [ $k = shuffled ] && cfg=$c/nwucla-msr-shuffled.toml
-      "$bin" train --config $cfg --out $run --quiet --set seed=$seed --set recipe=target \
-        --set model.encoder.kind=st_gcn --set eval.draws=50 --set data.fold=1 > $run.log 2>&1 \
-        || { echo "run $run failed, see $run.log" >&2; exit 1; }
+      # shellcheck disable=SC2086
+      train_once $c/nwucla-msr-fold1/$k/fold1-seed$seed $cfg --set seed=$seed $stgcn --set data.fold=1
     done
   done
 fi
