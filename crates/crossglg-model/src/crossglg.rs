@@ -108,6 +108,22 @@ pub enum CrossForm {
     Target,
 }
 
+/// How the target form's class texts enter the common space [R, beyond the paper].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSide {
+    /// A learned projection per level. With 5–25 training classes it can put each class's
+    /// text anywhere in the common space, so what the texts say barely shapes the skeleton
+    /// features (docs/results.md, "Does the text's meaning matter?").
+    #[default]
+    Learned,
+    /// No text projection: the skeleton side is projected into the text's own space
+    /// (width `text_dim`; `dim` is not used), where each text is taken relative to the
+    /// training classes' mean (stored with the weights), so classes described alike must
+    /// stay alike.
+    Fixed,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InteractionConfig {
@@ -128,6 +144,8 @@ pub struct InteractionConfig {
     /// keeps only the text-queried skeleton context (`CrossAttn(t, s)`), so `L_c` can only be
     /// lowered through the skeleton features. See docs/results.md for the measured effect.
     pub text_residual: bool,
+    /// Target form: `learned` projects the texts, `fixed` keeps their own geometry.
+    pub text_side: TextSide,
 }
 
 impl Default for InteractionConfig {
@@ -140,6 +158,7 @@ impl Default for InteractionConfig {
             depth: 2,
             mlp_ratio: 2,
             text_residual: true,
+            text_side: TextSide::Learned,
         }
     }
 }
@@ -203,6 +222,7 @@ impl CrossGlgConfig {
                 depth: 1,
                 mlp_ratio: 2,
                 text_residual: true,
+                text_side: TextSide::Learned,
             },
             classifier: ClassifierConfig::default(),
             loss: LossWeights::default(),
@@ -351,13 +371,18 @@ impl CrossGlg {
             None
         };
         let align = if cfg.guidance.uses_cross_modal() && !paper {
-            Some(TextAlign::new(
-                c_out,
-                c_out,
-                ic.text_dim,
-                ic.dim,
-                vb.pp("align"),
-            )?)
+            Some(match ic.text_side {
+                TextSide::Learned => {
+                    TextAlign::new(c_out, c_out, ic.text_dim, ic.dim, vb.pp("align"))?
+                }
+                TextSide::Fixed => TextAlign::new_fixed(
+                    c_out,
+                    c_out,
+                    ic.text_dim,
+                    graph.num_joints,
+                    vb.pp("align"),
+                )?,
+            })
         } else {
             None
         };
@@ -740,9 +765,43 @@ pub fn frozen(cfg: &CrossGlgConfig, graph: &Graph, varmap: &VarMap) -> Result<Cr
     )
 }
 
-/// True for BatchNorm running statistics (stored as vars, never trained).
+/// True for values stored as vars but never trained: BatchNorm running statistics and the
+/// fixed text side's centres.
 pub fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name == TEXT_CENTER_GLOBAL
+        || name == TEXT_CENTER_LOCAL
+}
+
+const TEXT_CENTER_GLOBAL: &str = "align.text_center_global";
+const TEXT_CENTER_LOCAL: &str = "align.text_center_local";
+
+/// Stores the training classes' mean texts as the centres of a fixed text side
+/// (`model.interaction.text_side = "fixed"`); returns false, storing nothing, for a model
+/// without one. Call once after building, with the texts of the training classes: novel
+/// classes' texts are later taken relative to the same centres.
+///
+/// # Shapes
+/// `class_global: (K, D)`, `class_local: (K, V, D)`
+pub fn set_text_centers(
+    varmap: &VarMap,
+    class_global: &Tensor,
+    class_local: &Tensor,
+) -> candle_core::Result<bool> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let (Some(g), Some(l)) = (data.get(TEXT_CENTER_GLOBAL), data.get(TEXT_CENTER_LOCAL)) else {
+        return Ok(false);
+    };
+    let mean = |t: &Tensor, var: &candle_core::Var| {
+        t.to_device(var.device())?
+            .to_dtype(var.dtype())?
+            .mean(0)?
+            .contiguous()
+    };
+    g.set(&mean(class_global, g)?)?;
+    l.set(&mean(class_local, l)?)?;
+    Ok(true)
 }
 
 /// The trainable variables of `varmap` (everything but BatchNorm running statistics), sorted

@@ -185,9 +185,18 @@ const MAX_LOG_SCALE: f64 = 4.605_170_185_988_091; // ln 100
 pub struct TextAlign {
     skel_global: Linear,
     skel_joint: Linear,
-    text_global: Linear,
-    text_local: Linear,
+    text: TextSideParams,
     log_scale: Tensor,
+}
+
+/// How the class texts reach the common space.
+enum TextSideParams {
+    /// Learned projections: the branch may place each class's text anywhere.
+    Learned { global: Linear, local: Linear },
+    /// The text's own space: each text minus the training classes' mean (buffers
+    /// `text_center_global (D)` and `text_center_local (V, D)`, set by
+    /// [`crate::set_text_centers`]), so the skeleton side must reproduce the texts' geometry.
+    Fixed { global: Tensor, local: Tensor },
 }
 
 /// Class scores of the text-target branch, `(N, K)` each.
@@ -216,11 +225,41 @@ impl TextAlign {
         dim: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
+        let text = TextSideParams::Learned {
+            global: linear(text_dim, dim, vb.pp("text_global"))?,
+            local: linear(text_dim, dim, vb.pp("text_local"))?,
+        };
+        Self::with_text(emb_dim, joint_dim, dim, text, vb)
+    }
+
+    /// The branch with a fixed text side: the common space is the text's own (width
+    /// `text_dim`), centred on the training classes' mean, for `joints` joints.
+    pub fn new_fixed(
+        emb_dim: usize,
+        joint_dim: usize,
+        text_dim: usize,
+        joints: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let zero = candle_nn::Init::Const(0.0);
+        let text = TextSideParams::Fixed {
+            global: vb.get_with_hints(text_dim, "text_center_global", zero)?,
+            local: vb.get_with_hints((joints, text_dim), "text_center_local", zero)?,
+        };
+        Self::with_text(emb_dim, joint_dim, text_dim, text, vb)
+    }
+
+    fn with_text(
+        emb_dim: usize,
+        joint_dim: usize,
+        dim: usize,
+        text: TextSideParams,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             skel_global: linear(emb_dim, dim, vb.pp("skel_global"))?,
             skel_joint: linear(joint_dim, dim, vb.pp("skel_joint"))?,
-            text_global: linear(text_dim, dim, vb.pp("text_global"))?,
-            text_local: linear(text_dim, dim, vb.pp("text_local"))?,
+            text,
             // CLIP's initial temperature 0.07
             log_scale: vb.get_with_hints(
                 (),
@@ -239,9 +278,20 @@ impl TextAlign {
         l2_normalize(&self.skel_global.forward(g)?)
     }
 
-    /// Projected, normalised class descriptions `(K, d)`.
+    /// Projected (or centred), normalised class descriptions `(K, d)`.
     pub fn text_global(&self, t: &Tensor) -> Result<Tensor> {
-        l2_normalize(&self.text_global.forward(t)?)
+        l2_normalize(&match &self.text {
+            TextSideParams::Learned { global, .. } => global.forward(t)?,
+            TextSideParams::Fixed { global, .. } => t.broadcast_sub(&global.detach())?,
+        })
+    }
+
+    /// Projected (or centred), normalised per-joint descriptions `(K, V, d)`.
+    pub fn text_local(&self, t: &Tensor) -> Result<Tensor> {
+        l2_normalize(&match &self.text {
+            TextSideParams::Learned { local, .. } => local.forward(t)?,
+            TextSideParams::Fixed { local, .. } => t.broadcast_sub(&local.detach())?,
+        })
     }
 
     /// Class scores: the cosines of [`TextAlign::cosines`] times the learned scale.
@@ -291,7 +341,8 @@ impl TextAlign {
         let sj = l2_normalize(&self.skel_joint.forward(joints)?)?
             .transpose(0, 1)?
             .contiguous()?;
-        let tj = l2_normalize(&self.text_local.forward(text_local)?)?
+        let tj = self
+            .text_local(text_local)?
             .permute((1, 2, 0))?
             .contiguous()?;
         let local = sj.matmul(&tj)?.mean(0)?;

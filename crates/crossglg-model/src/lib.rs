@@ -39,8 +39,9 @@ pub mod loss;
 pub mod stgcn;
 
 pub use crossglg::{
-    build_seeded, frozen, is_buffer, param_count, trainable_vars, CrossForm, CrossGlg,
-    CrossGlgConfig, Guidance, InteractionConfig, JidConfig, Outputs, Reweight, StepText,
+    build_seeded, frozen, is_buffer, param_count, set_text_centers, trainable_vars, CrossForm,
+    CrossGlg, CrossGlgConfig, Guidance, InteractionConfig, JidConfig, Outputs, Reweight, StepText,
+    TextSide,
 };
 pub use device::{device_from, DeviceError};
 pub use encoder::Encoder;

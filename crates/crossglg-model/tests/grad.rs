@@ -403,6 +403,30 @@ fn grad_text_align_and_classifiers() {
     };
     assert!(grad_check(&vars, 4, &f) > 30);
 
+    // The fixed text side: gradients reach the skeleton side only (the centres are buffers).
+    let vm = VarMap::new();
+    let vb = SeededVarMap::var_builder(&vm, 49, DType::F64, &Device::Cpu);
+    let align = TextAlign::new_fixed(5, 6, 7, 4, vb.pp("align")).unwrap();
+    crossglg_model::set_text_centers(&vm, &tg, &tl).unwrap();
+    let mut vars = vars_of(&vm);
+    assert_eq!(
+        vars.len(),
+        5,
+        "{:?}",
+        vars.iter().map(|v| &v.0).collect::<Vec<_>>()
+    );
+    vars.push(("g".into(), g.clone()));
+    vars.push(("joints".into(), joints.clone()));
+    let f = || {
+        let out = align
+            .forward(g.as_tensor(), joints.as_tensor(), &tg, &tl)
+            .unwrap();
+        ((out.global * &w).unwrap().sum_all().unwrap()
+            + (out.local * &w).unwrap().sum_all().unwrap())
+        .unwrap()
+    };
+    assert!(grad_check(&vars, 4, &f) > 20);
+
     for kind in [ClassifierKind::Mlp, ClassifierKind::Cosine] {
         let vm = VarMap::new();
         let vb = SeededVarMap::var_builder(&vm, 47, DType::F64, &Device::Cpu);

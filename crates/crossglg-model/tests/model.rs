@@ -311,3 +311,70 @@ fn config_serde_round_trip() {
     assert!(serde_json::from_str::<CrossGlgConfig>(r#"{"guidanc":"g2l"}"#).is_err());
     let _ = param_count;
 }
+
+/// A fixed text side scores skeletons against each text minus the training classes' mean: it
+/// has no text parameters, its centres are set once, saved with the weights and never trained,
+/// and a common shift of every text (training and scored alike) changes nothing.
+#[test]
+fn fixed_text_side_is_centred_on_the_training_classes() {
+    use crossglg_model::{set_text_centers, trainable_vars, CrossForm, TextSide};
+    let mut cfg = CrossGlgConfig::tiny(EncoderKind::StGcn, 4, 8);
+    cfg.interaction.form = CrossForm::Target;
+    cfg.interaction.text_side = TextSide::Fixed;
+    let x = input(3, 8, 6, 7);
+    let tg = text(4, 11).mean(1).unwrap(); // (4, 8)
+    let tl = text(4, 12); // (4, 6, 8)
+    let (vm, model) = build_seeded(&cfg, &common::toy(), 0, DType::F32, &Device::Cpu).unwrap();
+    let sims = |m: &CrossGlg, g: &Tensor, l: &Tensor| {
+        let t = m.text_similarity(&x, g, l).unwrap().unwrap();
+        let v = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        [v(t.global), v(t.local)].concat()
+    };
+    let uncentred = sims(&model, &tg, &tl);
+    assert!(set_text_centers(&vm, &tg, &tl).unwrap());
+    let centred = sims(&model, &tg, &tl);
+    assert_ne!(centred, uncentred, "the centres are not used");
+    let stored = |name: &str| {
+        let d = vm.data().lock().unwrap();
+        d[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let want = tg.mean(0).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(stored("align.text_center_global"), want);
+    let want = tl.mean(0).unwrap().flatten_all().unwrap();
+    assert_eq!(
+        stored("align.text_center_local"),
+        want.to_vec1::<f32>().unwrap()
+    );
+    assert_eq!(param_count(&vm, "align.text"), 0);
+    assert!(trainable_vars(&vm)
+        .iter()
+        .all(|(n, _)| !n.contains("text_center")));
+
+    // The texts' own geometry: shifting every text by one vector, centres included, is a no-op.
+    let shift = text(1, 13).mean(1).unwrap(); // (1, 8)
+    let (tg2, tl2) = (
+        tg.broadcast_add(&shift).unwrap(),
+        tl.broadcast_add(&shift.unsqueeze(0).unwrap()).unwrap(),
+    );
+    let (vm2, model2) = build_seeded(&cfg, &common::toy(), 0, DType::F32, &Device::Cpu).unwrap();
+    set_text_centers(&vm2, &tg2, &tl2).unwrap();
+    let shifted = sims(&model2, &tg2, &tl2);
+    for (a, b) in shifted.iter().zip(&centred) {
+        assert!((a - b).abs() < 1e-5, "{a} {b}");
+    }
+
+    // Saved and loaded with the weights.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    vm.save(&path).unwrap();
+    let (mut vm3, model3) =
+        build_seeded(&cfg, &common::toy(), 0, DType::F32, &Device::Cpu).unwrap();
+    vm3.load(&path).unwrap();
+    assert_eq!(sims(&model3, &tg, &tl), centred);
+
+    // A learned text side has nothing to centre.
+    cfg.interaction.text_side = TextSide::Learned;
+    let (vm4, _) = build_seeded(&cfg, &common::toy(), 0, DType::F32, &Device::Cpu).unwrap();
+    assert!(!set_text_centers(&vm4, &tg, &tl).unwrap());
+    assert!(param_count(&vm4, "align.text") > 0);
+}

@@ -16,8 +16,8 @@ use crossglg_data::rng::keyed_rng;
 use crossglg_data::tagged::{format_tag, TaggedFile, FORMAT_KEY};
 use crossglg_data::{Layout, Skeleton};
 use crossglg_model::{
-    build_seeded, frozen, trainable_vars, CrossForm, CrossGlg, CrossGlgConfig, Graph, Guidance,
-    StepText,
+    build_seeded, frozen, set_text_centers, trainable_vars, CrossForm, CrossGlg, CrossGlgConfig,
+    Graph, Guidance, StepText,
 };
 use rand::seq::SliceRandom;
 
@@ -599,6 +599,10 @@ pub fn train(
     let mcfg = model_config(cfg, aux.len(), channels, text.as_ref().map(|t| t.dim));
     let graph = graph_of(&layout)?;
     let (varmap, model) = build_seeded(&mcfg, &graph, cfg.seed, DType::F32, &device)?;
+    if let Some(t) = &text {
+        // a fixed text side is centred on the training classes (a no-op otherwise)
+        set_text_centers(&varmap, &t.global, &t.local)?;
+    }
     let vars = trainable_vars(&varmap);
     let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
     let reduced: Vec<candle_core::Var> = vars.iter().map(|(_, v)| v.clone()).collect();

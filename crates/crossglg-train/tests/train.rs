@@ -399,3 +399,60 @@ fn windowed_read_back_writes_the_same_metrics() {
         }
     }
 }
+
+/// `text_side = "fixed"`: training stores the training classes' mean texts as the centres,
+/// the trained run reads them back, and zero-shot recognition of the novel classes runs
+/// through them.
+#[test]
+fn fixed_text_side_run_is_centred_on_its_training_classes() {
+    use crossglg_train::textsrc::load_class_text;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), 2, "both");
+    cfg.model.interaction.form = crossglg_model::CrossForm::Target;
+    cfg.model.interaction.text_side = crossglg_model::TextSide::Fixed;
+    cfg.eval.zero_shot = true;
+    let run = tmp.path().join("fixed");
+    train(&cfg, &run, &quiet()).unwrap();
+
+    let ck = Checkpoint::load(&run.join("last.safetensors"), &Device::Cpu).unwrap();
+    let names: Vec<String> = serde_json::from_str(ck.metadata["aux_classes"].as_str()).unwrap();
+    let loaded = load_run(&run, &Device::Cpu).unwrap();
+    let text = load_class_text(
+        &loaded.cfg.text,
+        &loaded.layout,
+        &names,
+        &Default::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let stored = |name: &str| -> Vec<f32> {
+        let t = ck
+            .tensors
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} is not in the checkpoint"))
+            .1;
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let want = text.global.mean(0).unwrap().to_vec1::<f32>().unwrap();
+    assert!(want.iter().any(|x| *x != 0.0));
+    assert!(close(&stored("model.align.text_center_global"), &want));
+    let want = text.local.mean(0).unwrap().flatten_all().unwrap();
+    assert!(close(
+        &stored("model.align.text_center_local"),
+        &want.to_vec1::<f32>().unwrap()
+    ));
+    assert!(!ck
+        .tensors
+        .iter()
+        .any(|(k, _)| k.starts_with("model.align.text_global")));
+
+    let reports: Vec<EvalReport> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let zero = reports
+        .iter()
+        .find(|r| r.method == "zero-shot-text")
+        .expect("a zero-shot report");
+    assert_eq!(zero.queries, reports[0].queries);
+}
