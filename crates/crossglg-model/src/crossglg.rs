@@ -263,6 +263,15 @@ impl CrossGlgConfig {
                 "distillation reads the text-target branch: set interaction.form = \"target\" (or loss.distill = 0)",
             );
         }
+        if ic.text_side == TextSide::Fixed
+            && self.guidance.uses_cross_modal()
+            && ic.form == CrossForm::Paper
+        {
+            return config_err(
+                "interaction.text_side",
+                "a fixed text side belongs to the text-target branch: set interaction.form = \"target\" (or text_side = \"learned\")",
+            );
+        }
         if self.loss.distill_temperature <= 0.0 || !self.loss.distill_temperature.is_finite() {
             return config_err("loss.distill_temperature", "must be positive");
         }

@@ -382,50 +382,40 @@ fn grad_new_losses() {
 fn grad_text_align_and_classifiers() {
     use crossglg_model::heads::{Classifier, TextAlign};
     use crossglg_model::{ClassifierConfig, ClassifierKind};
-    let vm = VarMap::new();
-    let vb = SeededVarMap::var_builder(&vm, 41, DType::F64, &Device::Cpu);
-    let align = TextAlign::new(5, 6, 7, 8, vb.pp("align")).unwrap();
     let g = Var::from_tensor(&randn(&[3, 5], 42, DType::F64)).unwrap();
     let joints = Var::from_tensor(&randn(&[3, 4, 6], 43, DType::F64)).unwrap();
     let tg = randn(&[2, 7], 44, DType::F64);
     let tl = randn(&[2, 4, 7], 45, DType::F64);
     let w = randn(&[3, 2], 46, DType::F64);
-    let mut vars = vars_of(&vm);
-    vars.push(("g".into(), g.clone()));
-    vars.push(("joints".into(), joints.clone()));
-    let f = || {
-        let out = align
-            .forward(g.as_tensor(), joints.as_tensor(), &tg, &tl)
-            .unwrap();
-        ((out.global * &w).unwrap().sum_all().unwrap()
-            + (out.local * &w).unwrap().sum_all().unwrap())
-        .unwrap()
+    // Checks the branch's gradients over its parameters and its inputs; returns the
+    // parameters' names.
+    let check = |vm: &VarMap, align: &TextAlign, min_checked: usize| {
+        let mut vars = vars_of(vm);
+        let names: Vec<String> = vars.iter().map(|v| v.0.clone()).collect();
+        vars.push(("g".into(), g.clone()));
+        vars.push(("joints".into(), joints.clone()));
+        let f = || {
+            let out = align
+                .forward(g.as_tensor(), joints.as_tensor(), &tg, &tl)
+                .unwrap();
+            ((out.global * &w).unwrap().sum_all().unwrap()
+                + (out.local * &w).unwrap().sum_all().unwrap())
+            .unwrap()
+        };
+        assert!(grad_check(&vars, 4, &f) > min_checked);
+        names
     };
-    assert!(grad_check(&vars, 4, &f) > 30);
-
+    let vm = VarMap::new();
+    let vb = SeededVarMap::var_builder(&vm, 41, DType::F64, &Device::Cpu);
+    let align = TextAlign::new(5, 6, 7, 8, vb.pp("align")).unwrap();
+    check(&vm, &align, 30);
     // The fixed text side: gradients reach the skeleton side only (the centres are buffers).
     let vm = VarMap::new();
     let vb = SeededVarMap::var_builder(&vm, 49, DType::F64, &Device::Cpu);
     let align = TextAlign::new_fixed(5, 6, 7, 4, vb.pp("align")).unwrap();
     crossglg_model::set_text_centers(&vm, &tg, &tl).unwrap();
-    let mut vars = vars_of(&vm);
-    assert_eq!(
-        vars.len(),
-        5,
-        "{:?}",
-        vars.iter().map(|v| &v.0).collect::<Vec<_>>()
-    );
-    vars.push(("g".into(), g.clone()));
-    vars.push(("joints".into(), joints.clone()));
-    let f = || {
-        let out = align
-            .forward(g.as_tensor(), joints.as_tensor(), &tg, &tl)
-            .unwrap();
-        ((out.global * &w).unwrap().sum_all().unwrap()
-            + (out.local * &w).unwrap().sum_all().unwrap())
-        .unwrap()
-    };
-    assert!(grad_check(&vars, 4, &f) > 20);
+    let names = check(&vm, &align, 20);
+    assert_eq!(names.len(), 5, "{names:?}");
 
     for kind in [ClassifierKind::Mlp, ClassifierKind::Cosine] {
         let vm = VarMap::new();

@@ -293,6 +293,13 @@ fn errors_name_the_problem() {
         .to_string();
     assert!(e.contains("interaction.heads"), "{e}");
     let mut cfg = CrossGlgConfig::tiny(EncoderKind::CtrGcn, 4, 8);
+    cfg.interaction.text_side = crossglg_model::TextSide::Fixed;
+    let e = build_seeded(&cfg, &common::toy(), 0, DType::F32, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("interaction.text_side"), "{e}");
+    let mut cfg = CrossGlgConfig::tiny(EncoderKind::CtrGcn, 4, 8);
     cfg.encoder.temporal_kernel = 4;
     assert!(build_seeded(&cfg, &common::toy(), 0, DType::F32, &Device::Cpu).is_err());
     assert!(Graph::new(3, vec![(0, 1)], 0).is_err());
