@@ -20,6 +20,21 @@ pub enum TextCommand {
     /// Ask an OpenAI-compatible chat endpoint for the global and per-joint descriptions of
     /// every class; answers are cached per class, so an interrupted run resumes.
     Describe(Box<DescribeArgs>),
+    /// Write a description file whose every text is the class name, for training without an
+    /// LLM (most of the one-shot gain on the data measured; docs/text.md).
+    Names {
+        /// Class names, one per line.
+        #[arg(long)]
+        classes: PathBuf,
+        /// Layout whose joints the file describes.
+        #[arg(long)]
+        layout: String,
+        /// Dataset name written into the file.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Check a description file against its layout.
     Validate {
         file: PathBuf,
@@ -130,6 +145,27 @@ pub struct ImportArgs {
 pub fn run(cmd: TextCommand) -> Result<()> {
     match cmd {
         TextCommand::Describe(a) => run_describe(*a),
+        TextCommand::Names {
+            classes,
+            layout,
+            dataset,
+            out,
+        } => {
+            let names = crossglg_data::read::read_class_names(&classes)?;
+            if names.is_empty() {
+                bail!("{}: no class names", classes.display());
+            }
+            let layout = Layout::load(&layout)?;
+            let file = DescriptionFile::names_only(&dataset, &layout, &names);
+            crossglg_text::validate(&file, &layout, &out.display().to_string())?;
+            file.save(&out)?;
+            println!(
+                "wrote {} ({} classes, names only)",
+                out.display(),
+                names.len()
+            );
+            Ok(())
+        }
         TextCommand::Validate { file, layout } => {
             let layout = layout.map(|l| Layout::load(&l)).transpose()?;
             println!("{}", validate_path(&file, layout.as_ref())?);

@@ -102,6 +102,79 @@ fn shipped_descriptions_validate() {
     ok(&["text", "validate", demo.to_str().unwrap()]);
 }
 
+/// `text names` writes a valid description file of the class names alone, whose key joints
+/// come from body-part words in the names, and a run trains on it; a repeated class is refused
+/// and nothing is written.
+#[test]
+fn names_only_descriptions_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let classes = dir.path().join("classes.txt");
+    let names = [
+        "wave",
+        "punch",
+        "kick",
+        "squat",
+        "jump",
+        "turn",
+        "bow",
+        "clap",
+        "raise_arms",
+        "side_step",
+        "nod",
+        "shake_head",
+        "march",
+        "arm_circles",
+        "point",
+        "side_bend",
+        "throw",
+    ];
+    std::fs::write(&classes, names.join("\n")).unwrap();
+    let file = dir.path().join("names.json");
+    let (c, f) = (classes.to_str().unwrap(), file.to_str().unwrap());
+    let base = [
+        "text",
+        "names",
+        "--classes",
+        c,
+        "--layout",
+        "ntu25",
+        "--dataset",
+        "synthetic",
+    ];
+    let out = ok(&[&base[..], &["--out", f]].concat());
+    assert!(out.contains("17 classes"), "{out}");
+    ok(&["text", "validate", f]);
+    let shown = ok(&["text", "show", f, "raise_arms"]);
+    assert!(shown.contains("body-part words"), "{shown}");
+    assert!(shown.contains("elbow"), "{shown}");
+    let run = dir.path().join("run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
+    ok(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        &format!("text.descriptions={f}"),
+        "--set",
+        "epochs=1",
+        "--set",
+        "data.synthetic.samples_per_class=6",
+        "--set",
+        "preprocess.frames=16",
+    ]);
+    assert!(run.join("report.json").exists());
+
+    std::fs::write(&classes, "wave\nkick\nwave\n").unwrap();
+    let again = dir.path().join("again.json");
+    let o = crossglg(&[&base[..], &["--out", again.to_str().unwrap()]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("`wave`"), "{err}");
+    assert!(!again.exists());
+}
+
 /// `crossglg … | head` closes stdout early: the command must end as other tools do (SIGPIPE),
 /// not panic with a backtrace (println! on a closed pipe).
 #[cfg(unix)]

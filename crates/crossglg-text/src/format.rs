@@ -89,6 +89,36 @@ impl DescriptionFile {
         }
     }
 
+    /// A file whose every text, global and per joint, is the class's name, for training
+    /// without an LLM: on the data measured the recipe keeps most of its one-shot gain with
+    /// names alone (docs/results.md). Key joints are left empty, so their targets come from
+    /// body-part words in the names (`key_joint_targets`); edit the file to name them.
+    pub fn names_only(dataset: &str, layout: &Layout, classes: &[String]) -> Self {
+        let provenance = Provenance {
+            model: "none: the class names".into(),
+            date: crate::util::today_utc(),
+            note: "written by `crossglg text names`".into(),
+            ..Default::default()
+        };
+        let mut file = Self::new(dataset, &layout.name, provenance);
+        file.classes = classes
+            .iter()
+            .enumerate()
+            .map(|(id, name)| ClassDescription {
+                id,
+                name: name.clone(),
+                global: name.clone(),
+                key_joints: Vec::new(),
+                local: layout
+                    .joints
+                    .iter()
+                    .map(|j| (j.clone(), name.clone()))
+                    .collect(),
+            })
+            .collect();
+        file
+    }
+
     /// Reads a file without checking it against a layout (see [`validate`]).
     pub fn load(path: &Path) -> Result<Self, FormatError> {
         let text =
