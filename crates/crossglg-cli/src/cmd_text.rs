@@ -21,7 +21,7 @@ pub enum TextCommand {
     /// every class; answers are cached per class, so an interrupted run resumes.
     Describe(Box<DescribeArgs>),
     /// Write a description file whose every text is the class name, for training without an
-    /// LLM (most of the one-shot gain on the data measured; docs/text.md).
+    /// LLM (about half the descriptions' one-shot gain on the data measured; docs/text.md).
     Names {
         /// Class names, one per line.
         #[arg(long)]

@@ -813,7 +813,7 @@ pub fn set_text_centers(
     Ok(true)
 }
 
-/// The trainable variables of `varmap` (everything but BatchNorm running statistics), sorted
+/// The trainable variables of `varmap` (everything but the buffers of [`is_buffer`]), sorted
 /// by name so optimiser state lines up across runs.
 pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
