@@ -22,19 +22,7 @@ pub enum TextCommand {
     Describe(Box<DescribeArgs>),
     /// Write a description file whose every text is the class name, for training without an
     /// LLM (about half the descriptions' one-shot gain on the data measured; docs/text.md).
-    Names {
-        /// Class names, one per line.
-        #[arg(long)]
-        classes: PathBuf,
-        /// Layout whose joints the file describes.
-        #[arg(long)]
-        layout: String,
-        /// Dataset name written into the file.
-        #[arg(long)]
-        dataset: String,
-        #[arg(long, short)]
-        out: PathBuf,
-    },
+    Names(ClassListArgs),
     /// Check a description file against its layout.
     Validate {
         file: PathBuf,
@@ -56,19 +44,38 @@ pub enum TextCommand {
     Models,
 }
 
+/// The classes a description file is written for, and where it goes.
 #[derive(Args)]
-pub struct DescribeArgs {
+pub struct ClassListArgs {
     /// Class names, one per line.
     #[arg(long)]
     classes: PathBuf,
-    /// Layout whose joints the local prompt lists.
+    /// Layout whose joints the file describes (and the local prompt lists).
     #[arg(long)]
     layout: String,
     /// Dataset name written into the file.
     #[arg(long)]
     dataset: String,
+    /// The description file to write (replaced whole, never half-written).
     #[arg(long, short)]
     out: PathBuf,
+}
+
+impl ClassListArgs {
+    /// The class names (at least one) and the layout.
+    fn load(&self) -> Result<(Vec<String>, Layout)> {
+        let classes = crossglg_data::read::read_class_names(&self.classes)?;
+        if classes.is_empty() {
+            bail!("{}: no class names", self.classes.display());
+        }
+        Ok((classes, Layout::load(&self.layout)?))
+    }
+}
+
+#[derive(Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    list: ClassListArgs,
     /// Endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000 (vLLM, llama.cpp, Ollama).
     #[arg(long, default_value = "https://api.openai.com/v1")]
     base_url: String,
@@ -145,23 +152,14 @@ pub struct ImportArgs {
 pub fn run(cmd: TextCommand) -> Result<()> {
     match cmd {
         TextCommand::Describe(a) => run_describe(*a),
-        TextCommand::Names {
-            classes,
-            layout,
-            dataset,
-            out,
-        } => {
-            let names = crossglg_data::read::read_class_names(&classes)?;
-            if names.is_empty() {
-                bail!("{}: no class names", classes.display());
-            }
-            let layout = Layout::load(&layout)?;
-            let file = DescriptionFile::names_only(&dataset, &layout, &names);
-            crossglg_text::validate(&file, &layout, &out.display().to_string())?;
-            file.save(&out)?;
+        TextCommand::Names(a) => {
+            let (names, layout) = a.load()?;
+            let file = DescriptionFile::names_only(&a.dataset, &layout, &names);
+            crossglg_text::validate(&file, &layout, &a.out.display().to_string())?;
+            file.save(&a.out)?;
             println!(
                 "wrote {} ({} classes, names only)",
-                out.display(),
+                a.out.display(),
                 names.len()
             );
             Ok(())
@@ -207,15 +205,11 @@ pub fn run(cmd: TextCommand) -> Result<()> {
 }
 
 fn run_describe(a: DescribeArgs) -> Result<()> {
-    let classes = crossglg_data::read::read_class_names(&a.classes)?;
-    if classes.is_empty() {
-        bail!("{}: no class names", a.classes.display());
-    }
-    let layout = Layout::load(&a.layout)?;
+    let (classes, layout) = a.list.load()?;
     let cache = a
         .cache
-        .unwrap_or_else(|| PathBuf::from("cache/llm").join(&a.dataset));
-    let mut cfg = LlmConfig::new(&a.model, &a.dataset, &cache);
+        .unwrap_or_else(|| PathBuf::from("cache/llm").join(&a.list.dataset));
+    let mut cfg = LlmConfig::new(&a.model, &a.list.dataset, &cache);
     cfg.base_url = a.base_url;
     cfg.api_key_env = Some(a.api_key_env).filter(|s| !s.is_empty());
     cfg.global_prompt =
@@ -230,10 +224,10 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
     cfg.temperature = a.temperature;
     cfg.max_tokens = a.max_tokens;
     cfg.progress = true;
-    let stats = describe_to_file(&cfg, &classes, &layout, &a.out)?;
+    let stats = describe_to_file(&cfg, &classes, &layout, &a.list.out)?;
     println!(
         "wrote {} ({} classes; {stats:?})",
-        a.out.display(),
+        a.list.out.display(),
         classes.len()
     );
     Ok(())

@@ -22,6 +22,16 @@ fn crossglg(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Overrides that make a demo-sized training run take seconds.
+const QUICK: [&str; 6] = [
+    "--set",
+    "epochs=1",
+    "--set",
+    "data.synthetic.samples_per_class=6",
+    "--set",
+    "preprocess.frames=16",
+];
+
 fn ok(args: &[&str]) -> String {
     let o = crossglg(args);
     assert!(
@@ -158,13 +168,11 @@ fn names_only_descriptions_train() {
         "--quiet",
         "--set",
         &format!("text.descriptions={f}"),
-        "--set",
-        "epochs=1",
-        "--set",
-        "data.synthetic.samples_per_class=6",
-        "--set",
-        "preprocess.frames=16",
-    ]);
+    ]
+    .iter()
+    .chain(&QUICK)
+    .copied()
+    .collect::<Vec<_>>());
     assert!(run.join("report.json").exists());
 
     std::fs::write(&classes, "wave\nkick\nwave\n").unwrap();
@@ -255,20 +263,13 @@ fn demo() -> &'static Demo {
     DEMO.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run").to_str().unwrap().to_string();
-        ok(&[
-            "demo",
-            "--out",
-            &run,
-            "--quiet",
-            "--text-encoder",
-            "hashed",
-            "--set",
-            "epochs=1",
-            "--set",
-            "data.synthetic.samples_per_class=6",
-            "--set",
-            "preprocess.frames=16",
-        ]);
+        ok(
+            &["demo", "--out", &run, "--quiet", "--text-encoder", "hashed"]
+                .iter()
+                .chain(&QUICK)
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         let files = dir.path().join("files");
         let out = ok(&[
             "data",
@@ -1249,13 +1250,11 @@ fn json_output_of_train_and_enroll() {
         "--json",
         "--text-encoder",
         "hashed",
-        "--set",
-        "epochs=1",
-        "--set",
-        "data.synthetic.samples_per_class=6",
-        "--set",
-        "preprocess.frames=16",
-    ]);
+    ]
+    .iter()
+    .chain(&QUICK)
+    .copied()
+    .collect::<Vec<_>>());
     let v: serde_json::Value = serde_json::from_str(&out).expect("demo --json prints JSON only");
     assert_eq!(v["epochs"], 1);
     assert!(
