@@ -17,20 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${CROSSGLG_BIN:-target/release/crossglg}
 c=runs/controls
-desc=crates/crossglg-text/descriptions
-python3 scripts/text-controls.py $desc/msr-action3d.json $c/msr 2> /dev/null
-python3 scripts/text-controls.py $desc/nw-ucla.json $c/nwucla 2> /dev/null
-for f in $c/msr/*.json $c/nwucla/*.json; do "$bin" text validate "$f" > /dev/null; done
-# NW-UCLA with MSR: the extra dataset's descriptions are in the config, so each control gets a
-# copy of configs/nwucla-msr-cpu.toml two folders deeper, pointing at its control files.
-for k in shuffled names random; do
-  sed -e 's|"\.\./|"../../|' \
-      -e "s|\"../../crates/crossglg-text/descriptions/msr-action3d.json\"|\"msr/$k.json\"|" \
-      -e "s|\"../../crates/crossglg-text/descriptions/nw-ucla.json\"|\"nwucla/$k.json\"|" \
-      configs/nwucla-msr-cpu.toml > $c/nwucla-msr-$k.toml
-  grep -q "\"msr/$k.json\"" $c/nwucla-msr-$k.toml && grep -q "\"nwucla/$k.json\"" $c/nwucla-msr-$k.toml \
-    || { echo "configs/nwucla-msr-cpu.toml no longer has the paths this script rewrites" >&2; exit 1; }
-done
+scripts/make-controls.sh
 part=${PART:-3}
 # train_once RUN CONFIG [--set ...]: one run unless it has finished (as scripts/paired.sh does)
 train_once() {

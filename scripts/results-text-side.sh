@@ -17,16 +17,8 @@ bin=${CROSSGLG_BIN:-target/release/crossglg}
 export CROSSGLG_BIN=$bin
 o=runs/text-side
 c=runs/controls
-desc=crates/crossglg-text/descriptions
 mkdir -p $o
-python3 scripts/text-controls.py $desc/msr-action3d.json $c/msr 2> /dev/null
-python3 scripts/text-controls.py $desc/nw-ucla.json $c/nwucla 2> /dev/null
-sed -e 's|"\.\./|"../../|' \
-    -e 's|"../../crates/crossglg-text/descriptions/msr-action3d.json"|"msr/shuffled.json"|' \
-    -e 's|"../../crates/crossglg-text/descriptions/nw-ucla.json"|"nwucla/shuffled.json"|' \
-    configs/nwucla-msr-cpu.toml > $c/nwucla-msr-shuffled.toml
-grep -q '"msr/shuffled.json"' $c/nwucla-msr-shuffled.toml && grep -q '"nwucla/shuffled.json"' $c/nwucla-msr-shuffled.toml \
-  || { echo "configs/nwucla-msr-cpu.toml no longer has the paths this script rewrites" >&2; exit 1; }
+scripts/make-controls.sh
 
 scripts/paired.sh configs/msr-cpu.toml $o/val-msr "0 1 2" "val0 val1 val2" \
   scripts/settings/text-side.txt --set eval.draws=50
