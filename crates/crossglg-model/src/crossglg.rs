@@ -14,6 +14,7 @@ use crate::error::{config_err, Result};
 use crate::graph::Graph;
 use crate::heads::{
     Classifier, ClassifierConfig, ClassifierKind, CrossModal, Jid, TextAlign, TextLogits,
+    TEXT_CENTERS,
 };
 use crate::infogcn::{InfoBottleneck, Latent};
 use crate::init::SeededVarMap;
@@ -382,15 +383,11 @@ impl CrossGlg {
         let align = if cfg.guidance.uses_cross_modal() && !paper {
             Some(match ic.text_side {
                 TextSide::Learned => {
-                    TextAlign::new(c_out, c_out, ic.text_dim, ic.dim, vb.pp("align"))?
+                    TextAlign::new(c_out, c_out, ic.text_dim, ic.dim, vb.pp(ALIGN))?
                 }
-                TextSide::Fixed => TextAlign::new_fixed(
-                    c_out,
-                    c_out,
-                    ic.text_dim,
-                    graph.num_joints,
-                    vb.pp("align"),
-                )?,
+                TextSide::Fixed => {
+                    TextAlign::new_fixed(c_out, c_out, ic.text_dim, graph.num_joints, vb.pp(ALIGN))?
+                }
             })
         } else {
             None
@@ -779,12 +776,11 @@ pub fn frozen(cfg: &CrossGlgConfig, graph: &Graph, varmap: &VarMap) -> Result<Cr
 pub fn is_buffer(name: &str) -> bool {
     name.ends_with("running_mean")
         || name.ends_with("running_var")
-        || name == TEXT_CENTER_GLOBAL
-        || name == TEXT_CENTER_LOCAL
+        || TEXT_CENTERS.iter().any(|c| name.ends_with(c))
 }
 
-const TEXT_CENTER_GLOBAL: &str = "align.text_center_global";
-const TEXT_CENTER_LOCAL: &str = "align.text_center_local";
+/// The text-target branch's parameter prefix.
+const ALIGN: &str = "align";
 
 /// Stores the training classes' mean texts as the centres of a fixed text side
 /// (`model.interaction.text_side = "fixed"`); returns false, storing nothing, for a model
@@ -799,7 +795,8 @@ pub fn set_text_centers(
     class_local: &Tensor,
 ) -> candle_core::Result<bool> {
     let data = varmap.data().lock().expect("VarMap lock poisoned");
-    let (Some(g), Some(l)) = (data.get(TEXT_CENTER_GLOBAL), data.get(TEXT_CENTER_LOCAL)) else {
+    let [g, l] = TEXT_CENTERS.map(|c| data.get(&format!("{ALIGN}.{c}")));
+    let (Some(g), Some(l)) = (g, l) else {
         return Ok(false);
     };
     let mean = |t: &Tensor, var: &candle_core::Var| {

@@ -189,6 +189,10 @@ pub struct TextAlign {
     log_scale: Tensor,
 }
 
+/// Names of the fixed text side's centres inside the branch (global, per joint): buffers,
+/// never trained (`crate::is_buffer`).
+pub const TEXT_CENTERS: [&str; 2] = ["text_center_global", "text_center_local"];
+
 /// How the class texts reach the common space.
 enum TextSideParams {
     /// Learned projections: the branch may place each class's text anywhere.
@@ -243,8 +247,8 @@ impl TextAlign {
     ) -> Result<Self> {
         let zero = candle_nn::Init::Const(0.0);
         let text = TextSideParams::Fixed {
-            global: vb.get_with_hints(text_dim, "text_center_global", zero)?,
-            local: vb.get_with_hints((joints, text_dim), "text_center_local", zero)?,
+            global: vb.get_with_hints(text_dim, TEXT_CENTERS[0], zero)?,
+            local: vb.get_with_hints((joints, text_dim), TEXT_CENTERS[1], zero)?,
         };
         Self::with_text(emb_dim, joint_dim, text_dim, text, vb)
     }
