@@ -46,9 +46,11 @@ if [ "$mode" = --check-rust ]; then
     # code and the CUDA tests) type-checked and linted, with candle's .cu kernels not compiled:
     # the stand-in nvcc only writes the empty files candle-kernels' build script expects (its
     # PTX strings, and a static library `check` never links). No wheels, no network, about
-    # 3 minutes from clean on 2 cores, so the test suite runs it; `--check` compiles the
-    # kernels with the real nvcc too. The target folder is its own, so that no real build
-    # finds the empty kernels in its cache.
+    # 2 minutes after the test build on 2 cores, so the test suite runs it; `--check` compiles
+    # the kernels with the real nvcc too. It shares the workspace's target folder, so the proc
+    # macros and build scripts the test build made are reused (that halved it); candle-kernels
+    # gets opt-level 2 here (3 in every real build; it has no Rust code to optimise), which
+    # gives its build a hash of its own, so that no real build finds the empty kernels.
     stand_in="$root/target/cuda-check/nvcc"
     mkdir -p "$stand_in/bin"
     {
@@ -72,7 +74,7 @@ if [ "$mode" = --check-rust ]; then
     } > "$stand_in/bin/nvcc"
     chmod +x "$stand_in/bin/nvcc"
     export PATH="$stand_in/bin:$PATH" CUDA_HOME="$stand_in" CUDA_ROOT="$stand_in" NVCC="$stand_in/bin/nvcc"
-    export CARGO_TARGET_DIR="$root/target/cuda-check/build"
+    check_args+=(--config 'profile.dev.package.candle-kernels.opt-level = 2')
     cd "$root"
     if cargo clippy --version >/dev/null 2>&1; then
         echo "== cargo clippy of the CUDA and NCCL code (stand-in nvcc: kernels not compiled)" >&2
