@@ -115,6 +115,15 @@ pub struct EvalArgs {
     /// Write the new evaluation into the run's report.json / report.md (what `compare` reads).
     #[arg(long)]
     write: bool,
+    /// Also print how far the descriptions' class similarities (global, per joint) agree with
+    /// the classes' mean embeddings: Spearman's ρ over training, novel × training and novel
+    /// pairs. Works for runs trained without text too, when their config names descriptions.
+    #[arg(long)]
+    text_agreement: bool,
+    /// The description file --text-agreement compares against, instead of the run's own
+    /// (the main dataset's classes; embedded with the run's text encoder).
+    #[arg(long, value_name = "FILE", requires = "text_agreement")]
+    descriptions: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -420,6 +429,26 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                     100.0 * r.unknown_rejected,
                     r.unknown_queries
                 );
+            }
+        }
+    }
+    if a.text_agreement {
+        let mut loaded = run::load_run(&a.run, &device)?;
+        if let Some(d) = &a.descriptions {
+            loaded.cfg.text.descriptions = Some(d.clone());
+            loaded.cfg.text.bank = None;
+        }
+        let rows = run::text_agreement(&loaded)?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "text_agreement": rows }))?
+            );
+        } else {
+            println!("# Do the descriptions' similarities agree with the skeletons'?\n\nSpearman's ρ between class-pair cosines of the texts and of the mean embeddings.\n\n| text | class pairs | pairs | ρ |\n|---|---|---:|---:|");
+            for r in &rows {
+                let rho = r.rho.map_or("–".to_string(), |v| format!("{v:+.3}"));
+                println!("| {} | {} | {} | {rho} |", r.text, r.pairs, r.count);
             }
         }
     }

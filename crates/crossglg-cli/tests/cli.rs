@@ -175,6 +175,67 @@ fn names_only_descriptions_train() {
     .collect::<Vec<_>>());
     assert!(run.join("report.json").exists());
 
+    // --text-agreement: with names only, the global and per-joint texts are the same, and so
+    // is every ρ; against the demo's descriptions (--descriptions) they differ
+    let r = run.to_str().unwrap();
+    let agreement = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = ok(&[
+            &["eval", r, "--draws", "0", "--json", "--text-agreement"],
+            extra,
+        ]
+        .concat());
+        let last = out
+            .rfind("{\n  \"text_agreement\"")
+            .expect("agreement JSON");
+        let v: serde_json::Value = serde_json::from_str(&out[last..]).unwrap();
+        v["text_agreement"].as_array().unwrap().clone()
+    };
+    let own = agreement(&[]);
+    assert_eq!(own.len(), 6, "{own:?}");
+    assert!(own[..3]
+        .iter()
+        .zip(&own[3..])
+        .all(|(g, j)| g["rho"] == j["rho"]));
+    // (one-word names share no words in the hashed encoder, so ρ may be null here)
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/crossglg-train/demo/synthetic-descriptions.json");
+    let full = agreement(&["--descriptions", demo.to_str().unwrap()]);
+    assert_eq!(full.len(), 6);
+    assert!(full[..3]
+        .iter()
+        .zip(&full[3..])
+        .any(|(g, j)| g["rho"] != j["rho"]));
+    let in_range = |r: &serde_json::Value| r["rho"].as_f64().is_some_and(|x| x.abs() <= 1.0);
+    assert!(full.iter().all(in_range), "{full:?}");
+    // a description file without the run's classes is an error naming it
+    let few = dir.path().join("few.txt");
+    std::fs::write(&few, "wave\npunch\n").unwrap();
+    let partial = dir.path().join("partial.json");
+    let p = partial.to_str().unwrap();
+    ok(&[
+        "text",
+        "names",
+        "--classes",
+        few.to_str().unwrap(),
+        "--layout",
+        "ntu25",
+        "--dataset",
+        "synthetic",
+        "--out",
+        p,
+    ]);
+    let o = crossglg(&[
+        "eval",
+        r,
+        "--draws",
+        "0",
+        "--text-agreement",
+        "--descriptions",
+        p,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("partial.json"), "{err}");
+
     std::fs::write(&classes, "wave\nkick\nwave\n").unwrap();
     let again = dir.path().join("again.json");
     let o = crossglg(&[&base[..], &["--out", again.to_str().unwrap()]].concat());

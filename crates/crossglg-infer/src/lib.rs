@@ -6,6 +6,7 @@
 //! rows out), so serving builds neither the training code nor the plotting library.
 //! `crossglg-train`'s `TrainedModel` is the embedder a trained run provides.
 
+pub mod agreement;
 pub mod calibrate;
 pub mod embedder;
 pub mod eval;

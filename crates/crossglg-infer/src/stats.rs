@@ -1,6 +1,7 @@
 //! The few statistics the reports and benchmarks need: mean and standard deviation, median,
 //! percentiles, a 95 %
-//! interval of a mean (Student's t), and the paired comparison of two groups of runs.
+//! interval of a mean (Student's t), the paired comparison of two groups of runs, and
+//! Spearman's rank correlation.
 //!
 //! Hand-written on purpose: the only non-trivial piece is the t quantile at 97.5 % (a short
 //! table plus the Cornish-Fisher expansion), and the statistics crates that have it bring a
@@ -148,9 +149,68 @@ pub fn paired(a: &[(String, f64)], b: &[(String, f64)]) -> Paired {
     }
 }
 
+/// Ranks from 1, ties given the mean of the ranks they span.
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        order[i..=j].iter().for_each(|&k| out[k] = mean);
+        i = j + 1;
+    }
+    out
+}
+
+/// Spearman's rank correlation: Pearson's correlation of the ranks (ties averaged). `None`
+/// for unequal lengths, fewer than three pairs, a non-finite value, or a constant side.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 3 || a.iter().chain(b).any(|x| !x.is_finite()) {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let (ma, _) = mean_std(&ra);
+    let (mb, _) = mean_std(&rb);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma).powi(2);
+        sbb += (y - mb).powi(2);
+    }
+    (saa > 0.0 && sbb > 0.0).then(|| sab / (saa * sbb).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spearman_ranks_and_ties() {
+        // monotone but not linear: 1 and -1
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let b = [1.0, 4.0, 9.0, 16.0, 100.0];
+        assert!((spearman(&a, &b).unwrap() - 1.0).abs() < 1e-12);
+        let rev: Vec<f64> = b.iter().map(|x| -x).collect();
+        assert!((spearman(&a, &rev).unwrap() + 1.0).abs() < 1e-12);
+        // d = (0, 0, 1, -1, 0): 1 - 6 * 2 / (5 * 24) = 0.9
+        let c = [10.0, 20.0, 40.0, 30.0, 50.0];
+        assert!((spearman(&a, &c).unwrap() - 0.9).abs() < 1e-12);
+        // ties take their mean rank: ranks of [1, 1, 2] are [1.5, 1.5, 3]
+        assert_eq!(ranks(&[1.0, 1.0, 2.0]), vec![1.5, 1.5, 3.0]);
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        // with ties, Pearson's r of the ranks: x = [1.5, 1.5, 3], y = [1, 2, 3] gives sqrt(3)/2
+        let r = spearman(&[1.0, 1.0, 2.0], &[1.0, 2.0, 3.0]).unwrap();
+        assert!((r - 3f64.sqrt() / 2.0).abs() < 1e-12, "{r}");
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0]), None);
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[1.0, 2.0]), None);
+        assert_eq!(spearman(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]), None);
+    }
 
     #[test]
     fn t_quantiles_match_tables() {

@@ -26,6 +26,7 @@ use crate::config::{DataSource, TrainConfig};
 use crate::optim::Optimizer;
 use crate::source::{InMemory, SampleSource};
 use crate::textsrc::{load_class_text, ExtraText};
+use crossglg_infer::agreement::{self, AgreementRow};
 use crossglg_infer::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
 use crossglg_infer::embedder::{EmbedError, Embedder};
 use crossglg_infer::eval::{
@@ -565,31 +566,11 @@ pub fn train(
     let aux_names: Vec<String> = aux.iter().map(|&c| src.classes()[c].clone()).collect();
 
     let text = if cfg.model.guidance != Guidance::None {
-        let descriptions = cfg
-            .data
-            .extra
-            .iter()
-            .map(|e| {
-                e.descriptions.as_deref().ok_or_else(|| {
-                    data_err(format!(
-                        "[[data.extra]] {} has no `descriptions`, and the model uses text (guidance {:?})",
-                        e.packed.display(),
-                        cfg.model.guidance
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // the split lists the extra datasets' classes last
-        let own = aux_names.len() - src.extra_classes().len();
-        let extra = ExtraText {
-            descriptions,
-            classes: aux_names[own..].to_vec(),
-        };
-        Some(load_class_text(
-            &cfg.text,
+        Some(training_class_text(
+            cfg,
+            src.as_ref(),
+            &aux_names,
             &layout,
-            &aux_names[..own],
-            &extra,
             &device,
         )?)
     } else {
@@ -1017,6 +998,44 @@ impl StepWindow {
         self.start = None;
         Ok(sums)
     }
+}
+
+/// The texts of a run's training classes, in training-label order (the `[[data.extra]]`
+/// datasets' classes last, each described by its own file).
+fn training_class_text(
+    cfg: &TrainConfig,
+    src: &dyn SampleSource,
+    aux_names: &[String],
+    layout: &Layout,
+    device: &Device,
+) -> Result<crate::textsrc::ClassText, RunError> {
+    let descriptions = cfg
+        .data
+        .extra
+        .iter()
+        .map(|e| {
+            e.descriptions.as_deref().ok_or_else(|| {
+                data_err(format!(
+                    "[[data.extra]] {} has no `descriptions`, so its classes have no text (guidance {:?})",
+                    e.packed.display(),
+                    cfg.model.guidance
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // the split lists the extra datasets' classes last
+    let own = aux_names.len() - src.extra_classes().len();
+    let extra = ExtraText {
+        descriptions,
+        classes: aux_names[own..].to_vec(),
+    };
+    Ok(load_class_text(
+        &cfg.text,
+        layout,
+        &aux_names[..own],
+        &extra,
+        device,
+    )?)
 }
 
 /// A trained model ready to embed skeletons (skeleton branch only, eval mode).
@@ -1567,6 +1586,74 @@ pub fn evaluate_run_with(
         None
     };
     evaluate_one_shot(&model, src.as_ref(), &split, &a, stats.as_ref(), &cfg)
+}
+
+/// How far the descriptions' similarities agree with the run's skeleton embeddings
+/// (`crossglg eval --text-agreement`): Spearman's ρ between the classes' text cosines (global,
+/// and per joint) and the cosines of their mean embeddings, over training × training,
+/// novel × training and novel × novel pairs. The training classes are embedded from their
+/// training samples (test-time preprocessing), the novel ones from their exemplars and
+/// queries. Any run whose config names descriptions or a bank works, one trained without
+/// text included.
+pub fn text_agreement(run: &LoadedRun) -> Result<Vec<AgreementRow>, RunError> {
+    let src = run.src.as_ref();
+    let aux = &run.split.auxiliary_classes;
+    let novel = &run.split.novel_classes;
+    let name = |c: &usize| src.classes()[*c].clone();
+    let aux_names: Vec<String> = aux.iter().map(name).collect();
+    let novel_names: Vec<String> = novel.iter().map(name).collect();
+    let cpu = Device::Cpu;
+    let train_text = training_class_text(&run.cfg, src, &aux_names, &run.layout, &cpu)?;
+    let novel_text = load_class_text(
+        &run.cfg.text,
+        &run.layout,
+        &novel_names,
+        &Default::default(),
+        &cpu,
+    )?;
+    let global: Vec<Vec<f64>> = [&train_text.global, &novel_text.global]
+        .iter()
+        .map(|t| t.to_dtype(DType::F64)?.to_vec2::<f64>())
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
+    let local: Vec<Vec<Vec<f32>>> = [&train_text.local, &novel_text.local]
+        .iter()
+        .map(|t| t.to_dtype(DType::F32)?.to_vec3::<f32>())
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
+
+    let samples: Vec<usize> = run
+        .assignment
+        .train
+        .iter()
+        .chain(&run.assignment.exemplars)
+        .chain(&run.assignment.queries)
+        .copied()
+        .collect();
+    let rows = run.model.embed_indices(src, &samples)?;
+    let labels = samples
+        .iter()
+        .map(|&i| {
+            let l = src
+                .meta(i)
+                .label
+                .ok_or_else(|| data_err("unlabelled sample"))?;
+            aux.iter()
+                .position(|&c| c == l)
+                .or_else(|| novel.iter().position(|&c| c == l).map(|p| aux.len() + p))
+                .ok_or_else(|| data_err(format!("sample of class {l}, outside the split")))
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let k = aux.len() + novel.len();
+    let skeleton = agreement::class_similarities(&rows, &labels, k)?;
+    Ok(agreement::agreement(
+        &skeleton,
+        &[
+            ("global", agreement::cosine_matrix(&global)),
+            ("per-joint", agreement::per_joint_similarities(&local)),
+        ],
+        aux.len(),
+    )?)
 }
 
 /// JID's output on the held-out (novel) classes of a finished run against their key-joint
