@@ -7,13 +7,16 @@ use anyhow::{bail, Result};
 use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use crossglg_data::Layout;
+use crossglg_infer::agreement::MatchBy;
 use crossglg_text::bank::EmbedOptions;
+use crossglg_text::encoder::EncoderSpec;
 use crossglg_text::import::{import_gap, import_skeletonagent, GapSet};
 use crossglg_text::llm::describe_to_file;
 use crossglg_text::{
     embed_descriptions, show_class, validate_path, DescriptionFile, KeyJointConfig, LlmConfig,
     PromptKind, PromptTemplate, SentenceEncoder, TextEncoder,
 };
+use crossglg_train::config::TextConfig;
 
 #[derive(Subcommand)]
 pub enum TextCommand {
@@ -42,6 +45,27 @@ pub enum TextCommand {
     Import(ImportArgs),
     /// List the sentence-encoder folders found, and where each was found.
     Models,
+    /// Compare two description sets of the same classes (matched by name): do they call the
+    /// same classes alike, how distinct is each set's text, does each class's text find its own
+    /// class in the other set (docs/text.md).
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    a: PathBuf,
+    b: PathBuf,
+    /// Sentence-encoder folder, or `hashed` (word hashing, no model); default all-MiniLM-L6-v2
+    /// wherever `crossglg text models` finds it.
+    #[arg(long)]
+    model: Option<String>,
+    /// Pair the classes by id instead of by name (two files of one dataset whose authors name
+    /// the classes differently).
+    #[arg(long)]
+    by_id: bool,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The classes a description file is written for, and where it goes.
@@ -180,6 +204,7 @@ pub fn run(cmd: TextCommand) -> Result<()> {
         }
         TextCommand::Embed(a) => run_embed(a),
         TextCommand::Import(a) => run_import(a),
+        TextCommand::Compare(a) => run_compare(a),
         TextCommand::Models => {
             let roots = crossglg_text::models::model_roots();
             println!("searched, in order:");
@@ -233,14 +258,81 @@ fn run_describe(a: DescribeArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_embed(a: EmbedArgs) -> Result<()> {
-    let file = DescriptionFile::load(&a.file)?;
-    let layout = Layout::load_named_in(&file.layout, &a.file)?;
-    let model = match a.model {
+/// The sentence encoder named, or the default one wherever it is found.
+fn sentence_encoder(model: Option<PathBuf>) -> Result<TextEncoder> {
+    let model = match model {
         Some(m) => m,
         None => crossglg_text::default_model().map_err(anyhow::Error::msg)?,
     };
-    let encoder = TextEncoder::Sentence(Box::new(SentenceEncoder::load(&model, &Device::Cpu)?));
+    Ok(TextEncoder::Sentence(Box::new(SentenceEncoder::load(
+        &model,
+        &Device::Cpu,
+    )?)))
+}
+
+fn run_compare(a: CompareArgs) -> Result<()> {
+    let encoder = match a.model.map(EncoderSpec::from) {
+        Some(spec @ EncoderSpec::Hashed) => {
+            TextEncoder::load(&spec, TextConfig::default().hashed_dim, &Device::Cpu)?
+        }
+        Some(EncoderSpec::Folder(dir)) => sentence_encoder(Some(dir))?,
+        None => sentence_encoder(None)?,
+    };
+    let c = crossglg_train::run::compare_description_files(
+        &a.a,
+        &a.b,
+        &encoder,
+        if a.by_id { MatchBy::Id } else { MatchBy::Name },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+        return Ok(());
+    }
+    let k = c.common.len();
+    println!(
+        "A: {}\nB: {}\nencoder: {}; {k} classes in both",
+        a.a.display(),
+        a.b.display(),
+        encoder.name()
+    );
+    for (side, only) in [("A", &c.only_a), ("B", &c.only_b)] {
+        if !only.is_empty() {
+            println!("only in {side} ({}): {}", only.len(), only.join(", "));
+        }
+    }
+    println!(
+        "\n{:<10} {:>6} {:>7} {:>13} {:>13} {:>11} {:>9}",
+        "text", "pairs", "rho", "pair cos A", "pair cos B", "same class", "matched"
+    );
+    for r in &c.rows {
+        let rho = r.rho.map_or("-".to_string(), |x| format!("{x:+.3}"));
+        println!(
+            "{:<10} {:>6} {rho:>7} {:>13.3} {:>13.3} {:>11.3} {:>8.1}%",
+            r.text,
+            r.pairs,
+            r.mean_pair_a,
+            r.mean_pair_b,
+            r.same_class,
+            100.0 * r.matched
+        );
+    }
+    println!(
+        "\nrho: Spearman's rank correlation of the two sets' class-pair cosines (do they call the \
+         same classes alike?); pair cos: mean cosine between different classes within a set; \
+         same class: mean cosine of the two sets' texts of one class; matched: classes whose text \
+         is nearest to its own class's text in the other set, both ways (chance {:.1}%).",
+        100.0 / k as f64
+    );
+    if !c.rows.iter().any(|r| r.text == "per-joint") {
+        println!("(no per-joint row: the two files describe different joints)");
+    }
+    Ok(())
+}
+
+fn run_embed(a: EmbedArgs) -> Result<()> {
+    let file = DescriptionFile::load(&a.file)?;
+    let layout = Layout::load_named_in(&file.layout, &a.file)?;
+    let encoder = sentence_encoder(a.model)?;
     let mut opts = EmbedOptions {
         batch: a.batch.max(1),
         progress: true,

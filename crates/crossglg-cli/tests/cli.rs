@@ -244,6 +244,130 @@ fn names_only_descriptions_train() {
     assert!(!again.exists());
 }
 
+/// `crossglg text compare`: two description sets of the same classes, by name or by id.
+#[test]
+fn text_compare_description_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/crossglg-train/demo/synthetic-descriptions.json");
+    let d = demo.to_str().unwrap();
+    let compare = |a: &str, b: &str, extra: &[&str]| -> serde_json::Value {
+        let out = ok(&[
+            &["text", "compare", a, b, "--model", "hashed", "--json"],
+            extra,
+        ]
+        .concat());
+        serde_json::from_str(&out).unwrap()
+    };
+    let rows = |v: &serde_json::Value| v["rows"].as_array().unwrap().clone();
+    let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+
+    // a set against itself: same ranking, every class finds itself
+    let same = compare(d, d, &[]);
+    assert_eq!(same["common"].as_array().unwrap().len(), 17);
+    assert_eq!(rows(&same).len(), 2);
+    for r in rows(&same) {
+        assert!((num(&r, "rho") - 1.0).abs() < 1e-9, "{r}");
+        assert!((num(&r, "matched") - 1.0).abs() < 1e-12, "{r}");
+        assert!((num(&r, "same_class") - 1.0).abs() < 1e-5, "{r}");
+    }
+
+    // the texts moved one class on (every class gets the next one's): nothing finds itself
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&demo).unwrap()).unwrap();
+    let classes = file["classes"].as_array_mut().unwrap();
+    let texts: Vec<(serde_json::Value, serde_json::Value)> = classes
+        .iter()
+        .map(|c| (c["global"].clone(), c["local"].clone()))
+        .collect();
+    for (i, c) in classes.iter_mut().enumerate() {
+        let (g, l) = &texts[(i + 1) % texts.len()];
+        c["global"] = g.clone();
+        c["local"] = l.clone();
+    }
+    let moved = dir.path().join("moved.json");
+    std::fs::write(&moved, serde_json::to_string(&file).unwrap()).unwrap();
+    let m = moved.to_str().unwrap();
+    let shifted = compare(d, m, &[]);
+    for r in rows(&shifted) {
+        assert!(num(&r, "matched") < 0.2, "{r}");
+        assert!(num(&r, "rho").abs() <= 1.0, "{r}");
+    }
+    // the human-readable table names both files and both levels
+    let table = ok(&["text", "compare", d, m, "--model", "hashed"]);
+    assert!(
+        table.contains("moved.json") && table.contains("per-joint"),
+        "{table}"
+    );
+
+    // names only, with ids in another order: by name the classes pair up, by id they do not
+    let classes = dir.path().join("classes.txt");
+    let mut names: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, _)| file["classes"][i]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.reverse();
+    std::fs::write(&classes, names.join("\n")).unwrap();
+    let names_file = dir.path().join("names.json");
+    let n = names_file.to_str().unwrap();
+    ok(&[
+        "text",
+        "names",
+        "--classes",
+        classes.to_str().unwrap(),
+        "--layout",
+        "ntu25",
+        "--dataset",
+        "synthetic",
+        "--out",
+        n,
+    ]);
+    let by_name = compare(d, n, &[]);
+    let by_id = compare(d, n, &["--by-id"]);
+    assert_eq!(by_name["common"], by_id["common"]);
+    let (a, b) = (
+        num(&rows(&by_name)[0], "same_class"),
+        num(&rows(&by_id)[0], "same_class"),
+    );
+    assert!(a > b, "same-class cosine by name {a} should beat by id {b}");
+
+    // two shared classes are too few; a missing file is named
+    let few = dir.path().join("few.txt");
+    std::fs::write(&few, "wave\npunch\n").unwrap();
+    let partial = dir.path().join("partial.json");
+    let p = partial.to_str().unwrap();
+    ok(&[
+        "text",
+        "names",
+        "--classes",
+        few.to_str().unwrap(),
+        "--layout",
+        "ntu25",
+        "--dataset",
+        "synthetic",
+        "--out",
+        p,
+    ]);
+    let o = crossglg(&["text", "compare", d, p, "--model", "hashed"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("share 2 class names"),
+        "{err}"
+    );
+    let gone = dir.path().join("gone.json");
+    let o = crossglg(&[
+        "text",
+        "compare",
+        d,
+        gone.to_str().unwrap(),
+        "--model",
+        "hashed",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("gone.json"), "{err}");
+}
+
 /// `crossglg … | head` closes stdout early: the command must end as other tools do (SIGPIPE),
 /// not panic with a backtrace (println! on a closed pipe).
 #[cfg(unix)]

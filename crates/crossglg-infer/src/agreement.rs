@@ -31,11 +31,17 @@ fn unit(v: &[f64]) -> Vec<f64> {
 
 /// Cosine similarities between rows, `(K, K)`.
 pub fn cosine_matrix(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let u: Vec<Vec<f64>> = rows.iter().map(|r| unit(r)).collect();
-    u.iter()
-        .map(|a| {
-            u.iter()
-                .map(|b| a.iter().zip(b).map(|(x, y)| x * y).sum())
+    cosine_cross(rows, rows)
+}
+
+/// Cosine similarities of every row of `a` with every row of `b`, `(Ka, Kb)`.
+pub fn cosine_cross(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let ub: Vec<Vec<f64>> = b.iter().map(|r| unit(r)).collect();
+    a.iter()
+        .map(|r| {
+            let ua = unit(r);
+            ub.iter()
+                .map(|v| ua.iter().zip(v).map(|(x, y)| x * y).sum())
                 .collect()
         })
         .collect()
@@ -79,24 +85,29 @@ pub fn class_similarities(
 /// The per-joint texts' similarity of two classes: the mean over joints of the cosine between
 /// their descriptions of that joint. `local` is `(K, V, D)`.
 pub fn per_joint_similarities(local: &[Vec<Vec<f32>>]) -> Vec<Vec<f64>> {
-    let joints: Vec<Vec<Vec<f64>>> = local
-        .iter()
-        .map(|c| {
-            c.iter()
-                .map(|j| unit(&j.iter().map(|&x| x as f64).collect::<Vec<_>>()))
-                .collect()
-        })
-        .collect();
-    joints
-        .iter()
-        .map(|a| {
-            joints
-                .iter()
-                .map(|b| {
-                    let v = a.len().min(b.len()).max(1);
-                    a.iter()
-                        .zip(b)
-                        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>())
+    per_joint_cross(local, local)
+}
+
+/// [`per_joint_similarities`] between the classes of two sets over the same joints, `(Ka, Kb)`.
+pub fn per_joint_cross(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> Vec<Vec<f64>> {
+    let units = |set: &[Vec<Vec<f32>>]| -> Vec<Vec<Vec<f64>>> {
+        set.iter()
+            .map(|c| {
+                c.iter()
+                    .map(|j| unit(&j.iter().map(|&x| x as f64).collect::<Vec<_>>()))
+                    .collect()
+            })
+            .collect()
+    };
+    let (ja, jb) = (units(a), units(b));
+    ja.iter()
+        .map(|x| {
+            jb.iter()
+                .map(|y| {
+                    let v = x.len().min(y.len()).max(1);
+                    x.iter()
+                        .zip(y)
+                        .map(|(p, q)| p.iter().zip(q).map(|(s, t)| s * t).sum::<f64>())
                         .sum::<f64>()
                         / v as f64
                 })
@@ -149,6 +160,205 @@ pub fn agreement(
         }
     }
     Ok(rows)
+}
+
+/// One description set, embedded: its classes' names and ids, their global texts `(K, D)` and
+/// per-joint texts `(K, V, D)` over `joints`.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSet {
+    pub names: Vec<String>,
+    pub ids: Vec<usize>,
+    pub global: Vec<Vec<f64>>,
+    pub local: Vec<Vec<Vec<f32>>>,
+    pub joints: Vec<String>,
+}
+
+/// How two description sets of the same classes relate, at one text level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetRow {
+    /// `global` or `per-joint`.
+    pub text: String,
+    /// Class pairs compared: `K·(K−1)/2` over the common classes.
+    pub pairs: usize,
+    /// Spearman's ρ between the two sets' class-pair similarities: do they call the same
+    /// classes alike?
+    pub rho: Option<f64>,
+    /// Mean cosine between different classes' texts within each set: how much of every
+    /// class's text the set's classes share.
+    pub mean_pair_a: f64,
+    pub mean_pair_b: f64,
+    /// Mean cosine between the two sets' texts of the same class.
+    pub same_class: f64,
+    /// Share of classes whose text in one set is nearest to the same class's text in the other
+    /// (both directions; chance is 1/K).
+    pub matched: f64,
+}
+
+/// [`compare_sets`]' answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetComparison {
+    /// The classes both sets describe, in set A's order.
+    pub common: Vec<String>,
+    pub only_a: Vec<String>,
+    pub only_b: Vec<String>,
+    /// `global`, then `per-joint` where the sets share their joints.
+    pub rows: Vec<SetRow>,
+}
+
+/// A class name as both sets are matched on it: lower case, anything but letters and digits a
+/// space, spaces collapsed (GAP writes "person’s", others "person's").
+pub fn name_key(name: &str) -> String {
+    let spaced: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_lowercase().next().unwrap_or(c)
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How [`compare_sets`] pairs the two sets' classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchBy {
+    /// By [`name_key`] of the class names.
+    Name,
+    /// By class id (files of one dataset whose authors name the classes differently, as GAP's
+    /// short NTU names against the dataset's own).
+    Id,
+}
+
+/// Compares two description sets of (mostly) the same classes: whether they call the same
+/// classes alike (ρ), how distinct each set's classes are, and whether each class's text is
+/// closer to its own class in the other set than to any other. Needs three common classes; the
+/// per-joint level only when both sets have the same joints. Both sets must come from the same
+/// encoder.
+pub fn compare_sets(
+    a: &EmbeddedSet,
+    b: &EmbeddedSet,
+    by: MatchBy,
+) -> Result<SetComparison, EvalError> {
+    for (side, s) in [("A", a), ("B", b)] {
+        if s.global.len() != s.names.len()
+            || s.local.len() != s.names.len()
+            || s.ids.len() != s.names.len()
+        {
+            return Err(EvalError::Invalid(format!(
+                "set {side}: {} names, {} global and {} per-joint rows",
+                s.names.len(),
+                s.global.len(),
+                s.local.len()
+            )));
+        }
+    }
+    let key = |s: &EmbeddedSet, i: usize| match by {
+        MatchBy::Name => name_key(&s.names[i]),
+        MatchBy::Id => s.ids[i].to_string(),
+    };
+    let mut index_b = std::collections::HashMap::new();
+    for j in 0..b.names.len() {
+        if index_b.insert(key(b, j), j).is_some() {
+            return Err(EvalError::Invalid(format!(
+                "set B has class `{}` (id {}) twice",
+                b.names[j], b.ids[j]
+            )));
+        }
+    }
+    let mut seen_a = std::collections::HashSet::new();
+    let (mut ia, mut ib) = (Vec::new(), Vec::new());
+    let mut only_a = Vec::new();
+    for (i, n) in a.names.iter().enumerate() {
+        let key = key(a, i);
+        if !seen_a.insert(key.clone()) {
+            return Err(EvalError::Invalid(format!(
+                "set A has class `{n}` (id {}) twice",
+                a.ids[i]
+            )));
+        }
+        match index_b.get(&key) {
+            Some(&j) => {
+                ia.push(i);
+                ib.push(j);
+            }
+            None => only_a.push(n.clone()),
+        }
+    }
+    let only_b: Vec<String> = (0..b.names.len())
+        .filter(|&j| !seen_a.contains(&key(b, j)))
+        .map(|j| b.names[j].clone())
+        .collect();
+    let k = ia.len();
+    if k < 3 {
+        return Err(EvalError::Invalid(format!(
+            "the two sets share {k} class names; comparing them needs at least 3"
+        )));
+    }
+    let pick = |rows: &[Vec<f64>], idx: &[usize]| -> Vec<Vec<f64>> {
+        idx.iter().map(|&i| rows[i].clone()).collect()
+    };
+    let pick_local = |rows: &[Vec<Vec<f32>>], idx: &[usize]| -> Vec<Vec<Vec<f32>>> {
+        idx.iter().map(|&i| rows[i].clone()).collect()
+    };
+    let (ga, gb) = (pick(&a.global, &ia), pick(&b.global, &ib));
+    let mut levels = vec![(
+        "global",
+        cosine_matrix(&ga),
+        cosine_matrix(&gb),
+        cosine_cross(&ga, &gb),
+    )];
+    if a.joints == b.joints && !a.joints.is_empty() {
+        let (la, lb) = (pick_local(&a.local, &ia), pick_local(&b.local, &ib));
+        levels.push((
+            "per-joint",
+            per_joint_similarities(&la),
+            per_joint_similarities(&lb),
+            per_joint_cross(&la, &lb),
+        ));
+    }
+    let pairs: Vec<(usize, usize)> = (0..k)
+        .flat_map(|i| (i + 1..k).map(move |j| (i, j)))
+        .collect();
+    let rows = levels
+        .into_iter()
+        .map(|(text, sa, sb, cross)| {
+            let va: Vec<f64> = pairs.iter().map(|&(i, j)| sa[i][j]).collect();
+            let vb: Vec<f64> = pairs.iter().map(|&(i, j)| sb[i][j]).collect();
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let argmax = |it: &mut dyn Iterator<Item = f64>| -> usize {
+                let mut best = (0, f64::NEG_INFINITY);
+                for (n, x) in it.enumerate() {
+                    if x > best.1 {
+                        best = (n, x);
+                    }
+                }
+                best.0
+            };
+            let hits: usize = (0..k)
+                .map(|i| {
+                    usize::from(argmax(&mut cross[i].iter().copied()) == i)
+                        + usize::from(argmax(&mut (0..k).map(|j| cross[j][i])) == i)
+                })
+                .sum();
+            SetRow {
+                text: text.to_string(),
+                pairs: pairs.len(),
+                rho: spearman(&va, &vb),
+                mean_pair_a: mean(&va),
+                mean_pair_b: mean(&vb),
+                same_class: (0..k).map(|i| cross[i][i]).sum::<f64>() / k as f64,
+                matched: hits as f64 / (2 * k) as f64,
+            }
+        })
+        .collect();
+    Ok(SetComparison {
+        common: ia.iter().map(|&i| a.names[i].clone()).collect(),
+        only_a,
+        only_b,
+        rows,
+    })
 }
 
 #[cfg(test)]
@@ -218,5 +428,117 @@ mod tests {
         let s = per_joint_similarities(&local);
         assert!((s[0][1] - 0.5).abs() < 1e-9);
         assert!((s[1][1] - 1.0).abs() < 1e-9);
+    }
+
+    fn set(names: &[&str], global: Vec<Vec<f64>>, joints: usize) -> EmbeddedSet {
+        let local = global
+            .iter()
+            .map(|g| vec![g.iter().map(|&x| x as f32).collect(); joints])
+            .collect();
+        EmbeddedSet {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            ids: (0..names.len()).collect(),
+            global,
+            local,
+            joints: (0..joints).map(|j| format!("j{j}")).collect(),
+        }
+    }
+
+    fn on_circle(angles: &[f64]) -> Vec<Vec<f64>> {
+        angles.iter().map(|a| vec![a.cos(), a.sin()]).collect()
+    }
+
+    #[test]
+    fn description_sets_compared_by_class_name() {
+        let angles = [0.0, 0.4, 0.9, 1.5, 2.2];
+        let a = set(
+            &["Drink water", "eat meal", "clap", "jump", "wave"],
+            on_circle(&angles),
+            2,
+        );
+        // B: the same geometry, classes in another order, names written differently, one extra
+        let order = [4, 2, 0, 3, 1];
+        let names_b = ["WAVE", "clap ", "drink-water", "jump", "eat  meal", "kick"];
+        let mut g: Vec<f64> = order.iter().map(|&i| angles[i]).collect();
+        g.push(3.0);
+        let b = set(&names_b, on_circle(&g), 2);
+        let c = compare_sets(&a, &b, MatchBy::Name).unwrap();
+        assert_eq!(c.common.len(), 5);
+        assert!(c.only_a.is_empty());
+        assert_eq!(c.only_b, vec!["kick".to_string()]);
+        assert_eq!(c.rows.len(), 2);
+        for r in &c.rows {
+            assert_eq!(r.pairs, 10);
+            assert!((r.rho.unwrap() - 1.0).abs() < 1e-9, "{r:?}");
+            assert!((r.same_class - 1.0).abs() < 1e-6, "{r:?}");
+            assert!((r.matched - 1.0).abs() < 1e-12, "{r:?}");
+            assert!((r.mean_pair_a - r.mean_pair_b).abs() < 1e-6);
+        }
+        // the mean pair cosine by hand: cos of the ten angle differences
+        let mut want = 0.0;
+        for i in 0..5 {
+            for j in i + 1..5 {
+                want += (angles[i] - angles[j]).cos() / 10.0;
+            }
+        }
+        assert!((c.rows[0].mean_pair_a - want).abs() < 1e-9);
+
+        // B's texts deranged among its classes: same-class matching falls, and the rank
+        // agreement is no longer perfect
+        let deranged = [1, 2, 3, 4, 0];
+        let g2: Vec<f64> = deranged.iter().map(|&i| angles[i]).collect();
+        let d = set(
+            &["drink water", "eat meal", "clap", "jump", "wave"],
+            on_circle(&g2),
+            2,
+        );
+        let c = compare_sets(&a, &d, MatchBy::Name).unwrap();
+        assert!(c.rows[0].matched < 0.5, "{:?}", c.rows[0]);
+        assert!(c.rows[0].rho.unwrap() < 0.9, "{:?}", c.rows[0]);
+        assert!(c.rows[0].same_class < 0.95);
+
+        // other joints: the global level only
+        let e = set(
+            &["drink water", "eat meal", "clap"],
+            on_circle(&angles[..3]),
+            3,
+        );
+        let c = compare_sets(&a, &e, MatchBy::Name).unwrap();
+        assert_eq!(c.rows.len(), 1);
+        assert_eq!(c.only_a, vec!["jump".to_string(), "wave".to_string()]);
+        // fewer than three shared classes, or a name twice, is an error
+        let f = set(
+            &["drink water", "eat meal", "x"],
+            on_circle(&angles[..3]),
+            2,
+        );
+        assert!(compare_sets(&a, &f, MatchBy::Name).is_err());
+        let twice = set(&["clap", "Clap", "jump"], on_circle(&angles[..3]), 2);
+        assert!(compare_sets(&a, &twice, MatchBy::Name).is_err());
+        assert!(compare_sets(&twice, &a, MatchBy::Name).is_err());
+        // by id, the names do not matter: d (ids 0..5) pairs class by class with a
+        let c = compare_sets(&a, &d, MatchBy::Id).unwrap();
+        assert_eq!(c.common.len(), 5);
+        let mut renamed = a.clone();
+        renamed.names = ["v", "w", "x", "y", "z"].map(String::from).to_vec();
+        let c = compare_sets(&a, &renamed, MatchBy::Id).unwrap();
+        assert!((c.rows[0].matched - 1.0).abs() < 1e-12);
+        assert!(compare_sets(&a, &renamed, MatchBy::Name).is_err());
+    }
+
+    #[test]
+    fn cross_similarities_match_the_square_ones() {
+        let rows = on_circle(&[0.0, 1.0, 2.5]);
+        assert_eq!(cosine_cross(&rows, &rows), cosine_matrix(&rows));
+        let local = vec![
+            vec![vec![1.0f32, 0.0], vec![0.0, 1.0]],
+            vec![vec![1.0, 1.0], vec![1.0, 0.0]],
+        ];
+        let one = vec![local[1].clone()];
+        let cross = per_joint_cross(&local, &one);
+        let square = per_joint_similarities(&local);
+        assert_eq!(cross.len(), 2);
+        assert!((cross[0][0] - square[0][1]).abs() < 1e-12);
+        assert!((cross[1][0] - 1.0).abs() < 1e-9);
     }
 }

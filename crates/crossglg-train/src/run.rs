@@ -1588,6 +1588,43 @@ pub fn evaluate_run_with(
     evaluate_one_shot(&model, src.as_ref(), &split, &a, stats.as_ref(), &cfg)
 }
 
+/// `crossglg text compare`: two description files embedded by one encoder and compared class by
+/// class ([`agreement::compare_sets`]): do the two authors call the same classes alike? Each
+/// file is checked against its own layout first; an error names the file.
+pub fn compare_description_files(
+    a: &Path,
+    b: &Path,
+    encoder: &crossglg_text::TextEncoder,
+    by: agreement::MatchBy,
+) -> Result<agreement::SetComparison, RunError> {
+    let embed = |path: &Path| -> Result<agreement::EmbeddedSet, RunError> {
+        let named = |message: String| {
+            RunError::Text(crate::textsrc::TextSourceError::Descriptions {
+                path: path.display().to_string(),
+                message,
+            })
+        };
+        let file = crossglg_text::DescriptionFile::load(path)
+            .map_err(|e| RunError::Text(crossglg_text::TextError::from(e).into()))?;
+        let layout = Layout::load_named_in(&file.layout, path)?;
+        let (bank, _) =
+            crossglg_text::bank::build_bank(&file, &layout, encoder, &Default::default())
+                .map_err(|e| named(e.to_string()))?;
+        Ok(agreement::EmbeddedSet {
+            names: bank.classes.clone(),
+            ids: {
+                let mut ids: Vec<usize> = file.classes.iter().map(|c| c.id).collect();
+                ids.sort_unstable(); // the bank's rows are in id order
+                ids
+            },
+            global: bank.global.to_dtype(DType::F64)?.to_vec2::<f64>()?,
+            local: bank.local.to_dtype(DType::F32)?.to_vec3::<f32>()?,
+            joints: bank.joints.clone(),
+        })
+    };
+    Ok(agreement::compare_sets(&embed(a)?, &embed(b)?, by)?)
+}
+
 /// How far the descriptions' similarities agree with the run's skeleton embeddings
 /// (`crossglg eval --text-agreement`): Spearman's ρ between the classes' text cosines (global,
 /// and per joint) and the cosines of their mean embeddings, over training × training,
