@@ -19,14 +19,6 @@ bin=${CROSSGLG_BIN:-target/release/crossglg}
 c=runs/controls
 scripts/make-controls.sh
 part=${PART:-3}
-# train_once RUN CONFIG [--set ...]: one run unless it has finished (as scripts/paired.sh does)
-train_once() {
-  local run=$1 cfg=$2; shift 2
-  [ -f "$run/report.json" ] && return 0
-  mkdir -p "$(dirname "$run")"
-  "$bin" train --config "$cfg" --out "$run" --quiet --set recipe=target "$@" > "$run.log" 2>&1 \
-    || { echo "run $run failed, see $run.log" >&2; exit 1; }
-}
 s=scripts/settings/text-controls.txt
 for seed in ${SEEDS:-0 1 2 3 4}; do
   scripts/paired.sh configs/msr-cpu.toml $c/msr-test "$seed" test $s --set eval.draws=50 > /dev/null
@@ -42,7 +34,7 @@ if [ "$part" -ge 2 ]; then
     for k in shuffled names random; do
       enc=""; [ $k = random ] && enc="--set text.encoder=hashed"
       # shellcheck disable=SC2086
-      train_once $c/nwucla-msr-test/$k/test-seed$seed $c/nwucla-msr-$k.toml --set seed=$seed $enc $stgcn
+      scripts/train-once.sh $c/nwucla-msr-test/$k/test-seed$seed $c/nwucla-msr-$k.toml --set seed=$seed $enc $stgcn
     done
   done
 fi
@@ -53,7 +45,7 @@ if [ "$part" -ge 3 ]; then
     for k in target shuffled; do
       cfg=configs/nwucla-msr-cpu.toml; [ $k = shuffled ] && cfg=$c/nwucla-msr-shuffled.toml
       # shellcheck disable=SC2086
-      train_once $c/nwucla-msr-fold1/$k/fold1-seed$seed $cfg --set seed=$seed $stgcn --set data.fold=1
+      scripts/train-once.sh $c/nwucla-msr-fold1/$k/fold1-seed$seed $cfg --set seed=$seed $stgcn --set data.fold=1
     done
   done
 fi

@@ -42,6 +42,26 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// `crossglg text names` for `names` on the NTU layout: the file `dir/<stem>.json`.
+fn names_file(dir: &Path, stem: &str, names: &[&str]) -> std::path::PathBuf {
+    let classes = dir.join(format!("{stem}.txt"));
+    std::fs::write(&classes, names.join("\n")).unwrap();
+    let out = dir.join(format!("{stem}.json"));
+    ok(&[
+        "text",
+        "names",
+        "--classes",
+        classes.to_str().unwrap(),
+        "--layout",
+        "ntu25",
+        "--dataset",
+        "synthetic",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
 #[test]
 fn split_ntu120_prints_the_official_exemplars() {
     let out = ok(&["data", "split", "ntu120"]);
@@ -208,22 +228,8 @@ fn names_only_descriptions_train() {
     let in_range = |r: &serde_json::Value| r["rho"].as_f64().is_some_and(|x| x.abs() <= 1.0);
     assert!(full.iter().all(in_range), "{full:?}");
     // a description file without the run's classes is an error naming it
-    let few = dir.path().join("few.txt");
-    std::fs::write(&few, "wave\npunch\n").unwrap();
-    let partial = dir.path().join("partial.json");
+    let partial = names_file(dir.path(), "partial", &["wave", "punch"]);
     let p = partial.to_str().unwrap();
-    ok(&[
-        "text",
-        "names",
-        "--classes",
-        few.to_str().unwrap(),
-        "--layout",
-        "ntu25",
-        "--dataset",
-        "synthetic",
-        "--out",
-        p,
-    ]);
     let o = crossglg(&[
         "eval",
         r,
@@ -301,28 +307,12 @@ fn text_compare_description_sets() {
     );
 
     // names only, with ids in another order: by name the classes pair up, by id they do not
-    let classes = dir.path().join("classes.txt");
-    let mut names: Vec<String> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, _)| file["classes"][i]["name"].as_str().unwrap().to_string())
+    let mut names: Vec<&str> = (0..texts.len())
+        .map(|i| file["classes"][i]["name"].as_str().unwrap())
         .collect();
     names.reverse();
-    std::fs::write(&classes, names.join("\n")).unwrap();
-    let names_file = dir.path().join("names.json");
-    let n = names_file.to_str().unwrap();
-    ok(&[
-        "text",
-        "names",
-        "--classes",
-        classes.to_str().unwrap(),
-        "--layout",
-        "ntu25",
-        "--dataset",
-        "synthetic",
-        "--out",
-        n,
-    ]);
+    let reversed = names_file(dir.path(), "reversed", &names);
+    let n = reversed.to_str().unwrap();
     let by_name = compare(d, n, &[]);
     let by_id = compare(d, n, &["--by-id"]);
     assert_eq!(by_name["common"], by_id["common"]);
@@ -333,22 +323,8 @@ fn text_compare_description_sets() {
     assert!(a > b, "same-class cosine by name {a} should beat by id {b}");
 
     // two shared classes are too few; a missing file is named
-    let few = dir.path().join("few.txt");
-    std::fs::write(&few, "wave\npunch\n").unwrap();
-    let partial = dir.path().join("partial.json");
+    let partial = names_file(dir.path(), "partial", &["wave", "punch"]);
     let p = partial.to_str().unwrap();
-    ok(&[
-        "text",
-        "names",
-        "--classes",
-        few.to_str().unwrap(),
-        "--layout",
-        "ntu25",
-        "--dataset",
-        "synthetic",
-        "--out",
-        p,
-    ]);
     let o = crossglg(&["text", "compare", d, p, "--model", "hashed"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
