@@ -124,6 +124,15 @@ pub struct EvalArgs {
     /// (the main dataset's classes; embedded with the run's text encoder).
     #[arg(long, value_name = "FILE", requires = "text_agreement")]
     descriptions: Option<PathBuf>,
+    /// --text-agreement's class means from at most this many samples a class (a fixed draw);
+    /// 0 embeds them all.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200,
+        requires = "text_agreement"
+    )]
+    agreement_samples: usize,
 }
 
 #[derive(Args)]
@@ -438,7 +447,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             loaded.cfg.text.descriptions = Some(d.clone());
             loaded.cfg.text.bank = None;
         }
-        let rows = run::text_agreement(&loaded)?;
+        let rows = run::text_agreement(&loaded, Some(a.agreement_samples).filter(|&n| n > 0))?;
         if a.json {
             println!(
                 "{}",

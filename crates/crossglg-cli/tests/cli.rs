@@ -227,6 +227,16 @@ fn names_only_descriptions_train() {
         .any(|(g, j)| g["rho"] != j["rho"]));
     let in_range = |r: &serde_json::Value| r["rho"].as_f64().is_some_and(|x| x.abs() <= 1.0);
     assert!(full.iter().all(in_range), "{full:?}");
+    // class means from two samples a class: the same pairs, every ρ still a correlation
+    let few = agreement(&[
+        "--descriptions",
+        demo.to_str().unwrap(),
+        "--agreement-samples",
+        "2",
+    ]);
+    assert_eq!(few.len(), 6);
+    assert!(few.iter().zip(&full).all(|(a, b)| a["count"] == b["count"]));
+    assert!(few.iter().all(in_range), "{few:?}");
     // a description file without the run's classes is an error naming it
     let partial = names_file(dir.path(), "partial", &["wave", "punch"]);
     let p = partial.to_str().unwrap();

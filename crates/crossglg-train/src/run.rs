@@ -1631,8 +1631,13 @@ pub fn compare_description_files(
 /// novel × training and novel × novel pairs. The training classes are embedded from their
 /// training samples (test-time preprocessing), the novel ones from their exemplars and
 /// queries. Any run whose config names descriptions or a bank works, one trained without
-/// text included.
-pub fn text_agreement(run: &LoadedRun) -> Result<Vec<AgreementRow>, RunError> {
+/// text included. With `per_class`, each class's mean comes from at most that many of its
+/// samples, drawn by a fixed keyed shuffle (NTU-120's ~950 a class need not all be embedded
+/// for a mean).
+pub fn text_agreement(
+    run: &LoadedRun,
+    per_class: Option<usize>,
+) -> Result<Vec<AgreementRow>, RunError> {
     let src = run.src.as_ref();
     let aux = &run.split.auxiliary_classes;
     let novel = &run.split.novel_classes;
@@ -1659,7 +1664,7 @@ pub fn text_agreement(run: &LoadedRun) -> Result<Vec<AgreementRow>, RunError> {
         .collect::<Result<Vec<_>, _>>()?
         .concat();
 
-    let samples: Vec<usize> = run
+    let all: Vec<usize> = run
         .assignment
         .train
         .iter()
@@ -1667,8 +1672,7 @@ pub fn text_agreement(run: &LoadedRun) -> Result<Vec<AgreementRow>, RunError> {
         .chain(&run.assignment.queries)
         .copied()
         .collect();
-    let rows = run.model.embed_indices(src, &samples)?;
-    let labels = samples
+    let all_labels = all
         .iter()
         .map(|&i| {
             let l = src
@@ -1682,6 +1686,8 @@ pub fn text_agreement(run: &LoadedRun) -> Result<Vec<AgreementRow>, RunError> {
         })
         .collect::<Result<Vec<_>, RunError>>()?;
     let k = aux.len() + novel.len();
+    let (samples, labels) = cap_per_class(&all, &all_labels, k, per_class);
+    let rows = run.model.embed_indices(src, &samples)?;
     let skeleton = agreement::class_similarities(&rows, &labels, k)?;
     Ok(agreement::agreement(
         &skeleton,
@@ -1691,6 +1697,32 @@ pub fn text_agreement(run: &LoadedRun) -> Result<Vec<AgreementRow>, RunError> {
         ],
         aux.len(),
     )?)
+}
+
+/// At most `cap` samples of each of `k` classes, chosen by a keyed shuffle of each class's
+/// samples (the same choice on every call), in their original order; everything without a cap.
+fn cap_per_class(
+    samples: &[usize],
+    labels: &[usize],
+    k: usize,
+    cap: Option<usize>,
+) -> (Vec<usize>, Vec<usize>) {
+    let Some(cap) = cap else {
+        return (samples.to_vec(), labels.to_vec());
+    };
+    let mut keep = vec![false; samples.len()];
+    for class in 0..k {
+        let mut members: Vec<usize> = (0..samples.len()).filter(|&n| labels[n] == class).collect();
+        if members.len() > cap {
+            members.shuffle(&mut keyed_rng(&[0x61_67_72_65, class as u64]));
+            members.truncate(cap);
+        }
+        members.into_iter().for_each(|n| keep[n] = true);
+    }
+    (0..samples.len())
+        .filter(|&n| keep[n])
+        .map(|n| (samples[n], labels[n]))
+        .unzip()
 }
 
 /// JID's output on the held-out (novel) classes of a finished run against their key-joint
@@ -1808,4 +1840,30 @@ pub fn recalibrate_unknown(
     let path = run_dir.join("unknown_threshold.json");
     write_run_json(&path, &c)?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_per_class;
+
+    #[test]
+    fn cap_per_class_keeps_at_most_cap_of_each_class_in_order() {
+        // class 0: 6 samples, class 1: 2, class 2: 4
+        let labels = [0, 1, 0, 2, 0, 2, 0, 1, 0, 2, 0, 2];
+        let samples: Vec<usize> = (100..112).collect();
+        let (s, l) = cap_per_class(&samples, &labels, 3, Some(3));
+        let count = |c: usize| l.iter().filter(|&&x| x == c).count();
+        assert_eq!((count(0), count(1), count(2)), (3, 2, 3));
+        // each kept sample keeps its label, and the original order
+        for (x, y) in s.iter().zip(&l) {
+            assert_eq!(labels[x - 100], *y);
+        }
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        // the same draw every time; no cap keeps everything
+        assert_eq!(cap_per_class(&samples, &labels, 3, Some(3)), (s, l));
+        let (all, _) = cap_per_class(&samples, &labels, 3, None);
+        assert_eq!(all, samples);
+        let (big, _) = cap_per_class(&samples, &labels, 3, Some(100));
+        assert_eq!(big, samples);
+    }
 }
