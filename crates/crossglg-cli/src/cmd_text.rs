@@ -63,6 +63,9 @@ pub struct CompareArgs {
     /// the classes differently).
     #[arg(long)]
     by_id: bool,
+    /// List every class (default: the five whose two texts differ most).
+    #[arg(long)]
+    classes: bool,
     /// Print the comparison as JSON.
     #[arg(long)]
     json: bool,
@@ -325,6 +328,31 @@ fn run_compare(a: CompareArgs) -> Result<()> {
     );
     if !c.rows.iter().any(|r| r.text == "per-joint") {
         println!("(no per-joint row: the two files describe different joints)");
+    }
+    // The classes whose two texts differ most first: where one author wrote something else.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&x, &y| c.classes[x].same[0].total_cmp(&c.classes[y].same[0]));
+    let shown = if a.classes { k } else { k.min(5) };
+    let levels: Vec<&str> = c.rows.iter().map(|r| r.text.as_str()).collect();
+    println!(
+        "\n{} by same-class cosine ({}), lowest global first; the class whose global text in B \
+         is nearest to A's:",
+        if a.classes {
+            "every class"
+        } else {
+            "the 5 classes"
+        },
+        levels.join(", ")
+    );
+    for &i in &order[..shown] {
+        let r = &c.classes[i];
+        let same: Vec<String> = r.same.iter().map(|x| format!("{x:.3}")).collect();
+        let nearest = if r.nearest_in_b == r.name {
+            "itself".to_string()
+        } else {
+            format!("`{}`", r.nearest_in_b)
+        };
+        println!("  {:<32} {}  nearest: {nearest}", r.name, same.join(" "));
     }
     Ok(())
 }

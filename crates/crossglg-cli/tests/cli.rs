@@ -315,6 +315,10 @@ fn text_compare_description_sets() {
         table.contains("moved.json") && table.contains("per-joint"),
         "{table}"
     );
+    assert_eq!(table.matches("nearest: ").count(), 5, "{table}");
+    let every = ok(&["text", "compare", d, d, "--model", "hashed", "--classes"]);
+    assert_eq!(every.matches("nearest: itself").count(), 17, "{every}");
+    assert_eq!(shifted["classes"].as_array().unwrap().len(), 17);
 
     // names only, with ids in another order: by name the classes pair up, by id they do not
     let mut names: Vec<&str> = (0..texts.len())

@@ -203,6 +203,20 @@ pub struct SetComparison {
     pub only_b: Vec<String>,
     /// `global`, then `per-joint` where the sets share their joints.
     pub rows: Vec<SetRow>,
+    /// Per common class (A's order): the cosine of its two texts at each level of `rows`, and
+    /// the class whose text in B is nearest to A's global text.
+    pub classes: Vec<ClassRow>,
+}
+
+/// One class in [`SetComparison`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassRow {
+    pub name: String,
+    /// Same-class cosine per level, in the order of [`SetComparison::rows`].
+    pub same: Vec<f64>,
+    /// The common class whose global text in B is nearest to this class's global text in A
+    /// (its own name when the texts find each other).
+    pub nearest_in_b: String,
 }
 
 /// A class name as both sets are matched on it: lower case, anything but letters and digits a
@@ -321,8 +335,9 @@ pub fn compare_sets(
     let pairs: Vec<(usize, usize)> = (0..k)
         .flat_map(|i| (i + 1..k).map(move |j| (i, j)))
         .collect();
-    let rows = levels
-        .into_iter()
+    let global_cross = levels[0].3.clone();
+    let rows: Vec<SetRow> = levels
+        .iter()
         .map(|(text, sa, sb, cross)| {
             let va: Vec<f64> = pairs.iter().map(|&(i, j)| sa[i][j]).collect();
             let vb: Vec<f64> = pairs.iter().map(|&(i, j)| sb[i][j]).collect();
@@ -353,11 +368,25 @@ pub fn compare_sets(
             }
         })
         .collect();
+    let common: Vec<String> = ia.iter().map(|&i| a.names[i].clone()).collect();
+    let classes = (0..k)
+        .map(|i| {
+            let nearest = (0..k)
+                .max_by(|&x, &y| global_cross[i][x].total_cmp(&global_cross[i][y]))
+                .unwrap_or(i);
+            ClassRow {
+                name: common[i].clone(),
+                same: levels.iter().map(|l| l.3[i][i]).collect(),
+                nearest_in_b: common[nearest].clone(),
+            }
+        })
+        .collect();
     Ok(SetComparison {
-        common: ia.iter().map(|&i| a.names[i].clone()).collect(),
+        common,
         only_a,
         only_b,
         rows,
+        classes,
     })
 }
 
@@ -474,6 +503,7 @@ mod tests {
             assert!((r.matched - 1.0).abs() < 1e-12, "{r:?}");
             assert!((r.mean_pair_a - r.mean_pair_b).abs() < 1e-6);
         }
+        assert!(c.classes.iter().all(|r| r.nearest_in_b == r.name));
         // the mean pair cosine by hand: cos of the ten angle differences
         let mut want = 0.0;
         for i in 0..5 {
@@ -494,6 +524,12 @@ mod tests {
         );
         let c = compare_sets(&a, &d, MatchBy::Name).unwrap();
         assert!(c.rows[0].matched < 0.5, "{:?}", c.rows[0]);
+        // per class: each of a's texts is nearest to the class whose text d moved onto it
+        assert_eq!(c.classes.len(), 5);
+        assert_eq!(c.classes[1].nearest_in_b, "Drink water");
+        assert_eq!(c.classes[0].nearest_in_b, "wave");
+        assert_eq!(c.classes[0].same.len(), 2);
+        assert!((c.classes[0].same[0] - (angles[0] - angles[1]).cos()).abs() < 1e-9);
         assert!(c.rows[0].rho.unwrap() < 0.9, "{:?}", c.rows[0]);
         assert!(c.rows[0].same_class < 0.95);
 
