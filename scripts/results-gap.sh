@@ -62,7 +62,7 @@ print(f"{100 * acc:.1f}")'
     ref=$c/nwucla-msr-$split
     echo "# $split"
     pairs=("target gap" "target gap-keys" "gap gap-keys" "shuffled gap" "shuffled gap-keys")
-    [ $split = test ] && pairs+=("none gap" "none gap-keys" "names gap" "names gap-keys")
+    [ $split = test ] && pairs+=("none gap" "none gap-keys" "names gap" "names gap-keys" "random gap")
     for pair in "${pairs[@]}"; do
       set -- $pair
       a=$ref/$1; [ "$1" = gap ] && a=$g/$split/gap
