@@ -338,9 +338,9 @@ fn run_compare(a: CompareArgs) -> Result<()> {
         "\n{} by same-class cosine ({}), lowest global first; the class whose global text in B \
          is nearest to A's:",
         if a.classes {
-            "every class"
+            "every class".to_string()
         } else {
-            "the 5 classes"
+            format!("the {shown} classes")
         },
         levels.join(", ")
     );
