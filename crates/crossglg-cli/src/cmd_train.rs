@@ -133,6 +133,10 @@ pub struct EvalArgs {
         requires = "text_agreement"
     )]
     agreement_samples: usize,
+    /// --text-agreement over the main dataset's classes only, leaving out the training classes
+    /// of `[[data.extra]]` datasets (docs/evaluation.md).
+    #[arg(long, requires = "text_agreement")]
+    agreement_main_only: bool,
 }
 
 #[derive(Args)]
@@ -447,7 +451,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             loaded.cfg.text.descriptions = Some(d.clone());
             loaded.cfg.text.bank = None;
         }
-        let rows = run::text_agreement(&loaded, Some(a.agreement_samples).filter(|&n| n > 0))?;
+        let opts = run::AgreementOptions {
+            per_class: Some(a.agreement_samples).filter(|&n| n > 0),
+            main_only: a.agreement_main_only,
+        };
+        let rows = run::text_agreement(&loaded, &opts)?;
         if a.json {
             println!(
                 "{}",

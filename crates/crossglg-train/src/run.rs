@@ -1631,12 +1631,10 @@ pub fn compare_description_files(
 /// novel × training and novel × novel pairs. The training classes are embedded from their
 /// training samples (test-time preprocessing), the novel ones from their exemplars and
 /// queries. Any run whose config names descriptions or a bank works, one trained without
-/// text included. With `per_class`, each class's mean comes from at most that many of its
-/// samples, drawn by a fixed keyed shuffle (NTU-120's ~950 a class need not all be embedded
-/// for a mean).
+/// text included. Options: [`AgreementOptions`].
 pub fn text_agreement(
     run: &LoadedRun,
-    per_class: Option<usize>,
+    opts: &AgreementOptions,
 ) -> Result<Vec<AgreementRow>, RunError> {
     let src = run.src.as_ref();
     let aux = &run.split.auxiliary_classes;
@@ -1685,8 +1683,25 @@ pub fn text_agreement(
                 .ok_or_else(|| data_err(format!("sample of class {l}, outside the split")))
         })
         .collect::<Result<Vec<_>, RunError>>()?;
-    let k = aux.len() + novel.len();
-    let (samples, labels) = cap_per_class(&all, &all_labels, k, per_class);
+    // Classes kept, in order (training first): the extra datasets' training classes are listed
+    // last among them and left out with `main_only`.
+    let own = aux.len() - src.extra_classes().len();
+    let kept: Vec<usize> = (0..aux.len() + novel.len())
+        .filter(|&c| !opts.main_only || c < own || c >= aux.len())
+        .collect();
+    let train = if opts.main_only { own } else { aux.len() };
+    let mut new_index = vec![usize::MAX; aux.len() + novel.len()];
+    kept.iter().enumerate().for_each(|(n, &c)| new_index[c] = n);
+    let (all, all_labels): (Vec<usize>, Vec<usize>) = all
+        .into_iter()
+        .zip(all_labels)
+        .filter(|&(_, l)| new_index[l] != usize::MAX)
+        .map(|(i, l)| (i, new_index[l]))
+        .unzip();
+    let global: Vec<Vec<f64>> = kept.iter().map(|&c| global[c].clone()).collect();
+    let local: Vec<Vec<Vec<f32>>> = kept.iter().map(|&c| local[c].clone()).collect();
+    let k = kept.len();
+    let (samples, labels) = cap_per_class(&all, &all_labels, k, opts.per_class);
     let rows = run.model.embed_indices(src, &samples)?;
     let skeleton = agreement::class_similarities(&rows, &labels, k)?;
     Ok(agreement::agreement(
@@ -1695,8 +1710,19 @@ pub fn text_agreement(
             ("global", agreement::cosine_matrix(&global)),
             ("per-joint", agreement::per_joint_similarities(&local)),
         ],
-        aux.len(),
+        train,
     )?)
+}
+
+/// How [`text_agreement`] forms the classes' mean embeddings and which classes it compares.
+#[derive(Debug, Clone, Default)]
+pub struct AgreementOptions {
+    /// Each class's mean from at most this many of its samples, drawn by a fixed keyed shuffle
+    /// (NTU-120's ~950 a class need not all be embedded for a mean); `None`: all.
+    pub per_class: Option<usize>,
+    /// Leave out the training classes of `[[data.extra]]` datasets: pairs across datasets can
+    /// differ in the texts' author and the skeletons' source at once, which alone moves ρ.
+    pub main_only: bool,
 }
 
 /// At most `cap` samples of each of `k` classes, chosen by a keyed shuffle of each class's

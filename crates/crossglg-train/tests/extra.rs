@@ -14,7 +14,7 @@ use crossglg_model::Guidance;
 use crossglg_train::config::{CalibrationBase, ExtraData, TrainConfig};
 use crossglg_train::run::{
     calibration_stats, evaluate_run, evaluate_run_with, load_run, open_source, resolve_split,
-    resolve_split_for, train, EvalOverrides, TrainOptions,
+    resolve_split_for, text_agreement, train, AgreementOptions, EvalOverrides, TrainOptions,
 };
 use crossglg_train::textsrc::{load_class_text, ExtraText};
 
@@ -227,6 +227,36 @@ fn extra_dataset_joins_training_only_in_the_main_joint_order() {
     )
     .unwrap();
     assert!(reports.iter().any(|r| r.method == "calibrated-logreg"));
+
+    // --text-agreement: every training class by default; with `main_only` the extra classes
+    // leave the training pairs, and the novel classes' own pairs do not change at all.
+    let pairs = |n: usize| n * n.saturating_sub(1) / 2;
+    let nv = own.novel_classes.len();
+    let all = text_agreement(&loaded, &AgreementOptions::default()).unwrap();
+    let main_only = text_agreement(
+        &loaded,
+        &AgreementOptions {
+            main_only: true,
+            ..AgreementOptions::default()
+        },
+    )
+    .unwrap();
+    let counts = |rows: &[crossglg_infer::agreement::AgreementRow]| -> Vec<usize> {
+        rows.iter().map(|r| r.count).collect()
+    };
+    let n_all = n_own + EXTRA.len();
+    assert_eq!(
+        counts(&all)[..3],
+        [pairs(n_all), nv * n_all, pairs(nv)],
+        "{all:?}"
+    );
+    assert_eq!(
+        counts(&main_only)[..3],
+        [pairs(n_own), nv * n_own, pairs(nv)],
+        "{main_only:?}"
+    );
+    assert_eq!(all[2], main_only[2]);
+    assert_eq!(all[5], main_only[5]);
 }
 
 #[test]
