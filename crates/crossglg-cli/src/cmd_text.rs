@@ -274,11 +274,12 @@ fn sentence_encoder(model: Option<PathBuf>) -> Result<TextEncoder> {
 }
 
 fn run_compare(a: CompareArgs) -> Result<()> {
-    let encoder = match a.model.map(EncoderSpec::from) {
-        Some(spec @ EncoderSpec::Hashed) => {
-            TextEncoder::load(&spec, TextConfig::default().hashed_dim, &Device::Cpu)?
-        }
-        Some(EncoderSpec::Folder(dir)) => sentence_encoder(Some(dir))?,
+    let encoder = match a.model {
+        Some(m) => TextEncoder::load(
+            &EncoderSpec::from(m),
+            TextConfig::default().hashed_dim,
+            &Device::Cpu,
+        )?,
         None => sentence_encoder(None)?,
     };
     let c = crossglg_train::run::compare_description_files(

@@ -235,6 +235,17 @@ pub fn name_key(name: &str) -> String {
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The position of the first largest value (0 for an empty or all-NaN sequence).
+fn first_max(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (n, x) in values.enumerate() {
+        if x > best.1 {
+            best = (n, x);
+        }
+    }
+    best.0
+}
+
 /// How [`compare_sets`] pairs the two sets' classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchBy {
@@ -335,26 +346,16 @@ pub fn compare_sets(
     let pairs: Vec<(usize, usize)> = (0..k)
         .flat_map(|i| (i + 1..k).map(move |j| (i, j)))
         .collect();
-    let global_cross = levels[0].3.clone();
     let rows: Vec<SetRow> = levels
         .iter()
         .map(|(text, sa, sb, cross)| {
             let va: Vec<f64> = pairs.iter().map(|&(i, j)| sa[i][j]).collect();
             let vb: Vec<f64> = pairs.iter().map(|&(i, j)| sb[i][j]).collect();
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let argmax = |it: &mut dyn Iterator<Item = f64>| -> usize {
-                let mut best = (0, f64::NEG_INFINITY);
-                for (n, x) in it.enumerate() {
-                    if x > best.1 {
-                        best = (n, x);
-                    }
-                }
-                best.0
-            };
             let hits: usize = (0..k)
                 .map(|i| {
-                    usize::from(argmax(&mut cross[i].iter().copied()) == i)
-                        + usize::from(argmax(&mut (0..k).map(|j| cross[j][i])) == i)
+                    usize::from(first_max(cross[i].iter().copied()) == i)
+                        + usize::from(first_max((0..k).map(|j| cross[j][i])) == i)
                 })
                 .sum();
             SetRow {
@@ -371,9 +372,7 @@ pub fn compare_sets(
     let common: Vec<String> = ia.iter().map(|&i| a.names[i].clone()).collect();
     let classes = (0..k)
         .map(|i| {
-            let nearest = (0..k)
-                .max_by(|&x, &y| global_cross[i][x].total_cmp(&global_cross[i][y]))
-                .unwrap_or(i);
+            let nearest = first_max(levels[0].3[i].iter().copied());
             ClassRow {
                 name: common[i].clone(),
                 same: levels.iter().map(|l| l.3[i][i]).collect(),

@@ -1002,6 +1002,12 @@ impl StepWindow {
 
 /// The texts of a run's training classes, in training-label order (the `[[data.extra]]`
 /// datasets' classes last, each described by its own file).
+/// How many of a split's `aux` training classes are the main dataset's: the split lists the
+/// `[[data.extra]]` datasets' classes last.
+fn main_auxiliary(aux: usize, src: &dyn SampleSource) -> usize {
+    aux - src.extra_classes().len()
+}
+
 fn training_class_text(
     cfg: &TrainConfig,
     src: &dyn SampleSource,
@@ -1023,8 +1029,7 @@ fn training_class_text(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // the split lists the extra datasets' classes last
-    let own = aux_names.len() - src.extra_classes().len();
+    let own = main_auxiliary(aux_names.len(), src);
     let extra = ExtraText {
         descriptions,
         classes: aux_names[own..].to_vec(),
@@ -1537,7 +1542,7 @@ pub fn calibration_stats(
     src: &dyn SampleSource,
 ) -> BaseStats {
     if base == crate::config::CalibrationBase::Main {
-        let own = split.auxiliary_classes.len() - src.extra_classes().len();
+        let own = main_auxiliary(split.auxiliary_classes.len(), src);
         stats.retain_labels(|l| l < own);
     }
     stats
@@ -1610,16 +1615,14 @@ pub fn compare_description_files(
         let (bank, _) =
             crossglg_text::bank::build_bank(&file, &layout, encoder, &Default::default())
                 .map_err(|e| named(e.to_string()))?;
+        let mut ids: Vec<usize> = file.classes.iter().map(|c| c.id).collect();
+        ids.sort_unstable(); // the bank's rows are in id order
         Ok(agreement::EmbeddedSet {
-            names: bank.classes.clone(),
-            ids: {
-                let mut ids: Vec<usize> = file.classes.iter().map(|c| c.id).collect();
-                ids.sort_unstable(); // the bank's rows are in id order
-                ids
-            },
             global: bank.global.to_dtype(DType::F64)?.to_vec2::<f64>()?,
             local: bank.local.to_dtype(DType::F32)?.to_vec3::<f32>()?,
-            joints: bank.joints.clone(),
+            names: bank.classes,
+            ids,
+            joints: bank.joints,
         })
     };
     Ok(agreement::compare_sets(&embed(a)?, &embed(b)?, by)?)
@@ -1685,7 +1688,7 @@ pub fn text_agreement(
         .collect::<Result<Vec<_>, RunError>>()?;
     // Classes kept, in order (training first): the extra datasets' training classes are listed
     // last among them and left out with `main_only`.
-    let own = aux.len() - src.extra_classes().len();
+    let own = main_auxiliary(aux.len(), src);
     let kept: Vec<usize> = (0..aux.len() + novel.len())
         .filter(|&c| !opts.main_only || c < own || c >= aux.len())
         .collect();
@@ -1736,14 +1739,18 @@ fn cap_per_class(
     let Some(cap) = cap else {
         return (samples.to_vec(), labels.to_vec());
     };
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    labels
+        .iter()
+        .enumerate()
+        .for_each(|(n, &l)| members[l].push(n));
     let mut keep = vec![false; samples.len()];
-    for class in 0..k {
-        let mut members: Vec<usize> = (0..samples.len()).filter(|&n| labels[n] == class).collect();
-        if members.len() > cap {
-            members.shuffle(&mut keyed_rng(&[0x61_67_72_65, class as u64]));
-            members.truncate(cap);
+    for (class, mut m) in members.into_iter().enumerate() {
+        if m.len() > cap {
+            m.shuffle(&mut keyed_rng(&[0x61_67_72_65, class as u64]));
+            m.truncate(cap);
         }
-        members.into_iter().for_each(|n| keep[n] = true);
+        m.into_iter().for_each(|n| keep[n] = true);
     }
     (0..samples.len())
         .filter(|&n| keep[n])
