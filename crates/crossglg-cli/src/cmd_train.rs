@@ -100,6 +100,11 @@ pub struct EvalArgs {
     /// `eval.calibration_base`.
     #[arg(long, value_enum)]
     calibration_base: Option<CalibrationBaseArg>,
+    /// How much the classes' descriptions choose the base classes distribution calibration
+    /// borrows from (0..1; 0: the exemplar's nearest, as the paper; 1: the classes described
+    /// most alike); default: the run's `eval.calibration_text`.
+    #[arg(long, value_name = "WEIGHT")]
+    calibration_text: Option<f64>,
     /// Also print the open-set table: each novel class in turn left out of the gallery, at
     /// every operating point of the run's unknown_threshold.json (or --calibration).
     #[arg(long)]
@@ -120,9 +125,10 @@ pub struct EvalArgs {
     /// pairs. Works for runs trained without text too, when their config names descriptions.
     #[arg(long)]
     text_agreement: bool,
-    /// The description file --text-agreement compares against, instead of the run's own
-    /// (the main dataset's classes; embedded with the run's text encoder).
-    #[arg(long, value_name = "FILE", requires = "text_agreement")]
+    /// The main dataset's class descriptions from this file instead of the run's own, for
+    /// everything that reads them (--text-agreement, --calibration-text, --zero-shot,
+    /// --text-prior); embedded with the run's text encoder.
+    #[arg(long, value_name = "FILE")]
     descriptions: Option<PathBuf>,
     /// --text-agreement's class means from at most this many samples a class (a fixed draw);
     /// 0 embeds them all.
@@ -396,6 +402,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 CalibrationBaseArg::All => CalibrationBase::All,
                 CalibrationBaseArg::Main => CalibrationBase::Main,
             }),
+            calibration_text: a.calibration_text,
+            descriptions: a.descriptions.clone(),
         },
     )?;
     if a.write {

@@ -219,7 +219,8 @@ fn names_only_descriptions_train() {
     // (one-word names share no words in the hashed encoder, so ρ may be null here)
     let demo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../crates/crossglg-train/demo/synthetic-descriptions.json");
-    let full = agreement(&["--descriptions", demo.to_str().unwrap()]);
+    let d = demo.to_str().unwrap();
+    let full = agreement(&["--descriptions", d]);
     assert_eq!(full.len(), 6);
     assert!(full[..3]
         .iter()
@@ -251,6 +252,41 @@ fn names_only_descriptions_train() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("partial.json"), "{err}");
+
+    // --calibration-text: the descriptions choose calibration's base classes; the report
+    // records the weight, the cosine method is untouched, and out-of-range weights or a file
+    // without the run's classes are errors
+    let calibrated = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = ok(&[&["eval", r, "--draws", "2", "--json"], extra].concat());
+        serde_json::from_str(&out).unwrap()
+    };
+    let paper = calibrated(&[]);
+    let text = calibrated(&["--calibration-text", "1", "--descriptions", d]);
+    let method = |reps: &[serde_json::Value], m: &str| {
+        reps.iter().find(|x| x["method"] == m).cloned().unwrap()
+    };
+    let (p_cal, t_cal) = (
+        method(&paper, "calibrated-logreg"),
+        method(&text, "calibrated-logreg"),
+    );
+    assert!(p_cal["settings"].get("text_weight").is_none(), "{p_cal}");
+    assert_eq!(t_cal["settings"]["text_weight"], 1.0, "{t_cal}");
+    assert!(t_cal["draws"]["accuracies"].as_array().unwrap().len() == 2);
+    assert_eq!(
+        method(&paper, "cosine-nn")["accuracy"],
+        method(&text, "cosine-nn")["accuracy"]
+    );
+    for (extra, says) in [
+        (&["--calibration-text", "1.5"][..], "text_weight"),
+        (
+            &["--calibration-text", "1", "--descriptions", p][..],
+            "partial.json",
+        ),
+    ] {
+        let o = crossglg(&[&["eval", r, "--draws", "0"], extra].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{err}");
+    }
 
     std::fs::write(&classes, "wave\nkick\nwave\n").unwrap();
     let again = dir.path().join("again.json");

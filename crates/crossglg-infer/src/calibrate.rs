@@ -327,25 +327,60 @@ impl BaseStats {
         alpha: f32,
         alpha_on: AlphaOn,
     ) -> (Vec<usize>, Vec<f64>, Vec<f64>) {
-        let d = self.dim;
-        let mut dist: Vec<(usize, f32)> = self
+        let nearest = self.neighbours(x, k, None);
+        let (mean, cov) = self.calibrate_from(x, &nearest, alpha, alpha_on);
+        (nearest, mean, cov)
+    }
+
+    /// The `k` base classes to calibrate the transformed exemplar `x` with. Without `text`, the
+    /// nearest means (Euclidean; ties by table order). With `text = Some((scores, w))`, one
+    /// score per base class (how alike the exemplar's class description and the base class's
+    /// are), the classes ranked by `(1 − w)·z(−distance) + w·z(score)`, each term standardised
+    /// over the base classes so that neither scale decides: `w = 1` ranks by the descriptions
+    /// alone, and the same base classes then serve every exemplar of a class.
+    pub fn neighbours(&self, x: &[f32], k: usize, text: Option<(&[f32], f32)>) -> Vec<usize> {
+        let dist: Vec<f64> = self
             .means
             .iter()
-            .enumerate()
-            .map(|(i, m)| (i, m.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum()))
+            .map(|m| m.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() as f64)
             .collect();
-        dist.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        let nearest: Vec<usize> = dist.iter().take(k.max(1)).map(|p| p.0).collect();
+        let mut order: Vec<(usize, f64)> = match text {
+            Some((scores, w)) if w > 0.0 => {
+                let near: Vec<f64> = dist.iter().map(|d| -d).collect();
+                let alike: Vec<f64> = scores.iter().map(|&v| v as f64).collect();
+                let (zn, za) = (standardised(&near), standardised(&alike));
+                let w = w as f64;
+                // sorted ascending below: the negated mix puts the best first
+                (0..dist.len())
+                    .map(|i| (i, -((1.0 - w) * zn[i] + w * za[i])))
+                    .collect()
+            }
+            _ => dist.iter().copied().enumerate().collect(),
+        };
+        order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        order.iter().take(k.max(1)).map(|p| p.0).collect()
+    }
+
+    /// The calibrated mean and `D·D` covariance of the transformed exemplar `x` from the given
+    /// base classes (see [`BaseStats::calibrate`]).
+    pub fn calibrate_from(
+        &self,
+        x: &[f32],
+        nearest: &[usize],
+        alpha: f32,
+        alpha_on: AlphaOn,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let d = self.dim;
         let kk = nearest.len() as f64;
         let mut mean: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        for &i in &nearest {
+        for &i in nearest {
             for (m, &b) in mean.iter_mut().zip(&self.means[i]) {
                 *m += b as f64;
             }
         }
         mean.iter_mut().for_each(|m| *m /= kk + 1.0);
         let mut cov = vec![0f64; d * d];
-        for &i in &nearest {
+        for &i in nearest {
             for (c, &b) in cov.iter_mut().zip(&self.covariances[i]) {
                 *c += b as f64 / kk;
             }
@@ -354,7 +389,19 @@ impl BaseStats {
             AlphaOn::Every => cov.iter_mut().for_each(|c| *c += alpha as f64),
             AlphaOn::Diagonal => (0..d).for_each(|j| cov[j * d + j] += alpha as f64),
         }
-        (nearest, mean, cov)
+        (mean, cov)
+    }
+}
+
+/// `(v − mean) / std` over the entries; all zeros when they are constant.
+fn standardised(v: &[f64]) -> Vec<f64> {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
+    if sd > 0.0 && sd.is_finite() {
+        v.iter().map(|x| (x - mean) / sd).collect()
+    } else {
+        vec![0.0; v.len()]
     }
 }
 
@@ -438,6 +485,16 @@ pub struct CalibrationConfig {
     pub samples_per_class: usize,
     pub seed: u64,
     pub classifier: Classifier,
+    /// How much the class descriptions choose the `k` base classes (0..1): 0, the nearest
+    /// means only (the paper); 1, the base classes whose descriptions are most like the
+    /// exemplar's class's ([`BaseStats::neighbours`]). Needs description scores
+    /// ([`evaluate_calibrated_with_text`]). Not written when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub text_weight: f32,
+}
+
+fn is_zero(w: &f32) -> bool {
+    *w == 0.0
 }
 
 impl Default for CalibrationConfig {
@@ -449,6 +506,7 @@ impl Default for CalibrationConfig {
             samples_per_class: 750,
             seed: 0,
             classifier: Classifier::default(),
+            text_weight: 0.0,
         }
     }
 }
@@ -511,13 +569,42 @@ pub struct Calibrated {
     pub chol: Vec<f64>,
 }
 
-/// Calibrates every exemplar of `set` against `base`.
+/// Calibrates every exemplar of `set` against `base`. `text`: with `cfg.text_weight > 0`, per
+/// class of `set` one score per base class of `base` (how alike their descriptions are).
 pub fn calibrate_exemplars(
     set: &OneShotSet,
     base: &BaseStats,
     cfg: &CalibrationConfig,
+    text: Option<&[Vec<f32>]>,
 ) -> Result<Vec<Calibrated>, CalibrateError> {
     let dim = set.validate()?;
+    let w = cfg.text_weight;
+    if !(0.0..=1.0).contains(&w) {
+        return Err(CalibrateError::Invalid(format!(
+            "text_weight = {w} must be between 0 and 1"
+        )));
+    }
+    let text =
+        match text {
+            _ if w == 0.0 => None,
+            None => return Err(CalibrateError::Invalid(
+                "text_weight > 0 needs description scores of the classes against the base classes"
+                    .into(),
+            )),
+            Some(t) => {
+                if t.len() != set.classes.len()
+                    || t.iter().any(|r| r.len() != base.num_classes())
+                    || t.iter().flatten().any(|v| !v.is_finite())
+                {
+                    return Err(CalibrateError::Invalid(format!(
+                        "description scores must be {} classes × {} base classes of finite values",
+                        set.classes.len(),
+                        base.num_classes()
+                    )));
+                }
+                Some(t)
+            }
+        };
     base.transform.check()?;
     if dim != base.dim {
         return Err(CalibrateError::Invalid(format!(
@@ -538,7 +625,8 @@ pub fn calibrate_exemplars(
         .enumerate()
         .map(|(i, (e, &label))| {
             let x = base.transform.apply(e);
-            let (base_classes, mean, cov) = base.calibrate(&x, cfg.k, cfg.alpha, cfg.alpha_on);
+            let base_classes = base.neighbours(&x, cfg.k, text.map(|t| (&t[label][..], w)));
+            let (mean, cov) = base.calibrate_from(&x, &base_classes, cfg.alpha, cfg.alpha_on);
             let chol = cholesky_jittered(&cov, dim).ok_or_else(|| {
                 CalibrateError::Invalid(format!(
                     "exemplar {i}: calibrated covariance is not positive definite even with jitter"
@@ -735,13 +823,15 @@ fn gaussian_logliks(c: &Calibrated, queries: &Tensor) -> Result<Vec<f64>, Calibr
     Ok(maha.iter().map(|&q| -0.5 * (q as f64 + logdet)).collect())
 }
 
-/// Predicts query classes with distribution calibration.
+/// Predicts query classes with distribution calibration (`text` as for
+/// [`calibrate_exemplars`]).
 pub fn predict_calibrated(
     set: &OneShotSet,
     base: &BaseStats,
     cfg: &CalibrationConfig,
+    text: Option<&[Vec<f32>]>,
 ) -> Result<Vec<usize>, CalibrateError> {
-    let calibrated = calibrate_exemplars(set, base, cfg)?;
+    let calibrated = calibrate_exemplars(set, base, cfg, text)?;
     let k = set.classes.len();
     let queries: Vec<Vec<f32>> = set
         .queries
@@ -784,7 +874,18 @@ pub fn evaluate_calibrated(
     base: &BaseStats,
     cfg: &CalibrationConfig,
 ) -> Result<EvalReport, CalibrateError> {
-    let predicted = predict_calibrated(set, base, cfg)?;
+    evaluate_calibrated_with_text(set, base, cfg, None)
+}
+
+/// [`evaluate_calibrated`] with description scores for choosing the base classes
+/// (`cfg.text_weight`; `text` as for [`calibrate_exemplars`]).
+pub fn evaluate_calibrated_with_text(
+    set: &OneShotSet,
+    base: &BaseStats,
+    cfg: &CalibrationConfig,
+    text: Option<&[Vec<f32>]>,
+) -> Result<EvalReport, CalibrateError> {
+    let predicted = predict_calibrated(set, base, cfg, text)?;
     let method = match cfg.classifier {
         Classifier::LogisticRegression { .. } => "calibrated-logreg",
         Classifier::Gaussian => "calibrated-gaussian",
@@ -848,5 +949,71 @@ mod tests {
         assert_eq!(near, vec![0, 1]);
         assert!((mean[0] - (1.0 + 11.0 + 5.0) / 3.0).abs() < 1e-9);
         assert!((cov[0] - 2.5).abs() < 1e-6 && (cov[3] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn descriptions_choose_the_base_classes_by_weight() {
+        let t = PowerTransform {
+            negatives: NegativeFeatures::Skip,
+            ..Default::default()
+        };
+        let emb: Vec<Vec<f32>> = [0.0f32, 2.0, 10.0, 12.0, 100.0, 102.0, 200.0, 202.0]
+            .iter()
+            .map(|&v| vec![v, 0.0])
+            .collect();
+        let s =
+            BaseStats::from_embeddings_with(&emb, &[0, 0, 1, 1, 2, 2, 3, 3], &BTreeMap::new(), t)
+                .unwrap();
+        let x = [5.0, 0.0];
+        // means 1, 11, 101, 201: nearest 0 and 1; the descriptions prefer 3, then 2
+        let text = [0.1f32, 0.2, 0.8, 0.9];
+        assert_eq!(s.neighbours(&x, 2, None), vec![0, 1]);
+        assert_eq!(s.neighbours(&x, 2, Some((&text, 0.0))), vec![0, 1]);
+        assert_eq!(s.neighbours(&x, 2, Some((&text, 1.0))), vec![3, 2]);
+        // half and half: class 2, fairly near and described alike, first; class 3, far, last
+        assert_eq!(s.neighbours(&x, 4, Some((&text, 0.5))), vec![2, 1, 0, 3]);
+        // constant scores leave the distances to decide
+        assert_eq!(s.neighbours(&x, 2, Some((&[0.5; 4], 0.5))), vec![0, 1]);
+        let (mean, _) = s.calibrate_from(&x, &[3, 2], 0.0, AlphaOn::Diagonal);
+        assert!((mean[0] - (201.0 + 101.0 + 5.0) / 3.0).abs() < 1e-9);
+
+        let set = OneShotSet {
+            classes: vec!["a".into(), "b".into()],
+            exemplars: vec![vec![5.0, 0.0], vec![150.0, 0.0]],
+            exemplar_labels: vec![0, 1],
+            queries: vec![vec![6.0, 0.0]],
+            query_labels: vec![0],
+        };
+        let cfg = CalibrationConfig {
+            k: 2,
+            text_weight: 1.0,
+            ..Default::default()
+        };
+        let scores = vec![text.to_vec(), vec![0.9, 0.8, 0.1, 0.0]];
+        let c = calibrate_exemplars(&set, &s, &cfg, Some(&scores)).unwrap();
+        assert_eq!(c[0].base_classes, vec![3, 2]);
+        assert_eq!(c[1].base_classes, vec![0, 1]);
+        // the weight without scores, scores of the wrong shape or a weight out of range
+        let err = |r: Result<Vec<Calibrated>, CalibrateError>| r.unwrap_err().to_string();
+        assert!(err(calibrate_exemplars(&set, &s, &cfg, None)).contains("description scores"));
+        let short = vec![text.to_vec()];
+        assert!(err(calibrate_exemplars(&set, &s, &cfg, Some(&short))).contains("2 classes × 4"));
+        let nan = vec![text.to_vec(), vec![f32::NAN; 4]];
+        assert!(err(calibrate_exemplars(&set, &s, &cfg, Some(&nan))).contains("finite"));
+        let over = CalibrationConfig {
+            text_weight: 1.5,
+            ..cfg.clone()
+        };
+        assert!(err(calibrate_exemplars(&set, &s, &over, Some(&scores))).contains("text_weight"));
+        // weight 0 ignores the scores: the paper's choice
+        let paper = CalibrationConfig {
+            text_weight: 0.0,
+            ..cfg
+        };
+        let c = calibrate_exemplars(&set, &s, &paper, Some(&scores)).unwrap();
+        assert_eq!(c[0].base_classes, vec![0, 1]);
+        assert!(!serde_json::to_string(&paper)
+            .unwrap()
+            .contains("text_weight"));
     }
 }

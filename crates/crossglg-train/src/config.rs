@@ -235,6 +235,17 @@ pub struct EvalConfig {
     /// Not written when `all`, so runs made before the key existed still resume.
     #[serde(skip_serializing_if = "CalibrationBase::is_all")]
     pub calibration_base: CalibrationBase,
+    /// How much the classes' descriptions choose the base classes that distribution
+    /// calibration borrows from (0..1; `CalibrationConfig::text_weight`): 0, the exemplar's
+    /// nearest base means (the paper); 1, the base classes described most alike. Needs
+    /// descriptions of the training and novel classes in the configured text; any model.
+    /// Not written when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub calibration_text: f64,
+}
+
+fn is_zero(w: &f64) -> bool {
+    *w == 0.0
 }
 
 /// `eval.calibration_base`.
@@ -262,6 +273,7 @@ impl Default for EvalConfig {
             zero_shot: false,
             text_prior: 0.0,
             calibration_base: CalibrationBase::All,
+            calibration_text: 0.0,
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::optim::Optimizer;
 use crate::source::{InMemory, SampleSource};
 use crate::textsrc::{load_class_text, ExtraText};
 use crossglg_infer::agreement::{self, AgreementRow};
-use crossglg_infer::calibrate::{evaluate_calibrated, BaseStats, CalibrationConfig};
+use crossglg_infer::calibrate::{evaluate_calibrated_with_text, BaseStats, CalibrationConfig};
 use crossglg_infer::embedder::{EmbedError, Embedder};
 use crossglg_infer::eval::{
     evaluate_cosine, evaluate_draws, evaluate_with_text, Draws, EvalError, NovelPool, OneShotSet,
@@ -1319,20 +1319,28 @@ pub fn evaluate_one_shot(
     }
     let mut reports = vec![cosine];
     if let (Some(stats), true) = (base, cfg.eval.calibration) {
+        let text_weight = cfg.eval.calibration_text as f32;
+        let text = if text_weight > 0.0 {
+            Some(calibration_text_scores(cfg, src, split, stats)?)
+        } else {
+            None
+        };
         let cc = CalibrationConfig {
             seed: cfg.seed,
+            text_weight,
             ..Default::default()
         };
-        let mut cal = evaluate_calibrated(&set, stats, &cc)?;
+        let mut cal = evaluate_calibrated_with_text(&set, stats, &cc, text.as_deref())?;
         if let (Some(pool), true) = (&pool, draws.count > 0) {
             // The sampling seed follows the draw, not the training seed, so two runs draw the
             // same calibration samples for the same exemplars.
             cal.draws = Some(evaluate_draws(pool, draws, |s, d| {
                 let cc = CalibrationConfig {
                     seed: crossglg_data::rng::hash_words(&[draws.seed, d as u64]),
+                    text_weight,
                     ..Default::default()
                 };
-                evaluate_calibrated(s, stats, &cc)
+                evaluate_calibrated_with_text(s, stats, &cc, text.as_deref())
             })?);
         }
         reports.push(cal);
@@ -1349,6 +1357,55 @@ pub fn evaluate_one_shot(
         )?);
     }
     Ok(reports)
+}
+
+/// For distribution calibration guided by the descriptions (`eval.calibration_text`): per
+/// novel class of `split`, one score per row of `stats`, how alike the two classes'
+/// descriptions are (the mean of the global descriptions' cosine and the per-joint
+/// descriptions' mean cosine, embedded by the run's text encoder on the CPU).
+fn calibration_text_scores(
+    cfg: &TrainConfig,
+    src: &dyn SampleSource,
+    split: &Split,
+    stats: &BaseStats,
+) -> Result<Vec<Vec<f32>>, RunError> {
+    let name = |c: &usize| src.classes()[*c].clone();
+    let aux_names: Vec<String> = split.auxiliary_classes.iter().map(name).collect();
+    let novel_names: Vec<String> = split.novel_classes.iter().map(name).collect();
+    let cpu = Device::Cpu;
+    let train = training_class_text(cfg, src, &aux_names, src.layout(), &cpu)?;
+    let novel = load_class_text(
+        &cfg.text,
+        src.layout(),
+        &novel_names,
+        &Default::default(),
+        &cpu,
+    )?;
+    let global = |t: &crate::textsrc::ClassText| -> Result<Vec<Vec<f64>>, RunError> {
+        Ok(t.global.to_dtype(DType::F64)?.to_vec2::<f64>()?)
+    };
+    let local = |t: &crate::textsrc::ClassText| -> Result<Vec<Vec<Vec<f32>>>, RunError> {
+        Ok(t.local.to_dtype(DType::F32)?.to_vec3::<f32>()?)
+    };
+    let g = agreement::cosine_cross(&global(&novel)?, &global(&train)?);
+    let l = agreement::per_joint_cross(&local(&novel)?, &local(&train)?);
+    // the statistics' rows are training classes by their position in the split
+    if let Some(b) = stats.labels.iter().find(|&&b| b >= aux_names.len()) {
+        return Err(data_err(format!(
+            "base statistics name training class {b}, but the split has {}",
+            aux_names.len()
+        )));
+    }
+    Ok(g.iter()
+        .zip(&l)
+        .map(|(gr, lr)| {
+            stats
+                .labels
+                .iter()
+                .map(|&b| (0.5 * (gr[b] + lr[b])) as f32)
+                .collect()
+        })
+        .collect())
 }
 
 /// Zero-shot recognition from the novel classes' descriptions and the text prior (see
@@ -1556,6 +1613,10 @@ pub struct EvalOverrides {
     pub zero_shot: Option<bool>,
     pub text_prior: Option<f64>,
     pub calibration_base: Option<crate::config::CalibrationBase>,
+    pub calibration_text: Option<f64>,
+    /// The classes' descriptions from this file instead of the run's `[text]` ones (the
+    /// main dataset's classes, embedded by the run's text encoder).
+    pub descriptions: Option<PathBuf>,
 }
 
 /// [`evaluate_run`] with some evaluation settings overridden.
@@ -1578,6 +1639,11 @@ pub fn evaluate_run_with(
     e.zero_shot = o.zero_shot.unwrap_or(e.zero_shot);
     e.text_prior = o.text_prior.unwrap_or(e.text_prior);
     e.calibration_base = o.calibration_base.unwrap_or(e.calibration_base);
+    e.calibration_text = o.calibration_text.unwrap_or(e.calibration_text);
+    if let Some(d) = &o.descriptions {
+        cfg.text.descriptions = Some(d.clone());
+        cfg.text.bank = None;
+    }
     let stats_path = run_dir.join("base_stats.safetensors");
     let stats = if stats_path.exists() {
         let s = BaseStats::load(&stats_path)?;
