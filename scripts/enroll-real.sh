@@ -4,7 +4,10 @@
 # subject 1, first trial), `crossglg recognize` every other file of those classes, and print the
 # accuracy (closed set, and with the model's calibrated "unknown" threshold). Then the open-set
 # case: a gallery without the last novel class ("tennis swing"), whose queries should come out
-# "unknown", at each calibrated operating point (`recognize --far`).
+# "unknown", at each calibrated operating point (`recognize --far`). Last, for runs trained with
+# the text-target branch (recipe = "target"), the same queries recognised from the classes'
+# descriptions alone (`recognize --describe --classes`, no exemplar) and with the description
+# prior over the gallery (`recognize --gallery --describe`, weight 0.1).
 #
 # usage: scripts/enroll-real.sh RUN_DIR [OUT_DIR]
 #   RUN_DIR: a run trained with configs/msr-cpu.toml (split "msr").
@@ -41,10 +44,22 @@ for far in 0.01 0.05 0.1 0.2 0.3; do
   "$bin" recognize --model "$run" --gallery "$gallery4" --far $far --json "${queries[@]}" > "$out/open-set-far$far.json"
 done
 
-python3 - "$out/recognitions.json" "${names[@]}" <<'PY'
+desc=crates/crossglg-text/descriptions/msr-action3d.json
+text=yes
+if grep -q '^recipe = "target"' "$run/config.toml"; then
+  classes=$(IFS=,; echo "${names[*]}")
+  "$bin" recognize --model "$run" --describe "$desc" --classes "$classes" --json "${queries[@]}" > "$out/zero-shot.json"
+  "$bin" recognize --model "$run" --gallery "$gallery" --describe "$desc" --json "${queries[@]}" > "$out/prior.json"
+else
+  text=no
+  echo "(no text-target branch in $run: the description steps are left out)" >&2
+fi
+
+python3 - "$out/recognitions.json" "$text" "${names[@]}" <<'PY'
 import json, os, sys
 rows = json.load(open(sys.argv[1]))
-names = sys.argv[2:]
+text = sys.argv[2] == "yes"
+names = sys.argv[3:]
 truth = lambda r: names[(int(os.path.basename(r["input"])[1:3]) - 1) // 4]
 n = len(rows)
 closed = sum(r["recognition"]["class"] == truth(r) for r in rows)
@@ -53,11 +68,16 @@ open_ok = sum(r["recognition"]["class"] == truth(r) and not r["recognition"]["un
 print(f"queries {n}, classes {len(names)} (chance {100 / len(names):.1f} %)")
 print(f"closed-set top-1: {100 * closed / n:.1f} % ({closed}/{n})")
 print(f"with the unknown threshold: accepted {100 * accepted / n:.1f} %, correct and accepted {100 * open_ok / n:.1f} %")
+d = os.path.dirname(sys.argv[1])
+if text:
+    for name, what in [("zero-shot", "from the descriptions alone (no exemplar)"), ("prior", "with the description prior (0.1)")]:
+        rs = json.load(open(f"{d}/{name}.json"))
+        c = sum(r["recognition"]["class"] == truth(r) for r in rs)
+        print(f"{what}: {100 * c / len(rs):.1f} % ({c}/{len(rs)})")
 print()
 print(f"open set: '{names[-1]}' not enrolled; its queries should come out unknown")
 print("| false-accept target (base classes) | enrolled: correct and accepted % | not enrolled: rejected % |")
 print("|---|---|---|")
-d = os.path.dirname(sys.argv[1])
 for far in ["0.01", "0.05", "0.1", "0.2", "0.3"]:
     rows = json.load(open(f"{d}/open-set-far{far}.json"))
     known = [r for r in rows if truth(r) != names[-1]]

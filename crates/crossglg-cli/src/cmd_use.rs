@@ -33,11 +33,13 @@ struct Loaded {
     layout: Layout,
     mapping: Option<Mapping>,
     model_dir: PathBuf,
+    /// The run's `[text]` config: its encoder embeds descriptions given at recognition.
+    text: crossglg_train::config::TextConfig,
 }
 
 fn load_model(a: &ModelArgs) -> Result<Loaded> {
     let device = run::device_from(&a.device)?;
-    let (model, _, layout) = TrainedModel::load(&a.model, &device)?;
+    let (model, cfg, layout) = TrainedModel::load(&a.model, &device)?;
     let mapping = a.mapping.as_deref().map(Mapping::load).transpose()?;
     let model_dir = if a.model.is_dir() {
         a.model.clone()
@@ -49,6 +51,7 @@ fn load_model(a: &ModelArgs) -> Result<Loaded> {
         layout,
         mapping,
         model_dir,
+        text: cfg.text,
     })
 }
 
@@ -230,10 +233,29 @@ pub fn enroll(a: EnrollArgs) -> Result<()> {
 pub struct RecognizeArgs {
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, short)]
-    gallery: PathBuf,
+    /// The gallery of enrolled classes (leave it out to recognise from --describe alone).
+    #[arg(long, short, required_unless_present = "describe")]
+    gallery: Option<PathBuf>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// A description file (`docs/text.md`) of the classes, embedded by the run's text encoder
+    /// (models trained with the text-target branch). Without --gallery: zero-shot, the class
+    /// whose description the sequence is most like; with it, the description prior for the
+    /// gallery's classes, which the file must all describe.
+    #[arg(long, value_name = "FILE")]
+    describe: Option<PathBuf>,
+    /// Without --gallery: only these of the file's classes (comma-separated names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "describe",
+        conflicts_with = "gallery"
+    )]
+    classes: Vec<String>,
+    /// The description prior's weight with --gallery and --describe (0..1; 0.1 was chosen on
+    /// MSR Action3D's validation splits, docs/results.md).
+    #[arg(long, value_name = "WEIGHT", default_value_t = 0.1, requires_all = ["describe", "gallery"])]
+    text_prior: f32,
     /// Override the gallery's unknown threshold.
     #[arg(long, conflicts_with = "far")]
     threshold: Option<f32>,
@@ -248,7 +270,10 @@ pub struct RecognizeArgs {
 
 pub fn recognize(a: RecognizeArgs) -> Result<()> {
     let l = load_model(&a.model)?;
-    let mut g = load_gallery(&l, &a.gallery)?;
+    let Some(gallery) = &a.gallery else {
+        return recognize_described(&a, &l, None);
+    };
+    let mut g = load_gallery(&l, gallery)?;
     if a.threshold.is_some() {
         g.threshold = a.threshold;
     }
@@ -267,6 +292,9 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
             )
         })?);
     }
+    if a.describe.is_some() {
+        return recognize_described(&a, &l, Some(&g));
+    }
     let inputs = read_inputs(&l, &a.files, a.model.layout.as_deref())?;
     let emb = embed_all(&l, &inputs)?;
     let mut rows = Vec::new();
@@ -284,6 +312,73 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
                 },
                 r.similarity,
                 r.margin
+            );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}
+
+/// `recognize --describe`: zero-shot from the descriptions, or with a gallery the description
+/// prior over its classes.
+fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Result<()> {
+    use crossglg_infer::described::{recognize_with_prior, recognize_zero_shot};
+    let file = a
+        .describe
+        .as_deref()
+        .context("--describe is needed without --gallery")?;
+    if !(0.0..=1.0).contains(&a.text_prior) {
+        bail!("--text-prior must be between 0 and 1, got {}", a.text_prior);
+    }
+    if !l.model.model.has_text_target() {
+        bail!(
+            "{} has no text-target branch to compare sequences with descriptions; train with recipe = \"target\"",
+            l.model_dir.display()
+        );
+    }
+    let (classes, text) = run::described_classes(
+        &l.text,
+        &l.layout,
+        file,
+        match g {
+            Some(g) => Some(g.classes.as_slice()),
+            None => Some(a.classes.as_slice()).filter(|c| !c.is_empty()),
+        },
+        &l.model.device,
+    )?;
+    let inputs = read_inputs(l, &a.files, a.model.layout.as_deref())?;
+    let skeletons: Vec<Skeleton> = inputs.iter().map(|(_, s)| s.clone()).collect();
+    let sims = l
+        .model
+        .text_similarity(&skeletons, &text)?
+        .context("the model has no text-target branch")?;
+    let emb = match g {
+        Some(_) => embed_all(l, &inputs)?,
+        None => Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for (i, ((n, _), t)) in inputs.iter().zip(&sims).enumerate() {
+        let r = match g {
+            Some(g) => recognize_with_prior(g, &emb[i], t, a.text_prior)?,
+            None => recognize_zero_shot(&classes, t)?,
+        };
+        if a.json {
+            rows.push(serde_json::json!({"input": n, "recognition": r}));
+        } else {
+            let class = if r.unknown {
+                format!("unknown (closest: {})", r.class)
+            } else {
+                r.class.clone()
+            };
+            let exemplar = r
+                .similarity
+                .map(|s| format!("\tsimilarity {s:.3}"))
+                .unwrap_or_default();
+            println!(
+                "{n}\t{class}{exemplar}\ttext similarity {:.3}\tmargin {:.3}",
+                r.text_similarity, r.margin
             );
         }
     }

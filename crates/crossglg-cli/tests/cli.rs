@@ -708,6 +708,168 @@ fn demo_model_serves_synth_files_through_every_command() {
 
 /// Twenty `crossglg enroll` processes into one gallery at once: every class is there
 /// afterwards (each holds the gallery's lock from read to write).
+/// `recognize --describe`: zero-shot from a description file (all its classes, or `--classes`),
+/// and with a gallery the description prior, which at weight 0 decides as the gallery alone.
+#[test]
+fn recognize_from_descriptions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = demo();
+    let run = d.run.as_str();
+    let desc = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/crossglg-train/demo/synthetic-descriptions.json");
+    let desc = desc.to_str().unwrap();
+    let gallery = tmp.path().join("g.safetensors");
+    let g = gallery.to_str().unwrap();
+    for name in ["wave", "kick", "squat"] {
+        ok(&[
+            "enroll",
+            "--model",
+            run,
+            "--gallery",
+            g,
+            "--name",
+            name,
+            &d.by_class(name)[0],
+        ]);
+    }
+    let queries: Vec<String> = ["wave", "kick", "squat"]
+        .iter()
+        .flat_map(|c| d.by_class(c)[1..].to_vec())
+        .collect();
+    let rows = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["recognize", "--model", run, "--json"];
+        args.extend(extra);
+        args.extend(queries.iter().map(String::as_str));
+        let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["recognition"].clone())
+            .collect()
+    };
+    // zero-shot among three named classes, and among the file's 17
+    let named = rows(&["--describe", desc, "--classes", "wave,kick,squat"]);
+    assert_eq!(named.len(), 6);
+    for r in &named {
+        assert!(
+            ["wave", "kick", "squat"].contains(&r["class"].as_str().unwrap()),
+            "{r}"
+        );
+        assert!(r["similarity"].is_null() && r["unknown"] == false, "{r}");
+        assert!(
+            r["text_similarity"].as_f64().unwrap().abs() <= 1.0 + 1e-5,
+            "{r}"
+        );
+        assert!(r["margin"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+    let file = desc_classes(desc);
+    assert_eq!(file.len(), 17);
+    for r in rows(&["--describe", desc]) {
+        assert!(
+            file.contains(&r["class"].as_str().unwrap().to_string()),
+            "{r}"
+        );
+    }
+    // with the gallery: weight 0 decides as the gallery alone, the default weight reports both
+    // similarities
+    let plain = rows(&["--gallery", g]);
+    let zero = rows(&["--gallery", g, "--describe", desc, "--text-prior", "0"]);
+    for (p, z) in plain.iter().zip(&zero) {
+        assert_eq!(p["class"], z["class"]);
+        assert_eq!(p["similarity"], z["similarity"]);
+        assert_eq!(p["unknown"], z["unknown"]);
+    }
+    for r in rows(&["--gallery", g, "--describe", desc]) {
+        assert!(
+            r["similarity"].is_number() && r["text_similarity"].is_number(),
+            "{r}"
+        );
+    }
+    // errors: a gallery class the file does not describe, a class name the file lacks, the
+    // prior without descriptions, a model without the text-target branch
+    let other = tmp.path().join("other.safetensors");
+    let o = other.to_str().unwrap();
+    ok(&[
+        "enroll",
+        "--model",
+        run,
+        "--gallery",
+        o,
+        "--name",
+        "mystery",
+        &queries[0],
+    ]);
+    ok(&[
+        "enroll",
+        "--model",
+        run,
+        "--gallery",
+        o,
+        "--name",
+        "wave",
+        &queries[1],
+    ]);
+    let plain_run = tmp.path().join("plain");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
+    ok(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        plain_run.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "model.guidance=none",
+        "--set",
+        "text.encoder=hashed",
+    ]
+    .iter()
+    .chain(&QUICK)
+    .copied()
+    .collect::<Vec<_>>());
+    let pr = plain_run.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--gallery", o, "--describe", desc], "mystery"),
+        (
+            vec!["--describe", desc, "--classes", "wave,moonwalk"],
+            "moonwalk",
+        ),
+        (vec!["--gallery", g, "--text-prior", "0.2"], "--describe"),
+        (
+            vec!["--gallery", g, "--describe", desc, "--text-prior", "2"],
+            "between 0 and 1",
+        ),
+    ] {
+        let mut a = vec!["recognize", "--model", run];
+        a.extend(&args);
+        a.push(&queries[0]);
+        let out = crossglg(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    let out = crossglg(&["recognize", "--model", pr, "--describe", desc, &queries[0]]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("text-target"),
+        "{err}"
+    );
+}
+
+/// The class names of a description file.
+fn desc_classes(path: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn concurrent_enrolls_keep_every_class() {
     let d = demo();

@@ -251,17 +251,19 @@ pub fn predict_with_text(
         .queries
         .iter()
         .zip(query_text)
-        .map(|(q, t)| {
-            let e = zscores(&class_similarities(set, q));
-            let t = zscores(t);
-            let fused: Vec<f32> = e
-                .iter()
-                .zip(&t)
-                .map(|(a, b)| (1.0 - beta) * a + beta * b)
-                .collect();
-            argmax(&fused)
-        })
+        .map(|(q, t)| argmax(&fused_scores(&class_similarities(set, q), t, beta)))
         .collect())
+}
+
+/// The text prior's decision scores: exemplar and description similarities of one query, one
+/// each per class, standardised over the classes and mixed as `(1 − beta)·exemplar +
+/// beta·text`.
+pub fn fused_scores(exemplar: &[f32], text: &[f32], beta: f32) -> Vec<f32> {
+    zscores(exemplar)
+        .iter()
+        .zip(&zscores(text))
+        .map(|(a, b)| (1.0 - beta) * a + beta * b)
+        .collect()
 }
 
 /// [`predict_with_text`] as a report (`cosine+text`, or `zero-shot-text` at `beta = 1`).

@@ -1,6 +1,6 @@
 //! Using a trained CrossGLG encoder, whatever trained it: one-shot evaluation (nearest exemplar,
 //! exemplar draws, the text prior, open set), distribution calibration, the gallery with its
-//! unknown thresholds, streaming recognition, and the reports they produce.
+//! unknown thresholds, recognising from class descriptions, streaming recognition, and the reports they produce.
 //!
 //! Everything here sees a model only through [`embedder::Embedder`] (skeletons in, embedding
 //! rows out), so serving builds neither the training code nor the plotting library.
@@ -8,6 +8,7 @@
 
 pub mod agreement;
 pub mod calibrate;
+pub mod described;
 pub mod embedder;
 pub mod eval;
 pub mod gallery;

@@ -1151,13 +1151,47 @@ impl TrainedModel {
         let mut out = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(self.batch_size.max(1)) {
             let x = batch_tensor(&self.pre, src, chunk, Mode::Test, 0, 0, &self.device)?;
-            let Some(t) = self.model.text_similarity(&x, &text.global, &text.local)? else {
-                return Ok(None);
-            };
-            let mean = ((t.global + t.local)? * 0.5)?;
-            out.extend(mean.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+            out.extend(self.text_similarity_batch(&x, text)?);
         }
         Ok(Some(out))
+    }
+
+    /// [`TrainedModel::text_similarity_indices`] for sequences from outside a dataset (what
+    /// `crossglg recognize --describe` reads), preprocessed as for embedding.
+    pub fn text_similarity(
+        &self,
+        skeletons: &[Skeleton],
+        text: &crate::textsrc::ClassText,
+    ) -> Result<Option<Vec<Vec<f32>>>, RunError> {
+        if !self.model.has_text_target() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(skeletons.len());
+        for chunk in skeletons.chunks(self.batch_size.max(1)) {
+            let items: Vec<(usize, &str, &Skeleton)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, "input", s))
+                .collect();
+            let b = self.pre.batch_of(&items, Mode::Test, 0, 0)?;
+            let x = Tensor::from_vec(b.x, b.shape.to_vec(), &self.device)?;
+            out.extend(self.text_similarity_batch(&x, text)?);
+        }
+        Ok(Some(out))
+    }
+
+    /// The mean of the branch's global and per-joint cosines for one batch, `(batch, classes)`.
+    fn text_similarity_batch(
+        &self,
+        x: &Tensor,
+        text: &crate::textsrc::ClassText,
+    ) -> Result<Vec<Vec<f32>>, RunError> {
+        let t = self
+            .model
+            .text_similarity(x, &text.global, &text.local)?
+            .ok_or_else(|| data_err("the model has no text-target branch"))?;
+        let mean = ((t.global + t.local)? * 0.5)?;
+        Ok(mean.to_dtype(DType::F32)?.to_vec2::<f32>()?)
     }
 
     /// JID's joint importance of dataset samples, `None` without JID.
@@ -1657,6 +1691,35 @@ pub fn evaluate_run_with(
         None
     };
     evaluate_one_shot(&model, src.as_ref(), &split, &a, stats.as_ref(), &cfg)
+}
+
+/// Every class of a description file (or the ones named in `classes`, in that order; each must
+/// be in the file), embedded by a run's text encoder (`text`, the run's `[text]` config) for
+/// its layout, on the model's `device`: what recognising from descriptions compares skeletons
+/// with. Errors name the file.
+pub fn described_classes(
+    text: &crate::config::TextConfig,
+    layout: &Layout,
+    file: &Path,
+    classes: Option<&[String]>,
+    device: &Device,
+) -> Result<(Vec<String>, crate::textsrc::ClassText), RunError> {
+    let names: Vec<String> = match classes {
+        Some(c) => c.to_vec(),
+        None => crossglg_text::DescriptionFile::load(file)
+            .map_err(|e| RunError::Text(crossglg_text::TextError::from(e).into()))?
+            .classes
+            .into_iter()
+            .map(|c| c.name)
+            .collect(),
+    };
+    let cfg = crate::config::TextConfig {
+        descriptions: Some(file.to_path_buf()),
+        bank: None,
+        ..text.clone()
+    };
+    let t = load_class_text(&cfg, layout, &names, &Default::default(), device)?;
+    Ok((names, t))
 }
 
 /// `crossglg text compare`: two description files embedded by one encoder and compared class by

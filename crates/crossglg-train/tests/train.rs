@@ -455,4 +455,77 @@ fn fixed_text_side_run_is_centred_on_its_training_classes() {
         .find(|r| r.method == "zero-shot-text")
         .expect("a zero-shot report");
     assert_eq!(zero.queries, reports[0].queries);
+
+    // The user's path (`crossglg recognize --describe`): sequences handed over as skeletons and
+    // the description file embedded anew give the evaluation's similarities, and the zero-shot
+    // answers give the report's count.
+    let desc = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/synthetic-descriptions.json");
+    let novel: Vec<String> = loaded
+        .split
+        .novel_classes
+        .iter()
+        .map(|&c| loaded.src.classes()[c].clone())
+        .collect();
+    let (classes, text) = crossglg_train::run::described_classes(
+        &loaded.cfg.text,
+        &loaded.layout,
+        &desc,
+        Some(&novel),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(classes, novel);
+    let queries = &loaded.assignment.queries;
+    let by_index = loaded
+        .model
+        .text_similarity_indices(loaded.src.as_ref(), queries, &text)
+        .unwrap()
+        .unwrap();
+    let skeletons: Vec<crossglg_data::Skeleton> = queries
+        .iter()
+        .map(|&i| loaded.src.skeleton(i).unwrap())
+        .collect();
+    let by_sequence = loaded
+        .model
+        .text_similarity(&skeletons, &text)
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_sequence.len(), queries.len());
+    for (a, b) in by_index.iter().zip(&by_sequence) {
+        assert_eq!(a.len(), novel.len());
+        assert!(close(a, b), "{a:?} vs {b:?}");
+    }
+    let correct = queries
+        .iter()
+        .zip(&by_sequence)
+        .filter(|&(&i, t)| {
+            let r = crossglg_infer::described::recognize_zero_shot(&classes, t).unwrap();
+            Some(loaded.split.novel_classes[r.class_index]) == loaded.src.meta(i).label
+        })
+        .count();
+    assert_eq!(correct, zero.correct);
+    // every class of the file when none are named; a class the file lacks is an error naming it
+    let (all, _) = crossglg_train::run::described_classes(
+        &loaded.cfg.text,
+        &loaded.layout,
+        &desc,
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(all.len(), 17);
+    let err = crossglg_train::run::described_classes(
+        &loaded.cfg.text,
+        &loaded.layout,
+        &desc,
+        Some(&["moonwalk".to_string(), "wave".to_string()]),
+        &Device::Cpu,
+    )
+    .err()
+    .expect("a class the file lacks")
+    .to_string();
+    assert!(
+        err.contains("moonwalk") && err.contains("synthetic-descriptions.json"),
+        "{err}"
+    );
 }
