@@ -29,7 +29,8 @@ pub struct ModelArgs {
 }
 
 struct Loaded {
-    model: TrainedModel,
+    /// Shared with a description scorer when descriptions are given.
+    model: std::sync::Arc<TrainedModel>,
     layout: Layout,
     mapping: Option<Mapping>,
     model_dir: PathBuf,
@@ -47,7 +48,7 @@ fn load_model(a: &ModelArgs) -> Result<Loaded> {
         a.model.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
     Ok(Loaded {
-        model,
+        model: std::sync::Arc::new(model),
         layout,
         mapping,
         model_dir,
@@ -72,7 +73,7 @@ fn read_inputs(
                 Some(m) => map_skeleton(&s.skeleton, m)?,
                 None => s.skeleton,
             };
-            if let Some(problem) = crossglg_infer::embedder::input_problem(&l.model, &sk) {
+            if let Some(problem) = crossglg_infer::embedder::input_problem(&*l.model, &sk) {
                 bail!("{}: {problem}", f.display());
             }
             if sk.joints != l.layout.num_joints() {
@@ -166,13 +167,13 @@ pub struct EnrollArgs {
 
 fn new_gallery(l: &Loaded, threshold: Option<f32>) -> Gallery {
     let id = l.model_dir.display().to_string();
-    Gallery::for_embedder(&l.model, &id, &l.layout, threshold)
+    Gallery::for_embedder(&*l.model, &id, &l.layout, threshold)
 }
 
 /// The gallery at `path`, refused when another model made it.
 fn load_gallery(l: &Loaded, path: &Path) -> Result<Gallery> {
     let g = Gallery::load(path)?;
-    g.check_for(path, &l.model, &l.layout)?;
+    g.check_for(path, &*l.model, &l.layout)?;
     Ok(g)
 }
 
@@ -200,7 +201,7 @@ pub fn enroll(a: EnrollArgs) -> Result<()> {
         &a.gallery,
         || new_gallery(&l, threshold),
         |g| {
-            g.check_for(&a.gallery, &l.model, &l.layout)?;
+            g.check_for(&a.gallery, &*l.model, &l.layout)?;
             for ((n, _), e) in inputs.iter().zip(&emb) {
                 g.enroll(&a.name, std::slice::from_ref(e), Some(n))?;
             }
@@ -325,6 +326,7 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
 /// prior over its classes.
 fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Result<()> {
     use crossglg_infer::described::{recognize_with_prior, recognize_zero_shot};
+    use crossglg_infer::embedder::Describer;
     let file = a
         .describe
         .as_deref()
@@ -332,13 +334,8 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
     if !(0.0..=1.0).contains(&a.text_prior) {
         bail!("--text-prior must be between 0 and 1, got {}", a.text_prior);
     }
-    if !l.model.model.has_text_target() {
-        bail!(
-            "{} has no text-target branch to compare sequences with descriptions; train with recipe = \"target\"",
-            l.model_dir.display()
-        );
-    }
-    let (classes, text) = run::described_classes(
+    let d = run::ClassDescriber::new(
+        l.model.clone(),
         &l.text,
         &l.layout,
         file,
@@ -346,14 +343,10 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
             Some(g) => Some(g.classes.as_slice()),
             None => Some(a.classes.as_slice()).filter(|c| !c.is_empty()),
         },
-        &l.model.device,
     )?;
     let inputs = read_inputs(l, &a.files, a.model.layout.as_deref())?;
     let skeletons: Vec<Skeleton> = inputs.iter().map(|(_, s)| s.clone()).collect();
-    let sims = l
-        .model
-        .text_similarity(&skeletons, &text)?
-        .context("the model has no text-target branch")?;
+    let sims = d.describe(&skeletons)?;
     let emb = match g {
         Some(_) => embed_all(l, &inputs)?,
         None => Vec::new(),
@@ -362,7 +355,7 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
     for (i, ((n, _), t)) in inputs.iter().zip(&sims).enumerate() {
         let r = match g {
             Some(g) => recognize_with_prior(g, &emb[i], t, a.text_prior)?,
-            None => recognize_zero_shot(&classes, t)?,
+            None => recognize_zero_shot(&d.classes, t)?,
         };
         if a.json {
             rows.push(serde_json::json!({"input": n, "recognition": r}));
@@ -420,6 +413,11 @@ pub struct ServeArgs {
     /// Open stream connections at once.
     #[arg(long, default_value_t = 16)]
     max_streams: usize,
+    /// A description file of the classes (models trained with the text-target branch): every
+    /// recognition also answers from the descriptions (zero-shot among the file's classes, and
+    /// the description prior when the file describes every gallery class).
+    #[arg(long, value_name = "FILE")]
+    describe: Option<PathBuf>,
 }
 
 fn read_token(a: &ServeArgs) -> Result<Option<String>> {
@@ -471,12 +469,20 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         );
     }
     let has_token = opts.token.is_some();
+    let describer = match &a.describe {
+        Some(file) => {
+            let d = run::ClassDescriber::new(l.model.clone(), &l.text, &l.layout, file, None)?;
+            Some(std::sync::Arc::new(d) as std::sync::Arc<_>)
+        }
+        None => None,
+    };
     let model = ServedModel {
-        embedder: std::sync::Arc::new(l.model),
+        embedder: l.model.clone(),
         layout: l.layout,
         mapping: l.mapping,
         model_id: l.model_dir.display().to_string(),
         threshold,
+        describer,
     };
     let server = Server::new(model, a.gallery.clone(), opts)?;
     server.run(|addr| {
@@ -557,7 +563,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
     let s = run_stream(
         std::io::stdin().lock(),
         &cfg,
-        &l.model,
+        &*l.model,
         &g,
         l.mapping.as_ref(),
         Ok,
@@ -745,7 +751,7 @@ pub fn bench_stream(model: &Path, window: usize, hop: usize, windows: usize) -> 
         mapping: None,
         layout: None,
     })?;
-    let b = crossglg_bench::stream::bench_stream(&l.model, &l.layout, window, hop, windows)?;
+    let b = crossglg_bench::stream::bench_stream(&*l.model, &l.layout, window, hop, windows)?;
     println!(
         "stream latency, model {} ({} layout), window {window}, hop {hop}, {} windows:",
         model.display(),

@@ -856,6 +856,47 @@ fn recognize_from_descriptions() {
         !out.status.success() && err.contains("text-target"),
         "{err}"
     );
+
+    // `serve --describe`: the same answers over HTTP
+    let served = serve_with(run, &gallery, &["--describe", desc]);
+    let (_, v) = http("GET", &format!("{}/api/model", served.base), None);
+    assert_eq!(
+        v["described_classes"].as_array().map(Vec::len),
+        Some(17),
+        "{v}"
+    );
+    let name = Path::new(&queries[0])
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let (st, v) = http(
+        "POST",
+        &format!("{}/api/recognize?filename={name}", served.base),
+        Some(std::fs::read(&queries[0]).unwrap()),
+    );
+    assert_eq!(st, 200, "{v}");
+    let d = &v["results"][0]["described"];
+    let with_prior = rows(&["--gallery", g, "--describe", desc]);
+    assert_eq!(d["prior"]["class"], with_prior[0]["class"], "{v}");
+    assert!(
+        file.contains(&d["zero_shot"]["class"].as_str().unwrap().to_string()),
+        "{v}"
+    );
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-5
+    };
+    assert!(
+        close(
+            &d["prior"]["text_similarity"],
+            &with_prior[0]["text_similarity"]
+        ),
+        "{v}"
+    );
+    drop(served);
+    let o = crossglg(&["serve", "--model", pr, "--gallery", g, "--describe", desc]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("text-target"), "{err}");
 }
 
 /// The class names of a description file.
@@ -944,11 +985,16 @@ impl Drop for Served {
 }
 
 fn serve(run: &str, gallery: &Path) -> Served {
+    serve_with(run, gallery, &[])
+}
+
+fn serve_with(run: &str, gallery: &Path, extra: &[&str]) -> Served {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
         .args(["serve", "--model", run, "--gallery"])
         .arg(gallery)
         .args(["--addr", "127.0.0.1:0", "--window", "16", "--hop", "4"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()

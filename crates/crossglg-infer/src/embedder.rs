@@ -71,6 +71,16 @@ pub trait Embedder {
     }
 }
 
+/// Scores skeletons against a fixed set of class descriptions: a model's text-target branch
+/// and a description file (`crossglg-train`'s `ClassDescriber`). What recognising from
+/// descriptions (`crate::described`) and the server's `described` answers read.
+pub trait Describer {
+    /// The described classes, in the order of each row of [`Describer::describe`].
+    fn classes(&self) -> &[String];
+    /// One row per skeleton: its similarity to each class's description.
+    fn describe(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
 impl<E: Embedder + ?Sized> Embedder for &E {
     fn embed(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
         (**self).embed(skeletons)

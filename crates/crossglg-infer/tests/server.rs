@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crossglg_data::{Layout, Skeleton};
-use crossglg_infer::embedder::{EmbedError, Embedder};
+use crossglg_infer::embedder::{Describer, EmbedError, Embedder};
 use crossglg_infer::gallery::Gallery;
 use crossglg_infer::server::{ServeOptions, ServedModel, Server};
 use serde_json::{json, Value};
@@ -71,7 +71,34 @@ impl Drop for Running {
     }
 }
 
+/// "Descriptions" of classes by where joint 0 sits on x: a sequence is as like a class as its
+/// mean x is near the class's anchor.
+struct Anchors(Vec<String>, Vec<f32>);
+
+impl Describer for Anchors {
+    fn classes(&self) -> &[String] {
+        &self.0
+    }
+    fn describe(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(skeletons
+            .iter()
+            .map(|sk| {
+                let x = (0..sk.frames).map(|t| sk.get(0, t, 0, 0)).sum::<f32>() / sk.frames as f32;
+                self.1.iter().map(|a| -(x - a).abs()).collect()
+            })
+            .collect())
+    }
+}
+
 fn start(gallery: &Path, opts: ServeOptions) -> Running {
+    start_described(gallery, opts, None)
+}
+
+fn start_described(
+    gallery: &Path,
+    opts: ServeOptions,
+    describer: Option<Arc<dyn Describer + Send + Sync>>,
+) -> Running {
     let layout = Layout::load("ntu25").unwrap();
     let model = ServedModel {
         embedder: Arc::new(MeanPose { joints: 25 }),
@@ -79,6 +106,7 @@ fn start(gallery: &Path, opts: ServeOptions) -> Running {
         mapping: None,
         model_id: "meanpose".into(),
         threshold: Some(0.5),
+        describer,
     };
     let server = Server::new(model, gallery.to_path_buf(), opts).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -189,6 +217,74 @@ fn tmp_gallery() -> (tempfile::TempDir, PathBuf) {
     (d, p)
 }
 
+/// With descriptions served, every recognition also answers from them: zero-shot among the
+/// described classes, and the description prior over the gallery, which at weight 0 is the
+/// gallery's own decision and at 1 the descriptions'; a gallery class without a description
+/// turns the prior off and is named.
+#[test]
+fn described_classes_answer_beside_the_gallery() {
+    let (_d, path) = tmp_gallery();
+    let names = ["wave", "kick", "sit", "far"].map(String::from).to_vec();
+    let anchors = Anchors(names, vec![1.0, 5.0, 9.0, 100.0]);
+    let s = start_described(&path, ServeOptions::default(), Some(Arc::new(anchors)));
+    let (_, v) = call("GET", &s.url("/api/model"), None, None);
+    assert_eq!(
+        v["described_classes"],
+        json!(["wave", "kick", "sit", "far"])
+    );
+    for (name, off) in [("wave", 1.0), ("kick", 5.0), ("sit", 9.0)] {
+        let (st, v) = post_json(
+            &s.url(&format!("/api/classes/{name}")),
+            &json!({"frames": seq(off, 12)}),
+        );
+        assert_eq!(st, 201, "{v}");
+    }
+    let queries = json!({"sequences": [{"frames": seq(5.2, 20)}, {"frames": seq(8.7, 9)}, {"frames": seq(1.4, 9)}]});
+    let results = |q: &str| -> Vec<Value> {
+        let (st, v) = post_json(&s.url(&format!("/api/recognize{q}")), &queries);
+        assert_eq!(st, 200, "{v}");
+        v["results"].as_array().unwrap().clone()
+    };
+    let plain = results("?text_prior=0");
+    let zero_shot: Vec<&str> = plain
+        .iter()
+        .map(|r| r["described"]["zero_shot"]["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(zero_shot, ["kick", "sit", "wave"]);
+    for r in &plain {
+        let d = &r["described"];
+        assert!(d["zero_shot"]["similarity"].is_null(), "{r}");
+        assert_eq!(d["prior"]["class"], r["recognition"]["class"], "{r}");
+        assert_eq!(
+            d["prior"]["similarity"], r["recognition"]["similarity"],
+            "{r}"
+        );
+    }
+    for r in results("?text_prior=1") {
+        assert_eq!(
+            r["described"]["prior"]["class"],
+            r["described"]["zero_shot"]["class"]
+        );
+    }
+    for r in results("") {
+        assert!(r["described"]["prior"]["score"].is_number(), "{r}");
+    }
+    let (st, v) = post_json(&s.url("/api/recognize?text_prior=2"), &queries);
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("text_prior"), "{v}");
+    // a class the descriptions do not know: no prior, and it is named
+    let (st, _) = post_json(
+        &s.url("/api/classes/mystery"),
+        &json!({"frames": seq(3.0, 12)}),
+    );
+    assert_eq!(st, 201);
+    for r in results("") {
+        assert!(r["described"]["prior"].is_null(), "{r}");
+        assert_eq!(r["described"]["undescribed"], json!(["mystery"]));
+        assert!(r["described"]["zero_shot"]["class"].is_string());
+    }
+}
+
 #[test]
 fn enroll_recognize_list_rename_delete_and_persist() {
     let (_d, path) = tmp_gallery();
@@ -232,6 +328,11 @@ fn enroll_recognize_list_rename_delete_and_persist() {
     assert_eq!(r[1]["recognition"]["class"], "sit");
     assert_eq!(r[0]["top"].as_array().unwrap().len(), 2);
     assert_eq!(r[0]["joint_importance"].as_array().unwrap().len(), 25);
+    assert!(
+        r[0].get("described").is_none(),
+        "no descriptions served: {}",
+        r[0]
+    );
 
     let (st, v) = post_json(&s.url("/api/embed"), &json!({"frames": seq(1.0, 4)}));
     assert_eq!(

@@ -1722,6 +1722,51 @@ pub fn described_classes(
     Ok((names, t))
 }
 
+/// A trained model's text-target branch and a set of described classes
+/// ([`described_classes`]), as the server's [`crossglg_infer::embedder::Describer`].
+pub struct ClassDescriber {
+    pub model: std::sync::Arc<TrainedModel>,
+    pub classes: Vec<String>,
+    pub text: crate::textsrc::ClassText,
+}
+
+impl ClassDescriber {
+    /// The classes of `file` (all, or `classes`) for `model`; an error when the model has no
+    /// text-target branch or the file does not fit.
+    pub fn new(
+        model: std::sync::Arc<TrainedModel>,
+        text: &crate::config::TextConfig,
+        layout: &Layout,
+        file: &Path,
+        classes: Option<&[String]>,
+    ) -> Result<Self, RunError> {
+        if !model.model.has_text_target() {
+            return Err(data_err(
+                "the model has no text-target branch to compare sequences with descriptions (train with recipe = \"target\")",
+            ));
+        }
+        let (classes, text) = described_classes(text, layout, file, classes, &model.device)?;
+        Ok(ClassDescriber {
+            model,
+            classes,
+            text,
+        })
+    }
+}
+
+impl crossglg_infer::embedder::Describer for ClassDescriber {
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn describe(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.model
+            .text_similarity(skeletons, &self.text)
+            .map_err(EmbedError::new)?
+            .ok_or_else(|| EmbedError::new("the model has no text-target branch"))
+    }
+}
+
 /// `crossglg text compare`: two description files embedded by one encoder and compared class by
 /// class ([`agreement::compare_sets`]): do the two authors call the same classes alike? Each
 /// file is checked against its own layout first; an error names the file.

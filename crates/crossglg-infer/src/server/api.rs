@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::input::{decode, Input, InputQuery};
 use super::AppState;
+use crate::described::{recognize_with_prior, recognize_zero_shot, DescribedRecognition};
 use crate::gallery::{Gallery, GalleryError, Recognition};
 
 type St = State<Arc<AppState>>;
@@ -190,6 +191,9 @@ struct ModelInfo {
     mapping_source: Option<LayoutInfo>,
     threshold: Option<f32>,
     classes: usize,
+    /// The classes the server can recognise from descriptions (`serve --describe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    described_classes: Option<Vec<String>>,
     window: usize,
     hop: usize,
     max_frames: usize,
@@ -223,6 +227,7 @@ async fn model_info(State(s): St) -> Json<ModelInfo> {
         mapping_source: s.model.mapping.as_ref().map(|m| (&m.source).into()),
         threshold: g.threshold,
         classes: g.classes.len(),
+        described_classes: s.model.describer.as_ref().map(|d| d.classes().to_vec()),
         window: s.opts.window,
         hop: s.opts.hop,
         max_frames: s.opts.max_frames,
@@ -312,6 +317,50 @@ struct RecognizeRow {
     joint_importance: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     skeleton: Option<SkeletonView>,
+    /// With descriptions served: the answers from them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    described: Option<Described>,
+}
+
+#[derive(Serialize)]
+struct Described {
+    /// The described class the sequence is most like, with no exemplar.
+    zero_shot: DescribedRecognition,
+    /// The gallery's decision with the description prior; `null` when some gallery class is
+    /// not described (listed in `undescribed`).
+    prior: Option<DescribedRecognition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    undescribed: Vec<String>,
+}
+
+/// The described answers for one sequence: `text` its similarities to the describer's
+/// classes, `columns[c]` the describer's column of gallery class `c` (when described).
+fn described(
+    classes: &[String],
+    text: &[f32],
+    g: &Gallery,
+    columns: &[Option<usize>],
+    embedding: &[f32],
+    beta: f32,
+) -> Result<Described, GalleryError> {
+    let zero_shot = recognize_zero_shot(classes, text)?;
+    let undescribed: Vec<String> = columns
+        .iter()
+        .zip(&g.classes)
+        .filter(|(c, _)| c.is_none())
+        .map(|(_, n)| n.clone())
+        .collect();
+    let prior = if undescribed.is_empty() && g.classes.len() >= 2 {
+        let t: Vec<f32> = columns.iter().map(|c| text[c.unwrap_or(0)]).collect();
+        Some(recognize_with_prior(g, embedding, &t, beta)?)
+    } else {
+        None
+    };
+    Ok(Described {
+        zero_shot,
+        prior,
+        undescribed,
+    })
 }
 
 async fn recognize(
@@ -332,9 +381,43 @@ async fn recognize(
     let (inputs, emb, query) = decode_embed(&s, &headers, query, body).await?;
     let top_n = query.top.unwrap_or(5).clamp(1, 100);
     let with_skeleton = query.skeleton.unwrap_or(false);
+    let beta = query.text_prior.unwrap_or(0.1);
+    if !(0.0..=1.0).contains(&beta) {
+        return Err(ApiError::bad(format!(
+            "text_prior must be between 0 and 1, got {beta}"
+        )));
+    }
     let rows = compute(&s, move |st| {
+        let text = match &st.model.describer {
+            Some(d) => {
+                let sk: Vec<_> = inputs.iter().map(|i| i.skeleton.clone()).collect();
+                let t = d
+                    .describe(&sk)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                if t.len() != inputs.len() {
+                    return Err(ApiError::internal(format!(
+                        "the describer returned {} rows for {} sequences",
+                        t.len(),
+                        inputs.len()
+                    )));
+                }
+                let columns: Vec<Option<usize>> = g
+                    .classes
+                    .iter()
+                    .map(|c| d.classes().iter().position(|n| n == c))
+                    .collect();
+                Some((d.classes().to_vec(), t, columns))
+            }
+            None => None,
+        };
         let mut rows = Vec::with_capacity(inputs.len());
-        for (inp, e) in inputs.into_iter().zip(&emb) {
+        for (i, (inp, e)) in inputs.into_iter().zip(&emb).enumerate() {
+            let described = match &text {
+                Some((classes, t, columns)) => {
+                    Some(described(classes, &t[i], &g, columns, e, beta)?)
+                }
+                None => None,
+            };
             let (recognition, ranked) = g.ranked(e)?;
             let top = ranked
                 .into_iter()
@@ -356,6 +439,7 @@ async fn recognize(
                 top,
                 joint_importance,
                 skeleton,
+                described,
             });
         }
         Ok(rows)

@@ -58,6 +58,9 @@ pub(crate) struct InputQuery {
     /// Recognise: how many classes to list (default 5).
     #[serde(default)]
     pub top: Option<usize>,
+    /// Recognise, with descriptions served: the description prior's weight (0..1, default 0.1).
+    #[serde(default)]
+    pub text_prior: Option<f32>,
 }
 
 /// A decoded input: its name, the skeleton in the model's layout, and the skeleton as sent

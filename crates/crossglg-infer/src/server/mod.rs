@@ -39,7 +39,7 @@ use axum::Router;
 use crossglg_data::mapping::Mapping;
 use crossglg_data::Layout;
 
-use crate::embedder::Embedder;
+use crate::embedder::{Describer, Embedder};
 use crate::gallery::{Gallery, GalleryError};
 
 pub use input::MAX_JOINTS;
@@ -93,6 +93,9 @@ pub struct ServedModel {
     pub model_id: String,
     /// The unknown threshold a new gallery starts with (the model's calibration).
     pub threshold: Option<f32>,
+    /// Class descriptions to recognise from as well (`crossglg serve --describe`): each
+    /// recognition then also carries the zero-shot answer and the description prior.
+    pub describer: Option<Arc<dyn Describer + Send + Sync>>,
 }
 
 impl ServedModel {
