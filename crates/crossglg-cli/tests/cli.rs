@@ -1221,11 +1221,19 @@ fn web_page_selftest_passes_in_headless_chromium() {
     };
     let d = demo();
     let tmp = tempfile::tempdir().unwrap();
-    let s = serve(&d.run, &tmp.path().join("page.gallery"));
+    // served with descriptions, so the page shows what they say too
+    let desc = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/crossglg-train/demo/synthetic-descriptions.json");
+    let s = serve_with(
+        &d.run,
+        &tmp.path().join("page.gallery"),
+        &["--describe", desc.to_str().unwrap()],
+    );
     let mut b = Browser::open(&binary, &format!("{}/?selftest=1", s.base));
     let status = b.wait_status(120, |t| t.starts_with("SELFTEST"));
     assert!(status.starts_with("SELFTEST PASS"), "{status}");
     assert!(status.contains("importance shown"), "{status}");
+    assert!(status.contains("descriptions shown"), "{status}");
 }
 
 /// The load test against a served model: a few clients for two seconds, no errors, no lost

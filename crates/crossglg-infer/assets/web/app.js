@@ -40,7 +40,8 @@ async function loadModel() {
   const m = state.model;
   $("model").textContent =
     `layout ${m.layout.name} (${m.layout.joints.length} joints) · embedding ${m.dim} · ` +
-    (m.threshold == null ? "no unknown threshold" : `unknown below ${m.threshold.toFixed(3)}`);
+    (m.threshold == null ? "no unknown threshold" : `unknown below ${m.threshold.toFixed(3)}`) +
+    (m.described_classes ? ` · ${m.described_classes.length} described classes` : "");
   await loadClasses();
 }
 
@@ -203,8 +204,32 @@ function showRecognition(row) {
     li.append(bar);
     ol.append(li);
   }
+  showDescribed(row.described);
   state.importance = row.joint_importance;
   status(`${row.name}: ${d.textContent}, similarity ${rec.similarity.toFixed(3)}, margin ${rec.margin.toFixed(3)}`);
+}
+
+// `serve --describe`: what the class descriptions say (zero-shot, and the description prior)
+function showDescribed(described) {
+  const box = $("described");
+  box.innerHTML = "";
+  box.classList.toggle("hidden", !described);
+  if (!described) return;
+  const line = (label, text) => {
+    const div = document.createElement("div");
+    const b = document.createElement("b");
+    b.textContent = text;
+    div.append(label, b);
+    box.append(div);
+  };
+  const z = described.zero_shot;
+  line("from the descriptions alone: ", `${z.class} (${z.text_similarity.toFixed(3)})`);
+  const p = described.prior;
+  if (p) {
+    line("gallery with the description prior: ", p.unknown ? `unknown (closest: ${p.class})` : p.class);
+  } else {
+    line("no description prior: not described: ", (described.undescribed || []).join(", "));
+  }
 }
 
 async function enrollLoaded(name) {
@@ -377,6 +402,9 @@ async function selftest() {
   const row = await recognizeLoaded();
   if (!row || row.recognition.class !== name) fail("recognised as " + (row && row.recognition.class));
   if (row.recognition.similarity < 0.99) fail("similarity " + row.recognition.similarity);
+  const described = !!(state.model.described_classes && state.model.described_classes.length);
+  if (described && !(row.described && row.described.zero_shot && $("described").textContent))
+    fail("no answer from the descriptions: " + JSON.stringify(row.described));
   draw();
   const events = await streamLoaded();
   const good = events.filter((e) => !e.error);
@@ -388,7 +416,8 @@ async function selftest() {
   if (!g.classes.some((c) => c.name === name + "-renamed")) fail("rename did not show");
   await api("/api/classes/" + encodeURIComponent(name + "-renamed"), { method: "DELETE" });
   status(`SELFTEST PASS: ${row.recognition.class} ${row.recognition.similarity.toFixed(3)}, ` +
-    `${good.length} stream events, importance ${row.joint_importance ? "shown" : "absent"}`);
+    `${good.length} stream events, importance ${row.joint_importance ? "shown" : "absent"}` +
+    (described ? ", descriptions shown" : ""));
 }
 
 async function start() {
