@@ -9,7 +9,7 @@ use crossglg_data::read::{read_path, DirOptions};
 use crossglg_data::{Layout, Skeleton};
 use crossglg_infer::embedder::Embedder;
 use crossglg_infer::gallery::{Gallery, ThresholdCalibration};
-use crossglg_infer::stream::{json_lines, run_stream, PoseFormat, StreamConfig, StreamItem};
+use crossglg_infer::stream::{json_lines, run_stream_with, PoseFormat, StreamConfig, StreamItem};
 use crossglg_train::run::{self, TrainedModel};
 
 #[derive(Args)]
@@ -535,6 +535,19 @@ pub struct StreamArgs {
     /// Stop at the first bad input line (default: report it on stderr and go on).
     #[arg(long)]
     strict: bool,
+    /// A description file of the classes (models trained with the text-target branch): every
+    /// window also answers from the descriptions (zero-shot, and the description prior over the
+    /// gallery when the file describes all its classes).
+    #[arg(long, value_name = "FILE")]
+    describe: Option<PathBuf>,
+    /// The description prior's weight with --describe (0..1).
+    #[arg(
+        long,
+        value_name = "WEIGHT",
+        default_value_t = 0.1,
+        requires = "describe"
+    )]
+    text_prior: f32,
 }
 
 pub fn stream(a: StreamArgs) -> Result<()> {
@@ -559,13 +572,29 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         strict: a.strict,
         ..Default::default()
     };
+    let describer = match &a.describe {
+        Some(file) => Some(run::ClassDescriber::new(
+            l.model.clone(),
+            &l.text,
+            &l.layout,
+            file,
+            None,
+        )?),
+        None => None,
+    };
     let mut events = json_lines(std::io::stdout().lock());
-    let s = run_stream(
+    let s = run_stream_with(
         std::io::stdin().lock(),
         &cfg,
         &*l.model,
         &g,
         l.mapping.as_ref(),
+        describer.as_ref().map(|d| {
+            (
+                d as &(dyn crossglg_infer::embedder::Describer + Sync),
+                a.text_prior,
+            )
+        }),
         Ok,
         |item| match item {
             StreamItem::Event(e) => events(e),

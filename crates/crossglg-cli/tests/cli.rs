@@ -894,6 +894,50 @@ fn recognize_from_descriptions() {
         "{v}"
     );
     drop(served);
+
+    // `stream --describe`: every window's event carries both answers
+    let sk = crossglg_data::read::npy::read_npy(Path::new(&queries[0])).unwrap();
+    let mut input = String::new();
+    for t in 0..sk.frames {
+        let joints: Vec<[f32; 3]> = (0..sk.joints)
+            .map(|v| {
+                let i = (t * sk.joints + v) * 3;
+                [sk.data[i], sk.data[i + 1], sk.data[i + 2]]
+            })
+            .collect();
+        input += &serde_json::json!({ "joints": joints }).to_string();
+        input.push('\n');
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args(["stream", "--model", run, "--gallery", g, "--describe", desc])
+        .args(["--window", "16", "--hop", "8"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        let z = e["described"]["zero_shot"]["class"].as_str().unwrap();
+        assert!(file.contains(&z.to_string()), "{e}");
+        let p = e["described"]["prior"]["class"].as_str().unwrap();
+        assert!(["wave", "kick", "squat"].contains(&p), "{e}");
+    }
+
     let o = crossglg(&["serve", "--model", pr, "--gallery", g, "--describe", desc]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("text-target"), "{err}");

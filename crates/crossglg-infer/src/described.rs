@@ -87,6 +87,58 @@ pub fn recognize_with_prior(
     })
 }
 
+/// Both answers from the descriptions for one sequence, as the server and the stream give them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Described {
+    /// The described class the sequence is most like, with no exemplar.
+    pub zero_shot: DescribedRecognition,
+    /// The gallery's decision with the description prior; `None` when some gallery class is
+    /// not described (listed in `undescribed`) or fewer than two are enrolled.
+    pub prior: Option<DescribedRecognition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undescribed: Vec<String>,
+}
+
+/// For each gallery class, its column among the described `classes` (`None`: not described).
+pub fn gallery_columns(gallery: &Gallery, classes: &[String]) -> Vec<Option<usize>> {
+    gallery
+        .classes
+        .iter()
+        .map(|c| classes.iter().position(|n| n == c))
+        .collect()
+}
+
+/// [`Described`] for one sequence: `text` its similarities to the described `classes`,
+/// `columns` from [`gallery_columns`], `embedding` its embedding, `beta` the prior's weight.
+pub fn describe_one(
+    classes: &[String],
+    text: &[f32],
+    gallery: &Gallery,
+    columns: &[Option<usize>],
+    embedding: &[f32],
+    beta: f32,
+) -> Result<Described, GalleryError> {
+    let zero_shot = recognize_zero_shot(classes, text)?;
+    let undescribed: Vec<String> = columns
+        .iter()
+        .zip(&gallery.classes)
+        .filter(|(c, _)| c.is_none())
+        .map(|(_, n)| n.clone())
+        .collect();
+    let enrolled = gallery.class_counts().iter().filter(|&&n| n > 0).count();
+    let prior = if undescribed.is_empty() && enrolled >= 2 {
+        let t: Vec<f32> = columns.iter().map(|c| text[c.unwrap_or(0)]).collect();
+        Some(recognize_with_prior(gallery, embedding, &t, beta)?)
+    } else {
+        None
+    };
+    Ok(Described {
+        zero_shot,
+        prior,
+        undescribed,
+    })
+}
+
 fn check_text(classes: usize, text: &[f32]) -> Result<(), GalleryError> {
     if classes < 2 {
         return Err(GalleryError::Invalid(format!(

@@ -22,7 +22,7 @@ use std::time::Instant;
 use crossglg_data::Skeleton;
 use serde::{Deserialize, Serialize};
 
-use crate::embedder::{EmbedError, Embedder};
+use crate::embedder::{Describer, EmbedError, Embedder};
 use crate::gallery::{Gallery, GalleryError, Recognition};
 use crate::stats::percentile;
 use crossglg_data::mapping::{map_skeleton, Mapping, MappingError};
@@ -458,8 +458,11 @@ pub struct StreamEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<i64>,
     pub recognition: Recognition,
+    /// With descriptions ([`StreamRecognizer::with_descriptions`]): their answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub described: Option<crate::described::Described>,
     /// Wall time from the window being complete to its recognition: assembling the skeleton,
-    /// layout mapping, preprocessing, embedding and gallery lookup.
+    /// layout mapping, preprocessing, embedding and gallery lookup (and the descriptions).
     pub latency_ms: f64,
 }
 
@@ -524,6 +527,15 @@ pub struct StreamRecognizer<'a, E: Embedder + ?Sized, P> {
     hop: usize,
     /// Per track: its window and the index of the last frame it was in.
     tracks: std::collections::BTreeMap<Option<i64>, (SlidingWindow, usize)>,
+    described: Option<StreamDescriptions<'a>>,
+}
+
+/// What [`StreamRecognizer::with_descriptions`] keeps: the scorer, the prior's weight and the
+/// gallery classes' columns among the described classes.
+struct StreamDescriptions<'a> {
+    describer: &'a (dyn Describer + Sync),
+    beta: f32,
+    columns: Vec<Option<usize>>,
 }
 
 impl<'a, E, P> StreamRecognizer<'a, E, P>
@@ -560,7 +572,28 @@ where
             window,
             hop,
             tracks: Default::default(),
+            described: None,
         })
+    }
+
+    /// Every event also answers from `describer`'s class descriptions: zero-shot, and the
+    /// description prior with weight `beta` (0..1) when every gallery class is described.
+    pub fn with_descriptions(
+        mut self,
+        describer: &'a (dyn Describer + Sync),
+        beta: f32,
+    ) -> Result<Self, StreamError> {
+        if !(0.0..=1.0).contains(&beta) {
+            return Err(StreamError::Config(format!(
+                "the text prior's weight must be between 0 and 1, got {beta}"
+            )));
+        }
+        self.described = Some(StreamDescriptions {
+            describer,
+            beta,
+            columns: crate::described::gallery_columns(self.gallery, describer.classes()),
+        });
+        Ok(self)
     }
 
     /// Tracks with a window open now.
@@ -629,12 +662,38 @@ where
             .gallery
             .recognize(e)
             .map_err(|source| StreamError::Gallery { frame, source })?;
+        let described = match &self.described {
+            Some(d) => {
+                let text = d
+                    .describer
+                    .describe(std::slice::from_ref(&sk))
+                    .map_err(|source| StreamError::Embed { frame, source })?;
+                let [t] = text.as_slice() else {
+                    return Err(StreamError::Window {
+                        frame,
+                        message: format!("the describer returned {} rows for 1 window", text.len()),
+                    });
+                };
+                let answer = crate::described::describe_one(
+                    d.describer.classes(),
+                    t,
+                    self.gallery,
+                    &d.columns,
+                    e,
+                    d.beta,
+                )
+                .map_err(|source| StreamError::Gallery { frame, source })?;
+                Some(answer)
+            }
+            None => None,
+        };
         Ok(Some(StreamEvent {
             t_start,
             t_end,
             frame_index: frame,
             track,
             recognition,
+            described,
             latency_ms: start.elapsed().as_secs_f64() * 1e3,
         }))
     }
@@ -676,6 +735,28 @@ pub fn run_stream<R, E, P, H>(
     gallery: &Gallery,
     mapping: Option<&Mapping>,
     preprocess: P,
+    on: H,
+) -> Result<StreamSummary, StreamError>
+where
+    R: BufRead,
+    E: Embedder + ?Sized,
+    P: FnMut(Skeleton) -> Result<Skeleton, EmbedError>,
+    H: FnMut(StreamItem) -> Result<(), StreamError>,
+{
+    run_stream_with(input, cfg, embedder, gallery, mapping, None, preprocess, on)
+}
+
+/// [`run_stream`], with every event also answering from `described = (describer, prior
+/// weight)` ([`StreamRecognizer::with_descriptions`]).
+#[allow(clippy::too_many_arguments)]
+pub fn run_stream_with<R, E, P, H>(
+    input: R,
+    cfg: &StreamConfig,
+    embedder: &E,
+    gallery: &Gallery,
+    mapping: Option<&Mapping>,
+    described: Option<(&(dyn Describer + Sync), f32)>,
+    preprocess: P,
     mut on: H,
 ) -> Result<StreamSummary, StreamError>
 where
@@ -697,6 +778,9 @@ where
     let reader = FrameReader::new(input, cfg)?;
     let mut rec =
         StreamRecognizer::new(embedder, gallery, mapping, preprocess, cfg.window, cfg.hop)?;
+    if let Some((d, beta)) = described {
+        rec = rec.with_descriptions(d, beta)?;
+    }
     let mut frames = 0;
     // people of one input line share its index: count lines, not people
     let mut last_index = None;

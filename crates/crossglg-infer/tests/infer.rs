@@ -3,11 +3,11 @@
 
 use crossglg_data::mapping::Mapping;
 use crossglg_data::Skeleton;
-use crossglg_infer::embedder::{EmbedError, Embedder};
+use crossglg_infer::embedder::{Describer, EmbedError, Embedder};
 use crossglg_infer::gallery::{calibrate_threshold, Gallery};
 use crossglg_infer::stream::{
-    events_only, json_lines, run_stream, Frame, FrameReader, PoseFormat, StreamConfig, StreamError,
-    StreamEvent, StreamItem, StreamRecognizer,
+    events_only, json_lines, run_stream, run_stream_with, Frame, FrameReader, PoseFormat,
+    StreamConfig, StreamError, StreamEvent, StreamItem, StreamRecognizer,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -273,6 +273,122 @@ fn stream_emits_one_event_per_hop_with_the_active_class() {
         };
         assert_eq!(e.recognition.class, expect, "{e:?}");
     }
+}
+
+/// "Descriptions" that call each class by the mirror of its joint: class `joint k` is as like
+/// a window as joint `joints − 1 − k` is active; `extra` never fits.
+struct Mirror {
+    classes: Vec<String>,
+    joints: usize,
+}
+
+impl Describer for Mirror {
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+    fn describe(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(skeletons
+            .iter()
+            .map(|sk| {
+                self.classes
+                    .iter()
+                    .map(|c| match c.strip_prefix("joint ") {
+                        Some(k) => {
+                            let j = self.joints - 1 - k.parse::<usize>().unwrap();
+                            (0..sk.frames).map(|t| sk.get(0, t, j, 0)).sum::<f32>()
+                                / sk.frames as f32
+                        }
+                        None => -100.0,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// With descriptions every event also carries their answers: zero-shot among the described
+/// classes, and the description prior, which at weight 0 is the gallery's decision and at 1
+/// the descriptions'; a gallery class without a description turns the prior off.
+#[test]
+fn stream_answers_from_descriptions_too() {
+    let joints = 6;
+    let input = jsonl_frames(40, joints, |f| if f < 20 { 1 } else { 4 });
+    let cfg = StreamConfig {
+        joints,
+        window: 10,
+        hop: 5,
+        ..Default::default()
+    };
+    let emb = OneHotOfLargestX { joints };
+    let g = one_hot_gallery(joints);
+    let mut names: Vec<String> = (0..joints).map(|j| format!("joint {j}")).collect();
+    names.push("extra".into());
+    let mirror = Mirror {
+        classes: names.clone(),
+        joints,
+    };
+    let events = |d: &Mirror, beta: f32| -> Vec<StreamEvent> {
+        let mut out = Vec::new();
+        run_stream_with(
+            input.as_bytes(),
+            &cfg,
+            &emb,
+            &g,
+            None,
+            Some((d, beta)),
+            Ok,
+            |item| {
+                if let StreamItem::Event(e) = item {
+                    out.push(e);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        out
+    };
+    let at0 = events(&mirror, 0.0);
+    assert_eq!(at0.len(), 7);
+    for e in &at0 {
+        let d = e.described.as_ref().expect("answers from the descriptions");
+        let active: usize = e.recognition.class[6..].parse().unwrap();
+        assert_eq!(
+            d.zero_shot.class,
+            format!("joint {}", joints - 1 - active),
+            "{e:?}"
+        );
+        assert_eq!(d.prior.as_ref().unwrap().class, e.recognition.class);
+    }
+    for e in events(&mirror, 1.0) {
+        let d = e.described.unwrap();
+        assert_eq!(d.prior.unwrap().class, d.zero_shot.class);
+    }
+    let partial = Mirror {
+        classes: names[1..].to_vec(),
+        joints,
+    };
+    for e in events(&partial, 0.5) {
+        let d = e.described.unwrap();
+        assert!(d.prior.is_none());
+        assert_eq!(d.undescribed, ["joint 0"]);
+    }
+    // without descriptions the events carry none, and a weight out of range is refused
+    let e = StreamRecognizer::new(&emb, &g, None, Ok, 2, 1)
+        .unwrap()
+        .with_descriptions(&mirror, 1.5)
+        .err()
+        .expect("weight 1.5")
+        .to_string();
+    assert!(e.contains("between 0 and 1"), "{e}");
+    let plain = run_stream(input.as_bytes(), &cfg, &emb, &g, None, Ok, |item| {
+        if let StreamItem::Event(e) = item {
+            assert!(e.described.is_none());
+            assert!(!serde_json::to_string(&e).unwrap().contains("described"));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(plain.events, 7);
 }
 
 #[test]

@@ -283,6 +283,18 @@ fn described_classes_answer_beside_the_gallery() {
         assert_eq!(r["described"]["undescribed"], json!(["mystery"]));
         assert!(r["described"]["zero_shot"]["class"].is_string());
     }
+    // the stream's windows carry the same answers (window 64 by default: send 64 frames)
+    let (mut ws, _) =
+        tungstenite::connect(format!("ws://{}/api/stream?text_prior=0", s.addr)).unwrap();
+    for f in seq(8.8, 64).as_array().unwrap() {
+        ws.send(tungstenite::Message::text(json!({"joints": f}).to_string()))
+            .unwrap();
+    }
+    let v: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(v["described"]["zero_shot"]["class"], "sit", "{v}");
+    assert_eq!(v["described"]["undescribed"], json!(["mystery"]), "{v}");
+    let e = tungstenite::connect(format!("ws://{}/api/stream?text_prior=-1", s.addr));
+    assert!(e.is_err(), "a weight out of range is refused");
 }
 
 #[test]

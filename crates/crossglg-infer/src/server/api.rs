@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::input::{decode, Input, InputQuery};
 use super::AppState;
-use crate::described::{recognize_with_prior, recognize_zero_shot, DescribedRecognition};
+use crate::described::{describe_one, gallery_columns, Described};
 use crate::gallery::{Gallery, GalleryError, Recognition};
 
 type St = State<Arc<AppState>>;
@@ -322,47 +322,6 @@ struct RecognizeRow {
     described: Option<Described>,
 }
 
-#[derive(Serialize)]
-struct Described {
-    /// The described class the sequence is most like, with no exemplar.
-    zero_shot: DescribedRecognition,
-    /// The gallery's decision with the description prior; `null` when some gallery class is
-    /// not described (listed in `undescribed`).
-    prior: Option<DescribedRecognition>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    undescribed: Vec<String>,
-}
-
-/// The described answers for one sequence: `text` its similarities to the describer's
-/// classes, `columns[c]` the describer's column of gallery class `c` (when described).
-fn described(
-    classes: &[String],
-    text: &[f32],
-    g: &Gallery,
-    columns: &[Option<usize>],
-    embedding: &[f32],
-    beta: f32,
-) -> Result<Described, GalleryError> {
-    let zero_shot = recognize_zero_shot(classes, text)?;
-    let undescribed: Vec<String> = columns
-        .iter()
-        .zip(&g.classes)
-        .filter(|(c, _)| c.is_none())
-        .map(|(_, n)| n.clone())
-        .collect();
-    let prior = if undescribed.is_empty() && g.classes.len() >= 2 {
-        let t: Vec<f32> = columns.iter().map(|c| text[c.unwrap_or(0)]).collect();
-        Some(recognize_with_prior(g, embedding, &t, beta)?)
-    } else {
-        None
-    };
-    Ok(Described {
-        zero_shot,
-        prior,
-        undescribed,
-    })
-}
-
 async fn recognize(
     State(s): St,
     query: Result<Query<InputQuery>, QueryRejection>,
@@ -401,12 +360,7 @@ async fn recognize(
                         inputs.len()
                     )));
                 }
-                let columns: Vec<Option<usize>> = g
-                    .classes
-                    .iter()
-                    .map(|c| d.classes().iter().position(|n| n == c))
-                    .collect();
-                Some((d.classes().to_vec(), t, columns))
+                Some((d.classes().to_vec(), t, gallery_columns(&g, d.classes())))
             }
             None => None,
         };
@@ -414,7 +368,7 @@ async fn recognize(
         for (i, (inp, e)) in inputs.into_iter().zip(&emb).enumerate() {
             let described = match &text {
                 Some((classes, t, columns)) => {
-                    Some(described(classes, &t[i], &g, columns, e, beta)?)
+                    Some(describe_one(classes, &t[i], &g, columns, e, beta)?)
                 }
                 None => None,
             };

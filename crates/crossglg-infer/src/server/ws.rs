@@ -33,6 +33,9 @@ pub(crate) struct StreamQuery {
     confidence: Option<bool>,
     #[serde(default)]
     fps: Option<f64>,
+    /// With descriptions served: the description prior's weight (0..1, default 0.1).
+    #[serde(default)]
+    text_prior: Option<f32>,
     /// Checked by the authentication layer; accepted here so it is not an unknown field.
     #[serde(default)]
     #[allow(dead_code)]
@@ -67,6 +70,12 @@ pub(crate) async fn stream(
         ..StreamConfig::default()
     };
     cfg.check().map_err(|e| ApiError::bad(e.to_string()))?;
+    let beta = q.text_prior.unwrap_or(0.1);
+    if !(0.0..=1.0).contains(&beta) {
+        return Err(ApiError::bad(format!(
+            "text_prior must be between 0 and 1, got {beta}"
+        )));
+    }
     let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +85,7 @@ pub(crate) async fn stream(
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
-            run(socket, s, g, cfg).await;
+            run(socket, s, g, cfg, beta).await;
             drop(permit);
         }))
 }
@@ -113,6 +122,7 @@ async fn run(
     s: Arc<AppState>,
     g: Arc<crate::gallery::Gallery>,
     cfg: StreamConfig,
+    beta: f32,
 ) {
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut source) = socket.split();
@@ -139,7 +149,11 @@ async fn run(
             Ok,
             cfg.window,
             cfg.hop,
-        ) {
+        )
+        .and_then(|r| match &s.model.describer {
+            Some(d) => r.with_descriptions(&**d, beta),
+            None => Ok(r),
+        }) {
             Ok(r) => r,
             Err(e) => {
                 send(serde_json::json!({ "error": e.to_string() }));
