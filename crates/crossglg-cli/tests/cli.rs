@@ -593,24 +593,19 @@ fn demo_model_serves_synth_files_through_every_command() {
     );
 
     // stream: the frames of one file as JSON lines on stdin, one event per full window.
+    let lines = json_lines_of(&by_class("kick")[1]);
     let sk = crossglg_data::read::npy::read_npy(Path::new(&by_class("kick")[1])).unwrap();
+    // a bad line after the third frame is reported and passed over; the stream goes on
     let mut input = String::new();
-    for t in 0..sk.frames {
-        let joints: Vec<[f32; 3]> = (0..sk.joints)
-            .map(|v| {
-                let i = (t * sk.joints + v) * 3;
-                [sk.data[i], sk.data[i + 1], sk.data[i + 2]]
-            })
-            .collect();
-        input += &serde_json::json!({ "joints": joints }).to_string();
+    for (t, l) in lines.lines().enumerate() {
+        input += l;
         input.push('\n');
         if t == 2 {
-            // a bad line is reported and passed over; the stream goes on
             input += "{\"joints\": oops\n";
         }
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
-        .args([
+    let o = with_stdin(
+        &[
             "stream",
             "--model",
             &run,
@@ -620,20 +615,9 @@ fn demo_model_serves_synth_files_through_every_command() {
             "32",
             "--hop",
             "8",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+        ],
+        &input,
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let events: Vec<serde_json::Value> = String::from_utf8(o.stdout)
@@ -708,6 +692,42 @@ fn demo_model_serves_synth_files_through_every_command() {
 
 /// Twenty `crossglg enroll` processes into one gallery at once: every class is there
 /// afterwards (each holds the gallery's lock from read to write).
+/// The frames of a `.npy` sequence as `crossglg stream`'s JSON lines.
+fn json_lines_of(npy: &str) -> String {
+    let sk = crossglg_data::read::npy::read_npy(Path::new(npy)).unwrap();
+    let mut input = String::new();
+    for t in 0..sk.frames {
+        let joints: Vec<[f32; 3]> = (0..sk.joints)
+            .map(|v| {
+                let i = (t * sk.joints + v) * 3;
+                [sk.data[i], sk.data[i + 1], sk.data[i + 2]]
+            })
+            .collect();
+        input += &serde_json::json!({ "joints": joints }).to_string();
+        input.push('\n');
+    }
+    input
+}
+
+/// `crossglg ARGS` with `input` on stdin.
+fn with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `recognize --describe`: zero-shot from a description file (all its classes, or `--classes`),
 /// and with a gallery the description prior, which at weight 0 decides as the gallery alone.
 #[test]
@@ -896,34 +916,22 @@ fn recognize_from_descriptions() {
     drop(served);
 
     // `stream --describe`: every window's event carries both answers
-    let sk = crossglg_data::read::npy::read_npy(Path::new(&queries[0])).unwrap();
-    let mut input = String::new();
-    for t in 0..sk.frames {
-        let joints: Vec<[f32; 3]> = (0..sk.joints)
-            .map(|v| {
-                let i = (t * sk.joints + v) * 3;
-                [sk.data[i], sk.data[i + 1], sk.data[i + 2]]
-            })
-            .collect();
-        input += &serde_json::json!({ "joints": joints }).to_string();
-        input.push('\n');
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crossglg"))
-        .args(["stream", "--model", run, "--gallery", g, "--describe", desc])
-        .args(["--window", "16", "--hop", "8"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(
+        &[
+            "stream",
+            "--model",
+            run,
+            "--gallery",
+            g,
+            "--describe",
+            desc,
+            "--window",
+            "16",
+            "--hop",
+            "8",
+        ],
+        &json_lines_of(&queries[0]),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let events: Vec<serde_json::Value> = String::from_utf8(o.stdout)
         .unwrap()

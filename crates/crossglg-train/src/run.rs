@@ -1168,16 +1168,20 @@ impl TrainedModel {
         }
         let mut out = Vec::with_capacity(skeletons.len());
         for chunk in skeletons.chunks(self.batch_size.max(1)) {
-            let items: Vec<(usize, &str, &Skeleton)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i, "input", s))
-                .collect();
-            let b = self.pre.batch_of(&items, Mode::Test, 0, 0)?;
-            let x = Tensor::from_vec(b.x, b.shape.to_vec(), &self.device)?;
-            out.extend(self.text_similarity_batch(&x, text)?);
+            out.extend(self.text_similarity_batch(&self.skeleton_batch(chunk)?, text)?);
         }
         Ok(Some(out))
+    }
+
+    /// Sequences from outside a dataset, preprocessed for testing, as one input tensor.
+    fn skeleton_batch(&self, skeletons: &[Skeleton]) -> Result<Tensor, RunError> {
+        let items: Vec<(usize, &str, &Skeleton)> = skeletons
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, "input", s))
+            .collect();
+        let b = self.pre.batch_of(&items, Mode::Test, 0, 0)?;
+        Ok(Tensor::from_vec(b.x, b.shape.to_vec(), &self.device)?)
     }
 
     /// The mean of the branch's global and per-joint cosines for one batch, `(batch, classes)`.
@@ -1239,17 +1243,7 @@ impl Embedder for TrainedModel {
         }
         let mut out = Vec::with_capacity(skeletons.len());
         for chunk in skeletons.chunks(self.batch_size.max(1)) {
-            let items: Vec<(usize, &str, &Skeleton)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i, "input", s))
-                .collect();
-            let b = self
-                .pre
-                .batch_of(&items, Mode::Test, 0, 0)
-                .map_err(EmbedError::new)?;
-            let x =
-                Tensor::from_vec(b.x, b.shape.to_vec(), &self.device).map_err(EmbedError::new)?;
+            let x = self.skeleton_batch(chunk).map_err(EmbedError::new)?;
             out.extend(self.embed_tensor(&x).map_err(EmbedError::new)?);
         }
         Ok(out)
