@@ -178,21 +178,7 @@ fn names_only_descriptions_train() {
     assert!(shown.contains("body-part words"), "{shown}");
     assert!(shown.contains("elbow"), "{shown}");
     let run = dir.path().join("run");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
-    ok(&[
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        &format!("text.descriptions={f}"),
-    ]
-    .iter()
-    .chain(&QUICK)
-    .copied()
-    .collect::<Vec<_>>());
+    train_demo_quick(&run, &[&format!("text.descriptions={f}")]);
     assert!(run.join("report.json").exists());
 
     // --text-agreement: with names only, the global and per-joint texts are the same, and so
@@ -692,6 +678,25 @@ fn demo_model_serves_synth_files_through_every_command() {
 
 /// Twenty `crossglg enroll` processes into one gallery at once: every class is there
 /// afterwards (each holds the gallery's lock from read to write).
+/// `crossglg train` of configs/demo.toml into `out` with the quick settings and `--set` each of
+/// `sets`.
+fn train_demo_quick(out: &Path, sets: &[&str]) {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(QUICK);
+    ok(&args);
+}
+
 /// The frames of a `.npy` sequence as `crossglg stream`'s JSON lines.
 fn json_lines_of(npy: &str) -> String {
     let sk = crossglg_data::read::npy::read_npy(Path::new(npy)).unwrap();
@@ -830,23 +835,7 @@ fn recognize_from_descriptions() {
         &queries[1],
     ]);
     let plain_run = tmp.path().join("plain");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo.toml");
-    ok(&[
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        plain_run.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "model.guidance=none",
-        "--set",
-        "text.encoder=hashed",
-    ]
-    .iter()
-    .chain(&QUICK)
-    .copied()
-    .collect::<Vec<_>>());
+    train_demo_quick(&plain_run, &["model.guidance=none", "text.encoder=hashed"]);
     let pr = plain_run.to_str().unwrap();
     for (args, says) in [
         (vec!["--gallery", o, "--describe", desc], "mystery"),
