@@ -303,6 +303,32 @@ impl std::fmt::Display for EncoderSpec {
     }
 }
 
+/// The folder a config's encoder path means. A relative path that is not a folder here (a run's
+/// config read from another working folder than the one it was trained in, e.g.
+/// `configs/../cache/models/all-MiniLM-L6-v2`) is looked up by its last part where models are
+/// found ([`crate::models::find_model`]), with a warning naming both; anything else is taken as
+/// it is, and loading it names it when it is missing.
+pub fn locate_folder(dir: &Path) -> PathBuf {
+    if dir.is_dir() || dir.is_absolute() {
+        return dir.to_path_buf();
+    }
+    let found = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| crate::models::find_model(n).ok());
+    match found {
+        Some(f) => {
+            tracing::warn!(
+                "text encoder folder {} is not here; using {}, found by its name",
+                dir.display(),
+                f.display()
+            );
+            f
+        }
+        None => dir.to_path_buf(),
+    }
+}
+
 /// Every text encoder behind one interface: a frozen sentence encoder or the hashed fallback.
 #[derive(Debug)]
 pub enum TextEncoder {
@@ -315,9 +341,10 @@ impl TextEncoder {
     pub fn load(spec: &EncoderSpec, hashed_dim: usize, device: &Device) -> Result<Self, TextError> {
         Ok(match spec {
             EncoderSpec::Hashed => TextEncoder::Hashed { dim: hashed_dim },
-            EncoderSpec::Folder(dir) => {
-                TextEncoder::Sentence(Box::new(SentenceEncoder::load(dir, device)?))
-            }
+            EncoderSpec::Folder(dir) => TextEncoder::Sentence(Box::new(SentenceEncoder::load(
+                &locate_folder(dir),
+                device,
+            )?)),
         })
     }
 

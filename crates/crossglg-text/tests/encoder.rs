@@ -189,3 +189,37 @@ fn debertav2_loads_and_ignores_padding() {
     );
     assert!(cosine(&batch[0], &batch[1]) < 0.9999);
 }
+
+/// A run's config names its encoder by the path it had where the run was trained; read from
+/// another working folder, that relative path is looked up by its name where models are found.
+#[test]
+fn a_relative_encoder_folder_that_is_not_here_is_found_by_name() {
+    use crossglg_text::encoder::locate_folder;
+    let want = default_model().unwrap_or_else(|e| panic!("{e}"));
+    let moved = Path::new("somewhere/else/all-MiniLM-L6-v2");
+    assert!(!moved.exists());
+    assert_eq!(
+        locate_folder(moved).canonicalize().unwrap(),
+        want.canonicalize().unwrap()
+    );
+    assert!(TextEncoder::load(
+        &crossglg_text::EncoderSpec::Folder(moved.into()),
+        0,
+        &Device::Cpu
+    )
+    .is_ok());
+    // a name nowhere to be found, and an absolute path, stay as given (loading names them)
+    let unknown = Path::new("somewhere/else/no-such-encoder-xyz");
+    assert_eq!(locate_folder(unknown), unknown);
+    let absolute = Path::new("/somewhere/else/all-MiniLM-L6-v2");
+    assert_eq!(locate_folder(absolute), absolute);
+    let err = TextEncoder::load(
+        &crossglg_text::EncoderSpec::Folder(unknown.into()),
+        0,
+        &Device::Cpu,
+    )
+    .err()
+    .expect("no such encoder")
+    .to_string();
+    assert!(err.contains("no-such-encoder-xyz"), "{err}");
+}
