@@ -218,8 +218,7 @@ fn a_relative_encoder_folder_that_is_not_here_is_found_by_name() {
         0,
         &Device::Cpu,
     )
-    .err()
-    .expect("no such encoder")
+    .expect_err("no such encoder")
     .to_string();
     assert!(err.contains("no-such-encoder-xyz"), "{err}");
 }
