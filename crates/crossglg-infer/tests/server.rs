@@ -232,6 +232,13 @@ fn described_classes_answer_beside_the_gallery() {
         v["described_classes"],
         json!(["wave", "kick", "sit", "far"])
     );
+    // before anything is enrolled the descriptions answer alone
+    let (st, v) = post_json(&s.url("/api/recognize"), &json!({"frames": seq(8.9, 12)}));
+    assert_eq!(st, 200, "{v}");
+    let r = &v["results"][0];
+    assert!(r["recognition"].is_null() && r["top"] == json!([]), "{r}");
+    assert_eq!(r["described"]["zero_shot"]["class"], "sit", "{r}");
+    assert!(r["described"]["prior"].is_null(), "{r}");
     for (name, off) in [("wave", 1.0), ("kick", 5.0), ("sit", 9.0)] {
         let (st, v) = post_json(
             &s.url(&format!("/api/classes/{name}")),

@@ -175,10 +175,12 @@ async function decodeLoaded() {
 
 async function recognizeLoaded() {
   const g = await loadClasses();
-  if (!g.classes.length) {
+  const described = state.model.described_classes && state.model.described_classes.length;
+  if (!g.classes.length && !described) {
     $("decision").textContent = "the gallery is empty: enroll this sequence as a first class";
     $("decision").className = "decision";
     $("top").innerHTML = "";
+    showDescribed(null);
     return null;
   }
   const [url, opts] = requestFor("/api/recognize");
@@ -191,6 +193,16 @@ async function recognizeLoaded() {
 function showRecognition(row) {
   const rec = row.recognition;
   const d = $("decision");
+  if (!rec) {
+    // an empty gallery, served with descriptions: they answer alone
+    d.textContent = "the gallery is empty: enroll this sequence as a first class";
+    d.className = "decision";
+    $("top").innerHTML = "";
+    showDescribed(row.described);
+    state.importance = row.joint_importance;
+    status(`${row.name}: from the descriptions alone ${row.described.zero_shot.class}`);
+    return;
+  }
   d.textContent = rec.unknown ? `unknown (closest: ${rec.class})` : rec.class;
   d.className = "decision " + (rec.unknown ? "unknown" : "known");
   const ol = $("top");
@@ -398,6 +410,12 @@ async function selftest() {
   const fail = (why) => { throw new Error(why); };
   await setSequence(generate(7));
   if (!state.seq.frames) fail("no sequence");
+  const hasText = !!(state.model.described_classes && state.model.described_classes.length);
+  if (hasText && !(await loadClasses()).classes.length) {
+    const first = await recognizeLoaded();
+    if (!first || first.recognition !== null || !first.described.zero_shot)
+      fail("no answer from the descriptions before enrolling: " + JSON.stringify(first));
+  }
   await enrollLoaded(name);
   const row = await recognizeLoaded();
   if (!row || row.recognition.class !== name) fail("recognised as " + (row && row.recognition.class));

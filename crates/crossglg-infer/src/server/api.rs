@@ -311,7 +311,8 @@ struct SkeletonView {
 #[derive(Serialize)]
 struct RecognizeRow {
     name: String,
-    recognition: Recognition,
+    /// `null` only when the gallery is empty and descriptions answer alone.
+    recognition: Option<Recognition>,
     top: Vec<ClassScore>,
     /// JID's weight per joint of the model's layout (none for models without JID).
     joint_importance: Option<Vec<f32>>,
@@ -331,7 +332,7 @@ async fn recognize(
     let Query(query) = query?;
     let body = body?;
     let g = s.snapshot();
-    if g.is_empty() {
+    if g.is_empty() && s.model.describer.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the gallery has no classes yet; enroll one first (POST /api/classes/NAME)",
@@ -372,15 +373,21 @@ async fn recognize(
                 }
                 None => None,
             };
-            let (recognition, ranked) = g.ranked(e)?;
-            let top = ranked
-                .into_iter()
-                .take(top_n)
-                .map(|(c, similarity)| ClassScore {
-                    class: g.classes[c].clone(),
-                    similarity,
-                })
-                .collect();
+            // an empty gallery gets here only with descriptions: they answer alone
+            let (recognition, top) = if g.is_empty() {
+                (None, Vec::new())
+            } else {
+                let (recognition, ranked) = g.ranked(e)?;
+                let top = ranked
+                    .into_iter()
+                    .take(top_n)
+                    .map(|(c, similarity)| ClassScore {
+                        class: g.classes[c].clone(),
+                        similarity,
+                    })
+                    .collect();
+                (Some(recognition), top)
+            };
             let joint_importance = st
                 .model
                 .embedder
