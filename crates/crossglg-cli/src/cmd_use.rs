@@ -346,10 +346,10 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
     )?;
     let inputs = read_inputs(l, &a.files, a.model.layout.as_deref())?;
     let skeletons: Vec<Skeleton> = inputs.iter().map(|(_, s)| s.clone()).collect();
-    let sims = d.describe(&skeletons)?;
-    let emb = match g {
-        Some(_) => embed_all(l, &inputs)?,
-        None => Vec::new(),
+    // with a gallery both from one pass of the model
+    let (emb, sims) = match g {
+        Some(_) => l.model.embed_and_describe(&skeletons, &d.text)?,
+        None => (Vec::new(), d.describe(&skeletons)?),
     };
     let mut rows = Vec::new();
     for (i, ((n, _), t)) in inputs.iter().zip(&sims).enumerate() {

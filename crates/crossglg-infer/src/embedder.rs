@@ -79,6 +79,33 @@ pub trait Describer {
     fn classes(&self) -> &[String];
     /// One row per skeleton: its similarity to each class's description.
     fn describe(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// The hash of the weights that score, when the describer runs a model: with the
+    /// embedder's own hash it says the two share one model (see
+    /// [`Describer::embed_and_describe`]).
+    fn model_hash(&self) -> Option<String> {
+        None
+    }
+    /// The embeddings and the description rows from one pass of the model, for describers
+    /// built on the embedder's model; `None` when the describer cannot (callers then embed and
+    /// describe apart). Use it only when [`Describer::model_hash`] equals the embedder's
+    /// ([`shares_model`]).
+    #[allow(clippy::type_complexity)]
+    fn embed_and_describe(
+        &self,
+        skeletons: &[Skeleton],
+    ) -> Result<Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>, EmbedError> {
+        let _ = skeletons;
+        Ok(None)
+    }
+}
+
+/// Whether `describer` runs the same weights as `embedder` (both say so by hash), so that its
+/// [`Describer::embed_and_describe`] embeddings may stand in for the embedder's.
+pub fn shares_model(
+    embedder: &(impl Embedder + ?Sized),
+    describer: &(impl Describer + ?Sized),
+) -> bool {
+    matches!((embedder.model_hash(), describer.model_hash()), (Some(a), Some(b)) if a == b)
 }
 
 impl<E: Embedder + ?Sized> Embedder for &E {

@@ -536,6 +536,8 @@ struct StreamDescriptions<'a> {
     describer: &'a (dyn Describer + Sync),
     beta: f32,
     columns: Vec<Option<usize>>,
+    /// The describer runs the embedder's weights: one pass embeds and describes.
+    shared: bool,
 }
 
 impl<'a, E, P> StreamRecognizer<'a, E, P>
@@ -592,6 +594,7 @@ where
             describer,
             beta,
             columns: crate::described::gallery_columns(self.gallery, describer.classes()),
+            shared: crate::embedder::shares_model(self.embedder, describer),
         });
         Ok(self)
     }
@@ -645,10 +648,24 @@ where
             sk = map_skeleton(&sk, m).map_err(|source| StreamError::Mapping { frame, source })?;
         }
         let sk = (self.preprocess)(sk).map_err(|source| StreamError::Embed { frame, source })?;
-        let emb = self
-            .embedder
-            .embed(std::slice::from_ref(&sk))
-            .map_err(|source| StreamError::Embed { frame, source })?;
+        let one = std::slice::from_ref(&sk);
+        // with descriptions from the embedder's own model, one pass gives both
+        let both = match &self.described {
+            Some(d) if d.shared => d
+                .describer
+                .embed_and_describe(one)
+                .map_err(|source| StreamError::Embed { frame, source })?,
+            _ => None,
+        };
+        let (emb, text) = match both {
+            Some((e, t)) => (e, Some(t)),
+            None => (
+                self.embedder
+                    .embed(one)
+                    .map_err(|source| StreamError::Embed { frame, source })?,
+                None,
+            ),
+        };
         let [e] = emb.as_slice() else {
             return Err(StreamError::Window {
                 frame,
@@ -664,10 +681,13 @@ where
             .map_err(|source| StreamError::Gallery { frame, source })?;
         let described = match &self.described {
             Some(d) => {
-                let text = d
-                    .describer
-                    .describe(std::slice::from_ref(&sk))
-                    .map_err(|source| StreamError::Embed { frame, source })?;
+                let text = match text {
+                    Some(t) => t,
+                    None => d
+                        .describer
+                        .describe(one)
+                        .map_err(|source| StreamError::Embed { frame, source })?,
+                };
                 let [t] = text.as_slice() else {
                     return Err(StreamError::Window {
                         frame,

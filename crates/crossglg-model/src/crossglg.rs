@@ -586,9 +586,46 @@ impl CrossGlg {
         class_global: &Tensor,
         class_local: &Tensor,
     ) -> candle_core::Result<Option<TextLogits>> {
-        let Some(align) = &self.align else {
+        if self.align.is_none() {
             return Ok(None);
+        }
+        Ok(self.embed_with_text(x, class_global, class_local)?.1)
+    }
+
+    /// [`CrossGlg::embed`] and [`CrossGlg::text_similarity`] from one pass of the encoder (a
+    /// described stream window needs both). The text part is `None` without the branch.
+    ///
+    /// # Shapes
+    /// as the two: `(N, D)` and `(N, K)` twice
+    pub fn embed_with_text(
+        &self,
+        x: &Tensor,
+        class_global: &Tensor,
+        class_local: &Tensor,
+    ) -> candle_core::Result<(Tensor, Option<TextLogits>)> {
+        let (e, f) = self.eval_features(x)?;
+        let text = match &self.align {
+            Some(align) => {
+                let dt = f.dtype();
+                let out = align.cosines(
+                    &e,
+                    &f,
+                    &class_global.to_dtype(dt)?,
+                    &class_local.to_dtype(dt)?,
+                )?;
+                Some(TextLogits {
+                    global: out.global.detach(),
+                    local: out.local.detach(),
+                })
+            }
+            None => None,
         };
+        Ok((e.detach(), text))
+    }
+
+    /// Eval-mode embedding and per-joint features `(N, V, C)`: what embedding and text
+    /// similarity both start from.
+    fn eval_features(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let m = x.dim(4)?;
         let (h, _) = self.skeleton_path(x, false)?;
         let f = self.pooled_joints(&h, m)?;
@@ -597,17 +634,7 @@ impl CrossGlg {
             Some(ib) => ib.forward(&pooled, false)?.mu,
             None => pooled,
         };
-        let dt = f.dtype();
-        let out = align.cosines(
-            &e,
-            &f,
-            &class_global.to_dtype(dt)?,
-            &class_local.to_dtype(dt)?,
-        )?;
-        Ok(Some(TextLogits {
-            global: out.global.detach(),
-            local: out.local.detach(),
-        }))
+        Ok((e, f))
     }
 
     /// Whether the model has the text-target branch (and so [`CrossGlg::text_similarity`]).
@@ -620,14 +647,7 @@ impl CrossGlg {
     /// # Shapes
     /// `x: (N, C, T, V, M)` -> `(N, D)`
     pub fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let m = x.dim(4)?;
-        let (h, _) = self.skeleton_path(x, false)?;
-        let pooled = self.pooled_joints(&h, m)?.mean(1)?;
-        let e = match &self.ib {
-            Some(ib) => ib.forward(&pooled, false)?.mu,
-            None => pooled,
-        };
-        Ok(e.detach())
+        Ok(self.eval_features(x)?.0.detach())
     }
 
     /// JID's joint importance in eval mode, `None` when JID is off.

@@ -1109,11 +1109,12 @@ impl TrainedModel {
     }
 
     fn embed_tensor(&self, x: &Tensor) -> Result<Vec<Vec<f32>>, RunError> {
-        let rows = self
-            .model
-            .embed(x)?
-            .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?;
+        self.center_rows(self.model.embed(x)?)
+    }
+
+    /// Embedding rows, less the stored centre when the run has one.
+    fn center_rows(&self, e: Tensor) -> Result<Vec<Vec<f32>>, RunError> {
+        let rows = e.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         Ok(match &self.center {
             Some(c) => rows.iter().map(|r| sub(r, c)).collect(),
             None => rows,
@@ -1182,6 +1183,29 @@ impl TrainedModel {
             .collect();
         let b = self.pre.batch_of(&items, Mode::Test, 0, 0)?;
         Ok(Tensor::from_vec(b.x, b.shape.to_vec(), &self.device)?)
+    }
+
+    /// The embeddings (as [`Embedder::embed`] gives them) and the description similarities
+    /// (as [`TrainedModel::text_similarity`]) of outside sequences, from one pass of the encoder.
+    #[allow(clippy::type_complexity)]
+    pub fn embed_and_describe(
+        &self,
+        skeletons: &[Skeleton],
+        text: &crate::textsrc::ClassText,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), RunError> {
+        let (mut emb, mut sims) = (Vec::new(), Vec::new());
+        for chunk in skeletons.chunks(self.batch_size.max(1)) {
+            let x = self.skeleton_batch(chunk)?;
+            let (e, t) = self.model.embed_with_text(&x, &text.global, &text.local)?;
+            let t = t.ok_or_else(|| data_err("the model has no text-target branch"))?;
+            emb.extend(self.center_rows(e)?);
+            sims.extend(
+                ((t.global + t.local)? * 0.5)?
+                    .to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?,
+            );
+        }
+        Ok((emb, sims))
     }
 
     /// The mean of the branch's global and per-joint cosines for one batch, `(batch, classes)`.
@@ -1758,6 +1782,20 @@ impl crossglg_infer::embedder::Describer for ClassDescriber {
             .text_similarity(skeletons, &self.text)
             .map_err(EmbedError::new)?
             .ok_or_else(|| EmbedError::new("the model has no text-target branch"))
+    }
+
+    fn model_hash(&self) -> Option<String> {
+        Some(self.model.weights_hash.clone())
+    }
+
+    fn embed_and_describe(
+        &self,
+        skeletons: &[Skeleton],
+    ) -> Result<Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>, EmbedError> {
+        self.model
+            .embed_and_describe(skeletons, &self.text)
+            .map(Some)
+            .map_err(EmbedError::new)
     }
 }
 

@@ -528,4 +528,79 @@ fn fixed_text_side_run_is_centred_on_its_training_classes() {
         err.contains("moonwalk") && err.contains("synthetic-descriptions.json"),
         "{err}"
     );
+
+    // One pass for both (`embed_and_describe`, what described streams and servers use) gives
+    // what embedding and describing apart give, in a stream too.
+    use crossglg_infer::embedder::{shares_model, Describer};
+    let model = std::sync::Arc::new(loaded.model);
+    let d = crossglg_train::run::ClassDescriber::new(
+        model.clone(),
+        &loaded.cfg.text,
+        &loaded.layout,
+        &desc,
+        Some(&novel),
+    )
+    .unwrap();
+    let (emb, text) = model.embed_and_describe(&skeletons, &d.text).unwrap();
+    assert_eq!(emb, model.embed(&skeletons).unwrap());
+    assert_eq!(text, by_sequence);
+    assert!(shares_model(&*model, &d));
+    /// The same describer without its hash: streams then embed and describe apart.
+    struct Apart<'a>(&'a crossglg_train::run::ClassDescriber);
+    impl Describer for Apart<'_> {
+        fn classes(&self) -> &[String] {
+            self.0.classes()
+        }
+        fn describe(
+            &self,
+            sk: &[crossglg_data::Skeleton],
+        ) -> Result<Vec<Vec<f32>>, crossglg_infer::embedder::EmbedError> {
+            self.0.describe(sk)
+        }
+    }
+    assert!(!shares_model(&*model, &Apart(&d)));
+    let mut gallery = Gallery::new(model.dim(), "test");
+    for (c, name) in novel.iter().enumerate().take(3) {
+        gallery.enroll(name, &[emb[c].clone()], None).unwrap();
+    }
+    let sk = &skeletons[0];
+    let mut input = String::new();
+    for t in 0..sk.frames {
+        let joints: Vec<Vec<f32>> = (0..sk.joints)
+            .map(|v| (0..3).map(|c| sk.get(0, t, v, c)).collect())
+            .collect();
+        input += &serde_json::json!({ "joints": joints }).to_string();
+        input.push('\n');
+    }
+    let cfg = crossglg_infer::stream::StreamConfig {
+        joints: sk.joints,
+        window: 8,
+        hop: 4,
+        ..Default::default()
+    };
+    let events = |d: &(dyn Describer + Sync)| -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        crossglg_infer::stream::run_stream_with(
+            input.as_bytes(),
+            &cfg,
+            &*model,
+            &gallery,
+            None,
+            Some((d, 0.3)),
+            Ok,
+            |item| {
+                if let crossglg_infer::stream::StreamItem::Event(mut e) = item {
+                    e.latency_ms = 0.0;
+                    out.push(serde_json::to_value(&e).unwrap());
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        out
+    };
+    let shared = events(&d);
+    assert!(!shared.is_empty());
+    assert!(shared.iter().all(|e| e["described"]["prior"].is_object()));
+    assert_eq!(shared, events(&Apart(&d)));
 }

@@ -273,23 +273,52 @@ async fn decode_embed(
     query: InputQuery,
     body: Bytes,
 ) -> Result<(Vec<Input>, Vec<Vec<f32>>, InputQuery), ApiError> {
+    let (inputs, emb, _, query) = decode_embed_text(s, headers, query, body, false).await?;
+    Ok((inputs, emb, query))
+}
+
+/// Embedded inputs and their rows from the decoder.
+type Embedded = (Vec<Input>, Vec<Vec<f32>>, Option<Vec<Vec<f32>>>, InputQuery);
+
+/// Decodes the body and embeds every sequence; with `text` and descriptions served, also
+/// scores them against the descriptions (one pass of the model when the describer shares
+/// the embedder's weights).
+async fn decode_embed_text(
+    s: &Arc<AppState>,
+    headers: &HeaderMap,
+    query: InputQuery,
+    body: Bytes,
+    text: bool,
+) -> Result<Embedded, ApiError> {
     let json = is_json(headers);
     compute(s, move |st| {
         let inputs = decode(st, json, &query, &body)?;
         let sk: Vec<_> = inputs.iter().map(|i| i.skeleton.clone()).collect();
-        let emb = st
-            .model
-            .embedder
-            .embed(&sk)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        if emb.len() != inputs.len() {
+        let failed = |e: crate::embedder::EmbedError| ApiError::internal(e.to_string());
+        let describer = st.model.describer.as_deref().filter(|_| text);
+        let both = match describer {
+            Some(d) if crate::embedder::shares_model(&*st.model.embedder, d) => {
+                d.embed_and_describe(&sk).map_err(failed)?
+            }
+            _ => None,
+        };
+        let (emb, rows) = match (both, describer) {
+            (Some((e, t)), _) => (e, Some(t)),
+            (None, Some(d)) => (
+                st.model.embedder.embed(&sk).map_err(failed)?,
+                Some(d.describe(&sk).map_err(failed)?),
+            ),
+            (None, None) => (st.model.embedder.embed(&sk).map_err(failed)?, None),
+        };
+        if emb.len() != inputs.len() || rows.as_ref().is_some_and(|t| t.len() != inputs.len()) {
             return Err(ApiError::internal(format!(
-                "the model returned {} embeddings for {} sequences",
+                "the model returned {} embeddings ({} description rows) for {} sequences",
                 emb.len(),
+                rows.as_ref().map_or(0, Vec::len),
                 inputs.len()
             )));
         }
-        Ok((inputs, emb, query))
+        Ok((inputs, emb, rows, query))
     })
     .await
 }
@@ -338,7 +367,7 @@ async fn recognize(
             "the gallery has no classes yet; enroll one first (POST /api/classes/NAME)",
         ));
     }
-    let (inputs, emb, query) = decode_embed(&s, &headers, query, body).await?;
+    let (inputs, emb, text, query) = decode_embed_text(&s, &headers, query, body, true).await?;
     let top_n = query.top.unwrap_or(5).clamp(1, 100);
     let with_skeleton = query.skeleton.unwrap_or(false);
     let beta = query.text_prior.unwrap_or(0.1);
@@ -348,22 +377,9 @@ async fn recognize(
         )));
     }
     let rows = compute(&s, move |st| {
-        let text = match &st.model.describer {
-            Some(d) => {
-                let sk: Vec<_> = inputs.iter().map(|i| i.skeleton.clone()).collect();
-                let t = d
-                    .describe(&sk)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                if t.len() != inputs.len() {
-                    return Err(ApiError::internal(format!(
-                        "the describer returned {} rows for {} sequences",
-                        t.len(),
-                        inputs.len()
-                    )));
-                }
-                Some((d.classes().to_vec(), t, gallery_columns(&g, d.classes())))
-            }
-            None => None,
+        let text = match (&st.model.describer, text) {
+            (Some(d), Some(t)) => Some((d.classes().to_vec(), t, gallery_columns(&g, d.classes()))),
+            _ => None,
         };
         let mut rows = Vec::with_capacity(inputs.len());
         for (i, (inp, e)) in inputs.into_iter().zip(&emb).enumerate() {
