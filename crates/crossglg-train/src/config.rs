@@ -489,6 +489,22 @@ impl TrainConfig {
         {
             return bad("guidance needs text: set [text] bank or descriptions (or model.guidance = \"none\")");
         }
+        // checked here rather than at the end of training, where evaluation reads them
+        let e = &self.eval;
+        for (key, w) in [
+            ("eval.text_prior", e.text_prior),
+            ("eval.calibration_text", e.calibration_text),
+        ] {
+            if !(0.0..=1.0).contains(&w) {
+                return bad(&format!("`{key}` must be in [0, 1], got {w}"));
+            }
+        }
+        if e.calibration_text > 0.0 && self.text.descriptions.is_none() && self.text.bank.is_none()
+        {
+            return bad(
+                "`eval.calibration_text` needs the classes' texts: set [text] descriptions or bank",
+            );
+        }
         Ok(())
     }
 }
@@ -611,6 +627,9 @@ guidance = "none"
             ("optim.lr=-0.1", "optim.lr"),
             ("optim.momentum=1.5", "optim.momentum"),
             ("model.loss.cross=nan", "model.loss.cross"),
+            ("eval.text_prior=1.5", "eval.text_prior"),
+            ("eval.calibration_text=-0.5", "eval.calibration_text"),
+            ("eval.calibration_text=0.5", "[text] descriptions or bank"),
         ] {
             let mut t: toml::Table = toml::from_str(MIN).unwrap();
             apply_overrides(&mut t, &[set.to_string()], "t").unwrap();
