@@ -243,7 +243,19 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     } else {
         println!("{intro}");
     }
-    run_and_report(&cfg, &a.out, (false, false), a.quiet, a.json)
+    run_and_report(&cfg, &a.out, (false, false), a.quiet, a.json)?;
+    if !a.json {
+        let (run, d) = (a.out.display(), desc.display());
+        println!(
+            "\nnext (docs/inference.md):\n  \
+             crossglg data synth --out samples --classes wave,kick,squat\n  \
+             crossglg enroll --model {run} --gallery my.gallery --name wave samples/synth_a01_s01_v01_r01.npy\n  \
+             crossglg recognize --model {run} --gallery my.gallery samples/*.npy\n  \
+             crossglg recognize --model {run} --describe {d} --classes wave,kick,squat samples/*.npy\n  \
+             crossglg serve --model {run} --gallery my.gallery --describe {d}"
+        );
+    }
+    Ok(())
 }
 
 fn run_and_report(

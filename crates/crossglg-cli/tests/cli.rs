@@ -460,12 +460,17 @@ fn demo() -> &'static Demo {
     DEMO.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run").to_str().unwrap().to_string();
-        ok(
+        let out = ok(
             &["demo", "--out", &run, "--quiet", "--text-encoder", "hashed"]
                 .iter()
                 .chain(&QUICK)
                 .copied()
                 .collect::<Vec<_>>(),
+        );
+        // it ends with what to try next, with this run's paths
+        assert!(
+            out.contains(&format!("crossglg recognize --model {run} --describe")),
+            "{out}"
         );
         let files = dir.path().join("files");
         let out = ok(&[
