@@ -1199,11 +1199,7 @@ impl TrainedModel {
             let (e, t) = self.model.embed_with_text(&x, &text.global, &text.local)?;
             let t = t.ok_or_else(|| data_err("the model has no text-target branch"))?;
             emb.extend(self.center_rows(e)?);
-            sims.extend(
-                ((t.global + t.local)? * 0.5)?
-                    .to_dtype(DType::F32)?
-                    .to_vec2::<f32>()?,
-            );
+            sims.extend(text_rows(t)?);
         }
         Ok((emb, sims))
     }
@@ -1218,8 +1214,7 @@ impl TrainedModel {
             .model
             .text_similarity(x, &text.global, &text.local)?
             .ok_or_else(|| data_err("the model has no text-target branch"))?;
-        let mean = ((t.global + t.local)? * 0.5)?;
-        Ok(mean.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        text_rows(t)
     }
 
     /// JID's joint importance of dataset samples, `None` without JID.
@@ -1288,6 +1283,14 @@ impl Embedder for TrainedModel {
     fn joint_importance(&self, skeleton: &Skeleton) -> Result<Option<Vec<f32>>, EmbedError> {
         TrainedModel::joint_importance(self, skeleton).map_err(EmbedError::new)
     }
+}
+
+/// The branch's similarity to each class text, one row per sequence: the mean of its global and
+/// per-joint cosines.
+fn text_rows(t: crossglg_model::TextLogits) -> Result<Vec<Vec<f32>>, RunError> {
+    Ok(((t.global + t.local)? * 0.5)?
+        .to_dtype(DType::F32)?
+        .to_vec2::<f32>()?)
 }
 
 /// Embeddings of the split's exemplars and queries, labelled by novel-class position.

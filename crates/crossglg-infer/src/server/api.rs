@@ -378,7 +378,7 @@ async fn recognize(
     }
     let rows = compute(&s, move |st| {
         let text = match (&st.model.describer, text) {
-            (Some(d), Some(t)) => Some((d.classes().to_vec(), t, gallery_columns(&g, d.classes()))),
+            (Some(d), Some(t)) => Some((d.classes(), t, gallery_columns(&g, d.classes()))),
             _ => None,
         };
         let mut rows = Vec::with_capacity(inputs.len());
