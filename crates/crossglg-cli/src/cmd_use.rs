@@ -508,8 +508,9 @@ pub enum StreamFormat {
 pub struct StreamArgs {
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, short)]
-    gallery: PathBuf,
+    /// The gallery of enrolled classes (leave it out to recognise from --describe alone).
+    #[arg(long, short, required_unless_present = "describe")]
+    gallery: Option<PathBuf>,
     /// Input format on stdin: JSON lines (`{"t": s, "joints": [[x,y,z(,c)], ...]}`) or CSV
     /// (`t, x1, y1, z1, ...`).
     #[arg(long, value_enum, default_value = "jsonl")]
@@ -537,9 +538,17 @@ pub struct StreamArgs {
     strict: bool,
     /// A description file of the classes (models trained with the text-target branch): every
     /// window also answers from the descriptions (zero-shot, and the description prior over the
-    /// gallery when the file describes all its classes).
+    /// gallery when the file describes all its classes). Without --gallery: zero-shot alone.
     #[arg(long, value_name = "FILE")]
     describe: Option<PathBuf>,
+    /// Without --gallery: only these of the file's classes (comma-separated names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "describe",
+        conflicts_with = "gallery"
+    )]
+    classes: Vec<String>,
     /// The description prior's weight with --describe (0..1).
     #[arg(
         long,
@@ -552,7 +561,11 @@ pub struct StreamArgs {
 
 pub fn stream(a: StreamArgs) -> Result<()> {
     let l = load_model(&a.model)?;
-    let g = load_gallery(&l, &a.gallery)?;
+    let g = match &a.gallery {
+        Some(path) => load_gallery(&l, path)?,
+        // --describe alone: every window answers zero-shot
+        None => Gallery::new(l.model.dim(), &l.model_dir.display().to_string()),
+    };
     let joints = a.joints.unwrap_or_else(|| match &l.mapping {
         Some(m) => m.source.num_joints(),
         None => l.layout.num_joints(),
@@ -578,7 +591,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
             &l.text,
             &l.layout,
             file,
-            None,
+            Some(a.classes.as_slice()).filter(|c| !c.is_empty()),
         )?),
         None => None,
     };

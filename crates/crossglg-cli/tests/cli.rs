@@ -910,28 +910,28 @@ fn recognize_from_descriptions() {
     drop(served);
 
     // `stream --describe`: every window's event carries both answers
-    let o = with_stdin(
-        &[
+    let stream = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec![
             "stream",
             "--model",
             run,
-            "--gallery",
-            g,
             "--describe",
             desc,
             "--window",
             "16",
             "--hop",
             "8",
-        ],
-        &json_lines_of(&queries[0]),
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let events: Vec<serde_json::Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        ];
+        args.extend(extra);
+        let o = with_stdin(&args, &json_lines_of(&queries[0]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let events = stream(&["--gallery", g]);
     assert!(!events.is_empty());
     for e in &events {
         let z = e["described"]["zero_shot"]["class"].as_str().unwrap();
@@ -939,6 +939,23 @@ fn recognize_from_descriptions() {
         let p = e["described"]["prior"]["class"].as_str().unwrap();
         assert!(["wave", "kick", "squat"].contains(&p), "{e}");
     }
+    // without a gallery: the descriptions answer alone, as they do beside it
+    let alone = stream(&[]);
+    assert_eq!(alone.len(), events.len());
+    for (a, e) in alone.iter().zip(&events) {
+        assert!(
+            a["recognition"].is_null() && a["described"]["prior"].is_null(),
+            "{a}"
+        );
+        assert_eq!(a["described"]["zero_shot"], e["described"]["zero_shot"]);
+    }
+    for e in stream(&["--classes", "wave,kick,squat"]) {
+        let z = e["described"]["zero_shot"]["class"].as_str().unwrap();
+        assert!(["wave", "kick", "squat"].contains(&z), "{e}");
+    }
+    let o = crossglg(&["stream", "--model", run]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--gallery"), "{err}");
 
     let o = crossglg(&["serve", "--model", pr, "--gallery", g, "--describe", desc]);
     let err = String::from_utf8_lossy(&o.stderr);

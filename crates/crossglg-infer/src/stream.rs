@@ -457,7 +457,9 @@ pub struct StreamEvent {
     /// The person's track id, when the input tracks people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<i64>,
-    pub recognition: Recognition,
+    /// The gallery's decision; `None` (JSON `null`) only when the gallery is empty and the
+    /// descriptions answer alone (`described`).
+    pub recognition: Option<Recognition>,
     /// With descriptions ([`StreamRecognizer::with_descriptions`]): their answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub described: Option<crate::described::Described>,
@@ -563,9 +565,6 @@ where
                 gallery.model_id
             )));
         }
-        if gallery.is_empty() {
-            return Err(StreamError::Config("the gallery is empty".into()));
-        }
         Ok(StreamRecognizer {
             embedder,
             gallery,
@@ -599,12 +598,25 @@ where
         Ok(self)
     }
 
+    /// Whether windows can be answered: by an enrolled class, or, with an empty gallery, by
+    /// the descriptions alone (zero-shot). [`StreamRecognizer::push`] checks it too; callers
+    /// check it before reading input so that a useless stream fails at once.
+    pub fn check(&self) -> Result<(), StreamError> {
+        if self.gallery.is_empty() && self.described.is_none() {
+            return Err(StreamError::Config(
+                "the gallery is empty: enroll a class first, or give class descriptions to recognise from them alone".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Tracks with a window open now.
     pub fn tracks(&self) -> usize {
         self.tracks.len()
     }
 
     pub fn push(&mut self, frame: Frame) -> Result<Option<StreamEvent>, StreamError> {
+        self.check()?;
         let (window, hop, now) = (self.window, self.hop, frame.index);
         self.tracks
             .retain(|_, (_, last)| now.saturating_sub(*last) <= window);
@@ -649,35 +661,44 @@ where
         }
         let sk = (self.preprocess)(sk).map_err(|source| StreamError::Embed { frame, source })?;
         let one = std::slice::from_ref(&sk);
+        // an empty gallery (zero-shot only) needs no embedding
+        let embed = !self.gallery.is_empty();
         // with descriptions from the embedder's own model, one pass gives both
         let both = match &self.described {
-            Some(d) if d.shared => d
+            Some(d) if d.shared && embed => d
                 .describer
                 .embed_and_describe(one)
                 .map_err(|source| StreamError::Embed { frame, source })?,
             _ => None,
         };
         let (emb, text) = match both {
-            Some((e, t)) => (e, Some(t)),
-            None => (
-                self.embedder
-                    .embed(one)
-                    .map_err(|source| StreamError::Embed { frame, source })?,
+            Some((e, t)) => (Some(e), Some(t)),
+            None if embed => (
+                Some(
+                    self.embedder
+                        .embed(one)
+                        .map_err(|source| StreamError::Embed { frame, source })?,
+                ),
                 None,
             ),
+            None => (None, None),
         };
-        let [e] = emb.as_slice() else {
-            return Err(StreamError::Window {
-                frame,
-                message: format!(
-                    "the embedder returned {} embeddings for 1 window",
-                    emb.len()
-                ),
-            });
+        let e: Option<&[f32]> = match emb.as_deref() {
+            None => None,
+            Some([e]) => Some(e),
+            Some(emb) => {
+                return Err(StreamError::Window {
+                    frame,
+                    message: format!(
+                        "the embedder returned {} embeddings for 1 window",
+                        emb.len()
+                    ),
+                })
+            }
         };
-        let recognition = self
-            .gallery
-            .recognize(e)
+        let recognition = e
+            .map(|e| self.gallery.recognize(e))
+            .transpose()
             .map_err(|source| StreamError::Gallery { frame, source })?;
         let described = match &self.described {
             Some(d) => {
@@ -699,7 +720,7 @@ where
                     t,
                     self.gallery,
                     &d.columns,
-                    e,
+                    e.unwrap_or_default(),
                     d.beta,
                 )
                 .map_err(|source| StreamError::Gallery { frame, source })?;
@@ -767,7 +788,8 @@ where
 }
 
 /// [`run_stream`], with every event also answering from `described = (describer, prior
-/// weight)` ([`StreamRecognizer::with_descriptions`]).
+/// weight)` ([`StreamRecognizer::with_descriptions`]). With descriptions the gallery may be
+/// empty: every event then answers from them alone (`recognition` is `None`).
 #[allow(clippy::too_many_arguments)]
 pub fn run_stream_with<R, E, P, H>(
     input: R,
@@ -801,6 +823,7 @@ where
     if let Some((d, beta)) = described {
         rec = rec.with_descriptions(d, beta)?;
     }
+    rec.check()?;
     let mut frames = 0;
     // people of one input line share its index: count lines, not people
     let mut last_index = None;

@@ -271,7 +271,7 @@ fn stream_emits_one_event_per_hop_with_the_active_class() {
         } else {
             "joint 4"
         };
-        assert_eq!(e.recognition.class, expect, "{e:?}");
+        assert_eq!(e.recognition.as_ref().unwrap().class, expect, "{e:?}");
     }
 }
 
@@ -351,13 +351,16 @@ fn stream_answers_from_descriptions_too() {
     assert_eq!(at0.len(), 7);
     for e in &at0 {
         let d = e.described.as_ref().expect("answers from the descriptions");
-        let active: usize = e.recognition.class[6..].parse().unwrap();
+        let active: usize = e.recognition.as_ref().unwrap().class[6..].parse().unwrap();
         assert_eq!(
             d.zero_shot.class,
             format!("joint {}", joints - 1 - active),
             "{e:?}"
         );
-        assert_eq!(d.prior.as_ref().unwrap().class, e.recognition.class);
+        assert_eq!(
+            d.prior.as_ref().unwrap().class,
+            e.recognition.as_ref().unwrap().class
+        );
     }
     for e in events(&mirror, 1.0) {
         let d = e.described.unwrap();
@@ -389,6 +392,95 @@ fn stream_answers_from_descriptions_too() {
     })
     .unwrap();
     assert_eq!(plain.events, 7);
+}
+
+/// An embedder that must not be called.
+struct NeverEmbeds(usize);
+
+impl Embedder for NeverEmbeds {
+    fn embed(&self, _: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Err(EmbedError::new("embedded although the gallery is empty"))
+    }
+    fn dim(&self) -> usize {
+        self.0
+    }
+}
+
+/// With descriptions an empty gallery still streams: each window answers from them alone
+/// (`recognition` null), with the same zero-shot answers as beside a gallery, and without
+/// embedding at all. Without descriptions an empty gallery is refused before any input is read.
+#[test]
+fn stream_with_descriptions_needs_no_gallery() {
+    let joints = 6;
+    let input = jsonl_frames(40, joints, |f| if f < 20 { 1 } else { 4 });
+    let cfg = StreamConfig {
+        joints,
+        window: 10,
+        hop: 5,
+        ..Default::default()
+    };
+    let mirror = Mirror {
+        classes: (0..joints).map(|j| format!("joint {j}")).collect(),
+        joints,
+    };
+    let run = |emb: &dyn Embedder, g: &Gallery| -> Vec<StreamEvent> {
+        let mut out = Vec::new();
+        run_stream_with(
+            input.as_bytes(),
+            &cfg,
+            emb,
+            g,
+            None,
+            Some((&mirror, 0.1)),
+            Ok,
+            events_only(|e| {
+                out.push(e);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        out
+    };
+    let empty = Gallery::new(joints, "one-hot");
+    let alone = run(&NeverEmbeds(joints), &empty);
+    let beside = run(&OneHotOfLargestX { joints }, &one_hot_gallery(joints));
+    assert_eq!(alone.len(), 7);
+    assert_eq!(alone.len(), beside.len());
+    for (a, b) in alone.iter().zip(&beside) {
+        assert!(a.recognition.is_none() && b.recognition.is_some());
+        let (da, db) = (a.described.as_ref().unwrap(), b.described.as_ref().unwrap());
+        assert_eq!(da.zero_shot, db.zero_shot);
+        assert!(da.prior.is_none() && da.undescribed.is_empty());
+        let v = serde_json::to_value(a).unwrap();
+        assert!(v["recognition"].is_null() && v["described"]["zero_shot"]["class"].is_string());
+    }
+    // without descriptions: refused at once, even on input that is all bad lines
+    let e = run_stream(
+        "oops\n".as_bytes(),
+        &cfg,
+        &OneHotOfLargestX { joints },
+        &empty,
+        None,
+        Ok,
+        |_| Ok(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("gallery is empty") && e.contains("descriptions"),
+        "{e}"
+    );
+    let emb = OneHotOfLargestX { joints };
+    let mut rec = StreamRecognizer::new(&emb, &empty, None, Ok, 2, 1).unwrap();
+    assert!(rec.check().is_err());
+    let frame = Frame {
+        index: 0,
+        line: 1,
+        t: 0.0,
+        joints: vec![[1.0, 0.0, 0.0]; joints],
+        track: None,
+    };
+    assert!(rec.push(frame).is_err());
 }
 
 #[test]
@@ -519,7 +611,7 @@ fn stream_maps_coco_2d_input_to_the_model_layout() {
     assert_eq!(s.events, 2);
     let first: StreamEvent =
         serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
-    let j = first.recognition.class_index;
+    let j = first.recognition.as_ref().unwrap().class_index;
     assert!(
         m.target.joints[j].starts_with("right_"),
         "{}",
@@ -823,7 +915,7 @@ fn stream_follows_tracks_separately() {
         events
             .iter()
             .filter(|e| e.track == Some(track))
-            .map(|e| (e.frame_index, e.recognition.class.clone()))
+            .map(|e| (e.frame_index, e.recognition.as_ref().unwrap().class.clone()))
             .collect()
     };
     let joint = |j: usize| format!("joint {j}");

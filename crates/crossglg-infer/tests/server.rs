@@ -239,6 +239,16 @@ fn described_classes_answer_beside_the_gallery() {
     assert!(r["recognition"].is_null() && r["top"] == json!([]), "{r}");
     assert_eq!(r["described"]["zero_shot"]["class"], "sit", "{r}");
     assert!(r["described"]["prior"].is_null(), "{r}");
+    // and so does the stream (window 64 by default: send 64 frames)
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/api/stream", s.addr)).unwrap();
+    for f in seq(8.9, 64).as_array().unwrap() {
+        ws.send(tungstenite::Message::text(json!({"joints": f}).to_string()))
+            .unwrap();
+    }
+    let v: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+    assert!(v["recognition"].is_null(), "{v}");
+    assert_eq!(v["described"]["zero_shot"]["class"], "sit", "{v}");
+    ws.close(None).unwrap();
     for (name, off) in [("wave", 1.0), ("kick", 5.0), ("sit", 9.0)] {
         let (st, v) = post_json(
             &s.url(&format!("/api/classes/{name}")),
@@ -649,6 +659,11 @@ fn stream_answers_windows_and_survives_bad_frames() {
         ..ServeOptions::default()
     };
     let s = start(&path, opts);
+    // nothing enrolled and no descriptions: no stream
+    match tungstenite::connect(format!("ws://{}/api/stream", s.addr)) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 409),
+        other => panic!("expected 409, got {:?}", other.map(|(_, r)| r.status())),
+    }
     post_json(&s.url("/api/classes/kick"), &json!({"frames": seq(5.0, 8)}));
     post_json(&s.url("/api/classes/wave"), &json!({"frames": seq(1.0, 8)}));
     let (mut ws, _) = tungstenite::connect(format!("ws://{}/api/stream", s.addr)).unwrap();

@@ -239,8 +239,10 @@ function showDescribed(described) {
   const p = described.prior;
   if (p) {
     line("gallery with the description prior: ", p.unknown ? `unknown (closest: ${p.class})` : p.class);
+  } else if ((described.undescribed || []).length) {
+    line("no description prior: not described: ", described.undescribed.join(", "));
   } else {
-    line("no description prior: not described: ", (described.undescribed || []).join(", "));
+    line("no description prior: ", "it needs two enrolled classes");
   }
 }
 
@@ -349,10 +351,7 @@ function streamLoaded(onEvent) {
       const ev = JSON.parse(m.data);
       events.push(ev);
       const li = document.createElement("li");
-      li.textContent = ev.error ? "error: " + ev.error
-        : `${ev.t_start.toFixed(2)}–${ev.t_end.toFixed(2)} s: ` +
-          (ev.recognition.unknown ? "unknown" : ev.recognition.class) +
-          ` (${ev.recognition.similarity.toFixed(3)}, ${ev.latency_ms.toFixed(1)} ms)`;
+      li.textContent = ev.error ? "error: " + ev.error : streamLine(ev);
       $("events").append(li);
       if (onEvent) onEvent(ev);
       if (events.length >= expected) ws.close();
@@ -360,6 +359,16 @@ function streamLoaded(onEvent) {
     ws.onerror = () => reject(new Error("stream connection failed"));
     ws.onclose = () => resolve(events);
   });
+}
+
+// One window's answer: the gallery's (none while it is empty), then the descriptions'.
+function streamLine(ev) {
+  const r = ev.recognition;
+  const gallery = !r ? "no class enrolled"
+    : `${r.unknown ? "unknown" : r.class} (${r.similarity.toFixed(3)})`;
+  const text = ev.described ? `; described as ${ev.described.zero_shot.class}` : "";
+  return `${ev.t_start.toFixed(2)}–${ev.t_end.toFixed(2)} s: ${gallery}${text}, ` +
+    `${ev.latency_ms.toFixed(1)} ms`;
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -415,6 +424,9 @@ async function selftest() {
     const first = await recognizeLoaded();
     if (!first || first.recognition !== null || !first.described.zero_shot)
       fail("no answer from the descriptions before enrolling: " + JSON.stringify(first));
+    const early = await streamLoaded();
+    if (!early.length || !early.every((e) => !e.error && e.recognition === null && e.described))
+      fail("stream before enrolling: " + JSON.stringify(early.slice(0, 2)));
   }
   await enrollLoaded(name);
   const row = await recognizeLoaded();

@@ -1,6 +1,7 @@
 //! The stream endpoint: a WebSocket that takes one pose frame per text message (the JSON of
 //! `crossglg stream`: `{"t": seconds, "joints": [[x, y, z], ...]}`) and answers with one
-//! recognition per window, as `crossglg stream` prints them. A bad frame is answered with
+//! recognition per window, as `crossglg stream` prints them (with descriptions served, also
+//! before any class is enrolled: zero-shot only). A bad frame is answered with
 //! `{"error": ..., "line": N}` and the stream goes on.
 
 use std::io::{BufReader, Read};
@@ -49,7 +50,8 @@ pub(crate) async fn stream(
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let g = s.snapshot();
-    if g.is_empty() {
+    // with descriptions served, an empty gallery streams zero-shot answers alone
+    if g.is_empty() && s.model.describer.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the gallery has no classes yet; enroll one first",
@@ -153,7 +155,10 @@ async fn run(
         .and_then(|r| match &s.model.describer {
             Some(d) => r.with_descriptions(&**d, beta),
             None => Ok(r),
-        }) {
+        })
+        // an empty gallery streams from the descriptions alone, or not at all
+        .and_then(|r| r.check().map(|()| r))
+        {
             Ok(r) => r,
             Err(e) => {
                 send(serde_json::json!({ "error": e.to_string() }));
