@@ -106,7 +106,10 @@ pub struct EvalArgs {
     #[arg(long, value_name = "WEIGHT")]
     calibration_text: Option<f64>,
     /// Also print the open-set table: each novel class in turn left out of the gallery, at
-    /// every operating point of the run's unknown_threshold.json (or --calibration).
+    /// every operating point of the run's unknown_threshold.json (or --calibration). With
+    /// --zero-shot also the table of the answers from descriptions alone (each novel class left
+    /// out of the described ones), at thresholds calibrated on the training classes'
+    /// descriptions (a measurement: no answer uses them, docs/results.md).
     #[arg(long)]
     open_set: bool,
     /// A threshold calibration file for --open-set (e.g. a validation run's
@@ -393,6 +396,29 @@ fn launch_local(n: usize) -> Result<()> {
     }
 }
 
+fn print_open_set(
+    title: &str,
+    cal: &crossglg_infer::gallery::ThresholdCalibration,
+    rows: &[crossglg_infer::eval::OpenSetRow],
+    known: &str,
+) {
+    println!(
+        "# {title}\n\nthresholds calibrated on: {}\n\n| false-accept target | threshold | {known}: correct and accepted % | left out: rejected % |\n|---|---:|---:|---:|",
+        if cal.calibrated_on.is_empty() { "base (training) classes" } else { &cal.calibrated_on }
+    );
+    for r in rows {
+        println!(
+            "| {} | {:.3} | {:.1} ({}) | {:.1} ({}) |",
+            r.target_false_accept_rate,
+            r.threshold,
+            100.0 * r.known_correct_accepted,
+            r.known_queries,
+            100.0 * r.unknown_rejected,
+            r.unknown_queries
+        );
+    }
+}
+
 pub fn eval(a: EvalArgs) -> Result<()> {
     let device = run::device_from(&a.device)?;
     if a.recalibrate_unknown {
@@ -435,6 +461,15 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     } else {
         None
     };
+    let open_zero_shot = if a.open_set && a.zero_shot {
+        Some(run::zero_shot_open_set_table(
+            &a.run,
+            &device,
+            a.descriptions.as_deref(),
+        )?)
+    } else {
+        None
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
         if let Some((cal, rows)) = &open {
@@ -445,24 +480,31 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 )?
             );
         }
+        if let Some((cal, rows)) = &open_zero_shot {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"calibration": cal, "open_set_zero_shot": rows})
+                )?
+            );
+        }
     } else {
         print_reports(&reports);
         if let Some((cal, rows)) = &open {
-            println!(
-                "# Open set (each novel class in turn left out of the gallery)\n\nthresholds calibrated on: {}\n\n| false-accept target | threshold | enrolled: correct and accepted % | left out: rejected % |\n|---|---:|---:|---:|",
-                if cal.calibrated_on.is_empty() { "base (training) classes" } else { &cal.calibrated_on }
+            print_open_set(
+                "Open set (each novel class in turn left out of the gallery)",
+                cal,
+                rows,
+                "enrolled",
             );
-            for r in rows {
-                println!(
-                    "| {} | {:.3} | {:.1} ({}) | {:.1} ({}) |",
-                    r.target_false_accept_rate,
-                    r.threshold,
-                    100.0 * r.known_correct_accepted,
-                    r.known_queries,
-                    100.0 * r.unknown_rejected,
-                    r.unknown_queries
-                );
-            }
+        }
+        if let Some((cal, rows)) = &open_zero_shot {
+            print_open_set(
+                "Open set, zero-shot (each novel class in turn left out of the described ones)",
+                cal,
+                rows,
+                "described",
+            );
         }
     }
     if a.text_agreement {

@@ -274,6 +274,36 @@ fn names_only_descriptions_train() {
         assert!(!o.status.success() && err.contains(says), "{err}");
     }
 
+    // --open-set --zero-shot: the gallery's table and the zero-shot one, with thresholds
+    // calibrated on the training classes' descriptions
+    let out = ok(&["eval", r, "--draws", "0", "--open-set", "--zero-shot"]);
+    let zs = out
+        .split("# Open set, zero-shot")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no zero-shot open-set table: {out}"));
+    assert!(zs.contains("training classes' descriptions"), "{zs}");
+    assert_eq!(
+        zs.lines().filter(|l| l.starts_with("| 0.")).count(),
+        5,
+        "{zs}"
+    );
+    let out = ok(&[
+        "eval",
+        r,
+        "--draws",
+        "0",
+        "--open-set",
+        "--zero-shot",
+        "--json",
+    ]);
+    let last = out.rfind("{\n  \"calibration\"").expect("open-set JSON");
+    let v: serde_json::Value = serde_json::from_str(&out[last..]).unwrap();
+    let rows = v["open_set_zero_shot"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{v}");
+    assert!(rows
+        .iter()
+        .all(|x| (0.0..=1.0).contains(&x["unknown_rejected"].as_f64().unwrap())));
+
     std::fs::write(&classes, "wave\nkick\nwave\n").unwrap();
     let again = dir.path().join("again.json");
     let o = crossglg(&[&base[..], &["--out", again.to_str().unwrap()]].concat());

@@ -26,7 +26,8 @@ pub struct DescribedRecognition {
     /// Best minus second-best `score`.
     pub margin: f32,
     /// The exemplar similarity is below the gallery's threshold (never from descriptions
-    /// alone: no threshold is calibrated for them).
+    /// alone: thresholds calibrated on training classes reject nearly every novel action there,
+    /// docs/results.md).
     pub unknown: bool,
 }
 

@@ -306,24 +306,44 @@ pub struct OpenSetRow {
 /// `(false-accept target, threshold)`.
 pub fn open_set(set: &OneShotSet, thresholds: &[(f64, f32)]) -> Result<Vec<OpenSetRow>, EvalError> {
     set.validate()?;
-    let k = set.classes.len();
-    if k < 2 {
-        return Err(EvalError::Invalid(
-            "the open-set table needs at least 2 classes".into(),
-        ));
-    }
     // best similarity per class for every query
     let sims: Vec<Vec<f32>> = set
         .queries
         .iter()
         .map(|q| class_similarities(set, q))
         .collect();
+    open_set_rows(&sims, &set.query_labels, thresholds)
+}
+
+/// [`open_set`] on scores already computed: `sims[i][c]` is query `i`'s score for class `c`
+/// (its best exemplar similarity, or its similarity to the class's description for zero-shot
+/// recognition), `labels[i]` its class.
+pub fn open_set_rows(
+    sims: &[Vec<f32>],
+    labels: &[usize],
+    thresholds: &[(f64, f32)],
+) -> Result<Vec<OpenSetRow>, EvalError> {
+    let k = sims.first().map_or(0, Vec::len);
+    if k < 2 {
+        return Err(EvalError::Invalid(
+            "the open-set table needs at least 2 classes".into(),
+        ));
+    }
+    if sims.len() != labels.len()
+        || sims.iter().any(|s| s.len() != k)
+        || labels.iter().any(|&l| l >= k)
+    {
+        return Err(EvalError::Invalid(format!(
+            "the open-set table needs one score per class ({k}) and one class below {k} for each of {} queries",
+            sims.len()
+        )));
+    }
     Ok(thresholds
         .iter()
         .map(|&(far, t)| {
             let (mut ka, mut kn, mut ur, mut un) = (0usize, 0usize, 0usize, 0usize);
             for out in 0..k {
-                for (s, &l) in sims.iter().zip(&set.query_labels) {
+                for (s, &l) in sims.iter().zip(labels) {
                     let (best, score) = s.iter().enumerate().filter(|(c, _)| *c != out).fold(
                         (usize::MAX, f32::NEG_INFINITY),
                         |b, (c, &x)| {

@@ -671,27 +671,73 @@ pub fn calibrate_threshold(
             labels.len()
         )));
     }
-    if !(0.0..=1.0).contains(&target_far) {
-        return Err(GalleryError::Invalid(format!(
-            "target false-accept rate must be in [0, 1], got {target_far}"
-        )));
-    }
     if gallery.classes.len() < 2 {
         return Err(GalleryError::Invalid(
             "threshold calibration needs a gallery of at least 2 base classes".into(),
         ));
     }
-    let mut impostor = Vec::with_capacity(samples.len());
-    let mut genuine = Vec::with_capacity(samples.len());
+    let mut rows = Vec::with_capacity(samples.len());
+    let mut own = Vec::with_capacity(samples.len());
     for (i, (s, l)) in samples.iter().zip(labels).enumerate() {
         let Some(ci) = gallery.classes.iter().position(|c| c == l) else {
             return Err(GalleryError::Invalid(format!(
                 "sample {i} has class `{l}`, which is not enrolled in the gallery"
             )));
         };
-        impostor.push(gallery.recognize_excluding(s, Some(ci))?.similarity);
-        let r = gallery.recognize_excluding(s, None)?;
-        genuine.push((r.class_index == ci, r.similarity));
+        rows.push(gallery.class_similarities(s)?);
+        own.push(ci);
+    }
+    calibrate_rows(&rows, &own, target_far)
+}
+
+/// [`calibrate_threshold`] on scores already computed: `rows[i][c]` is sample `i`'s score for
+/// class `c` (not finite: the class takes no part), `own[i]` its class. A sample's impostor
+/// score is its best score among the other classes; it is accepted as genuine when its own
+/// class scores best (ties to the lower index) at or above the threshold. What the zero-shot
+/// threshold is calibrated with, from similarities to class descriptions.
+pub fn calibrate_rows(
+    rows: &[Vec<f32>],
+    own: &[usize],
+    target_far: f64,
+) -> Result<ThresholdCalibration, GalleryError> {
+    if rows.len() != own.len() || rows.is_empty() {
+        return Err(GalleryError::Invalid(format!(
+            "threshold calibration needs equal, non-zero numbers of samples and labels (got {} and {})",
+            rows.len(),
+            own.len()
+        )));
+    }
+    if !(0.0..=1.0).contains(&target_far) {
+        return Err(GalleryError::Invalid(format!(
+            "target false-accept rate must be in [0, 1], got {target_far}"
+        )));
+    }
+    // the best class and its score, with one class left out
+    let best = |r: &[f32], out: Option<usize>| -> Option<(usize, f32)> {
+        r.iter()
+            .enumerate()
+            .filter(|&(c, x)| Some(c) != out && x.is_finite())
+            .fold(None, |b: Option<(usize, f32)>, (c, &x)| match b {
+                Some((_, y)) if y >= x => b,
+                _ => Some((c, x)),
+            })
+    };
+    let mut impostor = Vec::with_capacity(rows.len());
+    let mut genuine = Vec::with_capacity(rows.len());
+    for (i, (r, &ci)) in rows.iter().zip(own).enumerate() {
+        if ci >= r.len() {
+            return Err(GalleryError::Invalid(format!(
+                "sample {i} is of class {ci}, but its row scores {} classes",
+                r.len()
+            )));
+        }
+        let (Some((_, imp)), Some((b, s))) = (best(r, Some(ci)), best(r, None)) else {
+            return Err(GalleryError::Invalid(format!(
+                "sample {i}: no other class with a score to calibrate against"
+            )));
+        };
+        impostor.push(imp);
+        genuine.push((b == ci, s));
     }
     impostor.sort_by(|a, b| b.total_cmp(a));
     let main = operating_point(&impostor, &genuine, target_far);

@@ -4,7 +4,7 @@
 use crossglg_data::mapping::Mapping;
 use crossglg_data::Skeleton;
 use crossglg_infer::embedder::{Describer, EmbedError, Embedder};
-use crossglg_infer::gallery::{calibrate_threshold, Gallery};
+use crossglg_infer::gallery::{calibrate_rows, calibrate_threshold, Gallery};
 use crossglg_infer::stream::{
     events_only, json_lines, run_stream, run_stream_with, Frame, FrameReader, PoseFormat,
     StreamConfig, StreamError, StreamEvent, StreamItem, StreamRecognizer,
@@ -147,6 +147,45 @@ fn threshold_calibration_meets_its_false_accept_target() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`nobody`"), "{e}");
+
+    // On the same world's similarity rows, the row form gives the same calibration.
+    let rows: Vec<Vec<f32>> = samples
+        .iter()
+        .map(|s| g.class_similarities(s).unwrap())
+        .collect();
+    let own: Vec<usize> = labels
+        .iter()
+        .map(|l| g.classes.iter().position(|c| c == l).unwrap())
+        .collect();
+    assert_eq!(calibrate_rows(&rows, &own, 0.05).unwrap(), c05);
+}
+
+/// The row form by hand: impostor scores are the best other class, classes without a score
+/// take no part, and bad input is an error.
+#[test]
+fn threshold_calibration_from_rows() {
+    let nan = f32::NAN;
+    // own class 0 each; impostor scores 0.5, 0.1, 0.3, 0.2 (the NaN column never counts)
+    let rows = vec![
+        vec![0.9, 0.5, nan],
+        vec![0.8, 0.1, nan],
+        vec![0.2, 0.3, nan],
+        vec![0.7, 0.2, nan],
+    ];
+    let c = calibrate_rows(&rows, &[0; 4], 0.25).unwrap();
+    // one impostor of four may pass: the threshold sits just above the second highest (0.3)
+    assert!(c.threshold > 0.3 && c.threshold < 0.30001, "{c:?}");
+    assert_eq!(c.false_accept_rate, 0.25);
+    // rows 0, 1 and 3 are recognised as class 0; all three score above the threshold
+    assert_eq!((c.closed_set_accuracy, c.true_accept_rate), (0.75, 0.75));
+    for (rows, own) in [
+        (vec![], vec![]),
+        (vec![vec![0.5, 0.2]], vec![2]),
+        (vec![vec![0.5, nan]], vec![0]),
+    ] {
+        assert!(calibrate_rows(&rows, &own, 0.05).is_err(), "{rows:?}");
+    }
+    assert!(calibrate_rows(&[vec![0.5, 0.2]], &[0], 1.5).is_err());
 }
 
 /// Embeds a window as the one-hot of the joint with the largest mean x over the window.

@@ -32,7 +32,7 @@ use crossglg_infer::embedder::{EmbedError, Embedder};
 use crossglg_infer::eval::{
     evaluate_cosine, evaluate_draws, evaluate_with_text, Draws, EvalError, NovelPool, OneShotSet,
 };
-use crossglg_infer::gallery::{calibrate_threshold, Gallery, ThresholdCalibration};
+use crossglg_infer::gallery::{calibrate_rows, calibrate_threshold, Gallery, ThresholdCalibration};
 use crossglg_infer::report::EvalReport;
 
 #[derive(Debug, thiserror::Error)]
@@ -1000,14 +1000,14 @@ impl StepWindow {
     }
 }
 
-/// The texts of a run's training classes, in training-label order (the `[[data.extra]]`
-/// datasets' classes last, each described by its own file).
 /// How many of a split's `aux` training classes are the main dataset's: the split lists the
 /// `[[data.extra]]` datasets' classes last.
 fn main_auxiliary(aux: usize, src: &dyn SampleSource) -> usize {
     aux - src.extra_classes().len()
 }
 
+/// The texts of a run's training classes, in training-label order (the `[[data.extra]]`
+/// datasets' classes last, each described by its own file).
 fn training_class_text(
     cfg: &TrainConfig,
     src: &dyn SampleSource,
@@ -1586,6 +1586,103 @@ fn calibrate_unknown(
     Ok(c)
 }
 
+/// Training samples per class the zero-shot calibration scores: enough for its quantiles, and
+/// a bounded pass at NTU's scale.
+const ZERO_SHOT_CALIBRATION_CAP: usize = 100;
+
+/// Thresholds below which a zero-shot answer (the best similarity to a class description)
+/// would count as "unknown", calibrated on a finished run's training classes as the gallery's
+/// are: each training sample (at most [`ZERO_SHOT_CALIBRATION_CAP`] per class) scored against
+/// every training class's description (the run's own), its own class left out for its
+/// impostor score. What `crossglg eval --open-set --zero-shot` measures on the novel classes;
+/// no answer uses it (docs/results.md: it rejects nearly every novel query). An error for a
+/// model without the text-target branch.
+pub fn zero_shot_calibration(run: &LoadedRun) -> Result<ThresholdCalibration, RunError> {
+    if !run.model.model.has_text_target() {
+        return Err(data_err(
+            "the model has no text-target branch, so it answers nothing zero-shot",
+        ));
+    }
+    let src = run.src.as_ref();
+    let aux = &run.split.auxiliary_classes;
+    let aux_names: Vec<String> = aux.iter().map(|&c| src.classes()[c].clone()).collect();
+    let labels: Vec<usize> = train_labels(src, &run.assignment, aux)?
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
+    let text = training_class_text(&run.cfg, src, &aux_names, &run.layout, &run.model.device)?;
+    let (idx, own) = cap_per_class(
+        &run.assignment.train,
+        &labels,
+        aux.len(),
+        Some(ZERO_SHOT_CALIBRATION_CAP),
+    );
+    let rows = run
+        .model
+        .text_similarity_indices(src, &idx, &text)?
+        .expect("checked above");
+    let mut c = calibrate_rows(&rows, &own, 0.05)?;
+    c.calibrated_on = "training classes' descriptions, each sample's own class left out".into();
+    Ok(c)
+}
+
+/// The zero-shot open-set table of a finished run (`crossglg eval --open-set --zero-shot`):
+/// each novel class in turn left out of the described classes; its queries should come out
+/// unknown (best description similarity below the threshold) and the others' be recognised
+/// from their descriptions and accepted, at every operating point of
+/// [`zero_shot_calibration`]. `descriptions` replaces the novel classes' texts.
+pub fn zero_shot_open_set_table(
+    run_dir: &Path,
+    device: &Device,
+    descriptions: Option<&Path>,
+) -> Result<(ThresholdCalibration, Vec<crossglg_infer::eval::OpenSetRow>), RunError> {
+    let mut run = load_run(run_dir, device)?;
+    let cal = zero_shot_calibration(&run)?;
+    if let Some(d) = descriptions {
+        run.cfg.text.descriptions = Some(d.to_path_buf());
+        run.cfg.text.bank = None;
+    }
+    let src = run.src.as_ref();
+    let novel = &run.split.novel_classes;
+    let names: Vec<String> = novel.iter().map(|&c| src.classes()[c].clone()).collect();
+    let text = load_class_text(
+        &run.cfg.text,
+        src.layout(),
+        &names,
+        &Default::default(),
+        &run.model.device,
+    )?;
+    let queries = &run.assignment.queries;
+    let sims = run
+        .model
+        .text_similarity_indices(src, queries, &text)?
+        .expect("the calibration needed the branch");
+    let labels = queries
+        .iter()
+        .map(|&i| {
+            src.meta(i)
+                .label
+                .and_then(|l| novel.iter().position(|&n| n == l))
+                .ok_or_else(|| data_err("a query outside the novel classes"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = crossglg_infer::eval::open_set_rows(&sims, &labels, &operating_points(&cal))?;
+    Ok((cal, rows))
+}
+
+/// A calibration's `(false-accept target, threshold)` pairs, for the open-set tables.
+fn operating_points(cal: &ThresholdCalibration) -> Vec<(f64, f32)> {
+    let mut points: Vec<(f64, f32)> = cal
+        .operating_points
+        .iter()
+        .map(|p| (p.target_false_accept_rate, p.threshold))
+        .collect();
+    if points.is_empty() {
+        points.push((cal.target_false_accept_rate, cal.threshold));
+    }
+    points
+}
+
 /// Writes `report.json` (all methods) and `report.md`.
 pub fn write_reports(run_dir: &Path, reports: &[EvalReport]) -> Result<(), RunError> {
     let json = serde_json::to_string_pretty(reports).expect("reports serialise");
@@ -2051,15 +2148,7 @@ pub fn open_set_table(
         .unwrap_or_else(|| run_dir.join("unknown_threshold.json"));
     let cal: ThresholdCalibration = read_json(&path)?;
     let set = loaded.one_shot_set()?;
-    let mut points: Vec<(f64, f32)> = cal
-        .operating_points
-        .iter()
-        .map(|p| (p.target_false_accept_rate, p.threshold))
-        .collect();
-    if points.is_empty() {
-        points.push((cal.target_false_accept_rate, cal.threshold));
-    }
-    let rows = crossglg_infer::eval::open_set(&set, &points)?;
+    let rows = crossglg_infer::eval::open_set(&set, &operating_points(&cal))?;
     Ok((cal, rows))
 }
 

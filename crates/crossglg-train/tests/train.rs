@@ -504,6 +504,41 @@ fn fixed_text_side_run_is_centred_on_its_training_classes() {
         })
         .count();
     assert_eq!(correct, zero.correct);
+    // The zero-shot open-set table (`eval --open-set --zero-shot`): thresholds from the
+    // training classes' descriptions; each novel class left out in turn, its queries rejected
+    // when their best similarity among the other classes is below the threshold.
+    let (cal, rows) =
+        crossglg_train::run::zero_shot_open_set_table(&run, &Device::Cpu, None).unwrap();
+    assert_eq!(rows.len(), cal.operating_points.len());
+    assert!(cal.impostors > 0 && cal.calibrated_on.contains("training classes"));
+    let k = novel.len();
+    let label_of = |i: usize| {
+        let l = loaded.src.meta(i).label.unwrap();
+        loaded
+            .split
+            .novel_classes
+            .iter()
+            .position(|&n| n == l)
+            .unwrap()
+    };
+    for r in &rows {
+        let (mut rejected, mut left_out) = (0, 0);
+        for out in 0..k {
+            for (&i, s) in queries.iter().zip(&by_index) {
+                if label_of(i) == out {
+                    left_out += 1;
+                    let best = (0..k)
+                        .filter(|&c| c != out)
+                        .map(|c| s[c])
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    rejected += usize::from(best < r.threshold);
+                }
+            }
+        }
+        assert_eq!(r.unknown_queries, left_out);
+        assert_eq!(r.known_queries, (k - 1) * queries.len());
+        assert!((r.unknown_rejected - rejected as f64 / left_out as f64).abs() < 1e-12);
+    }
     // every class of the file when none are named; a class the file lacks is an error naming it
     let (all, _) = crossglg_train::run::described_classes(
         &loaded.cfg.text,
