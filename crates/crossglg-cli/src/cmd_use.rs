@@ -325,7 +325,7 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
 /// `recognize --describe`: zero-shot from the descriptions, or with a gallery the description
 /// prior over its classes.
 fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Result<()> {
-    use crossglg_infer::described::{recognize_with_prior, recognize_zero_shot};
+    use crossglg_infer::described::{recognize_with_prior_mixing, recognize_zero_shot};
     use crossglg_infer::embedder::Describer;
     let file = a
         .describe
@@ -354,7 +354,7 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
     let mut rows = Vec::new();
     for (i, ((n, _), t)) in inputs.iter().zip(&sims).enumerate() {
         let r = match g {
-            Some(g) => recognize_with_prior(g, &emb[i], t, a.text_prior)?,
+            Some(g) => recognize_with_prior_mixing(g, &emb[i], t, &d.prior_row(t), a.text_prior)?,
             None => recognize_zero_shot(&d.classes, t)?,
         };
         if a.json {

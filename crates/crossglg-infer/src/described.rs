@@ -60,12 +60,25 @@ pub fn recognize_with_prior(
     text: &[f32],
     beta: f32,
 ) -> Result<DescribedRecognition, GalleryError> {
+    recognize_with_prior_mixing(gallery, embedding, text, text, beta)
+}
+
+/// [`recognize_with_prior`] mixing `mixed` (e.g. [`crate::embedder::Describer::prior_row`]'s
+/// normalised similarities, gallery order) while reporting `text` as the similarities.
+pub fn recognize_with_prior_mixing(
+    gallery: &Gallery,
+    embedding: &[f32],
+    text: &[f32],
+    mixed: &[f32],
+    beta: f32,
+) -> Result<DescribedRecognition, GalleryError> {
     if !(0.0..=1.0).contains(&beta) {
         return Err(GalleryError::Invalid(format!(
             "the text prior's weight must be in [0, 1], got {beta}"
         )));
     }
     check_text(gallery.classes.len(), text)?;
+    check_text(gallery.classes.len(), mixed)?;
     let sims = gallery.class_similarities(embedding)?;
     let enrolled: Vec<usize> = (0..sims.len()).filter(|&c| sims[c].is_finite()).collect();
     if enrolled.len() < 2 {
@@ -74,7 +87,7 @@ pub fn recognize_with_prior(
         ));
     }
     let pick = |v: &[f32]| -> Vec<f32> { enrolled.iter().map(|&c| v[c]).collect() };
-    let fused = fused_scores(&pick(&sims), &pick(text), beta);
+    let fused = fused_scores(&pick(&sims), &pick(mixed), beta);
     let (k, margin) = best_two(&fused);
     let best = enrolled[k];
     Ok(DescribedRecognition {
@@ -109,11 +122,15 @@ pub fn gallery_columns(gallery: &Gallery, classes: &[String]) -> Vec<Option<usiz
         .collect()
 }
 
-/// [`Described`] for one sequence: `text` its similarities to the described `classes`,
-/// `columns` from [`gallery_columns`], `embedding` its embedding, `beta` the prior's weight.
+/// [`Described`] for one sequence: `text` its similarities to the described `classes` (what
+/// zero-shot ranks), `mixed` what the prior mixes for the same classes (`text` itself, or the
+/// describer's [`crate::embedder::Describer::prior_row`]), `columns` from [`gallery_columns`],
+/// `embedding` its embedding, `beta` the prior's weight.
+#[allow(clippy::too_many_arguments)]
 pub fn describe_one(
     classes: &[String],
     text: &[f32],
+    mixed: &[f32],
     gallery: &Gallery,
     columns: &[Option<usize>],
     embedding: &[f32],
@@ -128,8 +145,14 @@ pub fn describe_one(
         .collect();
     let enrolled = gallery.class_counts().iter().filter(|&&n| n > 0).count();
     let prior = if undescribed.is_empty() && enrolled >= 2 {
-        let t: Vec<f32> = columns.iter().map(|c| text[c.unwrap_or(0)]).collect();
-        Some(recognize_with_prior(gallery, embedding, &t, beta)?)
+        let col = |v: &[f32]| -> Vec<f32> { columns.iter().map(|c| v[c.unwrap_or(0)]).collect() };
+        Some(recognize_with_prior_mixing(
+            gallery,
+            embedding,
+            &col(text),
+            &col(mixed),
+            beta,
+        )?)
     } else {
         None
     };
@@ -219,5 +242,16 @@ mod tests {
         assert!(recognize_with_prior(&g, &q, &text, 0.5).unwrap().unknown);
         assert!(recognize_with_prior(&g, &q, &text, 1.5).is_err());
         assert!(recognize_with_prior(&g, &q, &text[..2], 0.5).is_err());
+        // mixing other scores (a describer's normalised row) decides by them and still reports
+        // the similarities given as `text`
+        let mixed = [0.9f32, 0.1, 0.0];
+        let m = recognize_with_prior_mixing(&g, &q, &text, &mixed, 0.5).unwrap();
+        assert_eq!((m.class.as_str(), m.text_similarity), ("a", 0.1));
+        assert!(recognize_with_prior_mixing(&g, &q, &text, &mixed[..2], 0.5).is_err());
+        let t = &["a", "b", "c"].map(String::from);
+        let cols = gallery_columns(&g, t);
+        let d = describe_one(t, &text, &mixed, &g, &cols, &q, 0.5).unwrap();
+        assert_eq!(d.prior.unwrap().class, "a");
+        assert_eq!(d.zero_shot.class, "b");
     }
 }

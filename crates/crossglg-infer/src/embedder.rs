@@ -79,6 +79,12 @@ pub trait Describer {
     fn classes(&self) -> &[String];
     /// One row per skeleton: its similarity to each class's description.
     fn describe(&self, skeletons: &[Skeleton]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// What the description prior mixes for one row of [`Describer::describe`]: the row as it
+    /// is, or normalised per class (a trained model's cohort normalisation, chosen on
+    /// validation splits: docs/results.md). Zero-shot answers take the row as it is.
+    fn prior_row(&self, row: &[f32]) -> Vec<f32> {
+        row.to_vec()
+    }
     /// The hash of the weights that score, when the describer runs a model: with the
     /// embedder's own hash it says the two share one model (see
     /// [`Describer::embed_and_describe`]).

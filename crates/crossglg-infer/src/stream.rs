@@ -718,6 +718,7 @@ where
                 let answer = crate::described::describe_one(
                     d.describer.classes(),
                     t,
+                    &d.describer.prior_row(t),
                     self.gallery,
                     &d.columns,
                     e.unwrap_or_default(),

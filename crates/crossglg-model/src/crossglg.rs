@@ -604,28 +604,39 @@ impl CrossGlg {
         class_local: &Tensor,
     ) -> candle_core::Result<(Tensor, Option<TextLogits>)> {
         let (e, f) = self.eval_features(x)?;
-        let text = match &self.align {
-            Some(align) => {
-                let dt = f.dtype();
-                let out = align.cosines(
-                    &e,
-                    &f,
-                    &class_global.to_dtype(dt)?,
-                    &class_local.to_dtype(dt)?,
-                )?;
-                Some(TextLogits {
-                    global: out.global.detach(),
-                    local: out.local.detach(),
-                })
-            }
-            None => None,
-        };
+        let text = self.text_similarity_of_features(&e, &f, class_global, class_local)?;
         Ok((e.detach(), text))
     }
 
-    /// Eval-mode embedding and per-joint features `(N, V, C)`: what embedding and text
-    /// similarity both start from.
-    fn eval_features(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    /// [`CrossGlg::text_similarity`] from what [`CrossGlg::eval_features`] gave: features kept
+    /// from earlier passes (a cohort of training samples) scored against any descriptions.
+    /// `None` without the branch.
+    pub fn text_similarity_of_features(
+        &self,
+        embedding: &Tensor,
+        joints: &Tensor,
+        class_global: &Tensor,
+        class_local: &Tensor,
+    ) -> candle_core::Result<Option<TextLogits>> {
+        let Some(align) = &self.align else {
+            return Ok(None);
+        };
+        let dt = joints.dtype();
+        let out = align.cosines(
+            embedding,
+            joints,
+            &class_global.to_dtype(dt)?,
+            &class_local.to_dtype(dt)?,
+        )?;
+        Ok(Some(TextLogits {
+            global: out.global.detach(),
+            local: out.local.detach(),
+        }))
+    }
+
+    /// Eval-mode embedding `(N, D)` (before any centring) and per-joint features `(N, V, C)`:
+    /// what embedding and text similarity both start from.
+    pub fn eval_features(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let m = x.dim(4)?;
         let (h, _) = self.skeleton_path(x, false)?;
         let f = self.pooled_joints(&h, m)?;

@@ -19,7 +19,9 @@ use crossglg_model::{
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::run::{weights_hash, LoadedWeights, RunError, CENTER_FILE, MODEL_KIND, MODEL_VERSION};
+use crate::run::{
+    weights_hash, LoadedWeights, RunError, CENTER_FILE, MODEL_KIND, MODEL_VERSION, TEXT_COHORT_FILE,
+};
 
 /// What marks a folder as an export (and lets `--force` replace it).
 const FORMAT: &str = "crossglg-export/1";
@@ -290,6 +292,15 @@ pub fn export(run: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportSumm
         files.push(
             "embedding_center.json: the mean training embedding, subtracted before cosine \
              similarities"
+                .into(),
+        );
+    }
+    if let Some(cohort) = w.run_file(TEXT_COHORT_FILE) {
+        let bytes = crossglg_data::bounded::read(&cohort, 256 << 20).map_err(io_err(&cohort))?;
+        write_file(&dir.join(TEXT_COHORT_FILE), &bytes)?;
+        files.push(
+            "text_cohort.safetensors: training samples' features, which normalise description \
+             similarities for the description prior"
                 .into(),
         );
     }

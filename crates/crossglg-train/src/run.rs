@@ -843,6 +843,7 @@ pub fn train(
             batch_size: cfg.eval.batch_size,
             center: None,
             weights_hash: hash.clone(),
+            cohort: None,
         };
         // Base statistics for distribution calibration, from the training samples (test-mode
         // preprocessing: what the model sees at inference), after centring on their mean.
@@ -856,6 +857,11 @@ pub fn train(
         )?;
         let emb: Vec<Vec<f32>> = raw.iter().map(|r| sub(r, &center)).collect();
         trained.center = Some(center);
+        if trained.model.has_text_target() {
+            let cohort = TextCohort::of(&trained, src.as_ref(), &assignment, &split)?;
+            cohort.save(&run_dir.join(TEXT_COHORT_FILE), &trained.weights_hash)?;
+            trained.cohort = Some(cohort);
+        }
         let base_labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
         let stats = BaseStats::from_embeddings(&emb, &base_labels)?;
         let unknown = if cfg.data.validation.is_some() {
@@ -1057,9 +1063,140 @@ pub struct TrainedModel {
     /// SHA-256 of the weights (names, shapes, f32 values in name order): the model's identity
     /// in galleries, the same whether the model was just trained or loaded from its checkpoint.
     pub weights_hash: String,
+    /// Training samples' branch features, for normalising description similarities
+    /// ([`TrainedModel::text_norm`]); `None` without the text-target branch or for a run made
+    /// before training kept them.
+    pub cohort: Option<TextCohort>,
 }
 
 pub(crate) const CENTER_FILE: &str = "embedding_center.json";
+/// A run's [`TextCohort`].
+pub(crate) const TEXT_COHORT_FILE: &str = "text_cohort.safetensors";
+const COHORT_KIND: &str = "crossglg-text-cohort";
+const COHORT_VERSION: u32 = 1;
+/// Training samples in a text cohort at most, spread evenly over the training classes (a
+/// bounded file at NTU's scale: about 13 MB with 25 joints of 256 channels).
+const TEXT_COHORT_SIZE: usize = 500;
+
+/// A fixed set of training samples' branch features (eval-mode embedding and per-joint
+/// features, [`CrossGlg::eval_features`]), kept with a run (`text_cohort.safetensors`). The
+/// description prior normalises each described class's similarities by the cohort's (Z-norm,
+/// [`TrainedModel::text_norm`]): a description that every motion resembles stops outweighing
+/// one that fits few. Chosen on validation splits (docs/results.md).
+pub struct TextCohort {
+    /// `(n, D)`
+    pub embedding: Tensor,
+    /// `(n, V, C)`
+    pub joints: Tensor,
+}
+
+impl TextCohort {
+    /// At most [`TEXT_COHORT_SIZE`] training samples, the same per class (a fixed draw), through
+    /// `model`'s branch.
+    fn of(
+        model: &TrainedModel,
+        src: &dyn SampleSource,
+        a: &Assignment,
+        split: &Split,
+    ) -> Result<Self, RunError> {
+        let aux = &split.auxiliary_classes;
+        let labels: Vec<usize> = train_labels(src, a, aux)?
+            .iter()
+            .map(|&l| l as usize)
+            .collect();
+        let cap = (TEXT_COHORT_SIZE / aux.len().max(1)).max(1);
+        let (idx, _) = cap_per_class(&a.train, &labels, aux.len(), Some(cap));
+        let (mut es, mut fs) = (Vec::new(), Vec::new());
+        for chunk in idx.chunks(model.batch_size.max(1)) {
+            let x = batch_tensor(&model.pre, src, chunk, Mode::Test, 0, 0, &model.device)?;
+            let (e, f) = model.model.eval_features(&x)?;
+            es.push(e.to_dtype(DType::F32)?.detach());
+            fs.push(f.to_dtype(DType::F32)?.detach());
+        }
+        Ok(TextCohort {
+            embedding: Tensor::cat(&es, 0)?,
+            joints: Tensor::cat(&fs, 0)?,
+        })
+    }
+
+    /// Writes the cohort with the hash of the weights that made it.
+    fn save(&self, path: &Path, weights_hash: &str) -> Result<(), RunError> {
+        let e = self.embedding.to_device(&Device::Cpu)?;
+        let f = self.joints.to_device(&Device::Cpu)?;
+        let tensors = vec![
+            (
+                "embedding",
+                crossglg_data::tagged::Owned::f32(e.dims().to_vec(), &e.flatten_all()?.to_vec1()?),
+            ),
+            (
+                "joints",
+                crossglg_data::tagged::Owned::f32(f.dims().to_vec(), &f.flatten_all()?.to_vec1()?),
+            ),
+        ];
+        let meta = [(
+            "weights_sha256".to_string(),
+            serde_json::to_string(weights_hash).expect("a string serialises"),
+        )]
+        .into();
+        crossglg_data::tagged::write_owned(path, COHORT_KIND, COHORT_VERSION, meta, tensors)
+            .map_err(|e| RunError::RunDir {
+                path: path.into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Reads a cohort and checks it against `model`'s widths; `None` when other weights made it
+    /// (a run's cohort beside an earlier checkpoint of it).
+    fn load(
+        path: &Path,
+        model: &CrossGlg,
+        weights_hash: &str,
+        device: &Device,
+    ) -> Result<Option<Self>, RunError> {
+        let bad = |message: String| RunError::RunDir {
+            path: path.into(),
+            message,
+        };
+        let f =
+            TaggedFile::read(path, COHORT_KIND, COHORT_VERSION).map_err(|e| bad(e.to_string()))?;
+        let made_by: String = f
+            .meta_json("weights_sha256")
+            .map_err(|e| bad(e.to_string()))?;
+        if made_by != weights_hash {
+            return Ok(None);
+        }
+        let (es, e) = f.f32("embedding", 2).map_err(|e| bad(e.to_string()))?;
+        let (fs, j) = f.f32("joints", 3).map_err(|e| bad(e.to_string()))?;
+        if es[0] != fs[0] || es[0] == 0 || es[1] != model.embedding_dim() {
+            return Err(bad(format!(
+                "a text cohort of shapes {es:?} and {fs:?} does not fit the model (embedding width {})",
+                model.embedding_dim()
+            )));
+        }
+        Ok(Some(TextCohort {
+            embedding: Tensor::from_vec(e, es, device)?,
+            joints: Tensor::from_vec(j, fs, device)?,
+        }))
+    }
+}
+
+/// Per described class, the mean and deviation of the cohort's similarities to its
+/// description ([`TrainedModel::text_norm`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextNorm {
+    pub mean: Vec<f32>,
+    pub sd: Vec<f32>,
+}
+
+impl TextNorm {
+    /// One row of similarities (one per class), normalised: `(s − mean) / sd`.
+    pub fn apply(&self, row: &[f32]) -> Vec<f32> {
+        row.iter()
+            .zip(self.mean.iter().zip(&self.sd))
+            .map(|(x, (m, s))| (x - m) / s)
+            .collect()
+    }
+}
 
 impl TrainedModel {
     /// Loads `last.safetensors` (or the given checkpoint file) of a run directory, or an
@@ -1067,6 +1204,7 @@ impl TrainedModel {
     pub fn load(path: &Path, device: &Device) -> Result<(Self, TrainConfig, Layout), RunError> {
         let w = LoadedWeights::load(path, device)?;
         let center_path = w.run_file(CENTER_FILE);
+        let cohort_path = w.run_file(TEXT_COHORT_FILE);
         let LoadedWeights {
             varmap,
             cfg,
@@ -1094,6 +1232,11 @@ impl TrainedModel {
             }
             None => None,
         };
+        let hash = weights_hash(&varmap)?;
+        let cohort = match cohort_path {
+            Some(p) if model.has_text_target() => TextCohort::load(&p, &model, &hash, device)?,
+            _ => None,
+        };
         Ok((
             TrainedModel {
                 model,
@@ -1101,7 +1244,8 @@ impl TrainedModel {
                 device: device.clone(),
                 batch_size: cfg.eval.batch_size,
                 center,
-                weights_hash: weights_hash(&varmap)?,
+                weights_hash: hash,
+                cohort,
             },
             cfg,
             layout,
@@ -1205,6 +1349,53 @@ impl TrainedModel {
     }
 
     /// The mean of the branch's global and per-joint cosines for one batch, `(batch, classes)`.
+    /// The cohort's normalisation for `text`'s classes: per class, the mean and deviation of
+    /// the cohort's similarities to its description (deviations below 1e-6 taken as 1e-6).
+    /// `None` without a cohort.
+    pub fn text_norm(
+        &self,
+        text: &crate::textsrc::ClassText,
+    ) -> Result<Option<TextNorm>, RunError> {
+        match &self.cohort {
+            Some(c) => Ok(Some(self.text_norm_of(c, text)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`TrainedModel::text_norm`] with another cohort.
+    fn text_norm_of(
+        &self,
+        c: &TextCohort,
+        text: &crate::textsrc::ClassText,
+    ) -> Result<TextNorm, RunError> {
+        let n = c.embedding.dim(0)?;
+        let mut rows = Vec::with_capacity(n);
+        let step = self.batch_size.max(1);
+        for start in (0..n).step_by(step) {
+            let len = step.min(n - start);
+            let t = self
+                .model
+                .text_similarity_of_features(
+                    &c.embedding.narrow(0, start, len)?,
+                    &c.joints.narrow(0, start, len)?,
+                    &text.global,
+                    &text.local,
+                )?
+                .ok_or_else(|| data_err("the model has no text-target branch"))?;
+            rows.extend(text_rows(t)?);
+        }
+        let k = rows.first().map_or(0, Vec::len);
+        let count = rows.len().max(1) as f64;
+        let (mut mean, mut sd) = (vec![0f32; k], vec![0f32; k]);
+        for c in 0..k {
+            let m = rows.iter().map(|r| r[c] as f64).sum::<f64>() / count;
+            let v = rows.iter().map(|r| (r[c] as f64 - m).powi(2)).sum::<f64>() / count;
+            mean[c] = m as f32;
+            sd[c] = (v.sqrt() as f32).max(1e-6);
+        }
+        Ok(TextNorm { mean, sd })
+    }
+
     fn text_similarity_batch(
         &self,
         x: &Tensor,
@@ -1502,6 +1693,14 @@ fn evaluate_text(
     if cfg.eval.zero_shot {
         reports.push(evaluate_with_text(set, &query_sims, 1.0)?);
     }
+    // the prior mixes similarities normalised by the training cohort's (the run's stored
+    // cohort, or the same draw taken now for a run made before training kept one)
+    let norm = match model.text_norm(&text)? {
+        Some(n) => n,
+        None => model.text_norm_of(&TextCohort::of(model, src, a, split)?, &text)?,
+    };
+    let sims: Vec<Vec<f32>> = sims.iter().map(|r| norm.apply(r)).collect();
+    let query_sims = sims[a.exemplars.len()..].to_vec();
     let beta = cfg.eval.text_prior as f32;
     if beta > 0.0 {
         let mut r = evaluate_with_text(set, &query_sims, beta)?;
@@ -1778,13 +1977,25 @@ pub fn evaluate_run_with(
     o: &EvalOverrides,
 ) -> Result<Vec<EvalReport>, RunError> {
     let LoadedRun {
-        model,
+        mut model,
         mut cfg,
         src,
         split,
         assignment: a,
         ..
     } = load_run(run_dir, device)?;
+    // a run made before training kept a text cohort gets it now, so that recognising with the
+    // description prior (which has no dataset) decides as this evaluation does
+    if model.model.has_text_target() && model.cohort.is_none() && run_dir.is_dir() {
+        let cohort = TextCohort::of(&model, src.as_ref(), &a, &split)?;
+        let path = run_dir.join(TEXT_COHORT_FILE);
+        match cohort.save(&path, &model.weights_hash) {
+            Ok(()) => tracing::info!("wrote the run's text cohort to {}", path.display()),
+            // evaluating still works; only recognising without the dataset lacks it
+            Err(e) => tracing::warn!("could not keep the run's text cohort: {e}"),
+        }
+        model.cohort = Some(cohort);
+    }
     let e = &mut cfg.eval;
     e.draws = o.draws.unwrap_or(e.draws);
     e.draw_seed = o.draw_seed.unwrap_or(e.draw_seed);
@@ -1846,6 +2057,9 @@ pub struct ClassDescriber {
     pub model: std::sync::Arc<TrainedModel>,
     pub classes: Vec<String>,
     pub text: crate::textsrc::ClassText,
+    /// The model's cohort normalisation for these classes (what the description prior mixes);
+    /// `None` for a run without a cohort, whose prior mixes the raw similarities.
+    pub norm: Option<TextNorm>,
 }
 
 impl ClassDescriber {
@@ -1864,10 +2078,12 @@ impl ClassDescriber {
             ));
         }
         let (classes, text) = described_classes(text, layout, file, classes, &model.device)?;
+        let norm = model.text_norm(&text)?;
         Ok(ClassDescriber {
             model,
             classes,
             text,
+            norm,
         })
     }
 }
@@ -1886,6 +2102,13 @@ impl crossglg_infer::embedder::Describer for ClassDescriber {
 
     fn model_hash(&self) -> Option<String> {
         Some(self.model.weights_hash.clone())
+    }
+
+    fn prior_row(&self, row: &[f32]) -> Vec<f32> {
+        match &self.norm {
+            Some(n) => n.apply(row),
+            None => row.to_vec(),
+        }
     }
 
     fn embed_and_describe(

@@ -73,6 +73,16 @@ fn export_serves_like_its_run_and_names_weights_for_pytorch() {
             from_export.embed(&skeletons).unwrap(),
             "{kind}"
         );
+        // the target recipe's text cohort travels with it (the description prior reads it)
+        assert_eq!(
+            out.join("text_cohort.safetensors").is_file(),
+            recipe == "target",
+            "{kind}"
+        );
+        assert_eq!(from_export.cohort.is_some(), recipe == "target", "{kind}");
+        if let (Some(a), Some(b)) = (&from_run.cohort, &from_export.cohort) {
+            assert_eq!(common::max_diff(&a.joints, &b.joints), 0.0, "{kind}");
+        }
         let cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();

@@ -411,8 +411,33 @@ fn fixed_text_side_run_is_centred_on_its_training_classes() {
     cfg.model.interaction.form = crossglg_model::CrossForm::Target;
     cfg.model.interaction.text_side = crossglg_model::TextSide::Fixed;
     cfg.eval.zero_shot = true;
+    cfg.eval.text_prior = 0.9;
     let run = tmp.path().join("fixed");
     train(&cfg, &run, &quiet()).unwrap();
+    // The description prior normalises by the training cohort training kept; a run without
+    // the file takes the same cohort from the dataset, so its evaluation is the same.
+    let cohort = run.join("text_cohort.safetensors");
+    assert!(cohort.is_file());
+    let with = crossglg_train::run::evaluate_run(&run, &Device::Cpu).unwrap();
+    let kept = std::fs::read(&cohort).unwrap();
+    std::fs::remove_file(&cohort).unwrap();
+    let without = crossglg_train::run::evaluate_run(&run, &Device::Cpu).unwrap();
+    std::fs::write(&cohort, kept).unwrap();
+    let prior_of = |r: &[EvalReport]| {
+        r.iter()
+            .find(|x| x.method == "cosine+text")
+            .map(|x| serde_json::to_string(x).unwrap())
+            .expect("a prior report")
+    };
+    assert_eq!(prior_of(&with), prior_of(&without));
+    // another model's cohort beside a run is not used
+    let mut other_cfg = cfg.clone();
+    other_cfg.seed += 1;
+    let other = tmp.path().join("other");
+    train(&other_cfg, &other, &quiet()).unwrap();
+    std::fs::copy(&cohort, other.join("text_cohort.safetensors")).unwrap();
+    let (m, _, _) = crossglg_train::run::TrainedModel::load(&other, &Device::Cpu).unwrap();
+    assert!(m.cohort.is_none());
 
     let ck = Checkpoint::load(&run.join("last.safetensors"), &Device::Cpu).unwrap();
     let names: Vec<String> = serde_json::from_str(ck.metadata["aux_classes"].as_str()).unwrap();
@@ -580,6 +605,49 @@ fn fixed_text_side_run_is_centred_on_its_training_classes() {
     assert_eq!(emb, model.embed(&skeletons).unwrap());
     assert_eq!(text, by_sequence);
     assert!(shares_model(&*model, &d));
+    // The user's description prior (the cohort-normalised rows, `prior_row`) over a gallery of
+    // the protocol exemplars decides as the evaluation's `cosine+text` does, query by query.
+    let norm = d.norm.as_ref().expect("the run kept a cohort");
+    assert_eq!(d.prior_row(&text[0]), norm.apply(&text[0]));
+    assert_ne!(d.prior_row(&text[0]), text[0]);
+    let src = loaded.src.as_ref();
+    // this small run's cohort is every training sample: its stored features give the
+    // similarities the model gives those samples
+    let train_rows = model
+        .text_similarity_indices(src, &loaded.assignment.train, &d.text)
+        .unwrap()
+        .unwrap();
+    for c in 0..novel.len() {
+        let m = train_rows.iter().map(|r| r[c]).sum::<f32>() / train_rows.len() as f32;
+        assert!((m - norm.mean[c]).abs() < 1e-5, "{m} vs {}", norm.mean[c]);
+    }
+    let exemplars = model
+        .embed_indices(src, &loaded.assignment.exemplars)
+        .unwrap();
+    let mut protocol = Gallery::new(model.dim(), "test");
+    for (&i, e) in loaded.assignment.exemplars.iter().zip(&exemplars) {
+        protocol
+            .enroll(&novel[label_of(i)], std::slice::from_ref(e), None)
+            .unwrap();
+    }
+    assert_eq!(protocol.classes, novel);
+    let mut confusion = vec![vec![0usize; novel.len()]; novel.len()];
+    for ((&i, e), t) in queries.iter().zip(&emb).zip(&text) {
+        let r = crossglg_infer::described::recognize_with_prior_mixing(
+            &protocol,
+            e,
+            t,
+            &d.prior_row(t),
+            0.9,
+        )
+        .unwrap();
+        confusion[label_of(i)][r.class_index] += 1;
+    }
+    let prior = reports
+        .iter()
+        .find(|r| r.method == "cosine+text")
+        .expect("a prior report");
+    assert_eq!(confusion, prior.confusion);
     /// The same describer without its hash: streams then embed and describe apart.
     struct Apart<'a>(&'a crossglg_train::run::ClassDescriber);
     impl Describer for Apart<'_> {
@@ -591,6 +659,9 @@ fn fixed_text_side_run_is_centred_on_its_training_classes() {
             sk: &[crossglg_data::Skeleton],
         ) -> Result<Vec<Vec<f32>>, crossglg_infer::embedder::EmbedError> {
             self.0.describe(sk)
+        }
+        fn prior_row(&self, row: &[f32]) -> Vec<f32> {
+            self.0.prior_row(row)
         }
     }
     assert!(!shares_model(&*model, &Apart(&d)));

@@ -378,15 +378,21 @@ async fn recognize(
     }
     let rows = compute(&s, move |st| {
         let text = match (&st.model.describer, text) {
-            (Some(d), Some(t)) => Some((d.classes(), t, gallery_columns(&g, d.classes()))),
+            (Some(d), Some(t)) => Some((d, t, gallery_columns(&g, d.classes()))),
             _ => None,
         };
         let mut rows = Vec::with_capacity(inputs.len());
         for (i, (inp, e)) in inputs.into_iter().zip(&emb).enumerate() {
             let described = match &text {
-                Some((classes, t, columns)) => {
-                    Some(describe_one(classes, &t[i], &g, columns, e, beta)?)
-                }
+                Some((d, t, columns)) => Some(describe_one(
+                    d.classes(),
+                    &t[i],
+                    &d.prior_row(&t[i]),
+                    &g,
+                    columns,
+                    e,
+                    beta,
+                )?),
                 None => None,
             };
             // an empty gallery gets here only with descriptions: they answer alone
