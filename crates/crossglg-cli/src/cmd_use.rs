@@ -322,6 +322,21 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The run's describer of `file`'s classes (all, or `classes`); says so when the run has no
+/// text cohort, whose description prior then mixes raw similarities.
+fn describer(l: &Loaded, file: &Path, classes: Option<&[String]>) -> Result<run::ClassDescriber> {
+    let d = run::ClassDescriber::new(l.model.clone(), &l.text, &l.layout, file, classes)?;
+    if d.norm.is_none() {
+        eprintln!(
+            "note: {} has no text cohort (made before training kept one): the description prior \
+             mixes raw similarities; `crossglg eval {}` writes it",
+            l.model_dir.display(),
+            l.model_dir.display()
+        );
+    }
+    Ok(d)
+}
+
 /// `recognize --describe`: zero-shot from the descriptions, or with a gallery the description
 /// prior over its classes.
 fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Result<()> {
@@ -334,10 +349,8 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
     if !(0.0..=1.0).contains(&a.text_prior) {
         bail!("--text-prior must be between 0 and 1, got {}", a.text_prior);
     }
-    let d = run::ClassDescriber::new(
-        l.model.clone(),
-        &l.text,
-        &l.layout,
+    let d = describer(
+        l,
         file,
         match g {
             Some(g) => Some(g.classes.as_slice()),
@@ -471,7 +484,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let has_token = opts.token.is_some();
     let describer = match &a.describe {
         Some(file) => {
-            let d = run::ClassDescriber::new(l.model.clone(), &l.text, &l.layout, file, None)?;
+            let d = describer(&l, file, None)?;
             Some(std::sync::Arc::new(d) as std::sync::Arc<_>)
         }
         None => None,
@@ -586,10 +599,8 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         ..Default::default()
     };
     let describer = match &a.describe {
-        Some(file) => Some(run::ClassDescriber::new(
-            l.model.clone(),
-            &l.text,
-            &l.layout,
+        Some(file) => Some(describer(
+            &l,
             file,
             Some(a.classes.as_slice()).filter(|c| !c.is_empty()),
         )?),
