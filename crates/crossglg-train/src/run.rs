@@ -1348,7 +1348,6 @@ impl TrainedModel {
         Ok((emb, sims))
     }
 
-    /// The mean of the branch's global and per-joint cosines for one batch, `(batch, classes)`.
     /// The cohort's normalisation for `text`'s classes: per class, the mean and deviation of
     /// the cohort's similarities to its description (deviations below 1e-6 taken as 1e-6).
     /// `None` without a cohort.
@@ -1396,6 +1395,7 @@ impl TrainedModel {
         Ok(TextNorm { mean, sd })
     }
 
+    /// The mean of the branch's global and per-joint cosines for one batch, `(batch, classes)`.
     fn text_similarity_batch(
         &self,
         x: &Tensor,
@@ -1693,16 +1693,16 @@ fn evaluate_text(
     if cfg.eval.zero_shot {
         reports.push(evaluate_with_text(set, &query_sims, 1.0)?);
     }
-    // the prior mixes similarities normalised by the training cohort's (the run's stored
-    // cohort, or the same draw taken now for a run made before training kept one)
-    let norm = match model.text_norm(&text)? {
-        Some(n) => n,
-        None => model.text_norm_of(&TextCohort::of(model, src, a, split)?, &text)?,
-    };
-    let sims: Vec<Vec<f32>> = sims.iter().map(|r| norm.apply(r)).collect();
-    let query_sims = sims[a.exemplars.len()..].to_vec();
     let beta = cfg.eval.text_prior as f32;
     if beta > 0.0 {
+        // the prior mixes similarities normalised by the training cohort's (the run's stored
+        // cohort, or the same draw taken now for a run made before training kept one)
+        let norm = match model.text_norm(&text)? {
+            Some(n) => n,
+            None => model.text_norm_of(&TextCohort::of(model, src, a, split)?, &text)?,
+        };
+        let sims: Vec<Vec<f32>> = sims.iter().map(|r| norm.apply(r)).collect();
+        let query_sims = sims[a.exemplars.len()..].to_vec();
         let mut r = evaluate_with_text(set, &query_sims, beta)?;
         let draws = Draws {
             count: cfg.eval.draws,
