@@ -230,6 +230,25 @@ pub fn enroll(a: EnrollArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--classes` of `recognize` and `stream`: which described classes zero-shot ranks.
+#[derive(Args)]
+pub struct OnlyClasses {
+    /// Without --gallery: only these of the file's classes (comma-separated names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "describe",
+        conflicts_with = "gallery"
+    )]
+    classes: Vec<String>,
+}
+
+impl OnlyClasses {
+    fn get(&self) -> Option<&[String]> {
+        Some(self.classes.as_slice()).filter(|c| !c.is_empty())
+    }
+}
+
 #[derive(Args)]
 pub struct RecognizeArgs {
     #[command(flatten)]
@@ -245,14 +264,8 @@ pub struct RecognizeArgs {
     /// gallery's classes, which the file must all describe.
     #[arg(long, value_name = "FILE")]
     describe: Option<PathBuf>,
-    /// Without --gallery: only these of the file's classes (comma-separated names).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        requires = "describe",
-        conflicts_with = "gallery"
-    )]
-    classes: Vec<String>,
+    #[command(flatten)]
+    only: OnlyClasses,
     /// The description prior's weight with --gallery and --describe (0..1; 0.1 was chosen on
     /// MSR Action3D's validation splits, docs/results.md).
     #[arg(long, value_name = "WEIGHT", default_value_t = 0.1, requires_all = ["describe", "gallery"])]
@@ -354,7 +367,7 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
         file,
         match g {
             Some(g) => Some(g.classes.as_slice()),
-            None => Some(a.classes.as_slice()).filter(|c| !c.is_empty()),
+            None => a.only.get(),
         },
     )?;
     let inputs = read_inputs(l, &a.files, a.model.layout.as_deref())?;
@@ -554,14 +567,8 @@ pub struct StreamArgs {
     /// gallery when the file describes all its classes). Without --gallery: zero-shot alone.
     #[arg(long, value_name = "FILE")]
     describe: Option<PathBuf>,
-    /// Without --gallery: only these of the file's classes (comma-separated names).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        requires = "describe",
-        conflicts_with = "gallery"
-    )]
-    classes: Vec<String>,
+    #[command(flatten)]
+    only: OnlyClasses,
     /// The description prior's weight with --describe (0..1).
     #[arg(
         long,
@@ -599,11 +606,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         ..Default::default()
     };
     let describer = match &a.describe {
-        Some(file) => Some(describer(
-            &l,
-            file,
-            Some(a.classes.as_slice()).filter(|c| !c.is_empty()),
-        )?),
+        Some(file) => Some(describer(&l, file, a.only.get())?),
         None => None,
     };
     let mut events = json_lines(std::io::stdout().lock());
