@@ -693,8 +693,8 @@ pub fn calibrate_threshold(
 /// [`calibrate_threshold`] on scores already computed: `rows[i][c]` is sample `i`'s score for
 /// class `c` (not finite: the class takes no part), `own[i]` its class. A sample's impostor
 /// score is its best score among the other classes; it is accepted as genuine when its own
-/// class scores best (ties to the lower index) at or above the threshold. What the zero-shot
-/// threshold is calibrated with, from similarities to class descriptions.
+/// class scores best (ties to the lower index) at or above the threshold. What `crossglg eval
+/// --open-set --zero-shot` calibrates its thresholds on description similarities with.
 pub fn calibrate_rows(
     rows: &[Vec<f32>],
     own: &[usize],
