@@ -335,11 +335,17 @@ pub fn recognize(a: RecognizeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The run's describer of `file`'s classes (all, or `classes`); says so when the run has no
-/// text cohort, whose description prior then mixes raw similarities.
-fn describer(l: &Loaded, file: &Path, classes: Option<&[String]>) -> Result<run::ClassDescriber> {
+/// The run's describer of `file`'s classes (all, or `classes`); with `prior` (a gallery to mix
+/// with) says so when the run has no text cohort, whose description prior then mixes raw
+/// similarities.
+fn describer(
+    l: &Loaded,
+    file: &Path,
+    classes: Option<&[String]>,
+    prior: bool,
+) -> Result<run::ClassDescriber> {
     let d = run::ClassDescriber::new(l.model.clone(), &l.text, &l.layout, file, classes)?;
-    if d.norm.is_none() {
+    if prior && d.norm.is_none() {
         eprintln!(
             "note: {} has no text cohort (made before training kept one): the description prior \
              mixes raw similarities; `crossglg eval {}` writes it",
@@ -369,6 +375,7 @@ fn recognize_described(a: &RecognizeArgs, l: &Loaded, g: Option<&Gallery>) -> Re
             Some(g) => Some(g.classes.as_slice()),
             None => a.only.get(),
         },
+        g.is_some(),
     )?;
     let inputs = read_inputs(l, &a.files, a.model.layout.as_deref())?;
     let skeletons: Vec<Skeleton> = inputs.iter().map(|(_, s)| s.clone()).collect();
@@ -497,7 +504,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let has_token = opts.token.is_some();
     let describer = match &a.describe {
         Some(file) => {
-            let d = describer(&l, file, None)?;
+            let d = describer(&l, file, None, true)?;
             Some(std::sync::Arc::new(d) as std::sync::Arc<_>)
         }
         None => None,
@@ -606,7 +613,7 @@ pub fn stream(a: StreamArgs) -> Result<()> {
         ..Default::default()
     };
     let describer = match &a.describe {
-        Some(file) => Some(describer(&l, file, a.only.get())?),
+        Some(file) => Some(describer(&l, file, a.only.get(), a.gallery.is_some())?),
         None => None,
     };
     let mut events = json_lines(std::io::stdout().lock());
