@@ -1099,13 +1099,8 @@ impl TextCohort {
         a: &Assignment,
         split: &Split,
     ) -> Result<Self, RunError> {
-        let aux = &split.auxiliary_classes;
-        let labels: Vec<usize> = train_labels(src, a, aux)?
-            .iter()
-            .map(|&l| l as usize)
-            .collect();
-        let cap = (TEXT_COHORT_SIZE / aux.len().max(1)).max(1);
-        let (idx, _) = cap_per_class(&a.train, &labels, aux.len(), Some(cap));
+        let aux = split.auxiliary_classes.len();
+        let (idx, _) = capped_training(src, a, split, (TEXT_COHORT_SIZE / aux.max(1)).max(1))?;
         let (mut es, mut fs) = (Vec::new(), Vec::new());
         for chunk in idx.chunks(model.batch_size.max(1)) {
             let x = batch_tensor(&model.pre, src, chunk, Mode::Test, 0, 0, &model.device)?;
@@ -1805,17 +1800,8 @@ pub fn zero_shot_calibration(run: &LoadedRun) -> Result<ThresholdCalibration, Ru
     let src = run.src.as_ref();
     let aux = &run.split.auxiliary_classes;
     let aux_names: Vec<String> = aux.iter().map(|&c| src.classes()[c].clone()).collect();
-    let labels: Vec<usize> = train_labels(src, &run.assignment, aux)?
-        .iter()
-        .map(|&l| l as usize)
-        .collect();
     let text = training_class_text(&run.cfg, src, &aux_names, &run.layout, &run.model.device)?;
-    let (idx, own) = cap_per_class(
-        &run.assignment.train,
-        &labels,
-        aux.len(),
-        Some(ZERO_SHOT_CALIBRATION_CAP),
-    );
+    let (idx, own) = capped_training(src, &run.assignment, &run.split, ZERO_SHOT_CALIBRATION_CAP)?;
     let rows = run
         .model
         .text_similarity_indices(src, &idx, &text)?
@@ -2259,6 +2245,22 @@ pub struct AgreementOptions {
 
 /// At most `cap` samples of each of `k` classes, chosen by a keyed shuffle of each class's
 /// samples (the same choice on every call), in their original order; everything without a cap.
+/// At most `cap` training samples of each training class (a fixed draw, [`cap_per_class`]) and
+/// their training-label positions.
+fn capped_training(
+    src: &dyn SampleSource,
+    a: &Assignment,
+    split: &Split,
+    cap: usize,
+) -> Result<(Vec<usize>, Vec<usize>), RunError> {
+    let aux = &split.auxiliary_classes;
+    let labels: Vec<usize> = train_labels(src, a, aux)?
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
+    Ok(cap_per_class(&a.train, &labels, aux.len(), Some(cap)))
+}
+
 fn cap_per_class(
     samples: &[usize],
     labels: &[usize],
